@@ -71,17 +71,21 @@ impl Geometry {
         h.descrip = descrip;
         set_sform(&mut h, &affine, 1);
         set_qform(&mut h, &affine, 1);
-        Geometry::from_header(h).unwrap_or_else(|_| {
-            // Only a degenerate affine (zero columns) can make the qform invalid; keep
-            // the sform then, which is what readers use first anyway.
-            let spacing = column_norms(&affine).map(|s| if s > 0.0 { s } else { 1.0 });
-            Geometry {
-                dims,
-                spacing,
-                affine: round_f32(&affine),
-                header: NiftiHeader::default(),
-            }
-        })
+        if let Ok(g) = Geometry::from_header(h.clone()) {
+            return g;
+        }
+        // Only a degenerate affine (a zero column) or zero dims get here: keep the sform,
+        // which readers use first, and drop the qform.
+        h.qform_code = 0;
+        if let Ok(g) = Geometry::from_header(h.clone()) {
+            return g;
+        }
+        Geometry {
+            dims,
+            spacing: column_norms(&affine).map(|s| if s > 0.0 { s } else { 1.0 }),
+            affine: round_f32(&affine),
+            header: h,
+        }
     }
 
     /// Builds the geometry of a parsed header. Applies nibabel's load-time header fixes
@@ -628,6 +632,17 @@ mod tests {
             ..NiftiHeader::default()
         };
         assert!(Geometry::from_header(h).is_err());
+    }
+
+    #[test]
+    fn degenerate_affine_keeps_the_sform() {
+        let mut aff = [[0.0; 4]; 4];
+        aff[0][3] = 5.0;
+        aff[3][3] = 1.0;
+        let g = Geometry::from_affine([2, 2, 2], aff);
+        assert_eq!(g.affine, aff);
+        assert_eq!(g.sform_code(), 1);
+        assert_eq!(g.header().srow_x, [0.0, 0.0, 0.0, 5.0]);
     }
 
     #[test]

@@ -70,7 +70,10 @@ impl VolumeInfo {
         let _ = writeln!(
             s,
             "spacing:  {} x {} x {} mm",
-            self.spacing[0], self.spacing[1], self.spacing[2]
+            // pixdim is float32: print it as such (1.2, not 1.2000000476837158).
+            self.spacing[0] as f32,
+            self.spacing[1] as f32,
+            self.spacing[2] as f32
         );
         let _ = writeln!(s, "affine:");
         for row in &self.affine {
@@ -80,8 +83,9 @@ impl VolumeInfo {
                 row[0], row[1], row[2], row[3]
             );
         }
-        let _ = writeln!(s, "min:      {}", self.min);
-        let _ = writeln!(s, "max:      {}", self.max);
+        // Voxel values are float32, so are their extremes.
+        let _ = writeln!(s, "min:      {}", self.min as f32);
+        let _ = writeln!(s, "max:      {}", self.max as f32);
         let _ = writeln!(s, "mean:     {}", self.mean);
         let _ = writeln!(s, "sum:      {}", self.sum);
         s
