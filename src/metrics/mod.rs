@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn hand_computed_small_case() {
-        // 4×1×1 line, spacing 2 mm along x (voxel 8 mm³ = 0.008 ml).
+        // 4×1×1 line, spacing 2 mm along x (voxel 2 mm³ = 0.002 ml).
         // gt:   ED NCR ET .      pred: ED ET ET ED
         let gt = grid(
             [4, 1, 1],
@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(wt.sensitivity, 1.0);
         assert_eq!(wt.specificity, 0.0);
         assert_eq!((wt.pred_voxels, wt.gt_voxels), (4, 3));
-        assert!((wt.pred_volume_ml - 0.032).abs() < 1e-12);
+        assert!((wt.pred_volume_ml - 0.008).abs() < 1e-12);
         // WT surfaces: every voxel of a 1-voxel-thick line. pred→gt: 0,0,0,2; gt→pred: 0,0,0.
         // Pooled sorted [0×6, 2]: rank 5.7 → 0 + 0.7 · 2 = 1.4.
         assert!((wt.hd95 - 1.4).abs() < 1e-12, "{}", wt.hd95);
