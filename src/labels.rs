@@ -271,9 +271,7 @@ impl FromStr for LabelConvention {
 }
 
 /// A label map held values outside its convention.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{count} voxels have labels outside the {convention} convention (valid {valid:?}): {}",
-    format_values(.values, *.more))]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LabelError {
     /// The convention the map was read with.
     pub convention: &'static str,
@@ -292,17 +290,26 @@ impl LabelError {
     pub const MAX_VALUES: usize = 10;
 }
 
-fn format_values(values: &[f32], more: bool) -> String {
-    let mut s = values
-        .iter()
-        .map(|v| v.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    if more {
-        s.push_str(", …");
+impl fmt::Display for LabelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let values = self
+            .values
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        write!(
+            f,
+            "{} voxels have labels outside the {} convention (valid {:?}): {values}{}",
+            self.count,
+            self.convention,
+            self.valid,
+            if self.more { ", …" } else { "" }
+        )
     }
-    s
 }
+
+impl std::error::Error for LabelError {}
 
 /// Collects the distinct invalid values met while converting a label map.
 #[derive(Default)]

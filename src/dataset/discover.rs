@@ -139,16 +139,17 @@ fn looks_like_case(dir: &Path) -> bool {
 
 /// The layout of a folder of case folders, from the case folder names.
 fn folder_layout(ids: &[String]) -> Layout {
-    let all = |f: &dyn Fn(&str) -> bool| !ids.is_empty() && ids.iter().all(|id| f(id));
-    if all(&|id| id.starts_with("BraTS20_")) {
+    let all = |prefixes: &[&str]| {
+        !ids.is_empty()
+            && ids
+                .iter()
+                .all(|id| prefixes.iter().any(|p| id.starts_with(p)))
+    };
+    if all(&["BraTS20_"]) {
         Layout::Brats2020
-    } else if all(&|id| id.starts_with("BraTS2021_")) {
+    } else if all(&["BraTS2021_"]) {
         Layout::Brats2021
-    } else if all(&|id| {
-        ["BraTS-GLI-", "BraTS-MEN-", "BraTS-MET-", "BraTS-PED-", "BraTS-SSA-"]
-            .iter()
-            .any(|p| id.starts_with(p))
-    }) {
+    } else if all(&["BraTS-GLI-", "BraTS-MEN-", "BraTS-MET-", "BraTS-PED-", "BraTS-SSA-"]) {
         Layout::Brats2023
     } else {
         Layout::Folder

@@ -134,12 +134,12 @@ pub fn load_case(dataset: &Dataset, case: &CaseFiles) -> Result<LoadedCase> {
         if let Some(msg) = non_finite_message(&file.path, m, non_finite(&grid)) {
             bail!("{msg}");
         }
-        match &reference {
-            Some((rp, rg)) if !rg.same_grid(&geom) => {
-                bail!("case {}: {}", case.id, grid_message(rp, rg, &file.path, &geom))
+        if let Some((rp, rg)) = &reference {
+            if !rg.same_grid(&geom) {
+                bail!("case {}: {}", case.id, grid_message(rp, rg, &file.path, &geom));
             }
-            Some(_) => {}
-            None => reference = Some((file.path.clone(), geom)),
+        } else {
+            reference = Some((file.path.clone(), geom));
         }
         images[m.index()] = Some(grid);
     }
@@ -205,13 +205,14 @@ pub fn check_case(dataset: &Dataset, case: &CaseFiles) -> CaseReport {
     let mut problems = case.problems.clone();
     let mut reader = Reader::default();
     let mut reference: Option<(PathBuf, Geometry)> = None;
-    let mut compare = |path: &Path, geom: &Geometry, problems: &mut Vec<String>| match &reference {
-        Some((rp, rg)) => {
+    let mut compare = |path: &Path, geom: &Geometry, problems: &mut Vec<String>| {
+        if let Some((rp, rg)) = &reference {
             if !rg.same_grid(geom) {
                 problems.push(grid_message(rp, rg, path, geom));
             }
+        } else {
+            reference = Some((path.to_path_buf(), geom.clone()));
         }
-        None => reference = Some((path.to_path_buf(), geom.clone())),
     };
     let mut failed: Vec<PathBuf> = Vec::new();
     for m in Modality::ALL {

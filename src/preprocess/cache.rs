@@ -186,7 +186,7 @@ fn grid_from<T>(view: &TensorView<'_>, dims: [usize; 3], dtype: Dtype, conv: imp
             shape_of(dims)
         );
     }
-    let size = dtype.size();
+    let size = dtype.bitsize() / 8;
     let data = view.data().chunks_exact(size).map(conv).collect();
     Grid::from_vec(dims, data).ok_or_else(|| anyhow!("tensor size does not match its shape"))
 }
