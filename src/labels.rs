@@ -246,7 +246,11 @@ impl LabelConvention {
     }
 
     /// Converts a label map of this convention into the labels of `to`.
-    pub fn convert_labels(self, labels: &Grid<u8>, to: LabelConvention) -> Result<Grid<u8>, LabelError> {
+    pub fn convert_labels(
+        self,
+        labels: &Grid<u8>,
+        to: LabelConvention,
+    ) -> Result<Grid<u8>, LabelError> {
         Ok(to.labels_from_classes(&self.classes_from_labels(labels)?))
     }
 }
@@ -434,17 +438,25 @@ mod tests {
             .unwrap();
         assert_eq!(msd.data(), &[0, 2, 1, 3, 0]);
         let floats = labels.map(f32::from);
-        assert_eq!(LabelConvention::Brats.classes_from_values(&floats).unwrap(), classes);
+        assert_eq!(
+            LabelConvention::Brats.classes_from_values(&floats).unwrap(),
+            classes
+        );
     }
 
     #[test]
     fn bad_labels_are_listed_not_mapped() {
         let floats = Grid::from_vec([6, 1, 1], vec![0.0f32, 3.0, 3.0, 1.5, f32::NAN, 4.0]).unwrap();
-        let e = LabelConvention::Brats.classes_from_values(&floats).unwrap_err();
+        let e = LabelConvention::Brats
+            .classes_from_values(&floats)
+            .unwrap_err();
         assert_eq!(e.count, 4);
         assert_eq!(e.values.len(), 3);
         let msg = e.to_string();
-        assert!(msg.contains("1.5") && msg.contains('3') && msg.contains("NaN"), "{msg}");
+        assert!(
+            msg.contains("1.5") && msg.contains('3') && msg.contains("NaN"),
+            "{msg}"
+        );
         let e = LabelConvention::Brats2023
             .classes_from_labels(&Grid::from_vec([2, 1, 1], vec![4u8, 0]).unwrap())
             .unwrap_err();

@@ -40,8 +40,10 @@ impl Nii {
 
     fn bytes(&self) -> Vec<u8> {
         let mut h = vec![0u8; 352];
-        let put_i16 = |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
-        let put_f32 = |h: &mut Vec<u8>, at: usize, v: f32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        let put_i16 =
+            |h: &mut Vec<u8>, at: usize, v: i16| h[at..at + 2].copy_from_slice(&v.to_le_bytes());
+        let put_f32 =
+            |h: &mut Vec<u8>, at: usize, v: f32| h[at..at + 4].copy_from_slice(&v.to_le_bytes());
         h[0..4].copy_from_slice(&348i32.to_le_bytes());
         put_i16(&mut h, 40, self.dims.len() as i16);
         for (i, &d) in self.dims.iter().enumerate() {
@@ -106,7 +108,11 @@ fn image(seed: f32) -> Vec<f32> {
         for y in 0..DIMS[1] {
             for x in 0..DIMS[0] {
                 let inside = (1..5).contains(&x) && (1..4).contains(&y) && (1..3).contains(&z);
-                v.push(if inside { 10.0 + seed + (x + 2 * y + 3 * z) as f32 } else { 0.0 });
+                v.push(if inside {
+                    10.0 + seed + (x + 2 * y + 3 * z) as f32
+                } else {
+                    0.0
+                });
             }
         }
     }
@@ -155,13 +161,18 @@ fn check_json(dir: &Path) -> (bool, serde_json::Value, String) {
 fn check_good_brats2020_with_case_355_and_missing_files() {
     let tmp = common::tempdir();
     let root = tmp.path();
-    brats2020(root, &["BraTS20_Training_001", "BraTS20_Training_002"], ".nii.gz");
+    brats2020(
+        root,
+        &["BraTS20_Training_001", "BraTS20_Training_002"],
+        ".nii.gz",
+    );
     // Case 355: plain .nii files and the odd seg name.
     let id = "BraTS20_Training_355";
     for m in ["t1", "t1ce", "t2", "flair"] {
         Nii::float(&DIMS, image(1.0)).write(&root.join(format!("{id}/{id}_{m}.nii")));
     }
-    Nii::labels(&DIMS, seg([0, 1, 2, 4])).write(&root.join(format!("{id}/W39_1998.09.19_Segm.nii")));
+    Nii::labels(&DIMS, seg([0, 1, 2, 4]))
+        .write(&root.join(format!("{id}/W39_1998.09.19_Segm.nii")));
     // An inference-only case with two modalities.
     let id = "BraTS20_Validation_001";
     Nii::float(&DIMS, image(0.0)).write(&root.join(format!("{id}/{id}_t1ce.nii.gz")));
@@ -192,7 +203,12 @@ fn check_reports_every_problem_and_fails() {
     let root = tmp.path();
     brats2020(
         root,
-        &["BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_003", "BraTS20_Training_004"],
+        &[
+            "BraTS20_Training_001",
+            "BraTS20_Training_002",
+            "BraTS20_Training_003",
+            "BraTS20_Training_004",
+        ],
         ".nii.gz",
     );
     // 001: T2 of another shape.
@@ -230,11 +246,26 @@ fn check_reports_every_problem_and_fails() {
             .iter()
             .any(|p| p.starts_with(case) && words.iter().all(|w| p.contains(w)))
     };
-    assert!(has("BraTS20_Training_001", &["_t2.nii.gz", "shape"]), "{problems:#?}");
-    assert!(has("BraTS20_Training_002", &["_flair.nii.gz", "affine"]), "{problems:#?}");
-    assert!(has("BraTS20_Training_002", &["_seg.nii.gz", "3"]), "{problems:#?}");
-    assert!(has("BraTS20_Training_003", &["_t1.nii.gz"]), "{problems:#?}");
-    assert!(has("BraTS20_Training_004", &["_t1ce.nii.gz"]), "{problems:#?}");
+    assert!(
+        has("BraTS20_Training_001", &["_t2.nii.gz", "shape"]),
+        "{problems:#?}"
+    );
+    assert!(
+        has("BraTS20_Training_002", &["_flair.nii.gz", "affine"]),
+        "{problems:#?}"
+    );
+    assert!(
+        has("BraTS20_Training_002", &["_seg.nii.gz", "3"]),
+        "{problems:#?}"
+    );
+    assert!(
+        has("BraTS20_Training_003", &["_t1.nii.gz"]),
+        "{problems:#?}"
+    );
+    assert!(
+        has("BraTS20_Training_004", &["_t1ce.nii.gz"]),
+        "{problems:#?}"
+    );
     assert_eq!(problems.len(), 5, "{problems:#?}");
 
     // Text mode: one line per problem, never a panic.
@@ -257,7 +288,13 @@ fn check_brats2021_and_2023_conventions() {
     assert_eq!(v["layout"], "brats2021");
 
     let r23 = tmp.path().join("2023");
-    for id in ["BraTS-GLI-00000-000", "BraTS-MEN-00001-000", "BraTS-MET-00002-000", "BraTS-PED-00003-000", "BraTS-SSA-00004-000"] {
+    for id in [
+        "BraTS-GLI-00000-000",
+        "BraTS-MEN-00001-000",
+        "BraTS-MET-00002-000",
+        "BraTS-PED-00003-000",
+        "BraTS-SSA-00004-000",
+    ] {
         for (i, m) in ["t1n", "t1c", "t2w", "t2f"].iter().enumerate() {
             Nii::float(&DIMS, image(i as f32)).write(&r23.join(format!("{id}/{id}-{m}.nii.gz")));
         }
@@ -283,7 +320,11 @@ fn check_msd_4d_images() {
     let tmp = common::tempdir();
     let root = tmp.path().join("Task01_BrainTumour");
     let n: usize = DIMS.iter().product();
-    for (id, train) in [("BRATS_001", true), ("BRATS_002", true), ("BRATS_485", false)] {
+    for (id, train) in [
+        ("BRATS_001", true),
+        ("BRATS_002", true),
+        ("BRATS_485", false),
+    ] {
         let mut v = Vec::new();
         for c in 0..4 {
             v.extend(image(c as f32));
@@ -292,10 +333,15 @@ fn check_msd_4d_images() {
         let folder = if train { "imagesTr" } else { "imagesTs" };
         Nii::float(&dims4, v).write(&root.join(format!("{folder}/{id}.nii.gz")));
         if train {
-            Nii::labels(&DIMS, seg([0, 2, 1, 3])).write(&root.join(format!("labelsTr/{id}.nii.gz")));
+            Nii::labels(&DIMS, seg([0, 2, 1, 3]))
+                .write(&root.join(format!("labelsTr/{id}.nii.gz")));
         }
     }
-    std::fs::write(root.join("imagesTr/._BRATS_001.nii.gz"), b"\0\x05\x16\x07junk").unwrap();
+    std::fs::write(
+        root.join("imagesTr/._BRATS_001.nii.gz"),
+        b"\0\x05\x16\x07junk",
+    )
+    .unwrap();
     std::fs::write(root.join("labelsTr/._BRATS_001.nii.gz"), b"junk").unwrap();
     let (ok, v, e) = check_json(&root);
     assert!(ok, "{v} {e}");
@@ -327,7 +373,9 @@ fn check_missing_or_empty_folder_is_a_clean_error() {
 fn split_is_reproducible_and_respects_ratios() {
     let tmp = common::tempdir();
     let root = tmp.path().join("data");
-    let ids: Vec<String> = (1..=20).map(|i| format!("BraTS20_Training_{i:03}")).collect();
+    let ids: Vec<String> = (1..=20)
+        .map(|i| format!("BraTS20_Training_{i:03}"))
+        .collect();
     // Names only matter for split: empty files suffice.
     for id in &ids {
         for m in ["t1", "flair", "seg"] {
@@ -356,22 +404,44 @@ fn split_is_reproducible_and_respects_ratios() {
     };
     let a = split("a.json", &["--seed", "3"]);
     let b = split("b.json", &["--seed", "3"]);
-    assert_eq!(std::fs::read(out("a.json")).unwrap(), std::fs::read(out("b.json")).unwrap());
+    assert_eq!(
+        std::fs::read(out("a.json")).unwrap(),
+        std::fs::read(out("b.json")).unwrap()
+    );
     assert_eq!(a, b);
     let len = |v: &serde_json::Value, k: &str| v[k].as_array().unwrap().len();
-    assert_eq!((len(&a, "train"), len(&a, "validation"), len(&a, "test")), (14, 2, 4));
+    assert_eq!(
+        (len(&a, "train"), len(&a, "validation"), len(&a, "test")),
+        (14, 2, 4)
+    );
     let c = split("c.json", &["--seed", "4"]);
     assert_ne!(a, c);
     let d = split("d.json", &["--ratios", "50,25,25"]);
-    assert_eq!((len(&d, "train"), len(&d, "validation"), len(&d, "test")), (10, 5, 5));
+    assert_eq!(
+        (len(&d, "train"), len(&d, "validation"), len(&d, "test")),
+        (10, 5, 5)
+    );
     let mut all: Vec<String> = ["train", "validation", "test"]
         .iter()
-        .flat_map(|k| d[k].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()))
+        .flat_map(|k| {
+            d[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+        })
         .collect();
     all.sort();
     assert_eq!(all, ids);
 
-    let (ok, _, stderr) = run(&["dataset", "split", root.to_str().unwrap(), "--out", "x.json", "--ratios", "1,2"]);
+    let (ok, _, stderr) = run(&[
+        "dataset",
+        "split",
+        root.to_str().unwrap(),
+        "--out",
+        "x.json",
+        "--ratios",
+        "1,2",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("ratios"), "{stderr}");
 }

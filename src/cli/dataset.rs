@@ -46,7 +46,9 @@ pub enum DatasetCommand {
 fn parse_ratios(s: &str) -> Result<[u32; 3], String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     let [a, b, c] = parts.as_slice() else {
-        return Err(format!("expected three numbers such as 70,10,20, got '{s}'"));
+        return Err(format!(
+            "expected three numbers such as 70,10,20, got '{s}'"
+        ));
     };
     let parse = |p: &str| {
         p.parse::<u32>()
@@ -94,7 +96,8 @@ fn check(dir: PathBuf, json: bool, labels: Option<LabelConvention>, global: Glob
         ProgressBar::hidden()
     } else {
         let b = ProgressBar::new(ds.cases.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template("checking {bar:30} {pos}/{len} cases {msg}") {
+        if let Ok(style) = ProgressStyle::with_template("checking {bar:30} {pos}/{len} cases {msg}")
+        {
             b.set_style(style);
         }
         b

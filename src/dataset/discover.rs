@@ -119,9 +119,10 @@ fn scan_case_folder(id: String, dir: &Path) -> Result<CaseFiles> {
                     case.seg = Some(path);
                 }
             }
-            None => case
-                .warnings
-                .push(format!("ignored {} (not a known modality or segmentation name)", path.display())),
+            None => case.warnings.push(format!(
+                "ignored {} (not a known modality or segmentation name)",
+                path.display()
+            )),
         }
     }
     Ok(case)
@@ -132,9 +133,9 @@ fn looks_like_case(dir: &Path) -> bool {
     let Ok(entries) = sorted_entries(dir) else {
         return false;
     };
-    entries.iter().any(|(name, _, is_dir)| {
-        !is_dir && nifti_stem(name).and_then(file_role).is_some()
-    })
+    entries
+        .iter()
+        .any(|(name, _, is_dir)| !is_dir && nifti_stem(name).and_then(file_role).is_some())
 }
 
 /// The layout of a folder of case folders, from the case folder names.
@@ -149,7 +150,13 @@ fn folder_layout(ids: &[String]) -> Layout {
         Layout::Brats2020
     } else if all(&["BraTS2021_"]) {
         Layout::Brats2021
-    } else if all(&["BraTS-GLI-", "BraTS-MEN-", "BraTS-MET-", "BraTS-PED-", "BraTS-SSA-"]) {
+    } else if all(&[
+        "BraTS-GLI-",
+        "BraTS-MEN-",
+        "BraTS-MET-",
+        "BraTS-PED-",
+        "BraTS-SSA-",
+    ]) {
         Layout::Brats2023
     } else {
         Layout::Folder
@@ -268,8 +275,8 @@ fn msd_channels(root: &Path) -> Result<[Option<usize>; 4]> {
     if !path.is_file() {
         return Ok(default);
     }
-    let text = fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("cannot parse {} as JSON", path.display()))?;
     let Some(map) = json.get("modality").and_then(|m| m.as_object()) else {
@@ -277,9 +284,12 @@ fn msd_channels(root: &Path) -> Result<[Option<usize>; 4]> {
     };
     let mut channels = [None; 4];
     for (k, v) in map {
-        let ch: usize = k
-            .parse()
-            .with_context(|| format!("{}: modality key '{k}' is not a channel number", path.display()))?;
+        let ch: usize = k.parse().with_context(|| {
+            format!(
+                "{}: modality key '{k}' is not a channel number",
+                path.display()
+            )
+        })?;
         let name = v.as_str().unwrap_or("");
         let m: Modality = name
             .parse()
@@ -329,8 +339,10 @@ fn try_msd(root: &Path) -> Result<Option<Dataset>> {
                 }
             }
             if let Some(prev) = by_id.get_mut(&id) {
-                prev.problems
-                    .push(format!("case id {id} appears twice (also {})", path.display()));
+                prev.problems.push(format!(
+                    "case id {id} appears twice (also {})",
+                    path.display()
+                ));
                 continue;
             }
             by_id.insert(id, case);
@@ -351,13 +363,34 @@ mod tests {
     #[test]
     fn roles_from_names() {
         let role = |n: &str| nifti_stem(n).and_then(file_role);
-        assert_eq!(role("BraTS20_Training_001_t1.nii.gz"), Some(FileRole::Image(Modality::T1)));
-        assert_eq!(role("BraTS20_Training_001_t1ce.nii"), Some(FileRole::Image(Modality::T1c)));
-        assert_eq!(role("BraTS2021_00000_flair.nii.gz"), Some(FileRole::Image(Modality::Flair)));
-        assert_eq!(role("BraTS-GLI-00000-000-t1n.nii.gz"), Some(FileRole::Image(Modality::T1)));
-        assert_eq!(role("BraTS-GLI-00000-000-t1c.nii.gz"), Some(FileRole::Image(Modality::T1c)));
-        assert_eq!(role("BraTS-PED-00000-000-t2w.nii.gz"), Some(FileRole::Image(Modality::T2)));
-        assert_eq!(role("BraTS-SSA-00000-000-t2f.nii.gz"), Some(FileRole::Image(Modality::Flair)));
+        assert_eq!(
+            role("BraTS20_Training_001_t1.nii.gz"),
+            Some(FileRole::Image(Modality::T1))
+        );
+        assert_eq!(
+            role("BraTS20_Training_001_t1ce.nii"),
+            Some(FileRole::Image(Modality::T1c))
+        );
+        assert_eq!(
+            role("BraTS2021_00000_flair.nii.gz"),
+            Some(FileRole::Image(Modality::Flair))
+        );
+        assert_eq!(
+            role("BraTS-GLI-00000-000-t1n.nii.gz"),
+            Some(FileRole::Image(Modality::T1))
+        );
+        assert_eq!(
+            role("BraTS-GLI-00000-000-t1c.nii.gz"),
+            Some(FileRole::Image(Modality::T1c))
+        );
+        assert_eq!(
+            role("BraTS-PED-00000-000-t2w.nii.gz"),
+            Some(FileRole::Image(Modality::T2))
+        );
+        assert_eq!(
+            role("BraTS-SSA-00000-000-t2f.nii.gz"),
+            Some(FileRole::Image(Modality::Flair))
+        );
         assert_eq!(role("BraTS-MET-00000-000-seg.nii.gz"), Some(FileRole::Seg));
         assert_eq!(role("W39_1998.09.19_Segm.nii"), Some(FileRole::Seg));
         assert_eq!(role("t2.nii.gz"), Some(FileRole::Image(Modality::T2)));
@@ -370,12 +403,18 @@ mod tests {
     #[test]
     fn layouts_from_folder_names() {
         let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(folder_layout(&ids(&["BraTS20_Training_001"])), Layout::Brats2020);
+        assert_eq!(
+            folder_layout(&ids(&["BraTS20_Training_001"])),
+            Layout::Brats2020
+        );
         assert_eq!(folder_layout(&ids(&["BraTS2021_00000"])), Layout::Brats2021);
         assert_eq!(
             folder_layout(&ids(&["BraTS-GLI-00000-000", "BraTS-MEN-00001-000"])),
             Layout::Brats2023
         );
-        assert_eq!(folder_layout(&ids(&["BraTS20_Training_001", "mine"])), Layout::Folder);
+        assert_eq!(
+            folder_layout(&ids(&["BraTS20_Training_001", "mine"])),
+            Layout::Folder
+        );
     }
 }

@@ -55,7 +55,12 @@ impl Reader {
     }
 
     /// The 3D image of one modality: the file's only volume, or its `channel` for a 4D file.
-    fn image(&mut self, path: &Path, channel: Option<usize>, m: Modality) -> Result<(Geometry, Grid<f32>)> {
+    fn image(
+        &mut self,
+        path: &Path,
+        channel: Option<usize>,
+        m: Modality,
+    ) -> Result<(Geometry, Grid<f32>)> {
         let vol = self.volume(path)?;
         let n = vol.channels.len();
         let grid = match channel {
@@ -136,7 +141,11 @@ pub fn load_case(dataset: &Dataset, case: &CaseFiles) -> Result<LoadedCase> {
         }
         if let Some((rp, rg)) = &reference {
             if !rg.same_grid(&geom) {
-                bail!("case {}: {}", case.id, grid_message(rp, rg, &file.path, &geom));
+                bail!(
+                    "case {}: {}",
+                    case.id,
+                    grid_message(rp, rg, &file.path, &geom)
+                );
             }
         } else {
             reference = Some((file.path.clone(), geom));
@@ -156,7 +165,11 @@ pub fn load_case(dataset: &Dataset, case: &CaseFiles) -> Result<LoadedCase> {
         if let Some((rp, rg)) = &reference
             && !rg.same_grid(&vol.geometry)
         {
-            bail!("case {}: {}", case.id, grid_message(rp, rg, seg, &vol.geometry));
+            bail!(
+                "case {}: {}",
+                case.id,
+                grid_message(rp, rg, seg, &vol.geometry)
+            );
         }
         let c = dataset
             .convention
@@ -304,7 +317,12 @@ pub(crate) mod tests {
     pub(crate) fn write_case(root: &Path, id: &str, labels: [u8; 3]) {
         let g = geometry(0.0);
         for (i, m) in ["t1", "t1ce", "t2", "flair"].iter().enumerate() {
-            write_float(&root.join(format!("{id}/{id}_{m}.nii.gz")), &g, &image(i as f32)).unwrap();
+            write_float(
+                &root.join(format!("{id}/{id}_{m}.nii.gz")),
+                &g,
+                &image(i as f32),
+            )
+            .unwrap();
         }
         let mut seg = Grid::<u8>::zeros(DIMS);
         seg.set(1, 1, 1, labels[0]);
@@ -323,7 +341,15 @@ pub(crate) mod tests {
         assert_eq!(case.geometry.dims, DIMS);
         assert_eq!(case.images[2].as_ref().unwrap(), &image(2.0));
         let c = case.classes.unwrap();
-        assert_eq!([c.get(1, 1, 1), c.get(2, 1, 1), c.get(3, 1, 1), c.get(0, 0, 0)], [1, 2, 3, 0]);
+        assert_eq!(
+            [
+                c.get(1, 1, 1),
+                c.get(2, 1, 1),
+                c.get(3, 1, 1),
+                c.get(0, 0, 0)
+            ],
+            [1, 2, 3, 0]
+        );
         let report = check_case(&ds, &ds.cases[0]);
         assert!(report.problems.is_empty(), "{:?}", report.problems);
         assert_eq!(report.shape, Some(DIMS));
@@ -344,7 +370,10 @@ pub(crate) mod tests {
         let flair = dir.path().join(format!("{id}/{id}_flair.nii.gz"));
         write_float(&flair, &geometry(2.0), &image(0.0)).unwrap();
         let e = format!("{:#}", load_case(&ds23, &ds23.cases[0]).unwrap_err());
-        assert!(e.contains("_t1.nii.gz") && e.contains("_flair.nii.gz") && e.contains("affine"), "{e}");
+        assert!(
+            e.contains("_t1.nii.gz") && e.contains("_flair.nii.gz") && e.contains("affine"),
+            "{e}"
+        );
 
         let t2 = dir.path().join(format!("{id}/{id}_t2.nii.gz"));
         std::fs::write(&t2, b"not a nifti").unwrap();

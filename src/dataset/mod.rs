@@ -121,7 +121,11 @@ impl CaseFiles {
 
     /// The modalities this case has.
     pub fn available(&self) -> Subset {
-        Subset::from_modalities(Modality::ALL.into_iter().filter(|m| self.images[m.index()].is_some()))
+        Subset::from_modalities(
+            Modality::ALL
+                .into_iter()
+                .filter(|m| self.images[m.index()].is_some()),
+        )
     }
 
     /// Whether the case has a segmentation.
@@ -208,10 +212,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path().join("MICCAI_BraTS2020_TrainingData");
         for m in ["t1", "t1ce", "t2", "flair", "seg"] {
-            touch(&r, &format!("BraTS20_Training_002/BraTS20_Training_002_{m}.nii.gz"));
+            touch(
+                &r,
+                &format!("BraTS20_Training_002/BraTS20_Training_002_{m}.nii.gz"),
+            );
         }
         for m in ["t1", "t1ce", "t2", "flair"] {
-            touch(&r, &format!("BraTS20_Training_355/BraTS20_Training_355_{m}.nii"));
+            touch(
+                &r,
+                &format!("BraTS20_Training_355/BraTS20_Training_355_{m}.nii"),
+            );
         }
         touch(&r, "BraTS20_Training_355/W39_1998.09.19_Segm.nii");
         touch(&r, "BraTS20_Training_001/BraTS20_Training_001_flair.nii.gz");
@@ -223,12 +233,22 @@ mod tests {
         assert_eq!(ds.convention, LabelConvention::Brats);
         assert_eq!(
             ds.ids(),
-            ["BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_355"]
+            [
+                "BraTS20_Training_001",
+                "BraTS20_Training_002",
+                "BraTS20_Training_355"
+            ]
         );
         assert_eq!(ds.cases[0].available().name(), "0001");
         assert!(!ds.cases[0].has_seg());
         assert_eq!(ds.cases[1].available(), Subset::FULL);
-        assert!(ds.cases[2].seg.as_ref().unwrap().ends_with("W39_1998.09.19_Segm.nii"));
+        assert!(
+            ds.cases[2]
+                .seg
+                .as_ref()
+                .unwrap()
+                .ends_with("W39_1998.09.19_Segm.nii")
+        );
         assert!(ds.cases.iter().all(|c| c.problems.is_empty()));
     }
 

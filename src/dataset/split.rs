@@ -221,7 +221,10 @@ mod tests {
         rev.reverse();
         let b = Split::random(&rev, 7, [70, 10, 20]).unwrap();
         assert_eq!(a, b);
-        assert_eq!((a.train.len(), a.validation.len(), a.test.len()), (21, 3, 6));
+        assert_eq!(
+            (a.train.len(), a.validation.len(), a.test.len()),
+            (21, 3, 6)
+        );
         let c = Split::random(&ids(30), 8, [70, 10, 20]).unwrap();
         assert_ne!(a, c);
         let mut all: Vec<_> = a.all().cloned().collect();

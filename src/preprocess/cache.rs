@@ -58,8 +58,7 @@ pub fn cache_key(
     field("convention", dataset.convention.name().as_bytes());
     field("id", case.id.as_bytes());
     let mut describe = |role: String, path: &Path, channel: Option<usize>| -> Result<()> {
-        let meta =
-            fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let mtime = meta
             .modified()
@@ -177,7 +176,12 @@ pub fn encode(case: &PreprocessedCase, key: &str) -> Result<Vec<u8>> {
     serialize(refs, Some(meta)).map_err(|e| anyhow!("cannot encode case {}: {e}", case.id))
 }
 
-fn grid_from<T>(view: &TensorView<'_>, dims: [usize; 3], dtype: Dtype, conv: impl Fn(&[u8]) -> T) -> Result<Grid<T>> {
+fn grid_from<T>(
+    view: &TensorView<'_>,
+    dims: [usize; 3],
+    dtype: Dtype,
+    conv: impl Fn(&[u8]) -> T,
+) -> Result<Grid<T>> {
     if view.dtype() != dtype || view.shape() != shape_of(dims).as_slice() {
         bail!(
             "tensor of dtype {:?} shape {:?}, expected {dtype:?} {:?}",
@@ -262,8 +266,11 @@ impl Cache {
 
     /// Where the entry of `case` with `key` lives.
     pub fn entry_path(&self, case: &CaseFiles, key: &str) -> PathBuf {
-        self.dir
-            .join(format!("{}-{}.safetensors", file_stem(&case.id), &key[..16]))
+        self.dir.join(format!(
+            "{}-{}.safetensors",
+            file_stem(&case.id),
+            &key[..16]
+        ))
     }
 
     /// The preprocessed case from the cache if an entry for exactly these inputs and
@@ -325,11 +332,21 @@ mod tests {
         // A hit is served from the file, not recomputed: plant a marked entry.
         let mut marked = first.clone();
         marked.id = "marked".into();
-        atomic_write_bytes(&cache.entry_path(case, &key), &encode(&marked, &key).unwrap()).unwrap();
-        assert_eq!(cache.get_or_compute(&ds, case, &settings).unwrap().id, "marked");
+        atomic_write_bytes(
+            &cache.entry_path(case, &key),
+            &encode(&marked, &key).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            cache.get_or_compute(&ds, case, &settings).unwrap().id,
+            "marked"
+        );
 
         // A changed setting is a new entry.
-        let other = PreprocessSettings { margin: 1, ..settings };
+        let other = PreprocessSettings {
+            margin: 1,
+            ..settings
+        };
         assert_ne!(cache_key(&ds, case, &other).unwrap(), key);
         cache.get_or_compute(&ds, case, &other).unwrap();
         assert_eq!(entries(cache_dir.path()), 2);
@@ -337,7 +354,8 @@ mod tests {
         // A touched input file is a new key.
         let t1 = data.path().join(format!("{id}/{id}_t1.nii.gz"));
         let f = fs::File::options().write(true).open(&t1).unwrap();
-        f.set_modified(SystemTime::now() + Duration::from_secs(3600)).unwrap();
+        f.set_modified(SystemTime::now() + Duration::from_secs(3600))
+            .unwrap();
         drop(f);
         assert_ne!(cache_key(&ds, case, &settings).unwrap(), key);
 

@@ -72,7 +72,10 @@ impl PreprocessedCase {
 
 /// Crops and normalises a loaded case (see [`PreprocessSettings`]). Errors if the case has
 /// no image, or NaN/Inf voxels.
-pub fn preprocess_case(case: &LoadedCase, settings: &PreprocessSettings) -> Result<PreprocessedCase> {
+pub fn preprocess_case(
+    case: &LoadedCase,
+    settings: &PreprocessSettings,
+) -> Result<PreprocessedCase> {
     let dims = case.geometry.dims;
     let present: Vec<&Grid<f32>> = case.images.iter().flatten().collect();
     if present.is_empty() {
@@ -89,7 +92,11 @@ pub fn preprocess_case(case: &LoadedCase, settings: &PreprocessSettings) -> Resu
                 );
             }
             if g.data().iter().any(|v| !v.is_finite()) {
-                bail!("case {}: {} image has NaN or infinite voxels", case.id, m.label());
+                bail!(
+                    "case {}: {} image has NaN or infinite voxels",
+                    case.id,
+                    m.label()
+                );
             }
         }
     }
@@ -101,7 +108,11 @@ pub fn preprocess_case(case: &LoadedCase, settings: &PreprocessSettings) -> Resu
     let images = case.images.each_ref().map(|g| {
         g.as_ref().map(|g| {
             let c = crop.crop(g);
-            if settings.normalize { zscore_nonzero(&c) } else { c }
+            if settings.normalize {
+                zscore_nonzero(&c)
+            } else {
+                c
+            }
         })
     });
     let classes = match &case.classes {
@@ -144,17 +155,30 @@ mod tests {
     fn crops_normalises_and_pastes_back() {
         let case = loaded();
         let p = preprocess_case(&case, &PreprocessSettings::default()).unwrap();
-        assert_eq!(p.crop, CropBox { start: [1, 1, 1], dims: [3, 2, 2] });
+        assert_eq!(
+            p.crop,
+            CropBox {
+                start: [1, 1, 1],
+                dims: [3, 2, 2]
+            }
+        );
         assert_eq!(p.available().name(), "1001");
         let t1 = p.image(Modality::T1).unwrap();
         let (mean, std, n) = crate::preprocess::nonzero_stats(t1);
         assert_eq!(n, 12);
-        assert!(mean.abs() < 1e-6 && (std - 1.0).abs() < 1e-5, "{mean} {std}");
+        assert!(
+            mean.abs() < 1e-6 && (std - 1.0).abs() < 1e-5,
+            "{mean} {std}"
+        );
         let classes = p.classes.as_ref().unwrap();
         assert_eq!(classes.get(1, 1, 0), 3);
         assert_eq!(p.paste_back(classes, 0), case.classes.unwrap());
 
-        let raw = PreprocessSettings { crop: false, normalize: false, margin: 0 };
+        let raw = PreprocessSettings {
+            crop: false,
+            normalize: false,
+            margin: 0,
+        };
         let q = preprocess_case(&loaded(), &raw).unwrap();
         assert_eq!(q.images, loaded().images);
     }

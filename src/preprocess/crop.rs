@@ -72,7 +72,10 @@ impl CropBox {
     /// The part of `grid` inside the box. Panics if the box does not fit the grid.
     pub fn crop<T: Copy>(&self, grid: &Grid<T>) -> Grid<T> {
         let d = grid.dims();
-        assert!(self.fits(d), "crop box {self:?} does not fit a grid of {d:?}");
+        assert!(
+            self.fits(d),
+            "crop box {self:?} does not fit a grid of {d:?}"
+        );
         let [sx, sy, sz] = self.start;
         let [cx, cy, cz] = self.dims;
         let mut out = Vec::with_capacity(cx * cy * cz);
@@ -90,8 +93,15 @@ impl CropBox {
     /// back at the box: the inverse of [`CropBox::crop`] inside the box. Panics if the
     /// dims do not match the box.
     pub fn uncrop<T: Copy>(&self, cropped: &Grid<T>, full_dims: [usize; 3], fill: T) -> Grid<T> {
-        assert_eq!(cropped.dims(), self.dims, "uncrop: grid is not of the box's dims");
-        assert!(self.fits(full_dims), "crop box {self:?} does not fit {full_dims:?}");
+        assert_eq!(
+            cropped.dims(),
+            self.dims,
+            "uncrop: grid is not of the box's dims"
+        );
+        assert!(
+            self.fits(full_dims),
+            "crop box {self:?} does not fit {full_dims:?}"
+        );
         let mut out = Grid::filled(full_dims, fill);
         let [sx, sy, sz] = self.start;
         let [cx, cy, cz] = self.dims;
