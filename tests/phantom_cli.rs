@@ -26,7 +26,17 @@ fn stderr(o: &std::process::Output) -> String {
 fn writes_two_tiny_cases_that_read_back() {
     let dir = common::tempdir();
     let out = dir.path().join("phantoms");
-    let o = phantom(&["--out", out.to_str().unwrap(), "--cases", "2", "--shape", "32,32,32", "--seed", "7", "-q"]);
+    let o = phantom(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--cases",
+        "2",
+        "--shape",
+        "32,32,32",
+        "--seed",
+        "7",
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = read_manifest(&out).unwrap().expect("phantom.json");
     assert!(m.matches(2, [32, 32, 32], 7));
@@ -48,7 +58,12 @@ fn writes_two_tiny_cases_that_read_back() {
         }
         let seg = read_volume(&folder.join(format!("{id}_seg.nii.gz"))).unwrap();
         let labels: Vec<u8> = seg.channels[0].data().iter().map(|&v| v as u8).collect();
-        let want: Vec<u8> = expected.classes.data().iter().map(|&c| [0, 1, 2, 4][c as usize]).collect();
+        let want: Vec<u8> = expected
+            .classes
+            .data()
+            .iter()
+            .map(|&c| [0, 1, 2, 4][c as usize])
+            .collect();
         assert_eq!(labels, want, "{id} seg in BraTS labels");
         let et = want.iter().filter(|&&l| l == 4).count();
         assert_eq!(case.voxels.et, et);
@@ -60,10 +75,20 @@ fn replaces_a_phantom_set_but_refuses_other_folders() {
     let dir = common::tempdir();
     let out = dir.path().join("p");
     let args = |seed: &str| -> Vec<String> {
-        ["--out", out.to_str().unwrap(), "--cases", "1", "--shape", "16,16,16", "--seed", seed, "-q"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "--out",
+            out.to_str().unwrap(),
+            "--cases",
+            "1",
+            "--shape",
+            "16,16,16",
+            "--seed",
+            seed,
+            "-q",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
     let run = |a: Vec<String>| {
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -73,16 +98,34 @@ fn replaces_a_phantom_set_but_refuses_other_folders() {
     let o = run(args("2"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read_manifest(&out).unwrap().unwrap().seed, 2);
-    assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "old set removed");
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "old set removed"
+    );
 
     let other = dir.path().join("mine");
     fs::create_dir(&other).unwrap();
     fs::write(other.join("notes.txt"), "keep me").unwrap();
-    let o = phantom(&["--out", other.to_str().unwrap(), "--cases", "1", "--shape", "16,16,16", "-q"]);
+    let o = phantom(&[
+        "--out",
+        other.to_str().unwrap(),
+        "--cases",
+        "1",
+        "--shape",
+        "16,16,16",
+        "-q",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("refusing to overwrite") && e.trim().lines().count() == 1, "{e}");
-    assert_eq!(fs::read_to_string(other.join("notes.txt")).unwrap(), "keep me");
+    assert!(
+        e.contains("refusing to overwrite") && e.trim().lines().count() == 1,
+        "{e}"
+    );
+    assert_eq!(
+        fs::read_to_string(other.join("notes.txt")).unwrap(),
+        "keep me"
+    );
     assert!(!Path::new(&other.join("phantom.json")).exists());
 }
 
@@ -93,13 +136,22 @@ fn bad_options_fail_on_one_line_naming_the_option() {
     let out = out.to_str().unwrap();
     for (args, name) in [
         (vec!["--out", out, "--cases", "0"], "--cases"),
-        (vec!["--out", out, "--cases", "1", "--shape", "32,32"], "--shape"),
-        (vec!["--out", out, "--cases", "1", "--shape", "2,32,32"], "--shape"),
+        (
+            vec!["--out", out, "--cases", "1", "--shape", "32,32"],
+            "--shape",
+        ),
+        (
+            vec!["--out", out, "--cases", "1", "--shape", "2,32,32"],
+            "--shape",
+        ),
     ] {
         let o = phantom(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let e = stderr(&o);
-        assert!(e.contains(name) && e.trim().lines().count() == 1, "{args:?}: {e}");
+        assert!(
+            e.contains(name) && e.trim().lines().count() == 1,
+            "{args:?}: {e}"
+        );
     }
     assert!(!Path::new(out).exists(), "nothing written on bad input");
 }

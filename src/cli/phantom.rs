@@ -33,7 +33,8 @@ pub struct PhantomArgs {
 /// Parses `X,Y,Z` (also `XxYxZ`) into a shape.
 fn parse_shape(text: &str) -> Result<[usize; 3]> {
     let parts: Vec<&str> = text.split([',', 'x']).map(str::trim).collect();
-    let bad = || anyhow::anyhow!("invalid --shape '{text}': expected three positive integers X,Y,Z");
+    let bad =
+        || anyhow::anyhow!("invalid --shape '{text}': expected three positive integers X,Y,Z");
     if parts.len() != 3 {
         return Err(bad());
     }

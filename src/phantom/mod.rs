@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use contrast::Tissue;
 pub use model::Grade;
 pub use write::{
-    ClassVoxels, GENERATOR, MANIFEST, MAX_SIDE, MIN_SIDE, ManifestCase, PhantomManifest, read_manifest,
-    validate_shape, write_dataset,
+    ClassVoxels, GENERATOR, MANIFEST, MAX_SIDE, MIN_SIDE, ManifestCase, PhantomManifest,
+    read_manifest, validate_shape, write_dataset,
 };
 
 use crate::volume::{Geometry, Grid};

@@ -138,11 +138,11 @@ impl Anatomy {
             surface: Fractal::new(seed(rng), 30.0),
             surface_amp: uniform(rng, 0.02, 0.045),
             csf_rim: uniform(rng, 1.2, 2.6),
-            gm_thick: uniform(rng, 2.5, 3.8),
+            gm_thick: uniform(rng, 3.2, 4.6),
             gm_noise: ValueNoise::new(seed(rng), 9.0),
             sulci: Fractal::new(seed(rng), uniform(rng, 13.0, 17.0)),
             sulcus_csf: uniform(rng, 0.05, 0.09),
-            sulcus_gm: uniform(rng, 0.17, 0.24),
+            sulcus_gm: uniform(rng, 0.22, 0.3),
             sulcus_depth: uniform(rng, 10.0, 17.0),
             fissure_half: uniform(rng, 0.8, 1.8),
             fissure_depth: uniform(rng, 28.0, 38.0),
@@ -178,7 +178,11 @@ impl Anatomy {
     /// Depth below the brain surface in mm (negative outside the brain).
     pub(crate) fn depth(&self, b: [f64; 3]) -> f64 {
         // The base of the brain is flatter than its vertex.
-        let az = if b[2] < 0.0 { self.axes[2] * 0.86 } else { self.axes[2] };
+        let az = if b[2] < 0.0 {
+            self.axes[2] * 0.86
+        } else {
+            self.axes[2]
+        };
         let rho = norm([b[0] / self.axes[0], b[1] / self.axes[1], b[2] / az]);
         let rho_p = rho * (1.0 + self.surface_amp * self.surface.at(b));
         let r_dir = if rho > 1e-6 { norm(b) / rho } else { az };
@@ -194,7 +198,8 @@ impl Anatomy {
         let sulcal_depth = soft(self.sulcus_depth - depth, 1.5);
         let sulcus = soft(self.sulcus_csf - s, 0.02) * sulcal_depth;
         let fx = a[0] - 1.5 * self.fissure_wiggle.at(a);
-        let fissure = soft(self.fissure_half - fx.abs(), pv) * soft(self.fissure_depth - depth, 2.0);
+        let fissure =
+            soft(self.fissure_half - fx.abs(), pv) * soft(self.fissure_depth - depth, 2.0);
         let mut vent: f64 = 0.0;
         let vs = self.vent_scale;
         for side in [-1.0, 1.0] {
@@ -221,8 +226,16 @@ impl Anatomy {
         let ds = self.deep_scale;
         let mut deep: f64 = 0.0;
         for side in [-1.0, 1.0] {
-            deep = deep.max(ellipsoid(sub(a, [side * 19.0 * ds, 4.0, 2.0]), [6.0, 12.0, 8.0], pv));
-            deep = deep.max(ellipsoid(sub(a, [side * 9.0 * ds, -14.0, 4.0]), [7.0, 9.0, 7.0], pv));
+            deep = deep.max(ellipsoid(
+                sub(a, [side * 19.0 * ds, 4.0, 2.0]),
+                [6.0, 12.0, 8.0],
+                pv,
+            ));
+            deep = deep.max(ellipsoid(
+                sub(a, [side * 9.0 * ds, -14.0, 4.0]),
+                [7.0, 9.0, 7.0],
+                pv,
+            ));
         }
         let gm = (1.0 - csf) * gm_raw;
         let dgm = (1.0 - csf - gm) * deep;
@@ -275,13 +288,24 @@ struct Lobulated {
 }
 
 impl Lobulated {
-    fn draw(rng: &mut ChaCha8Rng, centre: [f64; 3], radius: f64, extra: usize, spread: f64, amp: f64) -> Self {
+    fn draw(
+        rng: &mut ChaCha8Rng,
+        centre: [f64; 3],
+        radius: f64,
+        extra: usize,
+        spread: f64,
+        amp: f64,
+    ) -> Self {
         let mut blobs = vec![Blob { centre, radius }];
         for _ in 0..extra {
             let d = direction(rng);
             let off = radius * uniform(rng, 0.2, spread);
             blobs.push(Blob {
-                centre: [centre[0] + d[0] * off, centre[1] + d[1] * off, centre[2] + d[2] * off],
+                centre: [
+                    centre[0] + d[0] * off,
+                    centre[1] + d[1] * off,
+                    centre[2] + d[2] * off,
+                ],
                 radius: radius * uniform(rng, 0.45, 0.8),
             });
         }
@@ -334,7 +358,11 @@ pub(crate) struct Tumour {
 
 impl Tumour {
     fn draw(rng: &mut ChaCha8Rng, anatomy: &Anatomy) -> Self {
-        let grade = if rng.random::<f64>() < 0.15 { Grade::Low } else { Grade::High };
+        let grade = if rng.random::<f64>() < 0.15 {
+            Grade::Low
+        } else {
+            Grade::High
+        };
         let d = direction(rng);
         let rho = uniform(rng, 0.15, 0.55);
         let mut centre = [
@@ -356,7 +384,11 @@ impl Tumour {
             Grade::High => {
                 let rim = uniform(rng, 2.5, 7.0).min(core_radius * 0.6);
                 let r = core_radius - rim;
-                if r < 3.0 || rng.random::<f64>() < 0.12 { 0.0 } else { r }
+                if r < 3.0 || rng.random::<f64>() < 0.12 {
+                    0.0
+                } else {
+                    r
+                }
             }
             Grade::Low => {
                 if rng.random::<f64>() < 0.35 {
@@ -366,17 +398,26 @@ impl Tumour {
                 }
             }
         };
-        let edema_extra = rng.random_range(0..3);
-        let edema = Lobulated::draw(rng, centre, edema_radius, edema_extra, 0.6, uniform(rng, 0.2, 0.35));
-        let core_extra = rng.random_range(0..3);
-        let core = Lobulated::draw(rng, centre, core_radius, core_extra, 0.35, uniform(rng, 0.1, 0.2));
+        let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.2, 0.35));
+        let edema = Lobulated::draw(rng, centre, edema_radius, extra, 0.6, amp);
+        let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.1, 0.2));
+        let core = Lobulated::draw(rng, centre, core_radius, extra, 0.35, amp);
         let necrosis = (necrosis_radius > 0.0).then(|| {
             let d = direction(rng);
             let off = uniform(rng, 0.0, 0.25) * (core_radius - necrosis_radius);
-            let c = [centre[0] + d[0] * off, centre[1] + d[1] * off, centre[2] + d[2] * off];
-            Lobulated::draw(rng, c, necrosis_radius, rng.random_range(0..2), 0.3, uniform(rng, 0.1, 0.22))
+            let c = [
+                centre[0] + d[0] * off,
+                centre[1] + d[1] * off,
+                centre[2] + d[2] * off,
+            ];
+            let (extra, amp) = (rng.random_range(0..2), uniform(rng, 0.1, 0.22));
+            Lobulated::draw(rng, c, necrosis_radius, extra, 0.3, amp)
         });
-        let gap_fraction: f64 = if rng.random::<f64>() < 0.5 { uniform(rng, 0.0, 0.3) } else { 0.0 };
+        let gap_fraction: f64 = if rng.random::<f64>() < 0.5 {
+            uniform(rng, 0.0, 0.3)
+        } else {
+            0.0
+        };
         Tumour {
             grade,
             centre,
@@ -404,12 +445,19 @@ impl Tumour {
         let d = sub(b, self.centre);
         let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
         let f = 1.0 - self.mass * (-r2 / (2.0 * self.mass_sigma * self.mass_sigma)).exp();
-        [self.centre[0] + d[0] * f, self.centre[1] + d[1] * f, self.centre[2] + d[2] * f]
+        [
+            self.centre[0] + d[0] * f,
+            self.centre[1] + d[1] * f,
+            self.centre[2] + d[2] * f,
+        ]
     }
 
     /// Radius (mm) around the centre outside which the tumour cannot reach.
     pub(crate) fn reach(&self) -> f64 {
-        self.edema.reach(self.centre).max(self.core.reach(self.centre)) + 1.0
+        self.edema
+            .reach(self.centre)
+            .max(self.core.reach(self.centre))
+            + 1.0
     }
 }
 
@@ -497,7 +545,11 @@ impl CaseModel {
         for _ in 0..n_lesions {
             let d = direction(rng);
             let rho = uniform(rng, 0.2, 0.6);
-            let c = [d[0] * anatomy.axes[0] * rho, d[1] * anatomy.axes[1] * rho, d[2] * anatomy.axes[2] * rho];
+            let c = [
+                d[0] * anatomy.axes[0] * rho,
+                d[1] * anatomy.axes[1] * rho,
+                d[2] * anatomy.axes[2] * rho,
+            ];
             lesions.push(Blob {
                 centre: c,
                 radius: uniform(rng, 1.5, 4.5),
@@ -573,7 +625,11 @@ impl CaseModel {
             let gap = soft(t.gap_noise.at(b) - t.gap_threshold, 0.03);
             let in_core = s_core < 1.0;
             class = if in_core {
-                if t.grade == Grade::High && s_nec >= 1.0 && gap < 0.5 { 3 } else { 1 }
+                if t.grade == Grade::High && s_nec >= 1.0 && gap < 0.5 {
+                    3
+                } else {
+                    1
+                }
             } else if s_ed < thr && tis.csf + tis.choroid < 0.5 {
                 2
             } else {
@@ -582,7 +638,9 @@ impl CaseModel {
             // Edema contrast fades towards its edge: at the labelled boundary it is still
             // about two thirds of its full strength, and it never reaches into fluid.
             let het = 1.0 + t.heterogeneity * t.texture.at(b);
-            let w_ed = t.edema_strength * soft(thr - s_ed + 0.05, 0.07) * (1.0 - tis.csf - tis.choroid).max(0.0);
+            let w_ed = t.edema_strength
+                * soft(thr - s_ed + 0.05, 0.07)
+                * (1.0 - tis.csf - tis.choroid).max(0.0);
             let ed = acq.contrast(Tissue::Edema);
             for m in 0..4 {
                 out[m] += w_ed * (ed[m] * het - out[m]);

@@ -40,8 +40,12 @@ impl ValueNoise {
             self.seed
                 ^ mix64(
                     (i as u64).wrapping_mul(0x8CB9_2BA7_2F3D_8DD7)
-                        ^ (j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(21)
-                        ^ (k as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F).rotate_left(42),
+                        ^ (j as u64)
+                            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                            .rotate_left(21)
+                        ^ (k as u64)
+                            .wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+                            .rotate_left(42),
                 ),
         );
         2.0 * unit(h) - 1.0

@@ -95,7 +95,8 @@ pub fn read_manifest(dir: &Path) -> Result<Option<PhantomManifest>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let m: PhantomManifest =
         serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
     if m.generator != GENERATOR {
@@ -131,9 +132,13 @@ fn inspect_out(out: &Path) -> Result<Existing> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
     };
     if !meta.is_dir() {
-        bail!("cannot write phantoms to {}: it exists and is not a folder", out.display());
+        bail!(
+            "cannot write phantoms to {}: it exists and is not a folder",
+            out.display()
+        );
     }
-    let mut entries = fs::read_dir(out).with_context(|| format!("cannot read folder {}", out.display()))?;
+    let mut entries =
+        fs::read_dir(out).with_context(|| format!("cannot read folder {}", out.display()))?;
     if entries.next().is_none() {
         return Ok(Existing::EmptyFolder);
     }
@@ -149,15 +154,25 @@ fn inspect_out(out: &Path) -> Result<Existing> {
 /// Writes one case's five files into `dir/<id>/`.
 fn write_case(dir: &Path, case: &PhantomCase) -> Result<()> {
     let case_dir = dir.join(&case.id);
-    fs::create_dir_all(&case_dir).with_context(|| format!("cannot create folder {}", case_dir.display()))?;
+    fs::create_dir_all(&case_dir)
+        .with_context(|| format!("cannot create folder {}", case_dir.display()))?;
     let geometry = &case.geometry;
     for (img, suffix) in case.images.iter().zip(SUFFIXES) {
-        write_float(&case_dir.join(format!("{}_{suffix}.nii.gz", case.id)), geometry, img)?;
+        write_float(
+            &case_dir.join(format!("{}_{suffix}.nii.gz", case.id)),
+            geometry,
+            img,
+        )?;
     }
     let labels: Grid<u8> = case.classes.map(|c| {
-        LabelConvention::Brats.from_class(TumourClass::from_index(c as usize).unwrap_or(TumourClass::Background))
+        LabelConvention::Brats
+            .from_class(TumourClass::from_index(c as usize).unwrap_or(TumourClass::Background))
     });
-    write_labels(&case_dir.join(format!("{}_seg.nii.gz", case.id)), geometry, &labels)
+    write_labels(
+        &case_dir.join(format!("{}_seg.nii.gz", case.id)),
+        geometry,
+        &labels,
+    )
 }
 
 fn count(case: &PhantomCase) -> ClassVoxels {
@@ -177,7 +192,13 @@ fn count(case: &PhantomCase) -> ClassVoxels {
 ///
 /// `out` may be missing, an empty folder, or an earlier phantom dataset (which is
 /// replaced); anything else is refused. Returns the manifest written.
-pub fn write_dataset(out: &Path, n_cases: usize, dims: [usize; 3], seed: u64, quiet: bool) -> Result<PhantomManifest> {
+pub fn write_dataset(
+    out: &Path,
+    n_cases: usize,
+    dims: [usize; 3],
+    seed: u64,
+    quiet: bool,
+) -> Result<PhantomManifest> {
     if n_cases == 0 {
         bail!("the number of cases must be at least 1");
     }
@@ -187,7 +208,8 @@ pub fn write_dataset(out: &Path, n_cases: usize, dims: [usize; 3], seed: u64, qu
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    fs::create_dir_all(&parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
+    fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create folder {}", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix(".phantom-partial-")
         .tempdir_in(&parent)
@@ -198,8 +220,10 @@ pub fn write_dataset(out: &Path, n_cases: usize, dims: [usize; 3], seed: u64, qu
     } else {
         let b = ProgressBar::new(n_cases as u64);
         b.set_style(
-            ProgressStyle::with_template("phantoms {bar:30} {pos}/{len} cases [{elapsed_precise}, eta {eta}]")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "phantoms {bar:30} {pos}/{len} cases [{elapsed_precise}, eta {eta}]",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     };
@@ -245,19 +269,24 @@ pub fn write_dataset(out: &Path, n_cases: usize, dims: [usize; 3], seed: u64, qu
                 let old = tempfile::Builder::new()
                     .prefix(".phantom-old-")
                     .tempdir_in(&parent)
-                    .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?;
+                    .with_context(|| {
+                        format!("cannot create a temporary folder in {}", parent.display())
+                    })?;
                 let aside = old.path().join("old");
-                fs::rename(out, &aside).with_context(|| format!("cannot move {} aside", out.display()))?;
+                fs::rename(out, &aside)
+                    .with_context(|| format!("cannot move {} aside", out.display()))?;
                 if let Err(e) = fs::rename(&finished, out) {
                     // Put the old set back before `old` (then empty) is deleted.
                     let _ = fs::rename(&aside, out);
-                    return Err(e).with_context(|| format!("cannot move the phantoms to {}", out.display()));
+                    return Err(e)
+                        .with_context(|| format!("cannot move the phantoms to {}", out.display()));
                 }
                 drop(old); // deletes the old set
                 return Ok(());
             }
         }
-        fs::rename(&finished, out).with_context(|| format!("cannot move the phantoms to {}", out.display()))
+        fs::rename(&finished, out)
+            .with_context(|| format!("cannot move the phantoms to {}", out.display()))
     })();
     if result.is_err() {
         let _ = fs::remove_dir_all(&finished);
