@@ -374,11 +374,11 @@ impl Tumour {
             let side = if centre[0] < 0.0 { -1.0 } else { 1.0 };
             centre[0] = side * uniform(rng, 14.0, 26.0);
         }
-        let edema_radius = (uniform(rng, 13f64.ln(), 34f64.ln())).exp();
+        let edema_radius = (uniform(rng, 16f64.ln(), 38f64.ln())).exp();
         let core_radius = edema_radius
             * match grade {
-                Grade::High => uniform(rng, 0.4, 0.7),
-                Grade::Low => uniform(rng, 0.45, 0.8),
+                Grade::High => uniform(rng, 0.5, 0.78),
+                Grade::Low => uniform(rng, 0.55, 0.85),
             };
         let necrosis_radius = match grade {
             Grade::High => {
@@ -432,7 +432,7 @@ impl Tumour {
             gap_threshold: 0.8 - 1.6 * gap_fraction,
             texture: Fractal::new(seed(rng), 5.0),
             heterogeneity: uniform(rng, 0.05, 0.12),
-            edema_strength: uniform(rng, 0.6, 1.0),
+            edema_strength: uniform(rng, 0.65, 1.0),
             enhancement: uniform(rng, 0.7, 1.2),
             mass: uniform(rng, 0.15, 0.45),
             mass_sigma: core_radius * 1.4,
