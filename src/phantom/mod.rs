@@ -117,7 +117,7 @@ pub fn generate_case(seed: u64, index: usize, dims: [usize; 3]) -> PhantomCase {
         tumour: TumourSummary {
             grade: t.grade,
             centre_voxel: {
-                let q = m.anatomy.from_brain(t.centre);
+                let q = m.anatomy.brain_to_scanner(t.centre);
                 [0, 1, 2].map(|i| q[i] / spacing[i] + dims[i] as f64 * 0.5 - 0.5)
             },
             edema_radius_mm: t.edema_radius,

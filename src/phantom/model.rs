@@ -155,7 +155,7 @@ impl Anatomy {
     }
 
     /// Scanner millimetres to the brain frame.
-    pub(crate) fn to_brain(&self, q: [f64; 3]) -> [f64; 3] {
+    pub(crate) fn scanner_to_brain(&self, q: [f64; 3]) -> [f64; 3] {
         let d = sub(q, self.centre);
         let r = &self.rot;
         [
@@ -165,8 +165,8 @@ impl Anatomy {
         ]
     }
 
-    /// Brain frame to scanner millimetres (inverse of [`Anatomy::to_brain`]).
-    pub(crate) fn from_brain(&self, b: [f64; 3]) -> [f64; 3] {
+    /// Brain frame to scanner millimetres (inverse of [`Anatomy::scanner_to_brain`]).
+    pub(crate) fn brain_to_scanner(&self, b: [f64; 3]) -> [f64; 3] {
         let r = &self.rot;
         let mut q = self.centre;
         for (i, qi) in q.iter_mut().enumerate() {
@@ -566,7 +566,7 @@ impl CaseModel {
 
     /// Evaluates the model at scanner point `q` (mm) with partial-volume width `pv` (mm).
     pub(crate) fn sample(&self, q: [f64; 3], pv: f64) -> Sample {
-        let b = self.anatomy.to_brain(q);
+        let b = self.anatomy.scanner_to_brain(q);
         let depth = self.anatomy.depth(b);
         if depth <= 0.0 {
             return Sample {

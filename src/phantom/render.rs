@@ -20,13 +20,16 @@ pub(crate) fn coordinate(i: usize, n: usize, s: f64) -> f64 {
     (i as f64 + 0.5 - n as f64 * 0.5) * s
 }
 
+/// One rendered z slice: classes, tissues and the four images.
+type Slice = (Vec<u8>, Vec<u8>, [Vec<f32>; 4]);
+
 /// Renders `model` on a grid of `dims` voxels of `spacing` mm, slice-parallel. The result
 /// depends only on the model, never on the thread count.
 pub(crate) fn render(model: &CaseModel, dims: [usize; 3], spacing: [f64; 3]) -> Rendered {
     let [nx, ny, nz] = dims;
     let pv = 0.4 * (spacing[0] * spacing[1] * spacing[2]).cbrt();
     let slice = nx * ny;
-    let slices: Vec<(Vec<u8>, Vec<u8>, [Vec<f32>; 4])> = (0..nz)
+    let slices: Vec<Slice> = (0..nz)
         .into_par_iter()
         .map(|z| {
             let mut classes = vec![0u8; slice];
