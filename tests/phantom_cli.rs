@@ -7,6 +7,8 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
+use a2fseg::dataset::{Layout, discover, load_case};
+use a2fseg::labels::LabelConvention;
 use a2fseg::phantom::{generate_case, read_manifest};
 use a2fseg::volume::read_volume;
 
@@ -68,6 +70,28 @@ fn writes_two_tiny_cases_that_read_back() {
         let et = want.iter().filter(|&&l| l == 4).count();
         assert_eq!(case.voxels.et, et);
     }
+
+    // The dataset module sees a complete BraTS 2020 set, and `dataset check` finds no problem.
+    let ds = discover(&out).unwrap();
+    assert_eq!(ds.layout, Layout::Brats2020);
+    assert_eq!(ds.convention, LabelConvention::Brats);
+    assert_eq!(ds.cases.len(), 2);
+    for (i, cf) in ds.cases.iter().enumerate() {
+        assert_eq!(cf.available().name(), "1111");
+        assert!(cf.has_seg());
+        let loaded = load_case(&ds, cf).unwrap();
+        assert_eq!(
+            loaded.classes.as_ref(),
+            Some(&generate_case(7, i, [32, 32, 32]).classes)
+        );
+    }
+    let o = Command::new(common::bin())
+        .args(["dataset", "check", out.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["ok"], serde_json::Value::Bool(true), "{report}");
 }
 
 #[test]
