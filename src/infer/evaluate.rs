@@ -240,20 +240,43 @@ impl CaseRow {
 
     /// Sensitivity of WT, TC, ET.
     pub fn sensitivity(&self) -> [f64; 3] {
-        [self.wt_sensitivity, self.tc_sensitivity, self.et_sensitivity]
+        [
+            self.wt_sensitivity,
+            self.tc_sensitivity,
+            self.et_sensitivity,
+        ]
     }
 
     /// Specificity of WT, TC, ET.
     pub fn specificity(&self) -> [f64; 3] {
-        [self.wt_specificity, self.tc_specificity, self.et_specificity]
+        [
+            self.wt_specificity,
+            self.tc_specificity,
+            self.et_specificity,
+        ]
     }
 
     /// Mean attention per class (in [`ATTENTION_CLASSES`] order) per modality.
     pub fn attention(&self) -> [[Option<f64>; 4]; 3] {
         [
-            [self.attn_et_t1, self.attn_et_t1c, self.attn_et_t2, self.attn_et_flair],
-            [self.attn_ed_t1, self.attn_ed_t1c, self.attn_ed_t2, self.attn_ed_flair],
-            [self.attn_ncr_t1, self.attn_ncr_t1c, self.attn_ncr_t2, self.attn_ncr_flair],
+            [
+                self.attn_et_t1,
+                self.attn_et_t1c,
+                self.attn_et_t2,
+                self.attn_et_flair,
+            ],
+            [
+                self.attn_ed_t1,
+                self.attn_ed_t1c,
+                self.attn_ed_t2,
+                self.attn_ed_flair,
+            ],
+            [
+                self.attn_ncr_t1,
+                self.attn_ncr_t1c,
+                self.attn_ncr_t2,
+                self.attn_ncr_flair,
+            ],
         ]
     }
 }
@@ -367,11 +390,14 @@ pub fn summarize(model: &str, fusion: Option<String>, rows: &[&CaseRow]) -> Mode
             sensitivity: mean(rs.iter().map(|r| r.sensitivity()[i])),
             specificity: mean(rs.iter().map(|r| r.specificity()[i])),
         });
-        let pp = rs.iter().all(|r| r.et_pp_dice.is_some()).then(|| RegionMean {
-            dice: mean(rs.iter().filter_map(|r| r.et_pp_dice)),
-            hd95: mean(rs.iter().filter_map(|r| r.et_pp_hd95)),
-            ..Default::default()
-        });
+        let pp = rs
+            .iter()
+            .all(|r| r.et_pp_dice.is_some())
+            .then(|| RegionMean {
+                dice: mean(rs.iter().filter_map(|r| r.et_pp_dice)),
+                hd95: mean(rs.iter().filter_map(|r| r.et_pp_hd95)),
+                ..Default::default()
+            });
         subsets.insert(
             *s,
             SummaryRow {
@@ -397,8 +423,14 @@ pub fn summarize(model: &str, fusion: Option<String>, rows: &[&CaseRow]) -> Mode
         }),
         et_postprocessed: (!all.is_empty() && all.iter().all(|r| r.et_postprocessed.is_some()))
             .then(|| RegionMean {
-                dice: mean(all.iter().filter_map(|r| r.et_postprocessed.map(|p| p.dice))),
-                hd95: mean(all.iter().filter_map(|r| r.et_postprocessed.map(|p| p.hd95))),
+                dice: mean(
+                    all.iter()
+                        .filter_map(|r| r.et_postprocessed.map(|p| p.dice)),
+                ),
+                hd95: mean(
+                    all.iter()
+                        .filter_map(|r| r.et_postprocessed.map(|p| p.hd95)),
+                ),
                 ..Default::default()
             }),
         cases: by_subset
@@ -456,20 +488,23 @@ fn by_model(summaries: &[ModelSummary], f: impl Fn(&ModelSummary) -> Value) -> V
     if summaries.len() == 1 {
         return f(&summaries[0]);
     }
-    Value::Object(
-        summaries
-            .iter()
-            .map(|s| (s.model.clone(), f(s)))
-            .collect(),
-    )
+    Value::Object(summaries.iter().map(|s| (s.model.clone(), f(s))).collect())
 }
 
 fn pct(x: f64) -> String {
-    if x.is_finite() { format!("{:.2}", 100.0 * x) } else { "–".to_string() }
+    if x.is_finite() {
+        format!("{:.2}", 100.0 * x)
+    } else {
+        "–".to_string()
+    }
 }
 
 fn mm(x: f64) -> String {
-    if x.is_finite() { format!("{x:.2}") } else { "–".to_string() }
+    if x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        "–".to_string()
+    }
 }
 
 /// `summary.md`: per model a Table-1-style table (Dice in %, HD95 in mm, ET also after
@@ -553,12 +588,23 @@ pub fn summary_markdown(summaries: &[ModelSummary], settings: &EvaluateSettings)
             let marks = Modality::ALL.map(|m| if sub.contains(m) { "●" } else { "○" }.to_string());
             let _ = writeln!(md, "{}", line(marks, row));
         }
-        let marks = ["**Mean**".to_string(), String::new(), String::new(), String::new()];
+        let marks = [
+            "**Mean**".to_string(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ];
         let _ = writeln!(md, "{}\n", line(marks, &s.mean));
     }
     if summaries.len() > 1 {
-        let _ = writeln!(md, "## Table 2: models compared (mean Dice over subsets, %)\n");
-        let _ = writeln!(md, "| Model | Fusion | WT | TC | ET | Average |\n|---|---|--:|--:|--:|--:|");
+        let _ = writeln!(
+            md,
+            "## Table 2: models compared (mean Dice over subsets, %)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| Model | Fusion | WT | TC | ET | Average |\n|---|---|--:|--:|--:|--:|"
+        );
         for s in summaries {
             let d = s.mean.regions.map(|r| r.dice);
             let _ = writeln!(
@@ -585,11 +631,18 @@ pub fn summary_markdown(summaries: &[ModelSummary], settings: &EvaluateSettings)
             "Mean of the adaptive fusion's Ŵ_m over the reference voxels of each class, per \
              case, averaged over cases.\n"
         );
-        let _ = writeln!(md, "| Subset | Class | T1 | T1c | T2 | FLAIR |\n|---|---|--:|--:|--:|--:|");
+        let _ = writeln!(
+            md,
+            "| Subset | Class | T1 | T1c | T2 | FLAIR |\n|---|---|--:|--:|--:|--:|"
+        );
         for (sub, att) in s.attention.iter().rev() {
             for (ci, (_, name)) in ATTENTION_CLASSES.iter().enumerate() {
                 let cells: Vec<String> = (0..4)
-                    .map(|m| att[ci][m].map(|w| format!("{w:.3}")).unwrap_or_else(|| "–".into()))
+                    .map(|m| {
+                        att[ci][m]
+                            .map(|w| format!("{w:.3}"))
+                            .unwrap_or_else(|| "–".into())
+                    })
                     .collect();
                 let _ = writeln!(md, "| {} | {name} | {} |", sub.marks(), cells.join(" | "));
             }
@@ -603,16 +656,35 @@ pub fn summary_markdown(summaries: &[ModelSummary], settings: &EvaluateSettings)
 pub fn summary_csv(summaries: &[ModelSummary]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "model", "subset", "modalities", "cases", "wt_dice", "tc_dice", "et_dice", "et_pp_dice",
-        "wt_hd95", "tc_hd95", "et_hd95", "et_pp_hd95", "wt_sensitivity", "tc_sensitivity",
-        "et_sensitivity", "wt_specificity", "tc_specificity", "et_specificity",
+        "model",
+        "subset",
+        "modalities",
+        "cases",
+        "wt_dice",
+        "tc_dice",
+        "et_dice",
+        "et_pp_dice",
+        "wt_hd95",
+        "tc_hd95",
+        "et_hd95",
+        "et_pp_hd95",
+        "wt_sensitivity",
+        "tc_sensitivity",
+        "et_sensitivity",
+        "wt_specificity",
+        "tc_specificity",
+        "et_specificity",
     ])?;
     for s in summaries {
         let rows = s
             .subsets
             .iter()
             .map(|(k, r)| (k.name(), k.describe(), r))
-            .chain(std::iter::once(("mean".to_string(), "mean".to_string(), &s.mean)));
+            .chain(std::iter::once((
+                "mean".to_string(),
+                "mean".to_string(),
+                &s.mean,
+            )));
         for (name, desc, r) in rows {
             let f = |x: f64| format!("{x}");
             let o = |x: Option<f64>| x.map(f).unwrap_or_default();
@@ -635,8 +707,8 @@ pub fn read_case_rows(path: &Path) -> Result<Vec<CaseRow>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut r = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(r.deserialize::<CaseRow>().filter_map(|x| x.ok()).collect())
 }
 
@@ -652,12 +724,25 @@ pub fn write_case_rows(path: &Path, rows: &[CaseRow]) -> Result<()> {
 
 /// Writes `summary.md`, `summary.csv`, `summary.json`, `attention.json` (and per-model copies
 /// under `<model>/` when several models are evaluated).
-pub fn write_summaries(out: &Path, summaries: &[ModelSummary], settings: &EvaluateSettings) -> Result<()> {
+pub fn write_summaries(
+    out: &Path,
+    summaries: &[ModelSummary],
+    settings: &EvaluateSettings,
+) -> Result<()> {
     let pretty = |v: &Value| serde_json::to_vec_pretty(v).expect("JSON values serialise");
-    atomic_write_bytes(&out.join("summary.md"), summary_markdown(summaries, settings).as_bytes())?;
+    atomic_write_bytes(
+        &out.join("summary.md"),
+        summary_markdown(summaries, settings).as_bytes(),
+    )?;
     atomic_write_bytes(&out.join("summary.csv"), &summary_csv(summaries)?)?;
-    atomic_write_bytes(&out.join("summary.json"), &pretty(&by_model(summaries, ModelSummary::summary_json)))?;
-    atomic_write_bytes(&out.join("attention.json"), &pretty(&by_model(summaries, ModelSummary::attention_json)))?;
+    atomic_write_bytes(
+        &out.join("summary.json"),
+        &pretty(&by_model(summaries, ModelSummary::summary_json)),
+    )?;
+    atomic_write_bytes(
+        &out.join("attention.json"),
+        &pretty(&by_model(summaries, ModelSummary::attention_json)),
+    )?;
     if summaries.len() > 1 {
         for s in summaries {
             let dir = out.join(&s.model);
@@ -688,7 +773,13 @@ pub fn model_names(paths: &[PathBuf]) -> Vec<String> {
             };
             let base: String = base
                 .chars()
-                .map(|c| if c.is_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+                .map(|c| {
+                    if c.is_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             let k = seen.entry(base.clone()).or_insert(0);
             *k += 1;
@@ -762,14 +853,20 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     // Keep only complete (model, case) groups: every requested subset the case allows.
     let wanted = |case: &dataset::CaseFiles| -> Vec<Subset> {
         let avail = case.available();
-        opts.subsets.iter().copied().filter(|s| s.is_subset_of(avail)).collect()
+        opts.subsets
+            .iter()
+            .copied()
+            .filter(|s| s.is_subset_of(avail))
+            .collect()
     };
     let by_id: BTreeMap<&str, &dataset::CaseFiles> =
         ds.cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let done: BTreeSet<(String, String)> = {
         let mut have: BTreeMap<(String, String), BTreeSet<Subset>> = BTreeMap::new();
         for r in &rows {
-            have.entry((r.model.clone(), r.case.clone())).or_default().insert(r.subset);
+            have.entry((r.model.clone(), r.case.clone()))
+                .or_default()
+                .insert(r.subset);
         }
         have.into_iter()
             .filter(|((_, case), got)| {
@@ -814,7 +911,13 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
             let preds = predictors[i].predict_subsets(&pre, &subsets)?;
             for (s, p) in &preds {
                 let m = metrics::evaluate_case(&p.classes, &gt, spacing, &opts.metrics);
-                rows.push(CaseRow::new(&names[i], id, *s, &m, attention_by_class(p, &gt)));
+                rows.push(CaseRow::new(
+                    &names[i],
+                    id,
+                    *s,
+                    &m,
+                    attention_by_class(p, &gt),
+                ));
             }
         }
         write_case_rows(&cases_path, &rows)?;
@@ -842,7 +945,11 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
 
 /// The case ids to evaluate: the split's `part` (checked against the dataset), or every case
 /// of the dataset without a split.
-pub fn select_cases(ds: &dataset::Dataset, split: Option<&Path>, part: &str) -> Result<Vec<String>> {
+pub fn select_cases(
+    ds: &dataset::Dataset,
+    split: Option<&Path>,
+    part: &str,
+) -> Result<Vec<String>> {
     let Some(path) = split else {
         return Ok(ds.cases.iter().map(|c| c.id.clone()).collect());
     };
@@ -852,7 +959,12 @@ pub fn select_cases(ds: &dataset::Dataset, split: Option<&Path>, part: &str) -> 
         "test" => split.test.clone(),
         "validation" | "val" => split.validation.clone(),
         "train" => split.train.clone(),
-        "all" => [split.train.clone(), split.validation.clone(), split.test.clone()].concat(),
+        "all" => [
+            split.train.clone(),
+            split.validation.clone(),
+            split.test.clone(),
+        ]
+        .concat(),
         other => bail!("invalid --part '{other}' (expected test, validation, train or all)"),
     };
     Ok(ids)
@@ -886,13 +998,20 @@ mod tests {
     fn case_rows_round_trip_through_csv_and_truncation_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("cases.csv");
-        let rows = vec![row("a", "c1", "0101", 0.5, 3.0, Some(0.4)), row("a", "c1", "1111", 0.75, 1.0, None)];
+        let rows = vec![
+            row("a", "c1", "0101", 0.5, 3.0, Some(0.4)),
+            row("a", "c1", "1111", 0.75, 1.0, None),
+        ];
         write_case_rows(&p, &rows).unwrap();
         assert_eq!(read_case_rows(&p).unwrap(), rows);
         let text = std::fs::read_to_string(&p).unwrap();
         std::fs::write(&p, &text[..text.len() - 30]).unwrap();
         assert_eq!(read_case_rows(&p).unwrap(), rows[..1].to_vec());
-        assert!(read_case_rows(&dir.path().join("none.csv")).unwrap().is_empty());
+        assert!(
+            read_case_rows(&dir.path().join("none.csv"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -928,8 +1047,16 @@ mod tests {
             row("a", "c1", "0101", 0.6, 4.0, Some(0.5)),
             row("b", "c1", "1111", 0.9, 1.0, Some(0.8)),
         ];
-        let sa = summarize("a", Some("adaptive".into()), &rows[..2].iter().collect::<Vec<_>>());
-        let sb = summarize("b", Some("average".into()), &rows[2..].iter().collect::<Vec<_>>());
+        let sa = summarize(
+            "a",
+            Some("adaptive".into()),
+            &rows[..2].iter().collect::<Vec<_>>(),
+        );
+        let sb = summarize(
+            "b",
+            Some("average".into()),
+            &rows[2..].iter().collect::<Vec<_>>(),
+        );
         let settings = EvaluateSettings {
             models: vec![],
             data: "d".into(),
@@ -949,7 +1076,10 @@ mod tests {
         assert!(md.contains("| b | average | 90.00 | 90.00 | 90.00 | 90.00 |"));
         let j = by_model(&[sa, sb], ModelSummary::summary_json);
         assert!(j["a"]["0101"]["WT"]["dice"].is_number());
-        let csv = String::from_utf8(summary_csv(&[summarize("x", None, &rows[..1].iter().collect::<Vec<_>>())]).unwrap()).unwrap();
+        let csv = String::from_utf8(
+            summary_csv(&[summarize("x", None, &rows[..1].iter().collect::<Vec<_>>())]).unwrap(),
+        )
+        .unwrap();
         assert_eq!(csv.lines().count(), 3);
     }
 

@@ -18,8 +18,8 @@ use burn::prelude::*;
 use super::tta::Tta;
 use super::window::SlidingWindow;
 use crate::labels::Region;
-use crate::model::{self, A2fseg, Fusion, ModelConfig, Targets};
 use crate::modality::{Modality, Subset};
+use crate::model::{self, A2fseg, Fusion, ModelConfig, Targets};
 use crate::preprocess::{CropBox, PreprocessedCase};
 use crate::volume::Grid;
 
@@ -105,7 +105,13 @@ struct Layout {
 
 impl Predictor {
     /// Wraps an already built model.
-    pub fn new(model: A2fseg, config: ModelConfig, device: Device, step: f64, tta: Tta) -> Result<Self> {
+    pub fn new(
+        model: A2fseg,
+        config: ModelConfig,
+        device: Device,
+        step: f64,
+        tta: Tta,
+    ) -> Result<Self> {
         let p = Predictor {
             model,
             config,
@@ -279,7 +285,10 @@ impl Predictor {
         );
         let mut union = Subset::EMPTY;
         for s in subsets {
-            ensure!(!s.is_empty(), "an empty modality subset cannot be predicted");
+            ensure!(
+                !s.is_empty(),
+                "an empty modality subset cannot be predicted"
+            );
             ensure!(
                 s.is_subset_of(available),
                 "case {} lacks modalities for subset {} ({}); it has {}",
@@ -292,7 +301,12 @@ impl Predictor {
         }
         let inputs: Vec<(Modality, &Grid<f32>)> = union
             .modalities()
-            .map(|m| (m, case.images[m.index()].as_ref().expect("checked available")))
+            .map(|m| {
+                (
+                    m,
+                    case.images[m.index()].as_ref().expect("checked available"),
+                )
+            })
             .collect();
         let dims = inputs[0].1.dims();
         for (m, g) in &inputs {
@@ -388,7 +402,11 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 }
 
 /// Appends the channel-mean attention map of each of `mods` (in that order) to `v`.
-fn push_attention(v: &mut Vec<f32>, maps: &[(Modality, Tensor<5>)], mods: &[Modality]) -> Result<()> {
+fn push_attention(
+    v: &mut Vec<f32>,
+    maps: &[(Modality, Tensor<5>)],
+    mods: &[Modality],
+) -> Result<()> {
     for m in mods {
         let (_, a) = maps
             .iter()
@@ -427,7 +445,9 @@ mod tests {
         let full = [dims[0] + 3, dims[1] + 2, dims[2] + 1];
         let images = std::array::from_fn(|i| {
             subset.contains(Modality::ALL[i]).then(|| {
-                let data = (0..n).map(|v| ((v * (i + 3)) as f32 * 0.173).sin() * 2.0).collect();
+                let data = (0..n)
+                    .map(|v| ((v * (i + 3)) as f32 * 0.173).sin() * 2.0)
+                    .collect();
                 Grid::from_vec(dims, data).unwrap()
             })
         });
@@ -457,7 +477,11 @@ mod tests {
         }
         // Classes agree wherever no probability sits at the decision threshold.
         let near: Vec<bool> = (0..a.probabilities[0].len())
-            .map(|v| a.probabilities.iter().any(|g| (g.data()[v] - 0.5).abs() < 1e-3))
+            .map(|v| {
+                a.probabilities
+                    .iter()
+                    .any(|g| (g.data()[v] - 0.5).abs() < 1e-3)
+            })
             .collect();
         let ca = a.crop.crop(&a.classes);
         let cb = b.crop.crop(&b.classes);
@@ -532,7 +556,10 @@ mod tests {
         let run = dir.path().join("run");
         std::fs::create_dir_all(run.join("checkpoints/best")).unwrap();
         std::fs::write(run.join("checkpoints/best/config.json"), "{}").unwrap();
-        assert_eq!(resolve_model_dir(&run).unwrap(), run.join("checkpoints/best"));
+        assert_eq!(
+            resolve_model_dir(&run).unwrap(),
+            run.join("checkpoints/best")
+        );
         assert_eq!(
             resolve_model_dir(&run.join("checkpoints/best")).unwrap(),
             run.join("checkpoints/best")
