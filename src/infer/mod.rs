@@ -4,11 +4,14 @@
 //! [`window`] tiles a cropped case into overlapping patches and blends the outputs with a
 //! Gaussian importance map ([`gaussian`]), optionally averaging mirrored passes ([`tta`]).
 
+pub mod evaluate;
 pub mod gaussian;
+pub mod predictor;
 pub mod tta;
 pub mod window;
 
 pub use gaussian::gaussian_importance;
+pub use predictor::{Prediction, Predictor, resolve_model_dir};
 pub use tta::Tta;
 pub use window::{SlidingWindow, window_starts};
 

@@ -397,7 +397,7 @@ fn class_to_region_probabilities(p: &[Grid<f32>]) -> Vec<Grid<f32>> {
 /// The values of a tensor, C order.
 fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
-        .into_vec::<f32>()
+        .try_into_vec_as::<f32>()
         .map_err(|e| anyhow::anyhow!("cannot read a tensor: {e:?}"))
 }
 
