@@ -307,8 +307,12 @@ fn decode(bytes: &[u8], dt: DataType, big: bool, scale: Option<(f64, f64)>, out:
 fn read_volume_inner(path: &Path) -> Result<Volume> {
     let (header_path, image_path) = resolve(path)?;
     let header_bytes = read_all(&header_path)?;
-    let header =
-        parse_header(&header_bytes).with_context(|| format!("in {}", header_path.display()))?;
+    let header = match (parse_header(&header_bytes), &image_path) {
+        (Ok(h), _) => h,
+        // For a pair, say which of the two files is wrong.
+        (Err(e), Some(_)) => return Err(e.context(format!("in {}", header_path.display()))),
+        (Err(e), None) => return Err(e),
+    };
     let dt = DataType::from_code(header.datatype)?;
     let geometry = Geometry::from_header(header.clone())?;
     let ndim = header.dim[0] as usize;
