@@ -56,8 +56,9 @@ pub fn run(args: PhantomArgs, global: Global) -> Result<()> {
     let s = phantom_spacing(dims)[0];
     let [x, y, z] = manifest.shape;
     println!(
-        "wrote {} phantom cases ({x}x{y}x{z} voxels of {s:.2} mm, seed {}) to {}",
+        "wrote {} phantom case{} ({x}x{y}x{z} voxels of {s:.2} mm, seed {}) to {}",
         manifest.cases.len(),
+        if manifest.cases.len() == 1 { "" } else { "s" },
         manifest.seed,
         args.out.display()
     );
