@@ -1,0 +1,130 @@
+//! Splitting the demo's time budget across its stages: how many epochs to train, and
+//! whether there is time for the second (average-fusion) model, from a measured step time.
+
+use serde::{Deserialize, Serialize};
+
+/// What the plan is computed from (all times in seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BudgetInputs {
+    /// The whole budget.
+    pub total: f64,
+    /// Already spent (phantoms, split, the calibration run).
+    pub spent: f64,
+    /// Measured wall time of one training iteration (data loading included).
+    pub step: f64,
+    /// Iterations per epoch.
+    pub iterations_per_epoch: usize,
+    /// Estimated validation time per epoch.
+    pub validation: f64,
+    /// Estimated time to evaluate one model on the test cases over all 15 subsets.
+    pub evaluation: f64,
+    /// Kept back for the figures and the report.
+    pub reserve: f64,
+    /// Never train fewer epochs than this (even if the budget is exceeded).
+    pub min_epochs: usize,
+    /// Never train more epochs than this.
+    pub max_epochs: usize,
+    /// Train the second model only if each model then gets at least this many epochs.
+    pub min_epochs_for_two: usize,
+}
+
+/// The decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetPlan {
+    /// Epochs for each model.
+    pub epochs: usize,
+    /// Whether the average-fusion model is trained too (else only adaptive).
+    pub both_models: bool,
+    /// Estimated seconds of one epoch (training and validation).
+    pub epoch_seconds: f64,
+    /// Estimated total seconds of the remaining stages.
+    pub estimated_seconds: f64,
+    /// Whether even the minimum exceeds the budget.
+    pub over_budget: bool,
+}
+
+/// Plans training: time left after what is spent, the evaluations and the reserve is
+/// divided into epochs of measured length; two models are trained when each would get at
+/// least `min_epochs_for_two` epochs.
+pub fn plan(b: &BudgetInputs) -> BudgetPlan {
+    let epoch = (b.step * b.iterations_per_epoch as f64 + b.validation).max(1e-3);
+    let left = b.total - b.spent - b.reserve;
+    let epochs_for = |models: f64| {
+        let per_model = left / models - b.evaluation;
+        if per_model <= 0.0 {
+            0
+        } else {
+            (per_model / epoch).floor() as usize
+        }
+    };
+    let max = b.max_epochs.max(b.min_epochs).max(1);
+    let two = epochs_for(2.0);
+    let (models, raw) = if two >= b.min_epochs_for_two.max(b.min_epochs) {
+        (2usize, two)
+    } else {
+        (1usize, epochs_for(1.0))
+    };
+    let epochs = raw.clamp(b.min_epochs.max(1), max);
+    let estimated = models as f64 * (epochs as f64 * epoch + b.evaluation) + b.reserve;
+    BudgetPlan {
+        epochs,
+        both_models: models == 2,
+        epoch_seconds: epoch,
+        estimated_seconds: estimated,
+        over_budget: raw < b.min_epochs.max(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(total: f64) -> BudgetInputs {
+        BudgetInputs {
+            total,
+            spent: 30.0,
+            step: 0.5,
+            iterations_per_epoch: 20,
+            validation: 5.0,
+            evaluation: 40.0,
+            reserve: 10.0,
+            min_epochs: 2,
+            max_epochs: 200,
+            min_epochs_for_two: 8,
+        }
+    }
+
+    #[test]
+    fn generous_budget_trains_both() {
+        // left = 900 - 40 = 860; per model 430 - 40 = 390 s; epoch 15 s → 26 epochs.
+        let p = plan(&inputs(900.0));
+        assert!(p.both_models);
+        assert_eq!(p.epochs, 26);
+        assert_eq!(p.epoch_seconds, 15.0);
+        assert!(!p.over_budget);
+        assert!(p.estimated_seconds <= 900.0 - 30.0);
+    }
+
+    #[test]
+    fn tight_budget_trains_only_adaptive() {
+        // left = 260; two: 130 - 40 = 90 → 6 epochs < 8; one: 220 → 14 epochs.
+        let p = plan(&inputs(300.0));
+        assert!(!p.both_models);
+        assert_eq!(p.epochs, 14);
+    }
+
+    #[test]
+    fn tiny_budget_keeps_the_minimum_and_says_so() {
+        let p = plan(&inputs(50.0));
+        assert!(!p.both_models);
+        assert_eq!(p.epochs, 2);
+        assert!(p.over_budget);
+    }
+
+    #[test]
+    fn epochs_are_capped() {
+        let mut i = inputs(1e7);
+        i.max_epochs = 50;
+        assert_eq!(plan(&i).epochs, 50);
+    }
+}
