@@ -48,7 +48,7 @@ pub struct EpochSums {
 /// The best validation score so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Best {
-    /// Epoch (from 0) of the best model.
+    /// Epoch number (from 1) of the best model.
     pub epoch: usize,
     /// Its mean full-modality Dice over WT, TC, ET.
     pub mean_dice: f64,

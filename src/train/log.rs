@@ -2,7 +2,6 @@
 //! validation Dice against epochs), both rewritten whole after every epoch.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// One epoch of training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LogRow {
-    /// Epoch (from 0).
+    /// Epoch number, from 1.
     pub epoch: usize,
     /// Learning rate of the epoch.
     pub lr: f64,
@@ -73,29 +72,6 @@ pub fn read_csv(path: &Path) -> Result<Vec<LogRow>> {
         .with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Registers a system sans-serif font for plot text once; `false` if none was found
-/// (then plots are drawn without text).
-fn font_available() -> bool {
-    static FONT: OnceLock<bool> = OnceLock::new();
-    *FONT.get_or_init(|| {
-        const CANDIDATES: [&str; 4] = [
-            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-            "/usr/share/fonts/TTF/DejaVuSans.ttf",
-            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-        ];
-        for path in CANDIDATES {
-            if let Ok(bytes) = std::fs::read(path) {
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
-        }
-        false
-    })
-}
-
 /// Draws `progress.png`: training losses (left) and validation Dice (right) per epoch.
 /// Written to a temporary file, then renamed over `path`.
 pub fn plot(path: &Path, rows: &[LogRow]) -> Result<()> {
@@ -105,7 +81,8 @@ pub fn plot(path: &Path, rows: &[LogRow]) -> Result<()> {
         .suffix(".png")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    draw(tmp.path(), rows, font_available())
+    crate::report::fonts::register();
+    draw(tmp.path(), rows, true)
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot draw {}", path.display()))?;
     tmp.persist(path)
@@ -119,7 +96,7 @@ fn draw(path: &Path, rows: &[LogRow], text: bool) -> DrawResult {
     let root = BitMapBackend::new(path, (1200, 450)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(600);
-    let max_epoch = rows.last().map_or(1, |r| r.epoch + 1).max(1) as f64;
+    let max_epoch = rows.last().map_or(1, |r| r.epoch).max(1) as f64;
 
     let losses: [(&str, RGBColor, fn(&LogRow) -> f64); 4] = [
         ("total", BLACK, |r| r.loss_total),
@@ -156,7 +133,7 @@ fn draw(path: &Path, rows: &[LogRow], text: bool) -> DrawResult {
     for (name, color, f) in losses {
         let series = chart.draw_series(LineSeries::new(
             rows.iter()
-                .filter_map(|r| finite(f(r)).map(|v| (r.epoch as f64 + 1.0, v))),
+                .filter_map(|r| finite(f(r)).map(|v| (r.epoch as f64, v))),
             color.stroke_width(2),
         ))?;
         if text {
@@ -200,7 +177,7 @@ fn draw(path: &Path, rows: &[LogRow], text: bool) -> DrawResult {
     for (name, color, f) in dice {
         let points: Vec<(f64, f64)> = rows
             .iter()
-            .filter_map(|r| f(r).map(|v| (r.epoch as f64 + 1.0, v)))
+            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
             .collect();
         let series = chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?;
         if text {
@@ -232,7 +209,7 @@ mod tests {
     fn rows() -> Vec<LogRow> {
         (0..3)
             .map(|e| LogRow {
-                epoch: e,
+                epoch: e + 1,
                 lr: 0.01 / (e + 1) as f64,
                 loss_total: 3.0 - e as f64,
                 loss_modality: 2.0,
