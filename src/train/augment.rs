@@ -385,10 +385,10 @@ mod tests {
         let r = matmul(&rotation(0, 0.3), &rotation(2, -0.7));
         let rt: Mat3 = std::array::from_fn(|i| std::array::from_fn(|j| r[j][i]));
         let id = matmul(&r, &rt);
-        for i in 0..3 {
-            for j in 0..3 {
+        for (i, row) in id.iter().enumerate() {
+            for (j, v) in row.iter().enumerate() {
                 let want = if i == j { 1.0 } else { 0.0 };
-                assert!((id[i][j] - want).abs() < 1e-12);
+                assert!((v - want).abs() < 1e-12);
             }
         }
         // A quarter turn about z maps x to y.

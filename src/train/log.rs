@@ -90,6 +90,9 @@ pub fn plot(path: &Path, rows: &[LogRow]) -> Result<()> {
     Ok(())
 }
 
+/// A named, coloured column of the log.
+type Series<T> = (&'static str, RGBColor, fn(&LogRow) -> T);
+
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
 fn draw(path: &Path, rows: &[LogRow], text: bool) -> DrawResult {
@@ -98,7 +101,7 @@ fn draw(path: &Path, rows: &[LogRow], text: bool) -> DrawResult {
     let (left, right) = root.split_horizontally(600);
     let max_epoch = rows.last().map_or(1, |r| r.epoch).max(1) as f64;
 
-    let losses: [(&str, RGBColor, fn(&LogRow) -> f64); 4] = [
+    let losses: [Series<f64>; 4] = [
         ("total", BLACK, |r| r.loss_total),
         ("modality", RGBColor(31, 119, 180), |r| r.loss_modality),
         ("average", RGBColor(44, 160, 44), |r| r.loss_average),
@@ -150,7 +153,7 @@ fn draw(path: &Path, rows: &[LogRow], text: bool) -> DrawResult {
             .draw()?;
     }
 
-    let dice: [(&str, RGBColor, fn(&LogRow) -> Option<f64>); 3] = [
+    let dice: [Series<Option<f64>>; 3] = [
         ("WT", RGBColor(31, 119, 180), |r| r.val_dice_wt),
         ("TC", RGBColor(255, 127, 14), |r| r.val_dice_tc),
         ("ET", RGBColor(44, 160, 44), |r| r.val_dice_et),
