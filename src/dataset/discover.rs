@@ -201,7 +201,17 @@ pub(crate) fn discover(root: &Path) -> Result<Dataset> {
     if let Some(ds) = try_msd(root)? {
         return Ok(ds);
     }
-    let (ids, dirs) = case_folders(root)?;
+    let (mut ids, mut dirs) = case_folders(root)?;
+    if ids.is_empty() && looks_like_case(root) {
+        // A single case folder given directly: a dataset of one case named after it.
+        let abs = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+        let name = abs
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "case".to_string());
+        ids.push(name);
+        dirs.push(root.to_path_buf());
+    }
     if ids.is_empty() {
         // Archives often unpack to one wrapping folder (MICCAI_BraTS2020_TrainingData,
         // Task01_BrainTumour): look one level down when that is all there is.

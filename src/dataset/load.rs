@@ -241,7 +241,7 @@ pub fn check_case(dataset: &Dataset, case: &CaseFiles) -> CaseReport {
                 compare(&file.path, &geom, &mut problems);
             }
             Err(e) => {
-                if reader.cache.get(&file.path).is_none() {
+                if !reader.cache.contains_key(&file.path) {
                     failed.push(file.path.clone());
                 }
                 problems.push(format!("{e:#}"));

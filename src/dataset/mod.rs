@@ -189,7 +189,8 @@ impl Dataset {
 }
 
 /// Finds the cases under `root`: an MSD Task01 folder (`imagesTr/`…), or a folder of case
-/// folders (BraTS 2020/2021/2023 or plain), or a folder wrapping exactly one of those.
+/// folders (BraTS 2020/2021/2023 or plain), or a folder wrapping exactly one of those, or a
+/// single case folder (a dataset of that one case, named after the folder).
 /// Only names are looked at; an empty or unrecognisable folder is an error.
 pub fn discover(root: &Path) -> Result<Dataset> {
     discover::discover(root)
@@ -326,6 +327,11 @@ mod tests {
         assert_eq!(ds.convention, LabelConvention::Brats2023);
         assert_eq!(ds.ids(), ["a", "b"]);
         assert_eq!(ds.cases[1].warnings.len(), 1);
+
+        // One case folder given directly.
+        let one = discover(&r.join("b")).unwrap();
+        assert_eq!(one.ids(), ["b"]);
+        assert_eq!(one.cases[0].available().name(), "1001");
 
         let empty = tempfile::tempdir().unwrap();
         let e = discover(empty.path()).unwrap_err().to_string();

@@ -182,11 +182,11 @@ impl ModelSummary {
             }
         }
         let body_layers = b.layers.len();
-        for l in 0..cfg.heads_per_msfe() {
+        for (l, &fl) in f.iter().enumerate().take(cfg.heads_per_msfe()) {
             b.conv(
                 format!("msfe.{{m}}.heads.{l}"),
                 "head",
-                f[l],
+                fl,
                 k,
                 1,
                 1,
@@ -344,7 +344,7 @@ fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

@@ -423,3 +423,26 @@ fn a_loaded_model_trains_on_an_autodiff_device() {
     let (with, _) = grad_count(&model.msfe.t2, &grads);
     assert!(with > 10);
 }
+
+#[test]
+fn shared_msfe_path_equals_the_full_forward() {
+    let d = device();
+    for fusion in Fusion::ALL {
+        let model = tiny().with_fusion(fusion).init(&d);
+        let inputs = vec![
+            (Modality::T1, image(&d, [8, 8, 8])),
+            (Modality::T2, image(&d, [8, 8, 8])),
+        ];
+        let full = model.forward(&inputs).unwrap();
+        // Features in any order give the same fusion.
+        let feats: Vec<_> = inputs
+            .iter()
+            .rev()
+            .map(|(m, x)| (*m, model.msfe_features(*m, x.clone()).unwrap()))
+            .collect();
+        let fused = model.fuse(&feats).unwrap();
+        assert_eq!(fused.attention.is_some(), fusion == Fusion::Adaptive);
+        let diff = max_abs_diff(&values(full.fused), &values(fused.logits));
+        assert!(diff < 1e-6, "{fusion}: {diff}");
+    }
+}

@@ -349,8 +349,8 @@ fn set_qform(h: &mut NiftiHeader, affine: &[[f64; 4]; 4], code: i16) {
     let [_, b, c, d] = matrix_to_quat(&r);
     h.qform_code = code;
     h.pixdim[0] = qfac;
-    for i in 0..3 {
-        h.pixdim[i + 1] = if zooms[i] > 0.0 { zooms[i] as f32 } else { 1.0 };
+    for (p, z) in h.pixdim[1..4].iter_mut().zip(zooms) {
+        *p = if z > 0.0 { z as f32 } else { 1.0 };
     }
     h.quatern_b = b as f32;
     h.quatern_c = c as f32;

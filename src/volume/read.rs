@@ -307,8 +307,12 @@ fn decode(bytes: &[u8], dt: DataType, big: bool, scale: Option<(f64, f64)>, out:
 fn read_volume_inner(path: &Path) -> Result<Volume> {
     let (header_path, image_path) = resolve(path)?;
     let header_bytes = read_all(&header_path)?;
-    let header =
-        parse_header(&header_bytes).with_context(|| format!("in {}", header_path.display()))?;
+    let header = match (parse_header(&header_bytes), &image_path) {
+        (Ok(h), _) => h,
+        // For a pair, say which of the two files is wrong.
+        (Err(e), Some(_)) => return Err(e.context(format!("in {}", header_path.display()))),
+        (Err(e), None) => return Err(e),
+    };
     let dt = DataType::from_code(header.datatype)?;
     let geometry = Geometry::from_header(header.clone())?;
     let ndim = header.dim[0] as usize;
@@ -513,13 +517,45 @@ mod tests {
     }
 
     #[test]
+    fn pairs_and_geometry_only_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header([2, 1, 1], 2);
+        h.magic = *b"ni1\0";
+        h.vox_offset = 0.0;
+        h.pixdim[1] = 3.0;
+        write(dir.path(), "p.hdr", &encode_header(&h));
+        write(dir.path(), "p.img", &[5, 6]);
+        for name in ["p.hdr", "p.img"] {
+            let v = read_volume(&dir.path().join(name)).unwrap();
+            assert_eq!(v.channels[0].data(), &[5.0, 6.0]);
+            assert_eq!(v.geometry.spacing, [3.0, 1.0, 1.0]);
+            let g = read_geometry(&dir.path().join(name)).unwrap();
+            assert_eq!(g, v.geometry);
+        }
+        write(dir.path(), "lonely.hdr", &encode_header(&h));
+        let e = format!(
+            "{:#}",
+            read_volume(&dir.path().join("lonely.hdr")).unwrap_err()
+        );
+        assert!(
+            e.contains("lonely.hdr") && e.contains("image file is missing"),
+            "{e}"
+        );
+        // A .nii.gz: the geometry comes from the decompressed header alone.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &nii(&header([2, 2, 2], 2), &[1; 8])).unwrap();
+        let p = write(dir.path(), "c.nii.gz", &gz.finish().unwrap());
+        assert_eq!(read_geometry(&p).unwrap().dims, [2, 2, 2]);
+        assert_eq!(read_volume(&p).unwrap().channels[0].data(), &[1.0; 8]);
+    }
+
+    #[test]
     fn big_endian_4d() {
         let dir = tempfile::tempdir().unwrap();
         let mut h = header([1, 1, 2], 512);
         h.dim[0] = 4;
         h.dim[4] = 2;
-        // Encode little-endian, then swap every multi-byte field by hand is tedious; build
-        // a big-endian header by swapping the fields the reader uses.
+        // Encode little-endian, then byte-swap every field the reader uses.
         let mut b = encode_header(&h);
         let swap = |b: &mut [u8], at: usize, n: usize| b[at..at + n].reverse();
         swap(&mut b, 0, 4);
