@@ -213,6 +213,26 @@ fn predict_and_evaluate_agree_and_evaluate_resumes() {
         "brats2023",
     ]);
     assert!(ok, "{err}");
+    // A single case folder works as --input too, and gives the same labels.
+    let one = tmp.path().join("one");
+    let (ok, _, err) = run(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--input",
+        s(&data.join("BraTS20_Training_001")),
+        "--subset",
+        "0101",
+        "--output",
+        s(&one),
+        "--convention",
+        "brats2023",
+    ]);
+    assert!(ok, "{err}");
+    let a = read_volume(&one.join("BraTS20_Training_001.nii.gz")).unwrap();
+    let b = read_volume(&preds.join("BraTS20_Training_001.nii.gz")).unwrap();
+    assert_eq!(a.channels[0], b.channels[0]);
     let eval = tmp.path().join("eval");
     let args = [
         "-q",

@@ -175,9 +175,17 @@ fn predict_files(
 /// Every case (or a split's part) of a case or dataset folder.
 fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) -> Result<()> {
     let input = args.input.as_ref().expect("checked");
-    let ds = dataset::discover(input)?;
-    ensure!(!ds.cases.is_empty(), "no case found in {}", input.display());
-    let ids = select_cases(&ds, args.split.as_deref(), &args.part)?;
+    let (ds, ids) = match dataset::discover(input) {
+        Ok(ds) => {
+            let ids = select_cases(&ds, args.split.as_deref(), &args.part)?;
+            (ds, ids)
+        }
+        Err(e) => match case_folder(input) {
+            Some(found) => found,
+            None => return Err(e),
+        },
+    };
+    ensure!(!ids.is_empty(), "no case to predict in {}", input.display());
     let convention = args.convention.unwrap_or(ds.convention);
     let bar = progress_bar(ids.len() as u64, "cases", global.quiet);
     for id in &ids {
@@ -216,6 +224,21 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         );
     }
     Ok(())
+}
+
+/// `dir` read as a single case folder: the dataset of its parent folder, restricted to the
+/// case stored in `dir`.
+fn case_folder(dir: &Path) -> Option<(dataset::Dataset, Vec<String>)> {
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let target = canon(dir)?;
+    let ds = dataset::discover(dir.parent()?).ok()?;
+    let id = ds
+        .cases
+        .iter()
+        .find(|c| c.dir.as_deref().and_then(canon).as_ref() == Some(&target))?
+        .id
+        .clone();
+    Some((ds, vec![id]))
 }
 
 /// The class map converted to `convention`'s labels.

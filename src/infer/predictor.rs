@@ -95,6 +95,9 @@ pub struct Predictor {
     pub keep_attention: bool,
 }
 
+/// The cropped dims and the images fed to the network, in canonical order.
+type CaseInputs<'a> = ([usize; 3], Vec<(Modality, &'a Grid<f32>)>);
+
 /// Channel layout of the sliding window's output for a list of subsets.
 struct Layout {
     /// Per subset: first channel of its K probability channels, first channel of its
@@ -204,7 +207,7 @@ impl Predictor {
                 }
                 Ok(v)
             },
-            |d, t| on_window(d, t),
+            on_window,
         )?;
         let mut preds = self.finish(case, &[subset], &layout, out)?;
         Ok(preds.remove(0))
@@ -265,7 +268,7 @@ impl Predictor {
                 }
                 Ok(v)
             },
-            |d, t| on_window(d, t),
+            on_window,
         )?;
         let preds = self.finish(case, subsets, &layout, out)?;
         Ok(subsets.iter().copied().zip(preds).collect())
@@ -273,11 +276,7 @@ impl Predictor {
 
     /// Checks the subsets against the case and returns the cropped dims and the images of
     /// the union of the subsets, in canonical order.
-    fn inputs<'a>(
-        &self,
-        case: &'a PreprocessedCase,
-        subsets: &[Subset],
-    ) -> Result<([usize; 3], Vec<(Modality, &'a Grid<f32>)>)> {
+    fn inputs<'a>(&self, case: &'a PreprocessedCase, subsets: &[Subset]) -> Result<CaseInputs<'a>> {
         let available = Subset::from_modalities(
             Modality::ALL
                 .into_iter()
@@ -365,7 +364,7 @@ impl Predictor {
                 classes: case.crop.uncrop(&cls, full_dims, 0),
                 probabilities,
                 attention,
-                crop: case.crop.clone(),
+                crop: case.crop,
                 full_dims,
             });
         }
