@@ -402,7 +402,10 @@ mod tests {
     #[test]
     fn conventions_differ_where_the_datasets_do() {
         assert_eq!(LabelConvention::Brats.from_class(TumourClass::Enhancing), 4);
-        assert_eq!(LabelConvention::Brats2023.from_class(TumourClass::Enhancing), 3);
+        assert_eq!(
+            LabelConvention::Brats2023.from_class(TumourClass::Enhancing),
+            3
+        );
         assert_eq!(LabelConvention::Msd.to_class(1), Some(TumourClass::Edema));
         assert_eq!(LabelConvention::Brats.to_class(3), None);
         assert_eq!(LabelConvention::Brats2023.to_class(4), None);

@@ -198,7 +198,9 @@ impl FromStr for Subset {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if s.len() == 4 && s.chars().all(|c| c == '0' || c == '1') {
-            return Ok(Subset(u8::from_str_radix(s, 2).expect("checked bit string")));
+            return Ok(Subset(
+                u8::from_str_radix(s, 2).expect("checked bit string"),
+            ));
         }
         let mut subset = Subset::EMPTY;
         for part in s.split([',', '+']).map(str::trim).filter(|p| !p.is_empty()) {

@@ -83,7 +83,9 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(1);
         }
         // Only fails if a pool already exists, which cannot happen this early.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     let result = match cli.command {
         Command::Info(a) => info::run(a, global),
