@@ -164,9 +164,8 @@ fn pairs() -> Vec<Pair> {
         });
     }
     // Blobs centred on and beyond the border: cut by every face.
-    for i in 0..4 {
+    for (i, &spacing) in spacings.iter().enumerate().take(4) {
         let dims = [30, 26, 14];
-        let spacing = spacings[i];
         let f = field(dims, &mut rng, 5, -0.2, 1.2, [5.0, 12.0]);
         let g = field(dims, &mut rng, 5, -0.2, 1.2, [5.0, 12.0]);
         pairs.push(Pair {

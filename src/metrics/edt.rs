@@ -104,7 +104,6 @@ impl Scratch {
     /// unknown) with sample spacing `s`: `d[p] = min_q (s·(p − q))² + f[q]`, infinite when
     /// every `f[q]` is infinite. `d` and `f` have the same length.
     fn transform(&mut self, f: &[f64], s: f64, d: &mut [f64]) {
-        let n = f.len();
         let Some(first) = f.iter().position(|v| v.is_finite()) else {
             d.fill(f64::INFINITY);
             return;
@@ -121,8 +120,8 @@ impl Scratch {
         v[0] = first;
         z[0] = f64::NEG_INFINITY;
         z[1] = f64::INFINITY;
-        for q in first + 1..n {
-            if !f[q].is_finite() {
+        for (q, fq) in f.iter().enumerate().skip(first + 1) {
+            if !fq.is_finite() {
                 continue;
             }
             let mut m = meet(q, v[k]);
