@@ -1,20 +1,87 @@
 //! `a2fseg model summary`.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use super::{Global, NotImplemented};
+use super::Global;
+use crate::model::{Fusion, ModelConfig, ModelSummary, Targets};
 
 /// Subcommands of `a2fseg model`.
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
     /// Print layers, parameter counts and multiply-accumulates.
-    Summary {},
+    Summary {
+        /// Model preset: `paper` (the authors' network) or `small` (CPU-sized).
+        #[arg(long, value_name = "P", conflicts_with = "config")]
+        preset: Option<String>,
+        /// A model configuration JSON file (e.g. a model folder's config.json).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Override the fusion strategy: adaptive, average or hemis.
+        #[arg(long, value_name = "F")]
+        fusion: Option<Fusion>,
+        /// Override the targets: regions or classes.
+        #[arg(long, value_name = "T")]
+        targets: Option<Targets>,
+        /// Override the patch size the MACs are computed for, as x,y,z (or one number).
+        #[arg(long, value_name = "X,Y,Z")]
+        patch: Option<String>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Parses `"128"` or `"128,128,96"` into `[x, y, z]`.
+pub fn parse_size(s: &str) -> Result<[usize; 3]> {
+    let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
+    let nums: Vec<usize> = parts
+        .iter()
+        .map(|p| p.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("bad size '{s}' (expected e.g. 128 or 128,128,96)"))?;
+    match nums.as_slice() {
+        [n] => Ok([*n; 3]),
+        [x, y, z] => Ok([*x, *y, *z]),
+        _ => bail!("bad size '{s}' (expected one number or three: x,y,z)"),
+    }
 }
 
 /// Runs `a2fseg model …`.
 pub fn run(cmd: ModelCommand, _global: Global) -> Result<()> {
     match cmd {
-        ModelCommand::Summary {} => Err(NotImplemented("model summary").into()),
+        ModelCommand::Summary {
+            preset,
+            config,
+            fusion,
+            targets,
+            patch,
+            json,
+        } => {
+            let mut cfg = match (&preset, &config) {
+                (_, Some(path)) => ModelConfig::load_json(path)?,
+                (Some(p), None) => ModelConfig::preset(p)?,
+                (None, None) => ModelConfig::preset("paper")?,
+            };
+            if let Some(f) = fusion {
+                cfg.fusion = f;
+            }
+            if let Some(t) = targets {
+                cfg.targets = t;
+            }
+            if let Some(p) = patch {
+                cfg.patch_size = parse_size(&p)?;
+            }
+            cfg.validate()?;
+            let summary = ModelSummary::new(&cfg);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", summary.to_text());
+            }
+            Ok(())
+        }
     }
 }

@@ -1,15 +1,315 @@
-//! `a2fseg predict`.
+//! `a2fseg predict`: segment one case given as files, a case folder, or a whole dataset
+//! (optionally one part of a split), writing labels with the input's exact geometry in the
+//! input's label convention.
 
-use anyhow::Result;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
-use super::{Global, NotImplemented};
+use super::Global;
+use crate::dataset;
+use crate::infer::evaluate::select_cases;
+use crate::infer::{Prediction, Predictor, Tta, progress_bar};
+use crate::labels::{LabelConvention, Region, TumourClass};
+use crate::modality::{Modality, Subset};
+use crate::preprocess::{self, PreprocessSettings};
+use crate::volume::{self, Geometry, Grid};
 
 /// Arguments of `a2fseg predict`.
 #[derive(Debug, Args)]
-pub struct PredictArgs {}
+#[command(after_help = "Examples:\n  \
+    a2fseg predict --model runs/a2f --t1c c_t1ce.nii.gz --flair c_flair.nii.gz --output seg.nii.gz\n  \
+    a2fseg predict --model runs/a2f --input data/ --split split.json --part test --output preds/")]
+pub struct PredictArgs {
+    /// Training run folder (its checkpoints/best is used) or a model folder.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub model: PathBuf,
+    /// T1 image of a single case.
+    #[arg(long, value_name = "FILE")]
+    pub t1: Option<PathBuf>,
+    /// Contrast-enhanced T1 image of a single case.
+    #[arg(long, value_name = "FILE")]
+    pub t1c: Option<PathBuf>,
+    /// T2 image of a single case.
+    #[arg(long, value_name = "FILE")]
+    pub t2: Option<PathBuf>,
+    /// FLAIR image of a single case.
+    #[arg(long, value_name = "FILE")]
+    pub flair: Option<PathBuf>,
+    /// A case folder or a dataset folder (instead of --t1/--t1c/--t2/--flair).
+    #[arg(long, short, value_name = "DIR")]
+    pub input: Option<PathBuf>,
+    /// Split file: predict only the cases of --part.
+    #[arg(long, value_name = "FILE", requires = "input")]
+    pub split: Option<PathBuf>,
+    /// Part of the split: test, validation, train or all.
+    #[arg(long, default_value = "test", requires = "split")]
+    pub part: String,
+    /// Output label file (single case from files) or folder (with --input).
+    #[arg(long, short, value_name = "PATH")]
+    pub output: PathBuf,
+    /// Use only these modalities (bit string such as 0101 or names such as t1c,flair).
+    #[arg(long, value_name = "SUBSET")]
+    pub subset: Option<Subset>,
+    /// Sliding-window step as a fraction of the patch.
+    #[arg(long, default_value_t = 0.5)]
+    pub step: f64,
+    /// Test-time mirroring: off, 8 (all axes) or axes such as xy.
+    #[arg(long, default_value = "off")]
+    pub tta: Tta,
+    /// Also write the WT/TC/ET probabilities (float NIfTI, `<name>_prob_wt.nii.gz`, …).
+    #[arg(long)]
+    pub save_probabilities: bool,
+    /// Also write the adaptive fusion's attention maps (`<name>_attention_t1.nii.gz`, …).
+    #[arg(long)]
+    pub save_attention: bool,
+    /// Label convention of the written labels: brats (0/1/2/4), brats2023 (ET = 3) or msd
+    /// [default: the dataset's; brats for files].
+    #[arg(long, value_parser = parse_convention)]
+    pub convention: Option<LabelConvention>,
+    /// Device: cpu, cuda or wgpu.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Parses `brats` (also `brats2020`, `brats2021`), `brats2023` or `msd`.
+pub fn parse_convention(s: &str) -> Result<LabelConvention, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "brats" | "brats2020" | "brats2021" => Ok(LabelConvention::Brats),
+        "brats2023" => Ok(LabelConvention::Brats2023),
+        "msd" => Ok(LabelConvention::Msd),
+        other => Err(format!(
+            "unknown label convention '{other}' (expected brats, brats2023 or msd)"
+        )),
+    }
+}
 
 /// Runs `a2fseg predict`.
-pub fn run(_args: PredictArgs, _global: Global) -> Result<()> {
-    Err(NotImplemented("predict").into())
+pub fn run(args: PredictArgs, global: Global) -> Result<()> {
+    let files: Vec<(Modality, PathBuf)> = [
+        (Modality::T1, &args.t1),
+        (Modality::T1c, &args.t1c),
+        (Modality::T2, &args.t2),
+        (Modality::Flair, &args.flair),
+    ]
+    .into_iter()
+    .filter_map(|(m, p)| p.clone().map(|p| (m, p)))
+    .collect();
+    if files.is_empty() && args.input.is_none() {
+        bail!("give the images (--t1, --t1c, --t2, --flair: any non-empty subset) or --input DIR");
+    }
+    if !files.is_empty() && args.input.is_some() {
+        bail!("give either image files (--t1 …) or --input, not both");
+    }
+    let device = crate::model::device_from_name(&args.device)?;
+    let mut predictor = Predictor::load(&args.model, device, args.step, args.tta)?;
+    predictor.keep_attention = args.save_attention && predictor.is_adaptive();
+    if args.save_attention && !predictor.is_adaptive() {
+        eprintln!("note: the model does not fuse adaptively: no attention maps to save");
+    }
+    if files.is_empty() {
+        predict_dataset(&args, &predictor, global)
+    } else {
+        predict_files(&args, &predictor, &files)
+    }
+}
+
+/// One case from explicit files.
+fn predict_files(
+    args: &PredictArgs,
+    predictor: &Predictor,
+    files: &[(Modality, PathBuf)],
+) -> Result<()> {
+    ensure!(
+        volume_extension(&args.output).is_some(),
+        "--output {} must be a .nii or .nii.gz file when predicting from image files",
+        args.output.display()
+    );
+    let mut subset = Subset::from_modalities(files.iter().map(|(m, _)| *m));
+    if let Some(s) = args.subset {
+        subset = Subset::from_bits(subset.bits() & s.bits());
+        ensure!(
+            !subset.is_empty(),
+            "--subset {s} keeps none of the given images"
+        );
+    }
+    let mut images: [Option<Grid<f32>>; 4] = Default::default();
+    let mut geometry: Option<(Geometry, &Path)> = None;
+    for (m, path) in files.iter().filter(|(m, _)| subset.contains(*m)) {
+        let v =
+            volume::read_volume(path).with_context(|| format!("cannot read {}", path.display()))?;
+        ensure!(
+            v.channels.len() == 1,
+            "{} has {} volumes (4D); give one 3D image per modality",
+            path.display(),
+            v.channels.len()
+        );
+        match &geometry {
+            None => geometry = Some((v.geometry.clone(), path)),
+            Some((g, first)) => ensure!(
+                g.same_grid(&v.geometry),
+                "{} and {} are on different grids (shape, spacing or orientation); register and \
+                 resample them to one grid first",
+                first.display(),
+                path.display()
+            ),
+        }
+        images[m.index()] = v.channels.into_iter().next();
+    }
+    let (geometry, _) = geometry.expect("at least one image");
+    let convention = args.convention.unwrap_or(LabelConvention::Brats);
+    let id = case_name(&args.output);
+    let loaded = dataset::LoadedCase {
+        id: id.clone(),
+        geometry: geometry.clone(),
+        images,
+        classes: None,
+        convention,
+    };
+    let pre = preprocess::preprocess_case(&loaded, &PreprocessSettings::default())?;
+    let pred = predictor.predict_case(&pre, subset)?;
+    write_prediction(&args.output, &geometry, convention, &pred, args)
+}
+
+/// Every case (or a split's part) of a case or dataset folder.
+fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) -> Result<()> {
+    let input = args.input.as_ref().expect("checked");
+    let ds = dataset::discover(input)?;
+    ensure!(!ds.cases.is_empty(), "no case found in {}", input.display());
+    let ids = select_cases(&ds, args.split.as_deref(), &args.part)?;
+    let convention = args.convention.unwrap_or(ds.convention);
+    let bar = progress_bar(ids.len() as u64, "cases", global.quiet);
+    for id in &ids {
+        bar.set_message(id.clone());
+        let case = ds
+            .cases
+            .iter()
+            .find(|c| &c.id == id)
+            .with_context(|| format!("case {id} is not in {}", input.display()))?;
+        let mut subset = case.available();
+        if let Some(s) = args.subset {
+            subset = Subset::from_bits(subset.bits() & s.bits());
+        }
+        if subset.is_empty() {
+            bar.suspend(|| {
+                eprintln!("warning: case {id} has none of the requested modalities; skipped")
+            });
+            bar.inc(1);
+            continue;
+        }
+        let loaded = dataset::load_case(&ds, case)?;
+        let geometry = loaded.geometry.clone();
+        let pre = preprocess::preprocess_case(&loaded, &PreprocessSettings::default())?;
+        drop(loaded);
+        let pred = predictor.predict_case(&pre, subset)?;
+        let out = args.output.join(format!("{id}.nii.gz"));
+        write_prediction(&out, &geometry, convention, &pred, args)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    if !global.quiet {
+        eprintln!(
+            "wrote {} segmentations to {}",
+            ids.len(),
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+/// The class map converted to `convention`'s labels.
+pub fn to_labels(classes: &Grid<u8>, convention: LabelConvention) -> Grid<u8> {
+    classes.map(|c| {
+        convention
+            .from_class(TumourClass::from_index(c as usize).unwrap_or(TumourClass::Background))
+    })
+}
+
+/// Writes the labels (and the requested probability and attention maps beside them).
+fn write_prediction(
+    out: &Path,
+    geometry: &Geometry,
+    convention: LabelConvention,
+    pred: &Prediction,
+    args: &PredictArgs,
+) -> Result<()> {
+    volume::write_labels(out, geometry, &to_labels(&pred.classes, convention))?;
+    let (stem, ext) = split_name(out);
+    if args.save_probabilities {
+        for (r, g) in Region::ALL.iter().zip(pred.probabilities_full()) {
+            let p = stem.with_file_name(format!(
+                "{}_prob_{}{ext}",
+                file_name(&stem),
+                r.name().to_lowercase()
+            ));
+            volume::write_float(&p, geometry, &g)?;
+        }
+    }
+    if args.save_attention {
+        for (m, g) in pred.attention_full() {
+            let p = stem.with_file_name(format!("{}_attention_{}{ext}", file_name(&stem), m.key()));
+            volume::write_float(&p, geometry, &g)?;
+        }
+    }
+    Ok(())
+}
+
+/// `.nii.gz` or `.nii` if `path` ends so.
+fn volume_extension(path: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".nii.gz") {
+        Some(".nii.gz")
+    } else if name.ends_with(".nii") {
+        Some(".nii")
+    } else {
+        None
+    }
+}
+
+/// `path` without its NIfTI extension, and the extension (`.nii.gz` by default).
+fn split_name(path: &Path) -> (PathBuf, &'static str) {
+    let ext = volume_extension(path).unwrap_or(".nii.gz");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = if volume_extension(path).is_some() {
+        name[..name.len() - ext.len()].to_string()
+    } else {
+        name
+    };
+    (path.with_file_name(stem), ext)
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A case id from the output file name (`seg.nii.gz` → `seg`).
+fn case_name(out: &Path) -> String {
+    file_name(&split_name(out).0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_conventions() {
+        assert_eq!(
+            split_name(Path::new("/a/b.nii.gz")),
+            (PathBuf::from("/a/b"), ".nii.gz")
+        );
+        assert_eq!(split_name(Path::new("b.NII")), (PathBuf::from("b"), ".nii"));
+        assert_eq!(case_name(Path::new("/x/case_7.nii.gz")), "case_7");
+        assert!(volume_extension(Path::new("out/")).is_none());
+        assert_eq!(parse_convention("BraTS2021"), Ok(LabelConvention::Brats));
+        assert!(parse_convention("kits").is_err());
+        let g = Grid::from_vec([4, 1, 1], vec![0u8, 1, 2, 3]).unwrap();
+        assert_eq!(to_labels(&g, LabelConvention::Brats).data(), &[0, 1, 2, 4]);
+        assert_eq!(to_labels(&g, LabelConvention::Msd).data(), &[0, 2, 1, 3]);
+    }
 }

@@ -1,1 +1,0 @@
-//! infer (in progress).

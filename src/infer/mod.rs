@@ -1,0 +1,30 @@
+//! Inference: sliding-window prediction of whole cases from any subset of modalities, and
+//! evaluation of a model over modality subsets.
+//!
+//! [`window`] tiles a cropped case into overlapping patches and blends the outputs with a
+//! Gaussian importance map ([`gaussian`]), optionally averaging mirrored passes ([`tta`]).
+
+pub mod evaluate;
+pub mod gaussian;
+pub mod predictor;
+pub mod tta;
+pub mod window;
+
+pub use gaussian::gaussian_importance;
+pub use predictor::{Prediction, Predictor, resolve_model_dir};
+pub use tta::Tta;
+pub use window::{SlidingWindow, window_starts};
+
+/// A progress bar over `len` items named `unit` ("cases"), hidden when `quiet`.
+pub fn progress_bar(len: u64, unit: &str, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed_precise}} < {{eta_precise}}] {{msg}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}

@@ -1,0 +1,570 @@
+//! Whole-case prediction with a trained model: sliding window over the cropped case, then
+//! pasted back into the original grid.
+//!
+//! Two paths give the same result up to float noise:
+//! - [`Predictor::predict_case`]: one subset, through the model's ordinary forward pass;
+//! - [`Predictor::predict_subsets`]: several subsets of the same case at once. An MSFE's
+//!   output does not depend on the other modalities, so each window runs every needed MSFE
+//!   once (`msfe_features`) and then one cheap fusion (`fuse`) per subset.
+//!
+//! Only the modalities of a subset are ever fed to the network (missing ones are absent,
+//! never zero-filled). Inference runs on a device without autodiff: no graph is recorded.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::prelude::*;
+
+use super::tta::Tta;
+use super::window::SlidingWindow;
+use crate::labels::Region;
+use crate::modality::{Modality, Subset};
+use crate::model::{self, A2fseg, Fusion, ModelConfig, Targets};
+use crate::preprocess::{CropBox, PreprocessedCase};
+use crate::volume::Grid;
+
+/// The model folder to load for `path`: `path` itself when it holds `config.json` (a model
+/// folder), else `path/checkpoints/best` (a training run folder).
+pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
+    if path.join("config.json").is_file() {
+        return Ok(path.to_path_buf());
+    }
+    let best = path.join("checkpoints").join("best");
+    if best.join("config.json").is_file() {
+        return Ok(best);
+    }
+    if !path.exists() {
+        bail!("model folder {} does not exist", path.display());
+    }
+    bail!(
+        "{} is neither a model folder (config.json + model.safetensors) nor a training run \
+         folder with checkpoints/best",
+        path.display()
+    )
+}
+
+/// The prediction of one case from one modality subset.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// The modalities the prediction used.
+    pub subset: Subset,
+    /// [`crate::labels::TumourClass`] indices on the case's original (uncropped) grid.
+    pub classes: Grid<u8>,
+    /// Probabilities of WT, TC and ET (in that order) on the cropped grid.
+    pub probabilities: Vec<Grid<f32>>,
+    /// The adaptive fusion's attention map Ŵ_m per modality of the subset (mean over feature
+    /// channels) on the cropped grid; empty unless requested and the model fuses adaptively.
+    pub attention: Vec<(Modality, Grid<f32>)>,
+    /// Where the cropped grid sits in the original grid.
+    pub crop: CropBox,
+    /// Dims of the original grid.
+    pub full_dims: [usize; 3],
+}
+
+impl Prediction {
+    /// The WT, TC, ET probabilities on the original grid (zero outside the crop box).
+    pub fn probabilities_full(&self) -> Vec<Grid<f32>> {
+        self.probabilities
+            .iter()
+            .map(|g| self.crop.uncrop(g, self.full_dims, 0.0))
+            .collect()
+    }
+
+    /// The attention maps on the original grid (zero outside the crop box).
+    pub fn attention_full(&self) -> Vec<(Modality, Grid<f32>)> {
+        self.attention
+            .iter()
+            .map(|(m, g)| (*m, self.crop.uncrop(g, self.full_dims, 0.0)))
+            .collect()
+    }
+}
+
+/// A loaded model ready to segment preprocessed cases.
+pub struct Predictor {
+    /// The network (on `device`, without autodiff).
+    pub model: A2fseg,
+    /// Its configuration (patch size, targets, fusion).
+    pub config: ModelConfig,
+    /// Where the network runs.
+    pub device: Device,
+    /// Step between windows as a fraction of the patch (default 0.5).
+    pub step: f64,
+    /// Test-time mirroring.
+    pub tta: Tta,
+    /// Whether predictions keep the adaptive fusion's attention maps.
+    pub keep_attention: bool,
+}
+
+/// Channel layout of the sliding window's output for a list of subsets.
+struct Layout {
+    /// Per subset: first channel of its K probability channels, first channel of its
+    /// attention maps, and their number (0 without attention).
+    offsets: Vec<(usize, usize, usize)>,
+    channels: usize,
+}
+
+impl Predictor {
+    /// Wraps an already built model.
+    pub fn new(
+        model: A2fseg,
+        config: ModelConfig,
+        device: Device,
+        step: f64,
+        tta: Tta,
+    ) -> Result<Self> {
+        let p = Predictor {
+            model,
+            config,
+            device,
+            step,
+            tta,
+            keep_attention: false,
+        };
+        p.window()?;
+        Ok(p)
+    }
+
+    /// Loads the model at `path` (a model folder, or a run folder whose `checkpoints/best` is
+    /// used; see [`resolve_model_dir`]) onto `device`.
+    pub fn load(path: &Path, device: Device, step: f64, tta: Tta) -> Result<Self> {
+        let dir = resolve_model_dir(path)?;
+        let (model, config) = model::load_model(&dir, &device)
+            .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+        Self::new(model, config, device, step, tta)
+    }
+
+    /// The sliding-window settings (the model's patch, this predictor's step and mirroring).
+    pub fn window(&self) -> Result<SlidingWindow> {
+        SlidingWindow::new(self.config.patch_size, self.step, self.tta)
+    }
+
+    /// Whether the model fuses with attention (and so has attention maps).
+    pub fn is_adaptive(&self) -> bool {
+        matches!(self.config.fusion, Fusion::Adaptive)
+    }
+
+    /// Number of output channels of the network (3 regions or 4 classes).
+    fn out_channels(&self) -> usize {
+        self.config.targets.channels()
+    }
+
+    fn layout(&self, subsets: &[Subset]) -> Layout {
+        let k = self.out_channels();
+        let attn = self.keep_attention && self.is_adaptive();
+        let mut offsets = Vec::with_capacity(subsets.len());
+        let mut c = 0;
+        for s in subsets {
+            let a = if attn && s.len() > 1 { s.len() } else { 0 };
+            offsets.push((c, c + k, a));
+            c += k + a;
+        }
+        Layout {
+            offsets,
+            channels: c,
+        }
+    }
+
+    /// Segments `case` from the modalities of `subset` through the model's forward pass.
+    pub fn predict_case(&self, case: &PreprocessedCase, subset: Subset) -> Result<Prediction> {
+        self.predict_case_with_progress(case, subset, &mut |_, _| {})
+    }
+
+    /// [`Self::predict_case`], calling `on_window(done, total)` after each window.
+    pub fn predict_case_with_progress(
+        &self,
+        case: &PreprocessedCase,
+        subset: Subset,
+        on_window: &mut dyn FnMut(usize, usize),
+    ) -> Result<Prediction> {
+        let (dims, inputs) = self.inputs(case, &[subset])?;
+        let layout = self.layout(&[subset]);
+        let mods: Vec<Modality> = subset.modalities().collect();
+        let window = self.window()?;
+        let [px, py, pz] = self.config.patch_size;
+        let with_attention = layout.channels > self.out_channels();
+        let grids: Vec<&Grid<f32>> = inputs.iter().map(|(_, g)| *g).collect();
+        let out = window.run(
+            dims,
+            &grids,
+            layout.channels,
+            |patches| {
+                let x: Vec<(Modality, Tensor<5>)> = mods
+                    .iter()
+                    .zip(patches)
+                    .map(|(m, p)| (*m, self.tensor(p, [pz, py, px])))
+                    .collect();
+                let out = self.model.forward(&x)?;
+                let probs = model::probabilities(&self.config, out.fused);
+                let mut v = to_vec(probs)?;
+                if with_attention {
+                    let maps = out
+                        .attention
+                        .context("the adaptive model returned no attention maps")?;
+                    push_attention(&mut v, &maps, &mods)?;
+                }
+                Ok(v)
+            },
+            |d, t| on_window(d, t),
+        )?;
+        let mut preds = self.finish(case, &[subset], &layout, out)?;
+        Ok(preds.remove(0))
+    }
+
+    /// Segments `case` from each of `subsets`, running each needed MSFE once per window and
+    /// one fusion per subset. Equal to [`Self::predict_case`] per subset up to float noise.
+    pub fn predict_subsets(
+        &self,
+        case: &PreprocessedCase,
+        subsets: &[Subset],
+    ) -> Result<Vec<(Subset, Prediction)>> {
+        self.predict_subsets_with_progress(case, subsets, &mut |_, _| {})
+    }
+
+    /// [`Self::predict_subsets`], calling `on_window(done, total)` after each window.
+    pub fn predict_subsets_with_progress(
+        &self,
+        case: &PreprocessedCase,
+        subsets: &[Subset],
+        on_window: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<(Subset, Prediction)>> {
+        if subsets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (dims, inputs) = self.inputs(case, subsets)?;
+        let layout = self.layout(subsets);
+        let mods: Vec<Modality> = inputs.iter().map(|(m, _)| *m).collect();
+        let window = self.window()?;
+        let [px, py, pz] = self.config.patch_size;
+        let grids: Vec<&Grid<f32>> = inputs.iter().map(|(_, g)| *g).collect();
+        let out = window.run(
+            dims,
+            &grids,
+            layout.channels,
+            |patches| {
+                let mut features: Vec<(Modality, Tensor<5>)> = Vec::with_capacity(mods.len());
+                for (m, p) in mods.iter().zip(patches) {
+                    let x = self.tensor(p, [pz, py, px]);
+                    features.push((*m, self.model.msfe_features(*m, x)?));
+                }
+                let mut v = Vec::new();
+                for (s, &(_, _, n_attn)) in subsets.iter().zip(&layout.offsets) {
+                    let f: Vec<(Modality, Tensor<5>)> = features
+                        .iter()
+                        .filter(|(m, _)| s.contains(*m))
+                        .cloned()
+                        .collect();
+                    let fused = self.model.fuse(&f)?;
+                    v.extend(to_vec(model::probabilities(&self.config, fused.logits))?);
+                    if n_attn > 0 {
+                        let maps = fused
+                            .attention
+                            .context("the adaptive model returned no attention maps")?;
+                        let sm: Vec<Modality> = s.modalities().collect();
+                        push_attention(&mut v, &maps, &sm)?;
+                    }
+                }
+                Ok(v)
+            },
+            |d, t| on_window(d, t),
+        )?;
+        let preds = self.finish(case, subsets, &layout, out)?;
+        Ok(subsets.iter().copied().zip(preds).collect())
+    }
+
+    /// Checks the subsets against the case and returns the cropped dims and the images of
+    /// the union of the subsets, in canonical order.
+    fn inputs<'a>(
+        &self,
+        case: &'a PreprocessedCase,
+        subsets: &[Subset],
+    ) -> Result<([usize; 3], Vec<(Modality, &'a Grid<f32>)>)> {
+        let available = Subset::from_modalities(
+            Modality::ALL
+                .into_iter()
+                .filter(|m| case.images[m.index()].is_some()),
+        );
+        let mut union = Subset::EMPTY;
+        for s in subsets {
+            ensure!(
+                !s.is_empty(),
+                "an empty modality subset cannot be predicted"
+            );
+            ensure!(
+                s.is_subset_of(available),
+                "case {} lacks modalities for subset {} ({}); it has {}",
+                case.id,
+                s.name(),
+                s.describe(),
+                available.describe()
+            );
+            union = Subset::from_bits(union.bits() | s.bits());
+        }
+        let inputs: Vec<(Modality, &Grid<f32>)> = union
+            .modalities()
+            .map(|m| {
+                (
+                    m,
+                    case.images[m.index()].as_ref().expect("checked available"),
+                )
+            })
+            .collect();
+        let dims = inputs[0].1.dims();
+        for (m, g) in &inputs {
+            ensure!(
+                g.dims() == dims,
+                "case {}: {} has dims {:?}, the other modalities {dims:?}",
+                case.id,
+                m.label(),
+                g.dims()
+            );
+        }
+        Ok((dims, inputs))
+    }
+
+    /// A `[1, 1, D, H, W]` tensor of a patch buffer (x fastest).
+    fn tensor(&self, patch: &[f32], dhw: [usize; 3]) -> Tensor<5> {
+        let data = TensorData::new(patch.to_vec(), [1, 1, dhw[0], dhw[1], dhw[2]]);
+        Tensor::<5>::from_data(data, &self.device)
+    }
+
+    /// Splits the blended channels into predictions: decodes classes, converts class
+    /// probabilities to region probabilities, uncrops the classes.
+    fn finish(
+        &self,
+        case: &PreprocessedCase,
+        subsets: &[Subset],
+        layout: &Layout,
+        mut out: Vec<Grid<f32>>,
+    ) -> Result<Vec<Prediction>> {
+        let k = self.out_channels();
+        let full_dims = case.geometry.dims;
+        let mut preds = Vec::with_capacity(subsets.len());
+        // Walk backwards so each subset's channels can be split off the end.
+        for (i, s) in subsets.iter().enumerate().rev() {
+            let (p0, a0, _) = layout.offsets[i];
+            let attn_grids = out.split_off(a0);
+            let probs = out.split_off(p0);
+            let dims = probs[0].dims();
+            let mut flat = Vec::with_capacity(k * probs[0].len());
+            for g in &probs {
+                flat.extend_from_slice(g.data());
+            }
+            let t = Tensor::<5>::from_data(
+                TensorData::new(flat, [1, k, dims[2], dims[1], dims[0]]),
+                &self.device,
+            );
+            let cls = model::decode_classes(&self.config, t);
+            let cls = Grid::from_vec(dims, cls).context("decoded classes have the wrong size")?;
+            let probabilities = match self.config.targets {
+                Targets::Regions => probs,
+                Targets::Classes => class_to_region_probabilities(&probs),
+            };
+            let attention = s.modalities().zip(attn_grids).collect();
+            preds.push(Prediction {
+                subset: *s,
+                classes: case.crop.uncrop(&cls, full_dims, 0),
+                probabilities,
+                attention,
+                crop: case.crop.clone(),
+                full_dims,
+            });
+        }
+        preds.reverse();
+        Ok(preds)
+    }
+}
+
+/// Region probabilities from class probabilities `[bg, NCR, ED, ET]`: P(WT) = NCR + ED + ET,
+/// P(TC) = NCR + ET, P(ET) = ET.
+fn class_to_region_probabilities(p: &[Grid<f32>]) -> Vec<Grid<f32>> {
+    Region::ALL
+        .iter()
+        .map(|r| {
+            let mut g = Grid::zeros(p[0].dims());
+            for c in crate::labels::TumourClass::ALL {
+                if r.contains(c) {
+                    g.data_mut()
+                        .iter_mut()
+                        .zip(p[c.index()].data())
+                        .for_each(|(a, b)| *a += b);
+                }
+            }
+            g
+        })
+        .collect()
+}
+
+/// The values of a tensor, C order.
+fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| anyhow::anyhow!("cannot read a tensor: {e:?}"))
+}
+
+/// Appends the channel-mean attention map of each of `mods` (in that order) to `v`.
+fn push_attention(
+    v: &mut Vec<f32>,
+    maps: &[(Modality, Tensor<5>)],
+    mods: &[Modality],
+) -> Result<()> {
+    for m in mods {
+        let (_, a) = maps
+            .iter()
+            .find(|(n, _)| n == m)
+            .with_context(|| format!("no attention map for {}", m.label()))?;
+        v.extend(to_vec(a.clone().mean_dim(1))?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::labels::LabelConvention;
+    use crate::volume::Geometry;
+
+    /// A tiny randomly initialised network with 8³ patches.
+    pub(crate) fn tiny_predictor(fusion: Fusion, targets: Targets, tta: Tta) -> Predictor {
+        let cfg = ModelConfig::new()
+            .with_poolings(1)
+            .with_base_features(4)
+            .with_max_features(8)
+            .with_convs_per_stage(1)
+            .with_deep_supervision(false)
+            .with_fusion(fusion)
+            .with_targets(targets)
+            .with_patch_size([8, 8, 8]);
+        let device = Device::flex();
+        let model = cfg.init(&device);
+        Predictor::new(model, cfg, device, 0.5, tta).unwrap()
+    }
+
+    /// A preprocessed case with `subset`'s images over a crop of `dims` inside a larger grid.
+    pub(crate) fn tiny_case(subset: Subset, dims: [usize; 3]) -> PreprocessedCase {
+        let n: usize = dims.iter().product();
+        let full = [dims[0] + 3, dims[1] + 2, dims[2] + 1];
+        let images = std::array::from_fn(|i| {
+            subset.contains(Modality::ALL[i]).then(|| {
+                let data = (0..n)
+                    .map(|v| ((v * (i + 3)) as f32 * 0.173).sin() * 2.0)
+                    .collect();
+                Grid::from_vec(dims, data).unwrap()
+            })
+        });
+        let mut affine = [[0.0; 4]; 4];
+        for (a, row) in affine.iter_mut().enumerate() {
+            row[a] = 1.0;
+        }
+        PreprocessedCase {
+            id: "tiny".into(),
+            images,
+            classes: None,
+            crop: CropBox {
+                start: [1, 2, 0],
+                dims,
+            },
+            geometry: Geometry::from_affine(full, affine),
+            convention: LabelConvention::Brats,
+        }
+    }
+
+    fn assert_same(a: &Prediction, b: &Prediction) {
+        assert_eq!(a.subset, b.subset);
+        for (x, y) in a.probabilities.iter().zip(&b.probabilities) {
+            for (p, q) in x.data().iter().zip(y.data()) {
+                assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+            }
+        }
+        // Classes agree wherever no probability sits at the decision threshold.
+        let near: Vec<bool> = (0..a.probabilities[0].len())
+            .map(|v| {
+                a.probabilities
+                    .iter()
+                    .any(|g| (g.data()[v] - 0.5).abs() < 1e-3)
+            })
+            .collect();
+        let ca = a.crop.crop(&a.classes);
+        let cb = b.crop.crop(&b.classes);
+        for (v, (p, q)) in ca.data().iter().zip(cb.data()).enumerate() {
+            assert!(near[v] || p == q);
+        }
+        assert_eq!(a.attention.len(), b.attention.len());
+        for ((m, x), (n, y)) in a.attention.iter().zip(&b.attention) {
+            assert_eq!(m, n);
+            for (p, q) in x.data().iter().zip(y.data()) {
+                assert!((p - q).abs() < 1e-4);
+            }
+        }
+    }
+
+    #[test]
+    fn shared_msfe_path_equals_separate_predictions() {
+        let mut p = tiny_predictor(Fusion::Adaptive, Targets::Regions, Tta::OFF);
+        p.keep_attention = true;
+        let case = tiny_case(Subset::FULL, [11, 9, 8]);
+        let subsets: Vec<Subset> = ["0001", "0101", "1110", "1111"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let all = p.predict_subsets(&case, &subsets).unwrap();
+        assert_eq!(all.len(), 4);
+        for (s, pred) in &all {
+            let single = p.predict_case(&case, *s).unwrap();
+            assert_same(pred, &single);
+            assert_eq!(pred.attention.len(), if s.len() > 1 { s.len() } else { 0 });
+        }
+    }
+
+    #[test]
+    fn prediction_is_uncropped_with_background_outside_and_sane_attention() {
+        let mut p = tiny_predictor(Fusion::Adaptive, Targets::Classes, Tta::ALL);
+        p.keep_attention = true;
+        let subset: Subset = "0101".parse().unwrap();
+        let case = tiny_case(subset, [6, 5, 4]);
+        let pred = p.predict_case(&case, subset).unwrap();
+        assert_eq!(pred.classes.dims(), case.geometry.dims);
+        assert_eq!(pred.classes.get(0, 0, 0), 0);
+        assert!(pred.classes.data().iter().all(|&c| c <= 3));
+        assert_eq!(pred.probabilities.len(), 3);
+        // Nested regions from class probabilities.
+        for v in 0..pred.probabilities[0].len() {
+            let [wt, tc, et] = [0, 1, 2].map(|r| pred.probabilities[r].data()[v]);
+            assert!(wt + 1e-5 >= tc && tc + 1e-5 >= et && et >= 0.0 && wt <= 1.0 + 1e-5);
+        }
+        // Attention maps of the two modalities sum to one.
+        assert_eq!(pred.attention.len(), 2);
+        for v in 0..pred.attention[0].1.len() {
+            let s = pred.attention[0].1.data()[v] + pred.attention[1].1.data()[v];
+            assert!((s - 1.0).abs() < 1e-4, "{s}");
+        }
+        assert_eq!(pred.probabilities_full()[0].dims(), case.geometry.dims);
+    }
+
+    #[test]
+    fn subsets_the_case_lacks_are_errors() {
+        let p = tiny_predictor(Fusion::Average, Targets::Regions, Tta::OFF);
+        let case = tiny_case("0011".parse().unwrap(), [8, 8, 8]);
+        let e = p.predict_case(&case, Subset::FULL).unwrap_err().to_string();
+        assert!(e.contains("lacks"), "{e}");
+        assert!(p.predict_case(&case, Subset::EMPTY).is_err());
+        assert!(p.predict_subsets(&case, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn model_folders_resolve() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        std::fs::create_dir_all(run.join("checkpoints/best")).unwrap();
+        std::fs::write(run.join("checkpoints/best/config.json"), "{}").unwrap();
+        assert_eq!(
+            resolve_model_dir(&run).unwrap(),
+            run.join("checkpoints/best")
+        );
+        assert_eq!(
+            resolve_model_dir(&run.join("checkpoints/best")).unwrap(),
+            run.join("checkpoints/best")
+        );
+        assert!(resolve_model_dir(dir.path()).is_err());
+        assert!(resolve_model_dir(&dir.path().join("nope")).is_err());
+    }
+}

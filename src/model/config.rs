@@ -1,0 +1,412 @@
+//! The model configuration: plain data (serde, JSON), saved as `config.json` beside every
+//! set of weights so that a model folder describes itself.
+//!
+//! Two presets: [`ModelConfig::preset`]`("paper")` is the authors' nnU-Net MSFE (5 poolings,
+//! features 32-64-128-256-320-320, patch 128³), `"small"` a reduced network that trains on
+//! the phantoms on a 2-core CPU in minutes.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use burn::config::Config;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::modality::Modality;
+
+/// How the features of the available modalities are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fusion {
+    /// A2FSeg (Eq. 1–3): average fusion, then attention-weighted fusion; the final output is
+    /// the head on the adaptively fused feature F̂. The default.
+    Adaptive,
+    /// The paper's Table 2 baseline: only the head on the average feature F̄.
+    Average,
+    /// HeMIS: the mean and the (population) variance over the available modalities,
+    /// concatenated (2C channels) into the final head; the variance of one modality is 0.
+    Hemis,
+}
+
+impl Fusion {
+    /// All strategies.
+    pub const ALL: [Fusion; 3] = [Fusion::Adaptive, Fusion::Average, Fusion::Hemis];
+
+    /// The name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fusion::Adaptive => "adaptive",
+            Fusion::Average => "average",
+            Fusion::Hemis => "hemis",
+        }
+    }
+}
+
+/// What the heads predict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Targets {
+    /// Three overlapping regions WT, TC, ET as independent sigmoid channels (BCE + Dice), as
+    /// the authors' code and nnU-Net do for BraTS. The default.
+    Regions,
+    /// Softmax over the four classes background, NCR, edema, ET (CE + Dice), as the paper's
+    /// text reads.
+    Classes,
+}
+
+impl Targets {
+    /// Both encodings.
+    pub const ALL: [Targets; 2] = [Targets::Regions, Targets::Classes];
+
+    /// The name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Targets::Regions => "regions",
+            Targets::Classes => "classes",
+        }
+    }
+
+    /// Output channels K of every head: 3 (WT, TC, ET) or 4 (classes).
+    pub fn channels(self) -> usize {
+        match self {
+            Targets::Regions => 3,
+            Targets::Classes => 4,
+        }
+    }
+}
+
+macro_rules! named_enum {
+    ($ty:ident, $what:literal) => {
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let t = s.trim().to_ascii_lowercase();
+                $ty::ALL.into_iter().find(|v| v.name() == t).ok_or_else(|| {
+                    let names: Vec<&str> = $ty::ALL.iter().map(|v| v.name()).collect();
+                    format!(
+                        "unknown {} '{}' (expected one of {})",
+                        $what,
+                        s,
+                        names.join(", ")
+                    )
+                })
+            }
+        }
+
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+named_enum!(Fusion, "fusion");
+named_enum!(Targets, "targets");
+
+/// The architecture of A2FSeg and what it is trained to predict.
+///
+/// Every MSFE is an nnU-Net-style 3D U-Net with `poolings + 1` stages; stage `s` has
+/// `min(base_features · 2^s, max_features)` channels and `convs_per_stage` blocks of
+/// Conv3d(k3, bias) → InstanceNorm(affine) → LeakyReLU. Stages after the first start with a
+/// stride-2 convolution; the decoder upsamples with ConvTranspose3d(k2, s2, no bias) and
+/// concatenates the skip feature after the upsampled one. The feature F_m handed to fusion
+/// is the last decoder stage's output: C = `base_features` channels at input resolution.
+#[derive(Config, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// Number of stride-2 downsamplings per MSFE (the U-Net has `poolings + 1` stages).
+    /// Input sizes must be multiples of `2^poolings` in every dimension.
+    #[config(default = 5)]
+    pub poolings: usize,
+    /// Channels of the first stage; also C, the channels of the feature F_m of each MSFE.
+    #[config(default = 32)]
+    pub base_features: usize,
+    /// Cap on the channels of any stage (nnU-Net: 320 for 3D).
+    #[config(default = 320)]
+    pub max_features: usize,
+    /// Convolution blocks per encoder and decoder stage.
+    #[config(default = 2)]
+    pub convs_per_stage: usize,
+    /// Negative slope of the LeakyReLU activations.
+    #[config(default = 0.01)]
+    pub leaky_slope: f64,
+    /// Epsilon of the instance normalisations.
+    #[config(default = 1e-5)]
+    pub norm_epsilon: f64,
+    /// Supervise every decoder level of every MSFE (weights 1, 1/2, 1/4, …, lowest 0,
+    /// normalised); otherwise only the full-resolution head of each MSFE.
+    #[config(default = true)]
+    pub deep_supervision: bool,
+    /// Fusion strategy: `adaptive` (A2FSeg), `average` (Table 2 baseline) or `hemis`.
+    #[config(default = "Fusion::Adaptive")]
+    pub fusion: Fusion,
+    /// Channels of each attention map W_m: 1 (one weight per voxel and modality) or
+    /// `base_features` (one weight per voxel, channel and modality).
+    #[config(default = 1)]
+    pub attention_channels: usize,
+    /// Kernel size of the attention convolutions conv_m (1 or 3; padding keeps the size).
+    #[config(default = 3)]
+    pub attention_kernel: usize,
+    /// Head outputs: `regions` (sigmoid WT, TC, ET) or `classes` (softmax over 4 classes).
+    #[config(default = "Targets::Regions")]
+    pub targets: Targets,
+    /// Smoothing term of the soft Dice (nnU-Net: 1e-5): keeps a region absent from a
+    /// patch finite.
+    #[config(default = 1e-5)]
+    pub dice_smooth: f64,
+    /// Training patch size in voxels, `[x, y, z]`; each a multiple of `2^poolings`.
+    #[config(default = "[128, 128, 128]")]
+    pub patch_size: [usize; 3],
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig::new()
+    }
+}
+
+/// Names of the presets accepted by [`ModelConfig::preset`].
+pub const PRESETS: [&str; 2] = ["paper", "small"];
+
+impl ModelConfig {
+    /// A named preset: `paper` (the authors' network, 128³ patches) or `small`
+    /// (features 8-16-32-64, 3 poolings, 32³ patches: minutes on a 2-core CPU).
+    pub fn preset(name: &str) -> Result<ModelConfig> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "paper" => Ok(ModelConfig::new()),
+            "small" => Ok(ModelConfig::new()
+                .with_poolings(3)
+                .with_base_features(8)
+                .with_max_features(64)
+                .with_patch_size([32, 32, 32])),
+            other => bail!(
+                "unknown model preset '{other}' (expected one of {})",
+                PRESETS.join(", ")
+            ),
+        }
+    }
+
+    /// Reads a configuration from a JSON file (as written by [`ModelConfig::save_json`]),
+    /// rejecting unknown keys and invalid values with an error naming the file.
+    pub fn load_json(path: &Path) -> Result<ModelConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_json(&text)
+            .with_context(|| format!("invalid model configuration {}", path.display()))
+    }
+
+    /// Parses a configuration from JSON text; unknown keys are an error, so a typo never
+    /// silently falls back to a default.
+    pub fn from_json(text: &str) -> Result<ModelConfig> {
+        let value: serde_json::Value = serde_json::from_str(text)?;
+        let cfg: ModelConfig = serde_json::from_value(value.clone())?;
+        let known = serde_json::to_value(&cfg)?;
+        if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {
+            let unknown: Vec<&String> = given.keys().filter(|k| !known.contains_key(*k)).collect();
+            if !unknown.is_empty() {
+                bail!("unknown keys {unknown:?}");
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The configuration as pretty-printed JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a model configuration always serialises")
+    }
+
+    /// Writes the configuration as JSON (atomically).
+    pub fn save_json(&self, path: &Path) -> Result<()> {
+        crate::fsutil::atomic_write_bytes(path, self.to_json().as_bytes())
+    }
+
+    /// Checks that the values describe a buildable network.
+    pub fn validate(&self) -> Result<()> {
+        if self.poolings == 0 || self.poolings > 8 {
+            bail!("poolings must be between 1 and 8, got {}", self.poolings);
+        }
+        if self.base_features == 0 || self.max_features < self.base_features {
+            bail!(
+                "base_features must be at least 1 and at most max_features (got {} and {})",
+                self.base_features,
+                self.max_features
+            );
+        }
+        if self.convs_per_stage == 0 {
+            bail!("convs_per_stage must be at least 1");
+        }
+        if self.attention_channels != 1 && self.attention_channels != self.base_features {
+            bail!(
+                "attention_channels must be 1 or base_features ({}), got {}",
+                self.base_features,
+                self.attention_channels
+            );
+        }
+        if self.attention_kernel != 1 && self.attention_kernel != 3 {
+            bail!(
+                "attention_kernel must be 1 or 3, got {}",
+                self.attention_kernel
+            );
+        }
+        if self.norm_epsilon.is_nan()
+            || self.norm_epsilon <= 0.0
+            || self.dice_smooth.is_nan()
+            || self.dice_smooth <= 0.0
+        {
+            bail!("norm_epsilon and dice_smooth must be positive");
+        }
+        if !self.leaky_slope.is_finite() {
+            bail!("leaky_slope must be finite");
+        }
+        self.check_size(self.patch_size)
+            .context("patch_size does not fit the network")?;
+        Ok(())
+    }
+
+    /// Channels of stage `s` (0 = full resolution): `min(base · 2^s, max)`.
+    pub fn stage_features(&self, s: usize) -> usize {
+        (self.base_features << s).min(self.max_features)
+    }
+
+    /// Channels of all `poolings + 1` stages, e.g. 32-64-128-256-320-320.
+    pub fn features(&self) -> Vec<usize> {
+        (0..=self.poolings)
+            .map(|s| self.stage_features(s))
+            .collect()
+    }
+
+    /// C, the channels of each MSFE feature F_m.
+    pub fn feature_channels(&self) -> usize {
+        self.base_features
+    }
+
+    /// K, the output channels of every head.
+    pub fn out_channels(&self) -> usize {
+        self.targets.channels()
+    }
+
+    /// The divisor every input size must be a multiple of: `2^poolings`.
+    pub fn size_divisor(&self) -> usize {
+        1 << self.poolings
+    }
+
+    /// Number of segmentation heads per MSFE: one per decoder level with deep supervision,
+    /// else one.
+    pub fn heads_per_msfe(&self) -> usize {
+        if self.deep_supervision {
+            self.poolings
+        } else {
+            1
+        }
+    }
+
+    /// Loss weights of the heads of one MSFE, full resolution first: 1, 1/2, 1/4, …, with
+    /// the lowest level 0, normalised to sum 1 (nnU-Net). For 5 poolings:
+    /// 0.5333, 0.2667, 0.1333, 0.0667, 0. Without deep supervision: `[1]`.
+    pub fn deep_supervision_weights(&self) -> Vec<f64> {
+        let n = self.heads_per_msfe();
+        if n == 1 {
+            return vec![1.0];
+        }
+        let mut w: Vec<f64> = (0..n).map(|l| 0.5f64.powi(l as i32)).collect();
+        w[n - 1] = 0.0;
+        let sum: f64 = w.iter().sum();
+        w.iter().map(|x| x / sum).collect()
+    }
+
+    /// Checks that a spatial size `[x, y, z]` is a non-zero multiple of `2^poolings`.
+    pub fn check_size(&self, size: [usize; 3]) -> Result<()> {
+        let d = self.size_divisor();
+        if size.iter().any(|&s| s == 0 || s % d != 0) {
+            bail!(
+                "input size [{}, {}, {}] (x, y, z) is not a multiple of 2^{} = {d} in every \
+                 dimension, as the network's {} poolings need",
+                size[0],
+                size[1],
+                size[2],
+                self.poolings,
+                self.poolings
+            );
+        }
+        Ok(())
+    }
+
+    /// Output head names, by channel: `WT, TC, ET` or `background, NCR, ED, ET`.
+    pub fn channel_names(&self) -> Vec<&'static str> {
+        match self.targets {
+            Targets::Regions => vec!["WT", "TC", "ET"],
+            Targets::Classes => vec!["background", "NCR", "ED", "ET"],
+        }
+    }
+
+    /// Modalities in canonical order (every model has one MSFE per modality).
+    pub fn modalities(&self) -> [Modality; 4] {
+        Modality::ALL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid() {
+        for p in PRESETS {
+            ModelConfig::preset(p).unwrap().validate().unwrap();
+        }
+        assert!(ModelConfig::preset("huge").is_err());
+        let paper = ModelConfig::preset("paper").unwrap();
+        assert_eq!(paper.features(), vec![32, 64, 128, 256, 320, 320]);
+        assert_eq!(paper.patch_size, [128, 128, 128]);
+    }
+
+    #[test]
+    fn deep_supervision_weights_match_nnunet() {
+        let w = ModelConfig::preset("paper")
+            .unwrap()
+            .deep_supervision_weights();
+        let expect = [0.5333, 0.2667, 0.1333, 0.0667, 0.0];
+        assert_eq!(w.len(), expect.len());
+        for (a, b) in w.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-4, "{w:?}");
+        }
+        let no_ds = ModelConfig::new().with_deep_supervision(false);
+        assert_eq!(no_ds.deep_supervision_weights(), vec![1.0]);
+    }
+
+    #[test]
+    fn json_round_trip_and_unknown_keys() {
+        let c = ModelConfig::preset("small")
+            .unwrap()
+            .with_fusion(Fusion::Hemis);
+        let back = ModelConfig::from_json(&c.to_json()).unwrap();
+        assert_eq!(back, c);
+        assert!(c.to_json().contains("\"hemis\""));
+        let bad = c.to_json().replace("\"poolings\"", "\"pooling\"");
+        assert!(ModelConfig::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn bad_sizes_are_rejected() {
+        let c = ModelConfig::preset("small").unwrap();
+        assert!(c.check_size([32, 16, 8]).is_ok());
+        let e = c.check_size([32, 20, 8]).unwrap_err().to_string();
+        assert!(e.contains("multiple of 2^3 = 8"), "{e}");
+        assert!(c.clone().with_patch_size([30, 32, 32]).validate().is_err());
+        assert!(c.with_attention_channels(5).validate().is_err());
+    }
+}

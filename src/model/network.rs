@@ -1,0 +1,198 @@
+//! A2FSeg: four MSFEs, average fusion and adaptive (or HeMIS) fusion, with their heads.
+
+use anyhow::{Result, bail};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+
+use super::config::{Fusion, ModelConfig};
+use super::fusion::{self, FusionModule};
+use super::msfe::Msfe;
+use crate::modality::{Modality, Subset};
+
+/// The four MSFEs, one per modality (tensor names `msfe.t1.…`, `msfe.t1c.…`, `msfe.t2.…`,
+/// `msfe.flair.…`).
+#[derive(Module, Debug)]
+pub struct Msfes {
+    /// MSFE of T1.
+    pub t1: Msfe,
+    /// MSFE of T1c.
+    pub t1c: Msfe,
+    /// MSFE of T2.
+    pub t2: Msfe,
+    /// MSFE of FLAIR.
+    pub flair: Msfe,
+}
+
+impl Msfes {
+    /// The MSFE of modality `m`.
+    pub fn get(&self, m: Modality) -> &Msfe {
+        match m {
+            Modality::T1 => &self.t1,
+            Modality::T1c => &self.t1c,
+            Modality::T2 => &self.t2,
+            Modality::Flair => &self.flair,
+        }
+    }
+}
+
+/// The whole network. Build it with [`ModelConfig::init`] or load it with
+/// [`load_model`](super::load_model).
+#[derive(Module, Debug)]
+pub struct A2fseg {
+    /// The modality-specific feature extractors.
+    pub msfe: Msfes,
+    /// Attention convolutions and the fusion heads.
+    pub fusion: FusionModule,
+    /// The configuration the network was built from.
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+/// Everything one forward pass produces for the loss; logits, not probabilities.
+#[derive(Debug, Clone)]
+pub struct A2fsegOutput {
+    /// For each available modality (canonical order): its MSFE's head logits, full
+    /// resolution first (`[B, K, D/2^l, H/2^l, W/2^l]`).
+    pub per_modality: Vec<(Modality, Vec<Tensor<5>>)>,
+    /// Logits of the head on F̄, `[B, K, D, H, W]`.
+    pub average: Tensor<5>,
+    /// The final logits `[B, K, D, H, W]`: the head on F̂ (`adaptive`), on [F̄; Var]
+    /// (`hemis`), or the average head again (`average`).
+    pub fused: Tensor<5>,
+    /// The normalised attention maps Ŵ_m `[B, A, D, H, W]` of the available modalities
+    /// (`adaptive` only).
+    pub attention: Option<Vec<(Modality, Tensor<5>)>>,
+}
+
+/// Result of [`A2fseg::fuse`]: the final logits and, for `adaptive`, the attention maps.
+#[derive(Debug, Clone)]
+pub struct FusedOutput {
+    /// Final logits `[B, K, D, H, W]`.
+    pub logits: Tensor<5>,
+    /// Ŵ_m `[B, A, D, H, W]` per available modality (`adaptive` only).
+    pub attention: Option<Vec<(Modality, Tensor<5>)>>,
+}
+
+impl ModelConfig {
+    /// A freshly initialised network (He initialisation) on `device`. Panics only on an
+    /// invalid configuration: call [`ModelConfig::validate`] first for user input.
+    pub fn init(&self, device: &Device) -> A2fseg {
+        if let Err(e) = self.validate() {
+            panic!("invalid model configuration: {e:#}");
+        }
+        A2fseg {
+            msfe: Msfes {
+                t1: Msfe::new(self, device),
+                t1c: Msfe::new(self, device),
+                t2: Msfe::new(self, device),
+                flair: Msfe::new(self, device),
+            },
+            fusion: FusionModule::new(self, device),
+            config: self.clone(),
+        }
+    }
+}
+
+impl A2fseg {
+    /// The configuration of this network.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Checks a set of inputs or features: non-empty, no modality twice, all of shape
+    /// `[B, channels, D, H, W]` with one shape, sizes multiples of `2^poolings`.
+    fn check_inputs(&self, inputs: &[(Modality, Tensor<5>)], channels: usize) -> Result<()> {
+        if inputs.is_empty() {
+            bail!("no modality given: A2FSeg needs at least one of T1, T1c, T2, FLAIR");
+        }
+        let mut seen = Subset::EMPTY;
+        let dims0 = inputs[0].1.dims();
+        for (m, t) in inputs {
+            if seen.contains(*m) {
+                bail!("modality {m} given twice");
+            }
+            seen = seen.with(*m);
+            let d = t.dims();
+            if d[1] != channels {
+                bail!("{m}: expected {channels} channel(s), got a tensor of shape {d:?}");
+            }
+            if d != dims0 {
+                bail!(
+                    "{m}: shape {d:?} differs from {}'s {dims0:?}; all modalities must share one grid",
+                    inputs[0].0
+                );
+            }
+        }
+        self.config.check_size([dims0[4], dims0[3], dims0[2]])
+    }
+
+    /// Full forward pass for training: runs the MSFE of each given modality (and only
+    /// those), fuses, and returns every head's logits.
+    ///
+    /// `inputs`: the available modalities with images `[B, 1, D, H, W]` (D, H, W multiples
+    /// of `2^poolings`). Absent modalities are simply not listed.
+    pub fn forward(&self, inputs: &[(Modality, Tensor<5>)]) -> Result<A2fsegOutput> {
+        self.check_inputs(inputs, 1)?;
+        let mut inputs = inputs.to_vec();
+        inputs.sort_by_key(|(m, _)| *m);
+        let mut features = Vec::with_capacity(inputs.len());
+        let mut per_modality = Vec::with_capacity(inputs.len());
+        for (m, x) in inputs {
+            let (f, logits) = self.msfe.get(m).forward(x);
+            features.push((m, f));
+            per_modality.push((m, logits));
+        }
+        let (average, fused, attention) = self.fuse_parts(&features);
+        Ok(A2fsegOutput {
+            per_modality,
+            average,
+            fused,
+            attention,
+        })
+    }
+
+    /// The feature F_m `[B, C, D, H, W]` of modality `m` from its image `[B, 1, D, H, W]`,
+    /// without any head. An MSFE's feature does not depend on the other modalities, so
+    /// inference can compute it once per window and fuse it into every subset.
+    pub fn msfe_features(&self, m: Modality, x: Tensor<5>) -> Result<Tensor<5>> {
+        self.check_inputs(&[(m, x.clone())], 1)?;
+        Ok(self.msfe.get(m).features(x))
+    }
+
+    /// Fuses the features `[B, C, D, H, W]` of the available modalities (from
+    /// [`A2fseg::msfe_features`]) into the final logits.
+    pub fn fuse(&self, features: &[(Modality, Tensor<5>)]) -> Result<FusedOutput> {
+        self.check_inputs(features, self.config.feature_channels())?;
+        let mut features = features.to_vec();
+        features.sort_by_key(|(m, _)| *m);
+        let (_, logits, attention) = self.fuse_parts(&features);
+        Ok(FusedOutput { logits, attention })
+    }
+
+    /// Average logits, final logits and attention maps from checked, sorted features.
+    #[allow(clippy::type_complexity)]
+    fn fuse_parts(
+        &self,
+        features: &[(Modality, Tensor<5>)],
+    ) -> (Tensor<5>, Tensor<5>, Option<Vec<(Modality, Tensor<5>)>>) {
+        let mean = fusion::average(features);
+        let average = self.fusion.average_head.forward(mean.clone());
+        match (self.config.fusion, &self.fusion.fused_head) {
+            (Fusion::Adaptive, Some(head)) => {
+                let convs = self
+                    .fusion
+                    .attention
+                    .as_ref()
+                    .expect("adaptive fusion has attention convolutions");
+                let (fused, weights) = fusion::adaptive(convs, features, &mean);
+                (average, head.forward(fused), Some(weights))
+            }
+            (Fusion::Hemis, Some(head)) => {
+                let var = fusion::variance(features, &mean);
+                let fused = head.forward(Tensor::cat(vec![mean, var], 1));
+                (average, fused, None)
+            }
+            _ => (average.clone(), average, None),
+        }
+    }
+}

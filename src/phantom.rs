@@ -1,1 +1,0 @@
-//! phantom (in progress).

@@ -1,0 +1,131 @@
+//! Synthetic BraTS-like cases ("phantoms"): a skull-stripped brain with grey and white
+//! matter and CSF, a glioma with edema, necrotic/non-enhancing core and enhancing rim, in
+//! the four contrasts T1, T1c, T2 and FLAIR, with bias field and Rician noise.
+//!
+//! A case is a pure function of `(seed, index, dims)`: its parameters are drawn from a
+//! ChaCha8 generator seeded with `seed` on stream `index`, and every per-voxel random
+//! quantity is a hash of its position, so rendering is parallel and reproducible.
+//!
+//! Anatomy is defined in millimetres and sampled on an isotropic grid whose spacing
+//! ([`phantom_spacing`]) makes the brain fill the grid as in BraTS: 2 mm at the default
+//! 96³, about 1 mm at 240×240×155. Contrasts are listed in [`contrast`].
+
+pub mod contrast;
+mod model;
+mod noise;
+mod render;
+mod write;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+pub use contrast::Tissue;
+pub use model::Grade;
+pub use write::{
+    ClassVoxels, GENERATOR, MANIFEST, MAX_SIDE, MIN_SIDE, ManifestCase, PhantomManifest,
+    read_manifest, validate_shape, write_dataset,
+};
+
+use crate::volume::{Geometry, Grid};
+
+/// Version of the generator, written to `phantom.json`; bump it whenever the same seed
+/// would give different images.
+pub const GENERATOR_VERSION: u32 = 1;
+
+/// The default grid, `[x, y, z]`: small enough for CPU training.
+pub const DEFAULT_SHAPE: [usize; 3] = [96, 96, 96];
+
+/// The extent (mm) that the grid must cover along x, y, z: the brain with a margin.
+const FIELD_OF_VIEW: [f64; 3] = [160.0, 192.0, 150.0];
+
+/// Summary of a case's tumour.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TumourSummary {
+    /// High grade (enhancing) or low grade (no ET).
+    pub grade: Grade,
+    /// Tumour centre in voxel coordinates `[x, y, z]` (fractional).
+    pub centre_voxel: [f64; 3],
+    /// Nominal edema radius (mm).
+    pub edema_radius_mm: f64,
+    /// Nominal core radius (mm).
+    pub core_radius_mm: f64,
+    /// Nominal necrosis radius (mm), 0 without necrosis.
+    pub necrosis_radius_mm: f64,
+}
+
+/// One synthetic case.
+#[derive(Debug, Clone)]
+pub struct PhantomCase {
+    /// BraTS 2020 case id, `BraTS20_Training_NNN` with NNN = index + 1.
+    pub id: String,
+    /// T1, T1c, T2, FLAIR; dims `[x, y, z]`; exactly 0 outside the brain.
+    pub images: [Grid<f32>; 4],
+    /// `TumourClass` indices (0 background, 1 NCR, 2 ED, 3 ET).
+    pub classes: Grid<u8>,
+    /// Dominant healthy tissue per voxel: 0 outside the brain, 1 CSF, 2 grey matter,
+    /// 3 white matter (ignores the tumour; useful for tests and figures).
+    pub tissues: Grid<u8>,
+    /// Grid, isotropic spacing ([`phantom_spacing`]) and the affine in the form BraTS uses
+    /// ([`phantom_affine`]).
+    pub geometry: Geometry,
+    /// What the tumour was drawn as.
+    pub tumour: TumourSummary,
+}
+
+/// BraTS 2020 training-case id for 0-based `index`.
+pub fn case_id(index: usize) -> String {
+    format!("BraTS20_Training_{:03}", index + 1)
+}
+
+/// Isotropic voxel size (mm) for a grid of `dims`: the smallest that covers the field of
+/// view on every axis (2 mm for 96³, 0.97 mm for 240×240×155).
+pub fn phantom_spacing(dims: [usize; 3]) -> [f64; 3] {
+    let s = (0..3)
+        .map(|i| FIELD_OF_VIEW[i] / dims[i].max(1) as f64)
+        .fold(0.0, f64::max);
+    [s; 3]
+}
+
+/// The affine written with a phantom of `dims`: BraTS's orientation (x and y reversed, as
+/// in its `[-1, -1, 1]` diagonal) at the phantom's spacing.
+pub fn phantom_affine(dims: [usize; 3]) -> [[f64; 4]; 4] {
+    let s = phantom_spacing(dims);
+    [
+        [-s[0], 0.0, 0.0, 0.0],
+        [0.0, -s[1], 0.0, (dims[1].max(1) - 1) as f64 * s[1]],
+        [0.0, 0.0, s[2], 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+}
+
+/// Generates case `index` of the phantom set `seed` on a grid of `dims` (`[x, y, z]`, each
+/// at least 1; callers validate user input). Deterministic; uses the rayon pool.
+pub fn generate_case(seed: u64, index: usize, dims: [usize; 3]) -> PhantomCase {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64);
+    let m = model::CaseModel::draw(&mut rng);
+    let spacing = phantom_spacing(dims);
+    let r = render::render(&m, dims, spacing);
+    let t = &m.tumour;
+    PhantomCase {
+        id: case_id(index),
+        images: r.images,
+        classes: r.classes,
+        tissues: r.tissues,
+        geometry: Geometry::from_affine(dims, phantom_affine(dims)),
+        tumour: TumourSummary {
+            grade: t.grade,
+            centre_voxel: {
+                let q = m.anatomy.brain_to_scanner(t.centre);
+                [0, 1, 2].map(|i| q[i] / spacing[i] + dims[i] as f64 * 0.5 - 0.5)
+            },
+            edema_radius_mm: t.edema_radius,
+            core_radius_mm: t.core_radius,
+            necrosis_radius_mm: t.necrosis_radius,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,679 @@
+//! The continuous model of one phantom case: anatomy, tumour and acquisition parameters
+//! drawn from a seeded generator, and the evaluation of every quantity at a point in
+//! millimetres. Rendering on a grid (see `render`) only samples this model.
+//!
+//! Frames: scanner millimetres `q` (grid centre at 0, axes along the voxel axes), and the
+//! brain frame `b = R (q - c)` (brain centre at 0, x left–right, y posterior–anterior,
+//! z inferior–superior). Anatomy and tumour live in the brain frame.
+
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::contrast::Tissue;
+use super::noise::{Fractal, ValueNoise};
+
+/// Tumour grade: high-grade tumours have an enhancing rim (usually around necrosis);
+/// low-grade tumours have a non-enhancing core and no ET at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Grade {
+    /// Glioblastoma-like: enhancing rim, necrosis, large edema.
+    High,
+    /// Lower-grade glioma-like: no enhancement.
+    Low,
+}
+
+/// Logistic step: 0 far below 0, 1 far above, width `w`.
+#[inline]
+pub(crate) fn soft(x: f64, w: f64) -> f64 {
+    1.0 / (1.0 + (-x / w).exp())
+}
+
+#[inline]
+fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
+}
+
+#[inline]
+fn norm(a: [f64; 3]) -> f64 {
+    (a[0] * a[0] + a[1] * a[1] + a[2] * a[2]).sqrt()
+}
+
+fn uniform(rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * rng.random::<f64>()
+}
+
+fn seed(rng: &mut ChaCha8Rng) -> u64 {
+    rng.random::<u64>()
+}
+
+/// A random unit vector (uniform on the sphere).
+fn direction(rng: &mut ChaCha8Rng) -> [f64; 3] {
+    let z = uniform(rng, -1.0, 1.0);
+    let t = uniform(rng, 0.0, std::f64::consts::TAU);
+    let r = (1.0 - z * z).sqrt();
+    [r * t.cos(), r * t.sin(), z]
+}
+
+/// Normalised ellipsoid radius of `p` (1 on the surface) and a membership that is 1 inside,
+/// with a logistic edge of width `pv` mm.
+fn ellipsoid(p: [f64; 3], axes: [f64; 3], pv: f64) -> f64 {
+    let e = norm([p[0] / axes[0], p[1] / axes[1], p[2] / axes[2]]);
+    let m = axes[0].min(axes[1]).min(axes[2]);
+    soft((1.0 - e) * m, pv)
+}
+
+/// Healthy-tissue fractions at a point (they sum to 1 inside the brain).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tissues {
+    pub wm: f64,
+    pub gm: f64,
+    pub dgm: f64,
+    pub csf: f64,
+    /// Choroid plexus fraction (inside the ventricles).
+    pub choroid: f64,
+}
+
+/// Brain shape and healthy anatomy.
+#[derive(Debug, Clone)]
+pub(crate) struct Anatomy {
+    centre: [f64; 3],
+    rot: [[f64; 3]; 3],
+    axes: [f64; 3],
+    surface: Fractal,
+    surface_amp: f64,
+    csf_rim: f64,
+    gm_thick: f64,
+    gm_noise: ValueNoise,
+    sulci: Fractal,
+    sulcus_csf: f64,
+    sulcus_gm: f64,
+    sulcus_depth: f64,
+    fissure_half: f64,
+    fissure_depth: f64,
+    fissure_wiggle: ValueNoise,
+    vent_scale: f64,
+    vent_shift: [f64; 3],
+    deep_scale: f64,
+    choroid: [[f64; 3]; 2],
+}
+
+impl Anatomy {
+    fn draw(rng: &mut ChaCha8Rng) -> Self {
+        let scale = uniform(rng, 0.92, 1.05);
+        let axes = [
+            68.0 * scale * uniform(rng, 0.96, 1.04),
+            85.0 * scale * uniform(rng, 0.96, 1.04),
+            62.0 * scale * uniform(rng, 0.96, 1.04),
+        ];
+        let centre = [
+            uniform(rng, -3.0, 3.0),
+            uniform(rng, -4.0, 4.0),
+            uniform(rng, -3.0, 5.0),
+        ];
+        let (yaw, pitch, roll) = (
+            uniform(rng, -0.12, 0.12),
+            uniform(rng, -0.09, 0.09),
+            uniform(rng, -0.06, 0.06),
+        );
+        let rot = rotation(yaw, pitch, roll);
+        let vent_scale = uniform(rng, 0.75, 1.45);
+        let vent_shift = [
+            uniform(rng, -1.5, 1.5),
+            uniform(rng, -3.0, 3.0),
+            uniform(rng, -2.0, 2.0),
+        ];
+        let choroid = [-1.0, 1.0].map(|side: f64| {
+            [
+                side * (7.0 * vent_scale + uniform(rng, 0.0, 3.0)),
+                -16.0 + uniform(rng, -3.0, 3.0),
+                9.0 + uniform(rng, -2.0, 2.0),
+            ]
+        });
+        Anatomy {
+            centre,
+            rot,
+            axes,
+            surface: Fractal::new(seed(rng), 30.0),
+            surface_amp: uniform(rng, 0.02, 0.045),
+            csf_rim: uniform(rng, 1.2, 2.6),
+            gm_thick: uniform(rng, 3.2, 4.6),
+            gm_noise: ValueNoise::new(seed(rng), 9.0),
+            sulci: Fractal::new(seed(rng), uniform(rng, 13.0, 17.0)),
+            sulcus_csf: uniform(rng, 0.05, 0.09),
+            sulcus_gm: uniform(rng, 0.22, 0.3),
+            sulcus_depth: uniform(rng, 10.0, 17.0),
+            fissure_half: uniform(rng, 0.8, 1.8),
+            fissure_depth: uniform(rng, 28.0, 38.0),
+            fissure_wiggle: ValueNoise::new(seed(rng), 15.0),
+            vent_scale,
+            vent_shift,
+            deep_scale: uniform(rng, 0.9, 1.1),
+            choroid,
+        }
+    }
+
+    /// Scanner millimetres to the brain frame.
+    pub(crate) fn scanner_to_brain(&self, q: [f64; 3]) -> [f64; 3] {
+        let d = sub(q, self.centre);
+        let r = &self.rot;
+        [
+            r[0][0] * d[0] + r[0][1] * d[1] + r[0][2] * d[2],
+            r[1][0] * d[0] + r[1][1] * d[1] + r[1][2] * d[2],
+            r[2][0] * d[0] + r[2][1] * d[1] + r[2][2] * d[2],
+        ]
+    }
+
+    /// Brain frame to scanner millimetres (inverse of [`Anatomy::scanner_to_brain`]).
+    pub(crate) fn brain_to_scanner(&self, b: [f64; 3]) -> [f64; 3] {
+        let r = &self.rot;
+        let mut q = self.centre;
+        for (i, qi) in q.iter_mut().enumerate() {
+            *qi += r[0][i] * b[0] + r[1][i] * b[1] + r[2][i] * b[2];
+        }
+        q
+    }
+
+    /// Depth below the brain surface in mm (negative outside the brain).
+    pub(crate) fn depth(&self, b: [f64; 3]) -> f64 {
+        // The base of the brain is flatter than its vertex.
+        let az = if b[2] < 0.0 {
+            self.axes[2] * 0.86
+        } else {
+            self.axes[2]
+        };
+        let rho = norm([b[0] / self.axes[0], b[1] / self.axes[1], b[2] / az]);
+        let rho_p = rho * (1.0 + self.surface_amp * self.surface.at(b));
+        let r_dir = if rho > 1e-6 { norm(b) / rho } else { az };
+        (1.0 - rho_p) * r_dir
+    }
+
+    /// Healthy tissue fractions at brain-frame point `a` (already displaced by the tumour's
+    /// mass effect) of depth `depth`, with partial-volume edge width `pv` mm.
+    pub(crate) fn tissues(&self, a: [f64; 3], depth: f64, pv: f64) -> Tissues {
+        // CSF: outer rim, sulci, interhemispheric fissure, ventricles.
+        let rim = soft(self.csf_rim - depth, pv);
+        let s = self.sulci.at(a).abs();
+        let sulcal_depth = soft(self.sulcus_depth - depth, 1.5);
+        let sulcus = soft(self.sulcus_csf - s, 0.02) * sulcal_depth;
+        let fx = a[0] - 1.5 * self.fissure_wiggle.at(a);
+        let fissure =
+            soft(self.fissure_half - fx.abs(), pv) * soft(self.fissure_depth - depth, 2.0);
+        let mut vent: f64 = 0.0;
+        let vs = self.vent_scale;
+        for side in [-1.0, 1.0] {
+            let mut p = sub(a, [side * 6.5 * vs, -2.0, 12.0]);
+            p = sub(p, self.vent_shift);
+            p[2] += 0.010 * p[1] * p[1];
+            p[0] -= side * 0.004 * p[1] * p[1];
+            vent = vent.max(ellipsoid(p, [4.0 * vs, 26.0, 6.5 * vs], pv));
+        }
+        let third = sub(sub(a, [0.0, -4.0, -2.0]), self.vent_shift);
+        vent = vent.max(ellipsoid(third, [1.3 * vs, 11.0, 8.0], pv));
+        let csf = rim.max(sulcus).max(fissure).max(vent);
+        let mut choroid: f64 = 0.0;
+        for c in &self.choroid {
+            choroid = choroid.max(ellipsoid(sub(a, *c), [2.5, 4.0, 2.5], pv));
+        }
+        let choroid = choroid * vent;
+
+        // Grey matter: cortex (thickness varies), the banks of the sulci, deep nuclei.
+        let gm_depth = self.csf_rim + self.gm_thick * (1.0 + 0.35 * self.gm_noise.at(a));
+        let cortex = soft(gm_depth - depth, pv);
+        let banks = soft(self.sulcus_gm - s, 0.03) * soft(self.sulcus_depth + 2.0 - depth, 1.5);
+        let gm_raw = cortex.max(banks);
+        let ds = self.deep_scale;
+        let mut deep: f64 = 0.0;
+        for side in [-1.0, 1.0] {
+            deep = deep.max(ellipsoid(
+                sub(a, [side * 19.0 * ds, 4.0, 2.0]),
+                [6.0, 12.0, 8.0],
+                pv,
+            ));
+            deep = deep.max(ellipsoid(
+                sub(a, [side * 9.0 * ds, -14.0, 4.0]),
+                [7.0, 9.0, 7.0],
+                pv,
+            ));
+        }
+        let gm = (1.0 - csf) * gm_raw;
+        let dgm = (1.0 - csf - gm) * deep;
+        let wm = (1.0 - csf - gm - dgm).max(0.0);
+        Tissues {
+            wm,
+            gm,
+            dgm,
+            csf: csf - choroid,
+            choroid,
+        }
+    }
+}
+
+/// Rotation matrix from yaw (about z), pitch (about x) and roll (about y), radians.
+fn rotation(yaw: f64, pitch: f64, roll: f64) -> [[f64; 3]; 3] {
+    let (sy, cy) = yaw.sin_cos();
+    let (sp, cp) = pitch.sin_cos();
+    let (sr, cr) = roll.sin_cos();
+    let rz = [[cy, -sy, 0.0], [sy, cy, 0.0], [0.0, 0.0, 1.0]];
+    let rx = [[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]];
+    let ry = [[cr, 0.0, sr], [0.0, 1.0, 0.0], [-sr, 0.0, cr]];
+    matmul(matmul(rz, rx), ry)
+}
+
+fn matmul(a: [[f64; 3]; 3], b: [[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let mut c = [[0.0; 3]; 3];
+    for i in 0..3 {
+        for j in 0..3 {
+            c[i][j] = (0..3).map(|k| a[i][k] * b[k][j]).sum();
+        }
+    }
+    c
+}
+
+/// A sphere of a lobulated union.
+#[derive(Debug, Clone, Copy)]
+struct Blob {
+    centre: [f64; 3],
+    radius: f64,
+}
+
+/// A lobulated shape: a union of spheres whose radius is perturbed by smooth noise. Its
+/// level function is < 1 inside, 1 on the boundary, and grows like distance / radius.
+#[derive(Debug, Clone)]
+struct Lobulated {
+    blobs: Vec<Blob>,
+    noise: Fractal,
+    amp: f64,
+}
+
+impl Lobulated {
+    fn draw(
+        rng: &mut ChaCha8Rng,
+        centre: [f64; 3],
+        radius: f64,
+        extra: usize,
+        spread: f64,
+        amp: f64,
+    ) -> Self {
+        let mut blobs = vec![Blob { centre, radius }];
+        for _ in 0..extra {
+            let d = direction(rng);
+            let off = radius * uniform(rng, 0.2, spread);
+            blobs.push(Blob {
+                centre: [
+                    centre[0] + d[0] * off,
+                    centre[1] + d[1] * off,
+                    centre[2] + d[2] * off,
+                ],
+                radius: radius * uniform(rng, 0.45, 0.8),
+            });
+        }
+        Lobulated {
+            blobs,
+            noise: Fractal::new(seed(rng), (radius * 0.6).max(4.0)),
+            amp,
+        }
+    }
+
+    fn level(&self, p: [f64; 3]) -> f64 {
+        let k = 1.0 + self.amp * self.noise.at(p);
+        self.blobs
+            .iter()
+            .map(|b| norm(sub(p, b.centre)) / (b.radius * k))
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// The farthest reach of the shape from `c` (mm), bounding every point with level < 1.
+    fn reach(&self, c: [f64; 3]) -> f64 {
+        self.blobs
+            .iter()
+            .map(|b| norm(sub(b.centre, c)) + b.radius * (1.0 + self.amp))
+            .fold(0.0, f64::max)
+    }
+}
+
+/// The tumour: edema ⊃ core ⊃ necrosis, each lobulated; the enhancing rim is the core
+/// minus the necrosis minus some non-enhancing gaps (high grade only).
+#[derive(Debug, Clone)]
+pub(crate) struct Tumour {
+    pub grade: Grade,
+    pub centre: [f64; 3],
+    pub edema_radius: f64,
+    pub core_radius: f64,
+    /// 0 when the tumour has no necrosis.
+    pub necrosis_radius: f64,
+    edema: Lobulated,
+    core: Lobulated,
+    necrosis: Option<Lobulated>,
+    gap_noise: ValueNoise,
+    gap_threshold: f64,
+    texture: Fractal,
+    pub heterogeneity: f64,
+    pub edema_strength: f64,
+    pub enhancement: f64,
+    mass: f64,
+    mass_sigma: f64,
+}
+
+impl Tumour {
+    fn draw(rng: &mut ChaCha8Rng, anatomy: &Anatomy) -> Self {
+        let grade = if rng.random::<f64>() < 0.15 {
+            Grade::Low
+        } else {
+            Grade::High
+        };
+        let d = direction(rng);
+        let rho = uniform(rng, 0.15, 0.55);
+        let mut centre = [
+            d[0] * anatomy.axes[0] * rho,
+            d[1] * anatomy.axes[1] * rho,
+            d[2] * anatomy.axes[2] * rho * 0.8 + 6.0,
+        ];
+        if centre[0].abs() < 14.0 {
+            let side = if centre[0] < 0.0 { -1.0 } else { 1.0 };
+            centre[0] = side * uniform(rng, 14.0, 26.0);
+        }
+        let edema_radius = (uniform(rng, 16f64.ln(), 38f64.ln())).exp();
+        let core_radius = edema_radius
+            * match grade {
+                Grade::High => uniform(rng, 0.5, 0.78),
+                Grade::Low => uniform(rng, 0.55, 0.85),
+            };
+        let necrosis_radius = match grade {
+            Grade::High => {
+                let rim = uniform(rng, 2.5, 7.0).min(core_radius * 0.6);
+                let r = core_radius - rim;
+                if r < 3.0 || rng.random::<f64>() < 0.12 {
+                    0.0
+                } else {
+                    r
+                }
+            }
+            Grade::Low => {
+                if rng.random::<f64>() < 0.35 {
+                    core_radius * uniform(rng, 0.3, 0.5)
+                } else {
+                    0.0
+                }
+            }
+        };
+        let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.2, 0.35));
+        let edema = Lobulated::draw(rng, centre, edema_radius, extra, 0.6, amp);
+        let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.1, 0.2));
+        let core = Lobulated::draw(rng, centre, core_radius, extra, 0.35, amp);
+        let necrosis = (necrosis_radius > 0.0).then(|| {
+            let d = direction(rng);
+            let off = uniform(rng, 0.0, 0.25) * (core_radius - necrosis_radius);
+            let c = [
+                centre[0] + d[0] * off,
+                centre[1] + d[1] * off,
+                centre[2] + d[2] * off,
+            ];
+            let (extra, amp) = (rng.random_range(0..2), uniform(rng, 0.1, 0.22));
+            Lobulated::draw(rng, c, necrosis_radius, extra, 0.3, amp)
+        });
+        let gap_fraction: f64 = if rng.random::<f64>() < 0.5 {
+            uniform(rng, 0.0, 0.3)
+        } else {
+            0.0
+        };
+        Tumour {
+            grade,
+            centre,
+            edema_radius,
+            core_radius,
+            necrosis_radius,
+            edema,
+            core,
+            necrosis,
+            gap_noise: ValueNoise::new(seed(rng), (core_radius * 0.5).max(4.0)),
+            // Value noise is roughly triangular on [-1, 1]: map the wanted share to a level.
+            gap_threshold: 0.8 - 1.6 * gap_fraction,
+            texture: Fractal::new(seed(rng), 5.0),
+            heterogeneity: uniform(rng, 0.05, 0.12),
+            edema_strength: uniform(rng, 0.65, 1.0),
+            enhancement: uniform(rng, 0.7, 1.2),
+            mass: uniform(rng, 0.15, 0.45),
+            mass_sigma: core_radius * 1.4,
+        }
+    }
+
+    /// Undoes the mass effect: the healthy anatomy seen at `b` came from this point, nearer
+    /// to the tumour centre (the map is monotonic for `mass` < 1).
+    pub(crate) fn displace(&self, b: [f64; 3]) -> [f64; 3] {
+        let d = sub(b, self.centre);
+        let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+        let f = 1.0 - self.mass * (-r2 / (2.0 * self.mass_sigma * self.mass_sigma)).exp();
+        [
+            self.centre[0] + d[0] * f,
+            self.centre[1] + d[1] * f,
+            self.centre[2] + d[2] * f,
+        ]
+    }
+
+    /// Radius (mm) around the centre outside which the tumour cannot reach.
+    pub(crate) fn reach(&self) -> f64 {
+        self.edema
+            .reach(self.centre)
+            .max(self.core.reach(self.centre))
+            + 1.0
+    }
+}
+
+/// Acquisition: per-modality gain, bias field and noise.
+#[derive(Debug, Clone)]
+pub(crate) struct Acquisition {
+    pub gain: [f64; 4],
+    pub noise: [f64; 4],
+    bias: [Fractal; 4],
+    bias_amp: [f64; 4],
+    bias_grad: [[f64; 3]; 4],
+    pub noise_seed: [u64; 4],
+    pub contrast_jitter: [[f64; 4]; 10],
+}
+
+impl Acquisition {
+    fn draw(rng: &mut ChaCha8Rng) -> Self {
+        let gain = [
+            uniform(rng, 350.0, 900.0),
+            uniform(rng, 350.0, 1000.0),
+            uniform(rng, 500.0, 1500.0),
+            uniform(rng, 400.0, 1100.0),
+        ];
+        let noise = [(); 4].map(|_| uniform(rng, 0.025, 0.05));
+        let bias = [(); 4].map(|_| Fractal::new(seed(rng), 70.0));
+        let bias_amp = [(); 4].map(|_| uniform(rng, 0.06, 0.18));
+        let bias_grad = [(); 4].map(|_| [(); 3].map(|_| uniform(rng, -0.0012, 0.0012)));
+        let noise_seed = [(); 4].map(|_| seed(rng));
+        let contrast_jitter = [(); 10].map(|_| [(); 4].map(|_| uniform(rng, 0.96, 1.04)));
+        Acquisition {
+            gain,
+            noise,
+            bias,
+            bias_amp,
+            bias_grad,
+            noise_seed,
+            contrast_jitter,
+        }
+    }
+
+    /// The multiplicative bias of modality `m` at scanner point `q` (about 0.75–1.3).
+    pub(crate) fn bias(&self, m: usize, q: [f64; 3]) -> f64 {
+        let g = self.bias_grad[m];
+        (self.bias_amp[m] * self.bias[m].at(q) + g[0] * q[0] + g[1] * q[1] + g[2] * q[2]).exp()
+    }
+
+    /// Contrast of tissue `t` in this case (the table with a few percent of jitter).
+    pub(crate) fn contrast(&self, t: Tissue) -> [f64; 4] {
+        let c = t.contrast();
+        let j = self.contrast_jitter[t as usize];
+        [c[0] * j[0], c[1] * j[1], c[2] * j[2], c[3] * j[3]]
+    }
+}
+
+/// Everything random about one case.
+#[derive(Debug, Clone)]
+pub(crate) struct CaseModel {
+    pub anatomy: Anatomy,
+    pub tumour: Tumour,
+    pub acquisition: Acquisition,
+    lesions: Vec<Blob>,
+    tissue_texture: Fractal,
+}
+
+/// What the model says about one point.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sample {
+    /// `TumourClass` index.
+    pub class: u8,
+    /// Dominant healthy tissue: 0 outside, 1 CSF, 2 GM (cortical or deep), 3 WM.
+    pub tissue: u8,
+    /// Noise-free intensities T1, T1c, T2, FLAIR before gain and bias.
+    pub contrast: [f64; 4],
+    pub inside: bool,
+}
+
+impl CaseModel {
+    /// Draws a case from `rng`.
+    pub(crate) fn draw(rng: &mut ChaCha8Rng) -> Self {
+        let anatomy = Anatomy::draw(rng);
+        let tumour = Tumour::draw(rng, &anatomy);
+        let acquisition = Acquisition::draw(rng);
+        let n_lesions = rng.random_range(0..7);
+        let mut lesions = Vec::new();
+        for _ in 0..n_lesions {
+            let d = direction(rng);
+            let rho = uniform(rng, 0.2, 0.6);
+            let c = [
+                d[0] * anatomy.axes[0] * rho,
+                d[1] * anatomy.axes[1] * rho,
+                d[2] * anatomy.axes[2] * rho,
+            ];
+            lesions.push(Blob {
+                centre: c,
+                radius: uniform(rng, 1.5, 4.5),
+            });
+        }
+        CaseModel {
+            anatomy,
+            tumour,
+            acquisition,
+            lesions,
+            tissue_texture: Fractal::new(seed(rng), 6.0),
+        }
+    }
+
+    /// Evaluates the model at scanner point `q` (mm) with partial-volume width `pv` (mm).
+    pub(crate) fn sample(&self, q: [f64; 3], pv: f64) -> Sample {
+        let b = self.anatomy.scanner_to_brain(q);
+        let depth = self.anatomy.depth(b);
+        if depth <= 0.0 {
+            return Sample {
+                class: 0,
+                tissue: 0,
+                contrast: [0.0; 4],
+                inside: false,
+            };
+        }
+        let t = &self.tumour;
+        let a = t.displace(b);
+        let tis = self.anatomy.tissues(a, depth, pv);
+        let acq = &self.acquisition;
+        let tex = 1.0 + 0.04 * self.tissue_texture.at(b);
+        let mut healthy = [0.0; 4];
+        let parts = [
+            (tis.wm, Tissue::WhiteMatter),
+            (tis.gm, Tissue::GreyMatter),
+            (tis.dgm, Tissue::DeepGreyMatter),
+            (tis.csf, Tissue::Csf),
+            (tis.choroid, Tissue::ChoroidPlexus),
+        ];
+        for (f, tissue) in parts {
+            let c = acq.contrast(tissue);
+            for m in 0..4 {
+                healthy[m] += f * c[m] * tex;
+            }
+        }
+        let mut lesion: f64 = 0.0;
+        for l in &self.lesions {
+            lesion = lesion.max(soft(l.radius - norm(sub(a, l.centre)), pv));
+        }
+        let lesion = lesion * (tis.wm + tis.dgm);
+        if lesion > 0.0 {
+            let c = acq.contrast(Tissue::WhiteMatterLesion);
+            for m in 0..4 {
+                healthy[m] += lesion * (c[m] * tex - healthy[m]);
+            }
+        }
+        let tissue = if tis.csf + tis.choroid >= tis.wm.max(tis.gm + tis.dgm) {
+            1
+        } else if tis.gm + tis.dgm > tis.wm {
+            2
+        } else {
+            3
+        };
+
+        let mut out = healthy;
+        let mut class = 0u8;
+        if norm(sub(b, t.centre)) < t.reach() {
+            let s_ed = t.edema.level(b);
+            let s_core = t.core.level(b);
+            let s_nec = t.necrosis.as_ref().map_or(f64::INFINITY, |n| n.level(b));
+            // Edema spreads along white matter, less into cortex, not into CSF.
+            let thr = tis.wm + tis.dgm + 0.72 * tis.gm + 0.3 * (tis.csf + tis.choroid);
+            let gap = soft(t.gap_noise.at(b) - t.gap_threshold, 0.03);
+            let in_core = s_core < 1.0;
+            class = if in_core {
+                if t.grade == Grade::High && s_nec >= 1.0 && gap < 0.5 {
+                    3
+                } else {
+                    1
+                }
+            } else if s_ed < thr && tis.csf + tis.choroid < 0.5 {
+                2
+            } else {
+                0
+            };
+            // Edema contrast fades towards its edge: at the labelled boundary it is still
+            // about two thirds of its full strength, and it never reaches into fluid.
+            let het = 1.0 + t.heterogeneity * t.texture.at(b);
+            let w_ed = t.edema_strength
+                * soft(thr - s_ed + 0.05, 0.07)
+                * (1.0 - tis.csf - tis.choroid).max(0.0);
+            let ed = acq.contrast(Tissue::Edema);
+            for m in 0..4 {
+                out[m] += w_ed * (ed[m] * het - out[m]);
+            }
+            let w_core = soft(1.0 - s_core, pv / t.core_radius);
+            if w_core > 1e-4 {
+                let w_nec = if t.necrosis_radius > 0.0 {
+                    soft(1.0 - s_nec, pv / t.necrosis_radius)
+                } else {
+                    0.0
+                };
+                let net = acq.contrast(Tissue::NonEnhancing);
+                let nec = acq.contrast(Tissue::Necrosis);
+                let rim = match t.grade {
+                    Grade::High => {
+                        let mut et = acq.contrast(Tissue::Enhancing);
+                        let base = et[0];
+                        et[1] = base + t.enhancement * (et[1] - base);
+                        [0, 1, 2, 3].map(|m| et[m] + gap * (net[m] - et[m]))
+                    }
+                    Grade::Low => net,
+                };
+                for m in 0..4 {
+                    let core = (rim[m] + w_nec * (nec[m] - rim[m])) * het;
+                    out[m] += w_core * (core - out[m]);
+                }
+            }
+        }
+        Sample {
+            class,
+            tissue,
+            contrast: out,
+            inside: true,
+        }
+    }
+}

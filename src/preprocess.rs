@@ -1,1 +1,0 @@
-//! preprocess (in progress).

@@ -1,0 +1,243 @@
+//! Checkpoints that survive `kill -9`.
+//!
+//! A checkpoint is a folder: the model folder of [`crate::model::save_model`]
+//! (`config.json`, `model.safetensors`) plus `optimizer.bpk` (Burn's optimiser record),
+//! `state.json` ([`TrainState`]: epoch and iteration counters, partial epoch sums, the log
+//! so far, the best score) and `train.toml` (the training configuration).
+//!
+//! It is written whole into `.NAME.tmp`, every file synced, then swapped in by renames:
+//! `NAME → .NAME.old`, `.NAME.tmp → NAME`, delete `.NAME.old`. Whenever the process dies,
+//! either `NAME` or `.NAME.old` is a complete checkpoint; [`recover`] restores the latter
+//! if the former is missing. Random streams are keyed by `(seed, epoch, iteration)` (see
+//! [`super::rng`]), so the counters are the whole random state.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use serde::{Deserialize, Serialize};
+
+use super::log::LogRow;
+
+/// Version of `state.json`.
+pub const STATE_FORMAT: u32 = 1;
+/// File name of the training state in a checkpoint.
+pub const STATE_FILE: &str = "state.json";
+/// File name of the optimiser state in a checkpoint.
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+/// File name of the training configuration in a checkpoint.
+pub const TRAIN_CONFIG_FILE: &str = "train.toml";
+
+/// Sums over the steps done so far in the current epoch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochSums {
+    /// Steps summed.
+    pub steps: usize,
+    /// Σ total loss.
+    pub total: f64,
+    /// Σ modality losses.
+    pub modality: f64,
+    /// Σ average-head losses.
+    pub average: f64,
+    /// Σ adaptive-head losses.
+    pub adaptive: f64,
+    /// Seconds spent on the epoch so far.
+    pub seconds: f64,
+}
+
+/// The best validation score so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    /// Epoch number (from 1) of the best model.
+    pub epoch: usize,
+    /// Its mean full-modality Dice over WT, TC, ET.
+    pub mean_dice: f64,
+}
+
+/// Counters and history saved with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// [`STATE_FORMAT`].
+    pub format: u32,
+    /// The epoch to run next (from 0).
+    pub next_epoch: usize,
+    /// The iteration of `next_epoch` to run next (0 unless stopped mid-epoch).
+    pub next_iteration: usize,
+    /// Sums of the partially done epoch.
+    pub partial: EpochSums,
+    /// Log rows of the finished epochs.
+    pub rows: Vec<LogRow>,
+    /// Best validation score so far.
+    pub best: Option<Best>,
+    /// Optimiser steps done in total.
+    pub steps: u64,
+}
+
+impl TrainState {
+    /// The state of a fresh run.
+    pub fn new() -> TrainState {
+        TrainState {
+            format: STATE_FORMAT,
+            next_epoch: 0,
+            next_iteration: 0,
+            partial: EpochSums::default(),
+            rows: Vec::new(),
+            best: None,
+            steps: 0,
+        }
+    }
+
+    /// Reads `state.json` from checkpoint folder `dir`.
+    pub fn load(dir: &Path) -> Result<TrainState> {
+        let path = dir.join(STATE_FILE);
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let state: TrainState = serde_json::from_str(&text)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        ensure!(
+            state.format == STATE_FORMAT,
+            "{} has format {}, this a2fseg reads format {STATE_FORMAT}",
+            path.display(),
+            state.format
+        );
+        Ok(state)
+    }
+
+    /// Writes `state.json` into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        crate::fsutil::atomic_write_bytes(&dir.join(STATE_FILE), text.as_bytes())
+    }
+}
+
+impl Default for TrainState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sibling(target: &Path, suffix: &str) -> Result<PathBuf> {
+    let name = target
+        .file_name()
+        .with_context(|| format!("{} has no folder name", target.display()))?;
+    let parent = target.parent().unwrap_or(Path::new("."));
+    Ok(parent.join(format!(".{}.{suffix}", name.to_string_lossy())))
+}
+
+/// Makes `target` a complete checkpoint again after a crash during [`write_atomically`]:
+/// if it is missing but its previous version `.NAME.old` exists, that is moved back.
+pub fn recover(target: &Path) -> Result<()> {
+    let old = sibling(target, "old")?;
+    if !target.exists() && old.is_dir() {
+        fs::rename(&old, target).with_context(|| {
+            format!("cannot restore {} from {}", target.display(), old.display())
+        })?;
+    }
+    Ok(())
+}
+
+/// Fsyncs every file of `dir` (not recursive) and the folder itself.
+fn sync_folder(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_file() {
+            fs::File::open(&path)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("cannot sync {}", path.display()))?;
+        }
+    }
+    sync_dir(dir)
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// Replaces folder `target` by a new one that `fill` writes, such that at every moment
+/// `target` or `.NAME.old` is complete (see the module documentation).
+pub fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(parent)
+        .with_context(|| format!("cannot create folder {}", parent.display()))?;
+    let tmp = sibling(target, "tmp")?;
+    let old = sibling(target, "old")?;
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    }
+    fs::create_dir(&tmp).with_context(|| format!("cannot create folder {}", tmp.display()))?;
+    fill(&tmp)?;
+    sync_folder(&tmp)?;
+    recover(target)?;
+    if old.exists() {
+        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+    }
+    if target.exists() {
+        fs::rename(target, &old)
+            .with_context(|| format!("cannot move {} aside", target.display()))?;
+    }
+    fs::rename(&tmp, target).with_context(|| format!("cannot write {}", target.display()))?;
+    sync_dir(parent)?;
+    if old.exists() {
+        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_folder_swap_and_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("checkpoints/latest");
+        write_atomically(&target, |d| {
+            fs::write(d.join("a"), "1")?;
+            Ok(())
+        })
+        .unwrap();
+        write_atomically(&target, |d| {
+            fs::write(d.join("a"), "2")?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(fs::read_to_string(target.join("a")).unwrap(), "2");
+        let names: Vec<_> = fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["latest"]);
+
+        // A failed fill leaves the old checkpoint untouched.
+        assert!(write_atomically(&target, |_| anyhow::bail!("disk full")).is_err());
+        assert_eq!(fs::read_to_string(target.join("a")).unwrap(), "2");
+
+        // A crash between the two renames: only `.latest.old` exists.
+        let old = dir.path().join("checkpoints/.latest.old");
+        fs::rename(&target, &old).unwrap();
+        recover(&target).unwrap();
+        assert_eq!(fs::read_to_string(target.join("a")).unwrap(), "2");
+    }
+
+    #[test]
+    fn state_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = TrainState::new();
+        s.next_epoch = 3;
+        s.partial.total = 1.25;
+        s.best = Some(Best {
+            epoch: 1,
+            mean_dice: 0.5,
+        });
+        s.save(dir.path()).unwrap();
+        assert_eq!(TrainState::load(dir.path()).unwrap(), s);
+    }
+}

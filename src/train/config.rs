@@ -1,0 +1,431 @@
+//! The training configuration: plain data, TOML on disk, resolved from a preset, an
+//! optional file and command-line overrides, and written to `RUN_DIR/config.toml`.
+//!
+//! Resolution: the preset (`paper`, `small` or `authors`; from `--preset`, else the
+//! file's `preset` key, else `paper`) gives every value; a `--config` file overrides the
+//! keys it names (tables such as `[augmentation]` are merged key by key); command-line
+//! flags override both. Unknown keys are errors, so a typo never silently does nothing.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+
+use super::augment::AugmentConfig;
+use super::dropout::ModalityDropout;
+use crate::model::ModelConfig;
+
+/// A named set of defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainPreset {
+    /// The paper: Adam, lr 0.01, poly decay, 128³ patches, 400 epochs, the paper's network.
+    Paper,
+    /// A CPU-friendly setting: the small network with its 32³ patches, short epochs.
+    Small,
+    /// The authors' released code: SGD with Nesterov momentum 0.99, weight decay 3e-5,
+    /// 800 epochs × 250 iterations, gradient-norm clipping at 12.
+    Authors,
+}
+
+impl TrainPreset {
+    /// `paper`, `small` or `authors`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainPreset::Paper => "paper",
+            TrainPreset::Small => "small",
+            TrainPreset::Authors => "authors",
+        }
+    }
+}
+
+impl fmt::Display for TrainPreset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for TrainPreset {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "paper" => Ok(TrainPreset::Paper),
+            "small" => Ok(TrainPreset::Small),
+            "authors" => Ok(TrainPreset::Authors),
+            other => Err(format!(
+                "unknown preset '{other}' (expected paper, small or authors)"
+            )),
+        }
+    }
+}
+
+/// The optimiser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam (β 0.9/0.999, ε 1e-8 as PyTorch's default), as the paper says.
+    Adam,
+    /// SGD with (Nesterov) momentum, as the authors' code and nnU-Net do.
+    Sgd,
+}
+
+impl fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd => "sgd",
+        })
+    }
+}
+
+/// Everything that decides a training run (`RUN_DIR/config.toml`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The preset the defaults came from.
+    pub preset: TrainPreset,
+    /// Epochs to train (the poly schedule reaches 0 after the last).
+    pub epochs: usize,
+    /// Optimiser steps per epoch (nnU-Net: 250).
+    pub iterations_per_epoch: usize,
+    /// Patches per step.
+    pub batch_size: usize,
+    /// Patch size `[x, y, z]` in voxels; each a multiple of `2^model.poolings`.
+    /// `model.patch_size` always mirrors it.
+    pub patch_size: [usize; 3],
+    /// `adam` or `sgd`.
+    pub optimizer: OptimizerKind,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// Exponent of the poly decay `(1 − epoch/epochs)^power`.
+    pub poly_power: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Nesterov momentum for SGD.
+    pub nesterov: bool,
+    /// L2 weight decay (added to the gradient), for either optimiser.
+    pub weight_decay: f64,
+    /// Clip the global L2 norm of all gradients to this value; 0 disables.
+    pub grad_clip_norm: f64,
+    /// How modalities are hidden during training: `paper`, `uniform` or `full`.
+    pub modality_dropout: ModalityDropout,
+    /// Share of patches centred on a tumour voxel, decided per patch.
+    pub foreground_fraction: f64,
+    /// Validate every this many epochs (and after the last); 0 never validates.
+    pub validate_every: usize,
+    /// Validate on at most this many validation cases (0: all).
+    pub validation_cases: usize,
+    /// Seed of every random stream (weights, split, sampling, augmentation, dropout).
+    pub seed: u64,
+    /// Data-loading threads.
+    pub workers: usize,
+    /// Finished batches each loading thread may keep waiting.
+    pub prefetch: usize,
+    /// Augmentation probabilities and ranges.
+    pub augmentation: AugmentConfig,
+    /// The network (the `[model]` table; `fusion` and `targets` live here).
+    pub model: ModelConfig,
+}
+
+impl TrainConfig {
+    /// The defaults of `preset`.
+    pub fn preset(preset: TrainPreset) -> TrainConfig {
+        let model_preset = |name: &str| ModelConfig::preset(name).expect("a built-in model preset");
+        let paper_model = model_preset("paper");
+        let paper = TrainConfig {
+            preset,
+            epochs: 400,
+            iterations_per_epoch: 250,
+            batch_size: 1,
+            patch_size: paper_model.patch_size,
+            optimizer: OptimizerKind::Adam,
+            lr: 0.01,
+            poly_power: 0.9,
+            momentum: 0.99,
+            nesterov: true,
+            weight_decay: 0.0,
+            grad_clip_norm: 12.0,
+            modality_dropout: ModalityDropout::Paper,
+            foreground_fraction: 0.33,
+            validate_every: 1,
+            validation_cases: 0,
+            seed: 0,
+            workers: 2,
+            prefetch: 2,
+            augmentation: AugmentConfig::default(),
+            model: paper_model,
+        };
+        match preset {
+            TrainPreset::Paper => paper,
+            TrainPreset::Small => {
+                let model = model_preset("small");
+                TrainConfig {
+                    epochs: 50,
+                    iterations_per_epoch: 50,
+                    patch_size: model.patch_size,
+                    validate_every: 5,
+                    model,
+                    ..paper
+                }
+            }
+            TrainPreset::Authors => TrainConfig {
+                epochs: 800,
+                optimizer: OptimizerKind::Sgd,
+                weight_decay: 3e-5,
+                ..paper
+            },
+        }
+    }
+
+    /// Resolves a configuration: the preset (`preset`, else the file's `preset` key, else
+    /// `paper`), then the keys of the TOML text `file` (if any). `origin` names the file in
+    /// error messages.
+    pub fn resolve(
+        preset: Option<TrainPreset>,
+        file: Option<&str>,
+        origin: &str,
+    ) -> Result<TrainConfig> {
+        let user: toml::Table = match file {
+            Some(text) => {
+                toml::from_str(text).with_context(|| format!("{origin} is not valid TOML"))?
+            }
+            None => toml::Table::new(),
+        };
+        let file_preset = match user.get("preset") {
+            Some(toml::Value::String(s)) => Some(
+                s.parse::<TrainPreset>()
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("bad key 'preset' in {origin}"))?,
+            ),
+            Some(_) => bail!("bad key 'preset' in {origin}: expected a string"),
+            None => None,
+        };
+        let preset = preset.or(file_preset).unwrap_or(TrainPreset::Paper);
+        let base = TrainConfig::preset(preset);
+        let mut merged = toml::Table::try_from(&base).context("cannot encode the preset")?;
+        merge(&mut merged, &user, "", origin)?;
+        merged.insert("preset".into(), toml::Value::String(preset.name().into()));
+        // `patch_size` is the training setting; `model.patch_size` mirrors it. A file that
+        // sets only the latter sets both.
+        let model_patch = user
+            .get("model")
+            .and_then(|m| m.get("patch_size"))
+            .filter(|_| !user.contains_key("patch_size"))
+            .cloned();
+        if let Some(p) = model_patch {
+            merged.insert("patch_size".into(), p);
+        }
+        let mut cfg: TrainConfig = merged
+            .try_into()
+            .with_context(|| format!("bad configuration in {origin}"))?;
+        cfg.model.patch_size = cfg.patch_size;
+        Ok(cfg)
+    }
+
+    /// Reads and resolves a TOML file (see [`TrainConfig::resolve`]).
+    pub fn load(path: &Path, preset: Option<TrainPreset>) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Self::resolve(preset, Some(&text), &path.display().to_string())
+    }
+
+    /// Parses a complete configuration (as written by [`TrainConfig::to_toml`]); every key
+    /// must be present and known.
+    pub fn from_toml(text: &str) -> Result<TrainConfig> {
+        Ok(toml::from_str(text)?)
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).context("cannot encode the configuration as TOML")
+    }
+
+    /// Writes `config.toml` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = format!(
+            "# a2fseg training configuration (resolved: every setting of this run).\n{}",
+            self.to_toml()?
+        );
+        crate::fsutil::atomic_write_bytes(path, text.as_bytes())
+    }
+
+    /// Checks values for consistency; the message names the offending key.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.epochs >= 1, "epochs must be at least 1");
+        ensure!(
+            self.iterations_per_epoch >= 1,
+            "iterations_per_epoch must be at least 1"
+        );
+        ensure!(self.batch_size >= 1, "batch_size must be at least 1");
+        ensure!(
+            self.patch_size.iter().all(|&p| p >= 1),
+            "patch_size must be three positive sizes [x, y, z], got {:?}",
+            self.patch_size
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0,
+            "lr must be positive, got {}",
+            self.lr
+        );
+        ensure!(
+            self.poly_power.is_finite() && self.poly_power >= 0.0,
+            "poly_power must be >= 0"
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.momentum),
+            "momentum must be in [0, 1), got {}",
+            self.momentum
+        );
+        ensure!(
+            self.weight_decay.is_finite() && self.weight_decay >= 0.0,
+            "weight_decay must be >= 0"
+        );
+        ensure!(
+            self.grad_clip_norm.is_finite() && self.grad_clip_norm >= 0.0,
+            "grad_clip_norm must be >= 0 (0 disables clipping)"
+        );
+        ensure!(
+            (0.0..=1.0).contains(&self.foreground_fraction),
+            "foreground_fraction must be in [0, 1], got {}",
+            self.foreground_fraction
+        );
+        ensure!(
+            self.seed <= i64::MAX as u64,
+            "seed must be at most {} (TOML integers are signed 64-bit)",
+            i64::MAX
+        );
+        ensure!(self.workers >= 1, "workers must be at least 1");
+        self.augmentation.validate()?;
+        self.model.validate().context("bad [model] settings")?;
+        self.model
+            .check_size(self.patch_size)
+            .context("bad patch_size")?;
+        ensure!(
+            self.model.patch_size == self.patch_size,
+            "model.patch_size {:?} differs from patch_size {:?}",
+            self.model.patch_size,
+            self.patch_size
+        );
+        Ok(())
+    }
+}
+
+/// Overrides `base` with `user`, recursing into tables; keys of `user` missing from `base`
+/// are errors naming the key path.
+fn merge(base: &mut toml::Table, user: &toml::Table, prefix: &str, origin: &str) -> Result<()> {
+    for (k, v) in user {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (base.get_mut(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => merge(b, u, &path, origin)?,
+            (Some(slot), _) => *slot = v.clone(),
+            (None, _) => bail!("unknown key '{path}' in {origin}"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_round_trip_keeps_every_setting() {
+        for p in [TrainPreset::Paper, TrainPreset::Small, TrainPreset::Authors] {
+            let mut c = TrainConfig::preset(p);
+            c.seed = 12345;
+            c.patch_size = [96, 64, 128];
+            c.model.patch_size = c.patch_size;
+            c.model.fusion = crate::model::Fusion::Hemis;
+            c.augmentation.gamma_p = 0.25;
+            let text = c.to_toml().unwrap();
+            assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+            assert_eq!(
+                TrainConfig::resolve(None, Some(&text), "x.toml").unwrap(),
+                c
+            );
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn files_override_the_preset_key_by_key() {
+        let text = "preset = \"authors\"\nepochs = 3\n[augmentation]\nmirror_p = 0.0\n";
+        let c = TrainConfig::resolve(None, Some(text), "f.toml").unwrap();
+        assert_eq!(c.preset, TrainPreset::Authors);
+        assert_eq!(c.optimizer, OptimizerKind::Sgd);
+        assert_eq!(c.epochs, 3);
+        assert_eq!(c.augmentation.mirror_p, 0.0);
+        assert_eq!(c.augmentation.gamma_p, 0.3);
+        let model_text = "[model]\npoolings = 2\npatch_size = [16, 16, 8]\nfusion = \"average\"\n";
+        let c = TrainConfig::resolve(Some(TrainPreset::Small), Some(model_text), "f.toml").unwrap();
+        assert_eq!(
+            (c.patch_size, c.model.patch_size),
+            ([16, 16, 8], [16, 16, 8])
+        );
+        assert_eq!(c.model.fusion, crate::model::Fusion::Average);
+        c.validate().unwrap();
+        // The command line's preset wins over the file's.
+        let c = TrainConfig::resolve(Some(TrainPreset::Small), Some(text), "f.toml").unwrap();
+        assert_eq!(c.optimizer, OptimizerKind::Adam);
+        assert_eq!(
+            c.patch_size,
+            ModelConfig::preset("small").unwrap().patch_size
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors() {
+        let e = TrainConfig::resolve(None, Some("epoch = 3\n"), "f.toml").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown key 'epoch' in f.toml"),
+            "{e:#}"
+        );
+        let e =
+            TrainConfig::resolve(None, Some("[augmentation]\nflip = 1\n"), "f.toml").unwrap_err();
+        assert!(format!("{e:#}").contains("augmentation.flip"), "{e:#}");
+        let e = TrainConfig::resolve(None, Some("[model]\nlayers = 3\n"), "f.toml").unwrap_err();
+        assert!(format!("{e:#}").contains("model.layers"), "{e:#}");
+        assert!(TrainConfig::from_toml("epoch = 3").is_err());
+        let e =
+            TrainConfig::resolve(None, Some("optimizer = \"rmsprop\"\n"), "f.toml").unwrap_err();
+        assert!(format!("{e:#}").contains("f.toml"), "{e:#}");
+        let mut c = TrainConfig::preset(TrainPreset::Small);
+        c.foreground_fraction = 1.5;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("foreground_fraction")
+        );
+        let mut c = TrainConfig::preset(TrainPreset::Small);
+        c.patch_size = [30, 32, 32];
+        c.model.patch_size = c.patch_size;
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("patch_size"));
+    }
+
+    #[test]
+    fn presets_match_the_paper_and_the_authors_code() {
+        let p = TrainConfig::preset(TrainPreset::Paper);
+        assert_eq!(
+            (p.optimizer, p.lr, p.epochs),
+            (OptimizerKind::Adam, 0.01, 400)
+        );
+        assert_eq!(p.patch_size, [128, 128, 128]);
+        let a = TrainConfig::preset(TrainPreset::Authors);
+        assert_eq!(
+            (a.optimizer, a.momentum, a.nesterov),
+            (OptimizerKind::Sgd, 0.99, true)
+        );
+        assert_eq!(
+            (a.weight_decay, a.grad_clip_norm, a.epochs),
+            (3e-5, 12.0, 800)
+        );
+    }
+}

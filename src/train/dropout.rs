@@ -1,0 +1,146 @@
+//! Modality dropout: which modalities an iteration trains on.
+//!
+//! The network must work with any non-empty subset of T1, T1c, T2 and FLAIR, so training
+//! hides modalities. The subset of an iteration is a pure function of
+//! `(seed, epoch, iteration)` (see [`super::rng`]) and is shared by the whole batch, since
+//! only the sampled modalities' feature extractors run in that step.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::RngExt;
+use serde::{Deserialize, Serialize};
+
+use super::rng;
+use crate::modality::Subset;
+
+/// How modalities are hidden during training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ModalityDropout {
+    /// What the authors' code does: epochs are counted from 0; odd epochs use all four
+    /// modalities; even epochs draw a subset size uniformly from {1, 2, 3}, then a subset of
+    /// that size uniformly (so the full set is seen half of the time overall).
+    Paper,
+    /// Uniform over the 15 non-empty subsets, as RFNet and mmFormer train.
+    Uniform,
+    /// Never drop: always all four modalities.
+    Full,
+}
+
+impl ModalityDropout {
+    /// The subset of modalities for iteration `iteration` of epoch `epoch` (both from 0).
+    pub fn sample(self, seed: u64, epoch: usize, iteration: usize) -> Subset {
+        let mut r = rng::stream(seed, &[rng::DROPOUT, epoch as u64, iteration as u64]);
+        match self {
+            ModalityDropout::Full => Subset::FULL,
+            ModalityDropout::Uniform => Subset::from_bits(r.random_range(1u8..=15)),
+            ModalityDropout::Paper => {
+                if epoch % 2 == 1 {
+                    return Subset::FULL;
+                }
+                let size = r.random_range(1usize..=3);
+                let of_size: Vec<Subset> =
+                    Subset::all_nonempty().filter(|s| s.len() == size).collect();
+                of_size[r.random_range(0..of_size.len())]
+            }
+        }
+    }
+
+    /// The configuration name (`paper`, `uniform`, `full`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModalityDropout::Paper => "paper",
+            ModalityDropout::Uniform => "uniform",
+            ModalityDropout::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for ModalityDropout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ModalityDropout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "paper" => Ok(ModalityDropout::Paper),
+            "uniform" => Ok(ModalityDropout::Uniform),
+            "full" | "none" => Ok(ModalityDropout::Full),
+            other => Err(format!(
+                "unknown modality dropout '{other}' (expected paper, uniform or full)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(mode: ModalityDropout, epochs: std::ops::Range<usize>, n: usize) -> [usize; 16] {
+        let mut c = [0usize; 16];
+        for e in epochs {
+            for i in 0..n {
+                c[mode.sample(42, e, i).bits() as usize] += 1;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn full_never_drops() {
+        let c = counts(ModalityDropout::Full, 0..3, 50);
+        assert_eq!(c[15], 150);
+    }
+
+    #[test]
+    fn uniform_covers_the_fifteen_subsets_evenly() {
+        let c = counts(ModalityDropout::Uniform, 0..10, 1500);
+        assert_eq!(c[0], 0);
+        for (bits, &n) in c.iter().enumerate().skip(1) {
+            // 15000 draws: expected 1000 each, sd ≈ 30.
+            assert!(
+                (850..1150).contains(&n),
+                "subset {bits:04b} drawn {n} times"
+            );
+        }
+    }
+
+    #[test]
+    fn paper_uses_all_four_on_odd_epochs_and_sizes_one_to_three_on_even() {
+        let odd = counts(ModalityDropout::Paper, 1..2, 300);
+        assert_eq!(odd[15], 300);
+        let mut by_size = [0usize; 5];
+        let mut by_subset = [0usize; 16];
+        for e in (0..20).step_by(2) {
+            for i in 0..900 {
+                let s = ModalityDropout::Paper.sample(3, e, i);
+                by_size[s.len()] += 1;
+                by_subset[s.bits() as usize] += 1;
+            }
+        }
+        assert_eq!(by_size[0] + by_size[4], 0);
+        for size in 1..=3 {
+            // 9000 draws, expected 3000 per size.
+            assert!((2750..3250).contains(&by_size[size]), "{by_size:?}");
+        }
+        // Within size 1 (4 subsets), each is expected 750 times.
+        for bit in [1usize, 2, 4, 8] {
+            assert!((620..880).contains(&by_subset[bit]), "{by_subset:?}");
+        }
+    }
+
+    #[test]
+    fn sample_is_a_function_of_its_coordinates() {
+        for mode in [ModalityDropout::Paper, ModalityDropout::Uniform] {
+            let a: Vec<_> = (0..20).map(|i| mode.sample(9, 4, i)).collect();
+            let b: Vec<_> = (0..20).rev().map(|i| mode.sample(9, 4, i)).rev().collect();
+            assert_eq!(a, b);
+        }
+    }
+}

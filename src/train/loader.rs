@@ -1,0 +1,283 @@
+//! Training batches, prepared ahead of the model on worker threads.
+//!
+//! A batch is a pure function of `(seed, epoch, iteration)` ([`make_batch`]): the modality
+//! subset, the cases, the patch positions and every augmentation come from random streams
+//! keyed by those coordinates. The [`Loader`] hands iteration `i` to worker `i mod W`, each
+//! worker sending into its own bounded channel, and the consumer reads the channels in turn:
+//! batches arrive in iteration order and are bit-identical whatever the number of workers
+//! or the thread timing, while at most `prefetch` batches per worker wait in memory.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
+
+use rand::RngExt;
+
+use super::augment::{self, AugmentConfig};
+use super::dropout::ModalityDropout;
+use super::rng;
+use super::sampler::{self, TrainCase};
+use crate::modality::{Modality, Subset};
+
+/// What a batch is made from: the cases and the sampling settings.
+#[derive(Debug, Clone)]
+pub struct BatchSpec {
+    /// Run seed.
+    pub seed: u64,
+    /// Patches per batch.
+    pub batch_size: usize,
+    /// Patch size `[x, y, z]`.
+    pub patch: [usize; 3],
+    /// Share of patches centred on a tumour voxel.
+    pub foreground_fraction: f64,
+    /// Modality dropout mode.
+    pub dropout: ModalityDropout,
+    /// Augmentation settings.
+    pub augment: AugmentConfig,
+}
+
+/// One training batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// Epoch (from 0).
+    pub epoch: usize,
+    /// Iteration within the epoch (from 0).
+    pub iteration: usize,
+    /// The modalities this step trains on.
+    pub subset: Subset,
+    /// Per modality of `subset` (canonical order): `[B, 1, D, H, W]` voxels, C order.
+    pub images: Vec<(Modality, Vec<f32>)>,
+    /// Class maps `[B, D, H, W]` (TumourClass indices).
+    pub classes: Vec<u8>,
+    /// How many patches were centred on tumour.
+    pub foreground_patches: usize,
+    /// Batch size B.
+    pub batch_size: usize,
+    /// Patch size `[x, y, z]`.
+    pub patch: [usize; 3],
+}
+
+impl Batch {
+    /// The tensor shape of the images: `[B, 1, D, H, W]` = `[B, 1, z, y, x]`.
+    pub fn image_shape(&self) -> [usize; 5] {
+        [
+            self.batch_size,
+            1,
+            self.patch[2],
+            self.patch[1],
+            self.patch[0],
+        ]
+    }
+
+    /// The tensor shape of the class maps: `[B, D, H, W]`.
+    pub fn class_shape(&self) -> [usize; 4] {
+        [self.batch_size, self.patch[2], self.patch[1], self.patch[0]]
+    }
+}
+
+/// Builds the batch of iteration `iteration` of epoch `epoch`.
+pub fn make_batch(cases: &[TrainCase], spec: &BatchSpec, epoch: usize, iteration: usize) -> Batch {
+    let subset = spec.dropout.sample(spec.seed, epoch, iteration);
+    let n = spec.patch.iter().product::<usize>();
+    let mut images: Vec<(Modality, Vec<f32>)> = subset
+        .modalities()
+        .map(|m| (m, Vec::with_capacity(n * spec.batch_size)))
+        .collect();
+    let mut classes = Vec::with_capacity(n * spec.batch_size);
+    let mut foreground_patches = 0;
+    let (e, it) = (epoch as u64, iteration as u64);
+    for item in 0..spec.batch_size {
+        let mut r = rng::stream(spec.seed, &[rng::PATCH, e, it, item as u64]);
+        let case_index = r.random_range(0..cases.len());
+        let case = &cases[case_index];
+        let plan = sampler::plan_patch(
+            &mut r,
+            case_index,
+            case,
+            spec.patch,
+            spec.foreground_fraction,
+        );
+        foreground_patches += plan.foreground as usize;
+        let transform = augment::sample_spatial(&mut r, &spec.augment);
+        let blur_patch = r.random_bool(spec.augment.blur_p);
+        let patch = sampler::extract_patch(case, &plan, spec.patch, &transform, subset);
+        for ((m, out), (pm, mut img)) in images.iter_mut().zip(patch.images) {
+            debug_assert_eq!(*m, pm);
+            let mut ri = rng::stream(
+                spec.seed,
+                &[rng::INTENSITY, e, it, item as u64, m.index() as u64],
+            );
+            augment::augment_intensity(&mut ri, &spec.augment, &mut img, spec.patch, blur_patch);
+            out.extend_from_slice(&img);
+        }
+        classes.extend_from_slice(&patch.classes);
+    }
+    Batch {
+        epoch,
+        iteration,
+        subset,
+        images,
+        classes,
+        foreground_patches,
+        batch_size: spec.batch_size,
+        patch: spec.patch,
+    }
+}
+
+/// Prepares the batches of iterations `start..end` of one epoch on worker threads and
+/// yields them in order (an [`Iterator`]). Dropping it stops the workers.
+pub struct Loader {
+    receivers: Vec<Receiver<Batch>>,
+    handles: Vec<JoinHandle<()>>,
+    next: usize,
+    end: usize,
+}
+
+impl Loader {
+    /// Starts `workers` threads (at least 1) preparing iterations `start..end` of `epoch`,
+    /// each keeping at most `prefetch` (at least 1) finished batches waiting.
+    pub fn new(
+        cases: Arc<Vec<TrainCase>>,
+        spec: Arc<BatchSpec>,
+        epoch: usize,
+        start: usize,
+        end: usize,
+        workers: usize,
+        prefetch: usize,
+    ) -> Loader {
+        let workers = workers.max(1).min(end.saturating_sub(start).max(1));
+        let mut receivers = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (tx, rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(prefetch.max(1));
+            let (cases, spec) = (Arc::clone(&cases), Arc::clone(&spec));
+            let handle = std::thread::Builder::new()
+                .name(format!("a2fseg-loader-{w}"))
+                .spawn(move || {
+                    let mut it = start + w;
+                    while it < end {
+                        let batch = make_batch(&cases, &spec, epoch, it);
+                        if tx.send(batch).is_err() {
+                            return; // the consumer is gone
+                        }
+                        it += workers;
+                    }
+                })
+                .expect("cannot start a data-loading thread");
+            receivers.push(rx);
+            handles.push(handle);
+        }
+        Loader {
+            receivers,
+            handles,
+            next: start,
+            end,
+        }
+    }
+}
+
+impl Iterator for Loader {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        if self.next >= self.end {
+            return None;
+        }
+        let w = self.next % self.receivers.len();
+        // Iteration `next` is the k-th of worker `w`, which sends them in order.
+        let batch = self.receivers[w]
+            .recv()
+            .expect("a data-loading thread stopped early (it panicked)");
+        debug_assert_eq!(batch.iteration, self.next);
+        self.next += 1;
+        Some(batch)
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        // Closing the channels makes blocked workers return.
+        self.receivers.clear();
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::Grid;
+
+    fn cases() -> Vec<TrainCase> {
+        (0..3)
+            .map(|k| {
+                let dims = [10 + k, 9, 8];
+                let mut classes = Grid::<u8>::zeros(dims);
+                classes.set(5, 4, 3, 3);
+                classes.set(5, 5, 3, 1);
+                let images = std::array::from_fn(|m| {
+                    let mut g = Grid::<f32>::zeros(dims);
+                    for (i, v) in g.data_mut().iter_mut().enumerate() {
+                        *v = ((i * (m + 3) + k) % 17) as f32 / 8.0 - 1.0;
+                    }
+                    g
+                });
+                TrainCase::new(format!("case{k}"), images, classes).unwrap()
+            })
+            .collect()
+    }
+
+    fn spec() -> BatchSpec {
+        BatchSpec {
+            seed: 17,
+            batch_size: 2,
+            patch: [6, 5, 4],
+            foreground_fraction: 0.33,
+            dropout: ModalityDropout::Paper,
+            augment: AugmentConfig {
+                rotation_p: 0.5,
+                scale_p: 0.5,
+                noise_p: 0.5,
+                blur_p: 0.5,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn batches_have_the_documented_shapes() {
+        let b = make_batch(&cases(), &spec(), 1, 0);
+        assert_eq!(b.subset, Subset::FULL); // odd epoch in paper mode
+        assert_eq!(b.images.len(), 4);
+        for (_, img) in &b.images {
+            assert_eq!(img.len(), b.image_shape().iter().product::<usize>());
+        }
+        assert_eq!(b.classes.len(), 2 * 6 * 5 * 4);
+        assert!(b.classes.iter().all(|&c| c <= 3));
+    }
+
+    #[test]
+    fn loader_yields_the_same_batches_in_order_for_any_worker_count() {
+        let cases = Arc::new(cases());
+        let spec = Arc::new(spec());
+        let direct: Vec<Batch> = (0..7).map(|i| make_batch(&cases, &spec, 2, i)).collect();
+        for workers in [1, 2, 3, 5] {
+            let got: Vec<Batch> =
+                Loader::new(cases.clone(), spec.clone(), 2, 0, 7, workers, 1).collect();
+            assert_eq!(got, direct, "workers = {workers}");
+        }
+        // A resumed epoch starting at iteration 4 continues with the same batches.
+        let tail: Vec<Batch> = Loader::new(cases.clone(), spec.clone(), 2, 4, 7, 2, 2).collect();
+        assert_eq!(tail, direct[4..]);
+    }
+
+    #[test]
+    fn dropping_a_loader_early_stops_its_workers() {
+        let cases = Arc::new(cases());
+        let spec = Arc::new(spec());
+        let mut l = Loader::new(cases, spec, 0, 0, 1000, 2, 1);
+        assert!(l.next().is_some());
+        drop(l); // must not hang
+    }
+}

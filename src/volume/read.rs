@@ -1,0 +1,587 @@
+//! Reading NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img` pairs, `.img.gz`) into f32
+//! grids, with the values nibabel's `get_fdata()` gives.
+//!
+//! The `nifti` crate (0.18) parses the 348-byte header; everything else is done here,
+//! because its reader was found wrong on files nibabel reads correctly:
+//! - it ignores `vox_offset` in `.nii` files (data assumed right after the extensions),
+//! - it applies `scl_slope = NaN` as a real slope (nibabel: NaN or 0 means no scaling),
+//! - it panics on a `bitpix` that does not match the datatype,
+//! - it accepts a gzip stream with a bad CRC or a truncated end,
+//! - it refuses `.img` file names for header/image pairs.
+//!
+//! Gzip is detected from the content (magic bytes), not the name, and is always
+//! decompressed to the end so that truncation and CRC errors are reported.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use flate2::read::MultiGzDecoder;
+use nifti::{Endianness, NiftiHeader};
+
+use super::{Geometry, Grid};
+
+/// Size of a NIfTI-1 header, and the smallest `vox_offset` of a single-file `.nii`
+/// (header plus the 4-byte extension flag).
+const HEADER_SIZE: usize = 348;
+const MIN_SINGLE_VOX_OFFSET: f32 = 352.0;
+
+/// A volume read from disk: its geometry and its voxels, scaled by `scl_slope` /
+/// `scl_inter` and converted to f32.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    /// Grid, spacing, affine and header.
+    pub geometry: Geometry,
+    /// One grid of `geometry.dims` per volume: 1 for a 3D file, `t` for a 4D file
+    /// (in file order).
+    pub channels: Vec<Grid<f32>>,
+    /// The on-disk voxel type, as numpy names it (`"int16"`, `"float32"`, ...).
+    pub datatype: String,
+    /// The array shape as nibabel reports it: `dim[1..=dim[0]]` (e.g. `[x, y, z, t]`).
+    pub shape: Vec<usize>,
+}
+
+/// Reads a NIfTI-1 volume. Fails with a one-line message naming the file on anything
+/// unreadable: missing or truncated file, corrupt gzip, NIfTI-2 or non-NIfTI data, an
+/// unsupported datatype (RGB, complex, float128), more than 4 dimensions, or a NaN or
+/// infinite voxel value after scaling.
+pub fn read_volume(path: &Path) -> Result<Volume> {
+    read_volume_inner(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads only the header of a NIfTI-1 file and returns its geometry (cheap: voxel data
+/// is neither read nor checked).
+pub fn read_geometry(path: &Path) -> Result<Geometry> {
+    let inner = || -> Result<Geometry> {
+        let (header_path, _) = resolve(path)?;
+        let bytes = read_prefix(&header_path, HEADER_SIZE)?;
+        Geometry::from_header(parse_header(&bytes)?)
+    };
+    inner().with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The header file and, for a pair, the separate image file.
+fn resolve(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lower = name.to_ascii_lowercase();
+    let base = lower.strip_suffix(".gz").unwrap_or(&lower);
+    let kind = if base.ends_with(".hdr") {
+        "hdr"
+    } else if base.ends_with(".img") {
+        "img"
+    } else {
+        return Ok((path.to_path_buf(), None));
+    };
+    // The stem keeps the user's case; the partner's extension follows the case of theirs.
+    let stem_len = base.len() - 4;
+    let stem = &name[..stem_len];
+    let upper = name[stem_len + 1..stem_len + 4]
+        .chars()
+        .all(|c| c.is_ascii_uppercase());
+    let partner_ext = match (kind, upper) {
+        ("hdr", false) => "img",
+        ("hdr", true) => "IMG",
+        (_, false) => "hdr",
+        (_, true) => "HDR",
+    };
+    let gz = if upper { ".GZ" } else { ".gz" };
+    if !path.exists() {
+        bail!("no such file");
+    }
+    let dir = path.parent().unwrap_or(Path::new(""));
+    let candidates = [
+        dir.join(format!("{stem}.{partner_ext}")),
+        dir.join(format!("{stem}.{partner_ext}{gz}")),
+    ];
+    let Some(partner) = candidates.iter().find(|p| p.exists()).cloned() else {
+        bail!(
+            "the matching {} file is missing (looked for {} and {})",
+            if kind == "hdr" { "image" } else { "header" },
+            candidates[0].display(),
+            candidates[1].display()
+        );
+    };
+    Ok(if kind == "hdr" {
+        (path.to_path_buf(), Some(partner))
+    } else {
+        (partner, Some(path.to_path_buf()))
+    })
+}
+
+/// Whether `bytes` start with the gzip magic number.
+fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.len() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b
+}
+
+/// The whole (decompressed) content of `path`. Gzip members are decompressed to the end,
+/// so a truncated stream or a CRC / length mismatch is an error.
+fn read_all(path: &Path) -> Result<Vec<u8>> {
+    let raw = fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+    if !is_gzip(&raw) {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4));
+    MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            anyhow::anyhow!("corrupt or truncated gzip data in {}: {e}", path.display())
+        })?;
+    Ok(out)
+}
+
+/// Up to the first `n` (decompressed) bytes of `path`.
+fn read_prefix(path: &Path, n: usize) -> Result<Vec<u8>> {
+    let mut file =
+        fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut magic = Vec::with_capacity(2);
+    (&mut file).take(2).read_to_end(&mut magic)?;
+    let reader: Box<dyn Read> = if is_gzip(&magic) {
+        Box::new(MultiGzDecoder::new(std::io::Cursor::new(magic).chain(file)))
+    } else {
+        Box::new(std::io::Cursor::new(magic).chain(file))
+    };
+    let mut out = Vec::with_capacity(n);
+    reader
+        .take(n as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| anyhow::anyhow!("corrupt gzip data in {}: {e}", path.display()))?;
+    Ok(out)
+}
+
+/// Parses a NIfTI-1 header (either byte order) with the `nifti` crate, after checking
+/// what the crate does not: the header size (NIfTI-2 has 540) and a consistent byte order.
+pub(crate) fn parse_header(bytes: &[u8]) -> Result<NiftiHeader> {
+    if bytes.len() < 4 {
+        bail!("not a NIfTI file: only {} bytes", bytes.len());
+    }
+    let first = [bytes[0], bytes[1], bytes[2], bytes[3]];
+    let (le, be) = (i32::from_le_bytes(first), i32::from_be_bytes(first));
+    if le == 540 || be == 540 {
+        bail!("NIfTI-2 files are not supported; convert it to NIfTI-1 (e.g. with nibabel)");
+    }
+    if le != HEADER_SIZE as i32 && be != HEADER_SIZE as i32 {
+        bail!("not a NIfTI-1 file (the header size field is not 348)");
+    }
+    if bytes.len() < HEADER_SIZE {
+        bail!(
+            "truncated NIfTI-1 header ({} of {HEADER_SIZE} bytes)",
+            bytes.len()
+        );
+    }
+    let h = NiftiHeader::from_reader(&bytes[..HEADER_SIZE]).map_err(|e| match e {
+        nifti::NiftiError::InvalidFormat => anyhow::anyhow!(
+            "not a NIfTI-1 file (no 'n+1' or 'ni1' magic; ANALYZE 7.5 is not supported)"
+        ),
+        other => anyhow::anyhow!("invalid NIfTI-1 header: {other}"),
+    })?;
+    // The crate picks the byte order from dim[0] alone; a header whose size field and
+    // dim[0] disagree is corrupt.
+    if h.sizeof_hdr != HEADER_SIZE as i32 {
+        bail!(
+            "invalid NIfTI-1 header: dim[0] = {} is not a number of dimensions",
+            h.dim[0] as i16
+        );
+    }
+    Ok(h)
+}
+
+/// The voxel types this reader decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DataType {
+    U8,
+    I8,
+    I16,
+    U16,
+    I32,
+    U32,
+    I64,
+    U64,
+    F32,
+    F64,
+}
+
+impl DataType {
+    /// The type of NIfTI datatype `code`, or an error naming unsupported types.
+    fn from_code(code: i16) -> Result<DataType> {
+        Ok(match code {
+            2 => DataType::U8,
+            4 => DataType::I16,
+            8 => DataType::I32,
+            16 => DataType::F32,
+            64 => DataType::F64,
+            256 => DataType::I8,
+            512 => DataType::U16,
+            768 => DataType::U32,
+            1024 => DataType::I64,
+            1280 => DataType::U64,
+            1 => bail!("datatype 1 (binary) is not supported"),
+            32 => bail!("datatype 32 (complex64) is not supported"),
+            128 => bail!("datatype 128 (RGB24) is not supported"),
+            1536 => bail!("datatype 1536 (float128) is not supported"),
+            1792 => bail!("datatype 1792 (complex128) is not supported"),
+            2048 => bail!("datatype 2048 (RGBA32) is not supported"),
+            2304 => bail!("datatype 2304 (complex256) is not supported"),
+            c => bail!("unknown NIfTI datatype code {c}"),
+        })
+    }
+
+    fn size(self) -> usize {
+        match self {
+            DataType::U8 | DataType::I8 => 1,
+            DataType::I16 | DataType::U16 => 2,
+            DataType::I32 | DataType::U32 | DataType::F32 => 4,
+            DataType::I64 | DataType::U64 | DataType::F64 => 8,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            DataType::U8 => "uint8",
+            DataType::I8 => "int8",
+            DataType::I16 => "int16",
+            DataType::U16 => "uint16",
+            DataType::I32 => "int32",
+            DataType::U32 => "uint32",
+            DataType::I64 => "int64",
+            DataType::U64 => "uint64",
+            DataType::F32 => "float32",
+            DataType::F64 => "float64",
+        }
+    }
+}
+
+/// `scl_slope` / `scl_inter` as nibabel's `get_slope_inter`: a zero or non-finite slope
+/// means no scaling (`None`); a valid slope with a non-finite intercept is an error.
+fn slope_inter(h: &NiftiHeader) -> Result<Option<(f64, f64)>> {
+    let slope = f64::from(h.scl_slope);
+    let inter = f64::from(h.scl_inter);
+    if slope == 0.0 || !slope.is_finite() {
+        return Ok(None);
+    }
+    if !inter.is_finite() {
+        bail!("scl_slope is {slope} but scl_inter is {inter}");
+    }
+    if slope == 1.0 && inter == 0.0 {
+        return Ok(None);
+    }
+    Ok(Some((slope, inter)))
+}
+
+/// Decodes `bytes` of type `dt` into scaled f32 values appended to `out`.
+fn decode(bytes: &[u8], dt: DataType, big: bool, scale: Option<(f64, f64)>, out: &mut Vec<f32>) {
+    macro_rules! run {
+        ($t:ty, $n:expr) => {{
+            let it = bytes.chunks_exact($n).map(|c| {
+                let mut a = [0u8; $n];
+                a.copy_from_slice(c);
+                if big {
+                    <$t>::from_be_bytes(a)
+                } else {
+                    <$t>::from_le_bytes(a)
+                }
+            });
+            match scale {
+                None => out.extend(it.map(|v| v as f32)),
+                Some((s, i)) => out.extend(it.map(|v| (v as f64 * s + i) as f32)),
+            }
+        }};
+    }
+    match dt {
+        DataType::U8 => run!(u8, 1),
+        DataType::I8 => run!(i8, 1),
+        DataType::I16 => run!(i16, 2),
+        DataType::U16 => run!(u16, 2),
+        DataType::I32 => run!(i32, 4),
+        DataType::U32 => run!(u32, 4),
+        DataType::I64 => run!(i64, 8),
+        DataType::U64 => run!(u64, 8),
+        DataType::F32 => run!(f32, 4),
+        DataType::F64 => run!(f64, 8),
+    }
+}
+
+fn read_volume_inner(path: &Path) -> Result<Volume> {
+    let (header_path, image_path) = resolve(path)?;
+    let header_bytes = read_all(&header_path)?;
+    let header = match (parse_header(&header_bytes), &image_path) {
+        (Ok(h), _) => h,
+        // For a pair, say which of the two files is wrong.
+        (Err(e), Some(_)) => return Err(e.context(format!("in {}", header_path.display()))),
+        (Err(e), None) => return Err(e),
+    };
+    let dt = DataType::from_code(header.datatype)?;
+    let geometry = Geometry::from_header(header.clone())?;
+    let ndim = header.dim[0] as usize;
+    let shape: Vec<usize> = (1..=ndim).map(|i| header.dim[i] as i16 as usize).collect();
+    if let Some(i) = (1..=ndim).find(|&i| (header.dim[i] as i16) <= 0) {
+        bail!("invalid dimension dim[{i}] = {}", header.dim[i] as i16);
+    }
+    if shape.len() > 4 && shape[4..].iter().any(|&d| d != 1) {
+        bail!("{ndim}D images (shape {shape:?}) are not supported, only 3D and 4D");
+    }
+    let n_channels = shape.get(3).copied().unwrap_or(1);
+    let [nx, ny, nz] = geometry.dims;
+    let per_channel = nx * ny * nz;
+    let n_values = per_channel
+        .checked_mul(n_channels)
+        .filter(|n| n.checked_mul(dt.size()).is_some())
+        .with_context(|| format!("shape {shape:?} is too large"))?;
+    let n_bytes = n_values * dt.size();
+
+    let vox_offset = header.vox_offset;
+    if !vox_offset.is_finite() || vox_offset < 0.0 {
+        bail!("invalid vox_offset {vox_offset}");
+    }
+    let (data, data_name) = match &image_path {
+        None => {
+            // nibabel refuses 0 < vox_offset < 352 in a single file; with 0 it would read
+            // the header bytes as voxels, which is never what a file means.
+            if vox_offset < MIN_SINGLE_VOX_OFFSET {
+                bail!(
+                    "vox_offset {vox_offset} is below 352, the minimum for a single-file NIfTI-1"
+                );
+            }
+            (header_bytes, &header_path)
+        }
+        Some(img) => (read_all(img)?, img),
+    };
+    // nibabel truncates a fractional vox_offset (`int(vox_offset)`).
+    let offset = vox_offset as usize;
+    let available = data.len().saturating_sub(offset);
+    if available < n_bytes {
+        bail!(
+            "truncated voxel data in {}: shape {shape:?} of {} needs {n_bytes} bytes from offset {offset}, found {available}",
+            data_name.display(),
+            dt.name()
+        );
+    }
+    let big = header.endianness == Endianness::Big;
+    let scale = slope_inter(&header)?;
+    let mut values = Vec::with_capacity(n_values);
+    decode(&data[offset..offset + n_bytes], dt, big, scale, &mut values);
+    drop(data);
+
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        let (t, r) = (i / per_channel, i % per_channel);
+        bail!(
+            "{bad} voxel value(s) are NaN or infinite after scaling (first at x={}, y={}, z={}, volume {t})",
+            r % nx,
+            (r / nx) % ny,
+            r / (nx * ny)
+        );
+    }
+    let channels = if n_channels == 1 {
+        vec![Grid::from_vec(geometry.dims, values).context("internal size mismatch")?]
+    } else {
+        values
+            .chunks_exact(per_channel)
+            .map(|c| Grid::from_vec(geometry.dims, c.to_vec()).context("internal size mismatch"))
+            .collect::<Result<Vec<_>>>()?
+    };
+    Ok(Volume {
+        geometry,
+        channels,
+        datatype: dt.name().to_string(),
+        shape,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::geometry::encode_header;
+
+    /// A minimal single-file NIfTI-1 image: header, 4 zero bytes, then `data`.
+    fn nii(h: &NiftiHeader, data: &[u8]) -> Vec<u8> {
+        let mut b = encode_header(h);
+        b.extend_from_slice(&[0; 4]);
+        b.extend_from_slice(data);
+        b
+    }
+
+    fn header(dims: [u16; 3], datatype: i16) -> NiftiHeader {
+        NiftiHeader {
+            dim: [3, dims[0], dims[1], dims[2], 1, 1, 1, 1],
+            datatype,
+            vox_offset: 352.0,
+            scl_slope: 1.0,
+            magic: *b"n+1\0",
+            ..NiftiHeader::default()
+        }
+    }
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_int16_with_scaling_and_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header([2, 3, 1], 4);
+        h.scl_slope = 2.0;
+        h.scl_inter = -1.0;
+        let data: Vec<u8> = (0i16..6).flat_map(|v| v.to_le_bytes()).collect();
+        let p = write(dir.path(), "a.nii", &nii(&h, &data));
+        let v = read_volume(&p).unwrap();
+        assert_eq!(v.datatype, "int16");
+        assert_eq!(v.shape, vec![2, 3, 1]);
+        assert_eq!(v.channels[0].data(), &[-1.0, 1.0, 3.0, 5.0, 7.0, 9.0]);
+        assert_eq!(v.channels[0].get(1, 2, 0), 9.0);
+    }
+
+    #[test]
+    fn nan_slope_means_no_scaling() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header([2, 1, 1], 2);
+        h.scl_slope = f32::NAN;
+        h.scl_inter = 5.0;
+        let p = write(dir.path(), "a.nii", &nii(&h, &[3, 4]));
+        assert_eq!(read_volume(&p).unwrap().channels[0].data(), &[3.0, 4.0]);
+    }
+
+    #[test]
+    fn odd_bitpix_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header([2, 1, 1], 2);
+        h.bitpix = 13;
+        let p = write(dir.path(), "a.nii", &nii(&h, &[1, 2]));
+        assert_eq!(read_volume(&p).unwrap().channels[0].data(), &[1.0, 2.0]);
+    }
+
+    #[test]
+    fn honours_vox_offset_and_refuses_low_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header([2, 1, 1], 2);
+        h.vox_offset = 360.0;
+        let mut b = nii(&h, &[9; 8]);
+        b.extend_from_slice(&[7, 8]);
+        let p = write(dir.path(), "a.nii", &b);
+        assert_eq!(read_volume(&p).unwrap().channels[0].data(), &[7.0, 8.0]);
+        for low in [0.0, 348.0] {
+            h.vox_offset = low;
+            let p = write(dir.path(), "b.nii", &nii(&h, &[1, 2]));
+            let e = format!("{:#}", read_volume(&p).unwrap_err());
+            assert!(e.contains("b.nii") && e.contains("vox_offset"), "{e}");
+        }
+    }
+
+    #[test]
+    fn truncated_data_and_nan_voxels_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = header([2, 2, 1], 16);
+        let p = write(dir.path(), "t.nii", &nii(&h, &[0; 12]));
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(e.contains("truncated") && e.contains("t.nii"), "{e}");
+        let data: Vec<u8> = [0.0f32, 1.0, f32::NAN, f32::INFINITY]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let p = write(dir.path(), "n.nii", &nii(&h, &data));
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(
+            e.contains("2 voxel value(s) are NaN") && e.contains("n.nii"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unsupported_inputs_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "rgb.nii",
+            &nii(&header([1, 1, 1], 128), &[0; 3]),
+        );
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(e.contains("RGB24"), "{e}");
+        let mut n2 = vec![0u8; 600];
+        n2[..4].copy_from_slice(&540i32.to_le_bytes());
+        let p = write(dir.path(), "two.nii", &n2);
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(e.contains("NIfTI-2") && e.contains("two.nii"), "{e}");
+        let p = write(dir.path(), "text.nii", b"hello world");
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(e.contains("not a NIfTI-1 file"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_volume(&dir.path().join("missing.nii")).unwrap_err()
+        );
+        assert!(e.contains("missing.nii"), "{e}");
+    }
+
+    #[test]
+    fn pairs_and_geometry_only_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header([2, 1, 1], 2);
+        h.magic = *b"ni1\0";
+        h.vox_offset = 0.0;
+        h.pixdim[1] = 3.0;
+        write(dir.path(), "p.hdr", &encode_header(&h));
+        write(dir.path(), "p.img", &[5, 6]);
+        for name in ["p.hdr", "p.img"] {
+            let v = read_volume(&dir.path().join(name)).unwrap();
+            assert_eq!(v.channels[0].data(), &[5.0, 6.0]);
+            assert_eq!(v.geometry.spacing, [3.0, 1.0, 1.0]);
+            let g = read_geometry(&dir.path().join(name)).unwrap();
+            assert_eq!(g, v.geometry);
+        }
+        write(dir.path(), "lonely.hdr", &encode_header(&h));
+        let e = format!(
+            "{:#}",
+            read_volume(&dir.path().join("lonely.hdr")).unwrap_err()
+        );
+        assert!(
+            e.contains("lonely.hdr") && e.contains("image file is missing"),
+            "{e}"
+        );
+        // A .nii.gz: the geometry comes from the decompressed header alone.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &nii(&header([2, 2, 2], 2), &[1; 8])).unwrap();
+        let p = write(dir.path(), "c.nii.gz", &gz.finish().unwrap());
+        assert_eq!(read_geometry(&p).unwrap().dims, [2, 2, 2]);
+        assert_eq!(read_volume(&p).unwrap().channels[0].data(), &[1.0; 8]);
+    }
+
+    #[test]
+    fn big_endian_4d() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = header([1, 1, 2], 512);
+        h.dim[0] = 4;
+        h.dim[4] = 2;
+        // Encode little-endian, then byte-swap every field the reader uses.
+        let mut b = encode_header(&h);
+        let swap = |b: &mut [u8], at: usize, n: usize| b[at..at + n].reverse();
+        swap(&mut b, 0, 4);
+        for i in 0..8 {
+            swap(&mut b, 40 + 2 * i, 2);
+        }
+        swap(&mut b, 70, 2); // datatype
+        for i in 0..8 {
+            swap(&mut b, 76 + 4 * i, 4);
+        }
+        swap(&mut b, 108, 4); // vox_offset
+        swap(&mut b, 112, 4); // scl_slope
+        swap(&mut b, 252, 2);
+        swap(&mut b, 254, 2);
+        for i in 0..18 {
+            swap(&mut b, 256 + 4 * i, 4);
+        }
+        b.extend_from_slice(&[0; 4]);
+        for v in [1u16, 2, 300, 4] {
+            b.extend_from_slice(&v.to_be_bytes());
+        }
+        let p = write(dir.path(), "be.nii", &b);
+        let v = read_volume(&p).unwrap();
+        assert_eq!(v.shape, vec![1, 1, 2, 2]);
+        assert_eq!(v.channels.len(), 2);
+        assert_eq!(v.channels[0].data(), &[1.0, 2.0]);
+        assert_eq!(v.channels[1].data(), &[300.0, 4.0]);
+    }
+}

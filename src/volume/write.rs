@@ -1,0 +1,193 @@
+//! Writing label maps (uint8) and float maps (float32) as single-file NIfTI-1, with the
+//! geometry of a reference image: same dims, pixdim, qform and sform (codes and values
+//! bit for bit), units and description; no scaling (`scl_slope` 1, `scl_inter` 0).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::geometry::encode_header;
+use super::{Geometry, Grid};
+use crate::fsutil::atomic_write;
+
+/// Writes a label map as uint8 NIfTI-1 (`.nii`, or gzip-compressed `.nii.gz`) with the
+/// geometry `geometry`; `labels` must have `geometry.dims`. The file appears atomically.
+pub fn write_labels(path: &Path, geometry: &Geometry, labels: &Grid<u8>) -> Result<()> {
+    write_nifti(path, geometry, labels.dims(), 2, 8, labels.data())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a float map as float32 NIfTI-1 (`.nii` or `.nii.gz`) with the geometry
+/// `geometry`; `values` must have `geometry.dims`. The file appears atomically.
+pub fn write_float(path: &Path, geometry: &Geometry, values: &Grid<f32>) -> Result<()> {
+    write_nifti(path, geometry, values.dims(), 16, 32, values.data())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Voxel types that can be written, little-endian.
+trait LeBytes: Copy {
+    fn extend_le(self, out: &mut Vec<u8>);
+}
+
+impl LeBytes for u8 {
+    fn extend_le(self, out: &mut Vec<u8>) {
+        out.push(self);
+    }
+}
+
+impl LeBytes for f32 {
+    fn extend_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+/// Whether `path` names a gzip-compressed NIfTI file; an error for names that are
+/// neither `.nii` nor `.nii.gz`.
+fn output_is_gz(path: &Path) -> Result<bool> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".nii.gz") {
+        Ok(true)
+    } else if name.ends_with(".nii") {
+        Ok(false)
+    } else {
+        bail!("the output file name must end in .nii or .nii.gz")
+    }
+}
+
+fn write_nifti<T: LeBytes>(
+    path: &Path,
+    geometry: &Geometry,
+    dims: [usize; 3],
+    datatype: i16,
+    bitpix: i16,
+    data: &[T],
+) -> Result<()> {
+    let gz = output_is_gz(path)?;
+    if dims != geometry.dims {
+        bail!(
+            "the grid has dims {dims:?} but the reference geometry has {:?}",
+            geometry.dims
+        );
+    }
+    if let Some(d) = dims.iter().find(|&&d| d == 0 || d > i16::MAX as usize) {
+        bail!("dimension {d} cannot be stored in NIfTI-1 (1 to 32767)");
+    }
+    let mut h = geometry.header().clone();
+    h.sizeof_hdr = 348;
+    h.dim = [
+        3,
+        dims[0] as u16,
+        dims[1] as u16,
+        dims[2] as u16,
+        1,
+        1,
+        1,
+        1,
+    ];
+    h.datatype = datatype;
+    h.bitpix = bitpix;
+    h.vox_offset = 352.0;
+    h.scl_slope = 1.0;
+    h.scl_inter = 0.0;
+    h.cal_min = 0.0;
+    h.cal_max = 0.0;
+    h.glmax = 0;
+    h.glmin = 0;
+    h.intent_code = 0;
+    h.intent_p1 = 0.0;
+    h.intent_p2 = 0.0;
+    h.intent_p3 = 0.0;
+    h.intent_name = [0; 16];
+    h.magic = *b"n+1\0";
+    let mut head = encode_header(&h);
+    // No extensions: the 4-byte extension flag is zero.
+    head.extend_from_slice(&[0; 4]);
+
+    atomic_write(path, |w| {
+        if gz {
+            let mut enc = GzEncoder::new(&mut *w, Compression::new(6));
+            write_body(&mut enc, &head, data)?;
+            enc.finish()?;
+        } else {
+            write_body(w, &head, data)?;
+        }
+        Ok(())
+    })
+}
+
+/// Header then voxels, converted to little-endian bytes in chunks.
+fn write_body<W: Write, T: LeBytes>(w: &mut W, head: &[u8], data: &[T]) -> Result<()> {
+    w.write_all(head)?;
+    let mut buf = Vec::with_capacity(1 << 18);
+    for chunk in data.chunks(1 << 16) {
+        buf.clear();
+        for &v in chunk {
+            v.extend_le(&mut buf);
+        }
+        w.write_all(&buf)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::read_volume;
+
+    fn geometry() -> Geometry {
+        Geometry::from_affine(
+            [3, 2, 2],
+            [
+                [-1.5, 0.0, 0.0, 10.0],
+                [0.0, 1.0, 0.0, -20.0],
+                [0.0, 0.0, 2.0, 5.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        )
+    }
+
+    #[test]
+    fn labels_and_floats_round_trip_in_both_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = geometry();
+        let labels = Grid::from_vec([3, 2, 2], (0u8..12).collect()).unwrap();
+        let floats = labels.map(|v| f32::from(v) * 0.25 - 1.0);
+        for name in ["l.nii", "l.nii.gz"] {
+            let p = dir.path().join(name);
+            write_labels(&p, &g, &labels).unwrap();
+            let v = read_volume(&p).unwrap();
+            assert_eq!(v.datatype, "uint8");
+            assert_eq!(v.geometry, g);
+            assert_eq!(v.channels[0], labels.map(f32::from));
+        }
+        for name in ["f.nii", "f.NII.GZ"] {
+            let p = dir.path().join(name);
+            write_float(&p, &g, &floats).unwrap();
+            let v = read_volume(&p).unwrap();
+            assert_eq!(v.datatype, "float32");
+            assert_eq!(v.geometry.affine, g.affine);
+            assert_eq!(v.channels[0], floats);
+        }
+        let gz = std::fs::read(dir.path().join("l.nii.gz")).unwrap();
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    }
+
+    #[test]
+    fn refuses_wrong_dims_and_extensions() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = geometry();
+        let bad = Grid::<u8>::zeros([2, 2, 2]);
+        let p = dir.path().join("x.nii");
+        let e = format!("{:#}", write_labels(&p, &g, &bad).unwrap_err());
+        assert!(e.contains("x.nii") && e.contains("dims"), "{e}");
+        assert!(!p.exists());
+        let p = dir.path().join("x.img");
+        assert!(write_labels(&p, &g, &Grid::zeros([3, 2, 2])).is_err());
+    }
+}

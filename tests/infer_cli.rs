@@ -1,0 +1,400 @@
+//! End-to-end tests of `a2fseg predict` and `a2fseg evaluate` with a tiny randomly
+//! initialised model and tiny synthetic cases.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use a2fseg::labels::{LabelConvention, TumourClass};
+use a2fseg::metrics::{MetricOptions, evaluate_case};
+use a2fseg::model::{Fusion, ModelConfig, save_model};
+use a2fseg::volume::{Geometry, Grid, read_volume, write_float, write_labels};
+use burn::prelude::Device;
+
+/// Saves a tiny random model as `<dir>/<name>/checkpoints/best` and returns the run folder.
+fn tiny_run(dir: &Path, name: &str, fusion: Fusion) -> PathBuf {
+    let cfg = ModelConfig::new()
+        .with_poolings(1)
+        .with_base_features(4)
+        .with_max_features(8)
+        .with_convs_per_stage(1)
+        .with_deep_supervision(false)
+        .with_fusion(fusion)
+        .with_patch_size([8, 8, 8]);
+    let model = cfg.init(&Device::flex());
+    let run = dir.join(name);
+    save_model(&run.join("checkpoints/best"), &model, &cfg).unwrap();
+    run
+}
+
+fn identity() -> [[f64; 4]; 4] {
+    let mut a = [[0.0; 4]; 4];
+    for (i, row) in a.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    a
+}
+
+/// Oblique (rotated about z, anisotropic) and flipped (negative x and z) affines.
+fn oblique() -> [[f64; 4]; 4] {
+    let (c, s) = (0.3f64.cos(), 0.3f64.sin());
+    [
+        [1.2 * c, -0.9 * s, 0.0, -10.5],
+        [1.2 * s, 0.9 * c, 0.0, 20.25],
+        [0.0, 0.0, 2.5, -3.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+}
+
+fn flipped() -> [[f64; 4]; 4] {
+    [
+        [-1.0, 0.0, 0.0, 30.0],
+        [0.0, 1.0, 0.0, -5.0],
+        [0.0, 0.0, -2.0, 12.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+}
+
+/// A head-like blob with a tumour: images per modality and BraTS labels (0/1/2/4).
+fn synthetic(dims: [usize; 3], seed: usize) -> ([Grid<f32>; 4], Grid<u8>) {
+    let c = dims.map(|d| d as f64 / 2.0);
+    let mut labels = Grid::zeros(dims);
+    let mut imgs: [Grid<f32>; 4] = std::array::from_fn(|_| Grid::zeros(dims));
+    for z in 0..dims[2] {
+        for y in 0..dims[1] {
+            for x in 0..dims[0] {
+                let d = ((x as f64 - c[0]) / c[0]).powi(2)
+                    + ((y as f64 - c[1]) / c[1]).powi(2)
+                    + ((z as f64 - c[2]) / c[2]).powi(2);
+                if d > 0.8 {
+                    continue;
+                }
+                let t = ((x as f64 - c[0] * 0.8).powi(2) + (y as f64 - c[1]).powi(2)).sqrt();
+                let label = if t < 1.5 {
+                    4
+                } else if t < 2.5 {
+                    1
+                } else if t < 4.0 {
+                    2
+                } else {
+                    0
+                };
+                labels.set(x, y, z, label);
+                for (m, g) in imgs.iter_mut().enumerate() {
+                    let v = 100.0
+                        + 20.0 * m as f32
+                        + 30.0 * label as f32
+                        + ((x * 7 + y * 3 + z * 5 + seed + m) % 11) as f32;
+                    g.set(x, y, z, v);
+                }
+            }
+        }
+    }
+    (imgs, labels)
+}
+
+const KEYS: [&str; 4] = ["t1", "t1ce", "t2", "flair"];
+
+/// Writes a BraTS 2020-style case folder.
+fn write_case(
+    root: &Path,
+    id: &str,
+    dims: [usize; 3],
+    affine: [[f64; 4]; 4],
+    seed: usize,
+) -> Geometry {
+    let g = Geometry::from_affine(dims, affine);
+    let (imgs, labels) = synthetic(dims, seed);
+    let dir = root.join(id);
+    for (k, img) in KEYS.iter().zip(&imgs) {
+        write_float(&dir.join(format!("{id}_{k}.nii.gz")), &g, img).unwrap();
+    }
+    write_labels(&dir.join(format!("{id}_seg.nii.gz")), &g, &labels).unwrap();
+    g
+}
+
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(common::bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn predict_from_files_keeps_the_input_geometry_and_convention() {
+    let tmp = common::tempdir();
+    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    for (name, affine) in [("oblique", oblique()), ("flipped", flipped())] {
+        let data = tmp.path().join(name);
+        let id = "BraTS20_Training_001";
+        let g = write_case(&data, id, [13, 11, 9], affine, 1);
+        let case = data.join(id);
+        let out = tmp.path().join(format!("{name}_seg.nii.gz"));
+        let t1c = case.join(format!("{id}_t1ce.nii.gz"));
+        let flair = case.join(format!("{id}_flair.nii.gz"));
+        let (ok, _, err) = run(&[
+            "-q",
+            "predict",
+            "--model",
+            s(&run_dir),
+            "--t1c",
+            s(&t1c),
+            "--flair",
+            s(&flair),
+            "--output",
+            s(&out),
+            "--save-probabilities",
+            "--save-attention",
+            "--tta",
+            "x",
+        ]);
+        assert!(ok, "{err}");
+        let v = read_volume(&out).unwrap();
+        assert_eq!(v.geometry.dims, g.dims);
+        assert_eq!(v.geometry.affine, g.affine, "{name}");
+        assert!(v.geometry.same_grid(&g));
+        assert_eq!(v.geometry.qform_code(), g.qform_code());
+        assert_eq!(v.geometry.sform_code(), g.sform_code());
+        let valid = LabelConvention::Brats.valid_labels();
+        assert!(
+            v.channels[0]
+                .data()
+                .iter()
+                .all(|&l| valid.contains(&(l as u8)) && l.fract() == 0.0)
+        );
+        for extra in [
+            "prob_wt",
+            "prob_tc",
+            "prob_et",
+            "attention_t1c",
+            "attention_flair",
+        ] {
+            let p = tmp.path().join(format!("{name}_seg_{extra}.nii.gz"));
+            let e = read_volume(&p).unwrap();
+            assert_eq!(e.geometry.affine, g.affine, "{extra}");
+        }
+    }
+}
+
+#[test]
+fn predict_and_evaluate_agree_and_evaluate_resumes() {
+    let tmp = common::tempdir();
+    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    for i in 1..=2 {
+        write_case(
+            &data,
+            &format!("BraTS20_Training_00{i}"),
+            [12, 10, 9],
+            identity(),
+            i,
+        );
+    }
+    let preds = tmp.path().join("preds");
+    let (ok, _, err) = run(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--input",
+        s(&data),
+        "--subset",
+        "0101",
+        "--output",
+        s(&preds),
+        "--convention",
+        "brats2023",
+    ]);
+    assert!(ok, "{err}");
+    let eval = tmp.path().join("eval");
+    let args = [
+        "-q",
+        "evaluate",
+        "--model",
+        s(&run_dir),
+        "--data",
+        s(&data),
+        "--subsets",
+        "0101,1111",
+        "--out",
+        s(&eval),
+        "--et-postprocess",
+    ];
+    let (ok, stdout, err) = run(&args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("mean Dice"), "{stdout}");
+    let rows = a2fseg::infer::evaluate::read_case_rows(&eval.join("cases.csv")).unwrap();
+    assert_eq!(rows.len(), 4);
+    for i in 1..=2 {
+        let id = format!("BraTS20_Training_00{i}");
+        let pred = read_volume(&preds.join(format!("{id}.nii.gz"))).unwrap();
+        let gt = read_volume(&data.join(&id).join(format!("{id}_seg.nii.gz"))).unwrap();
+        let to_classes = |g: &Grid<f32>, c: LabelConvention| {
+            g.map(|v| c.to_class(v as u8).map(TumourClass::index).unwrap() as u8)
+        };
+        let p = to_classes(&pred.channels[0], LabelConvention::Brats2023);
+        let t = to_classes(&gt.channels[0], LabelConvention::Brats);
+        let m = evaluate_case(&p, &t, gt.geometry.spacing, &MetricOptions::default());
+        let row = rows
+            .iter()
+            .find(|r| r.case == id && r.subset.name() == "0101")
+            .unwrap();
+        assert!((row.wt_dice - m.regions[0].dice).abs() < 1e-9, "{id}");
+        assert!((row.et_hd95 - m.regions[2].hd95).abs() < 1e-9, "{id}");
+        assert!(row.et_pp_dice.is_some());
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
+    for key in ["0101", "1111", "mean"] {
+        for r in ["WT", "TC", "ET"] {
+            assert!(summary[key][r]["dice"].is_number(), "{key} {r}");
+            assert!(summary[key][r]["hd95"].is_number(), "{key} {r}");
+        }
+    }
+    let attention: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("attention.json")).unwrap())
+            .unwrap();
+    assert!(attention["1111"]["ET"]["t1"].is_number(), "{attention}");
+    let md = std::fs::read_to_string(eval.join("summary.md")).unwrap();
+    assert!(md.contains("| ○ | ● | ○ | ● |") && md.contains("Fig. 3"));
+
+    // Simulate a kill after the first case: keep only its rows; the rerun scores one case.
+    let csv = std::fs::read_to_string(eval.join("cases.csv")).unwrap();
+    let kept: Vec<&str> = csv.lines().filter(|l| !l.contains("_002")).collect();
+    std::fs::write(eval.join("cases.csv"), kept.join("\n") + "\n").unwrap();
+    let out = Command::new(common::bin())
+        .args(args.iter().filter(|a| **a != "-q"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("scored 1 case(s), 1 already scored"), "{err}");
+    let again = a2fseg::infer::evaluate::read_case_rows(&eval.join("cases.csv")).unwrap();
+    assert_eq!(again.len(), 4);
+    for r in &rows {
+        let a = again
+            .iter()
+            .find(|x| x.case == r.case && x.subset == r.subset)
+            .unwrap();
+        assert!((a.wt_dice - r.wt_dice).abs() < 1e-9);
+    }
+    // Other settings in the same folder are refused.
+    let (ok, _, err) = run(&[
+        "-q",
+        "evaluate",
+        "--model",
+        s(&run_dir),
+        "--data",
+        s(&data),
+        "--out",
+        s(&eval),
+    ]);
+    assert!(!ok && err.contains("other settings"), "{err}");
+}
+
+#[test]
+fn several_models_give_a_comparison() {
+    let tmp = common::tempdir();
+    let a = tiny_run(tmp.path(), "adaptive", Fusion::Adaptive);
+    let b = tiny_run(tmp.path(), "average", Fusion::Average);
+    let data = tmp.path().join("data");
+    write_case(&data, "BraTS20_Training_001", [9, 8, 8], identity(), 3);
+    let eval = tmp.path().join("eval");
+    let (ok, _, err) = run(&[
+        "-q",
+        "evaluate",
+        "--model",
+        s(&a),
+        "--model",
+        s(&b),
+        "--data",
+        s(&data),
+        "--subsets",
+        "0011,1111",
+        "--out",
+        s(&eval),
+    ]);
+    assert!(ok, "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["adaptive"]["1111"]["WT"]["dice"].is_number());
+    assert!(summary["average"]["mean"]["ET"]["hd95"].is_number());
+    assert!(eval.join("average/summary.json").is_file());
+    let md = std::fs::read_to_string(eval.join("summary.md")).unwrap();
+    assert!(
+        md.contains("## Table 2") && md.contains("| average | average |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn bad_inputs_give_one_line_errors() {
+    let tmp = common::tempdir();
+    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    write_case(&data, "a", [8, 8, 8], identity(), 1);
+    write_case(&data, "b", [9, 8, 8], identity(), 1);
+    let t1 = data.join("a/a_t1.nii.gz");
+    let t2_other = data.join("b/b_t2.nii.gz");
+    let out = tmp.path().join("o.nii.gz");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec![
+                "--t1".into(),
+                s(&t1).into(),
+                "--t2".into(),
+                s(&t2_other).into(),
+            ],
+            "different grids",
+        ),
+        (
+            vec!["--t1".into(), s(&tmp.path().join("missing.nii.gz")).into()],
+            "missing.nii.gz",
+        ),
+        (vec![], "--input"),
+        (
+            vec![
+                "--t1".into(),
+                s(&t1).into(),
+                "--subset".into(),
+                "0100".into(),
+            ],
+            "keeps none",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["predict", "--model", s(&run_dir), "--output", s(&out)];
+        args.extend(extra.iter().map(String::as_str));
+        let (ok, _, err) = run(&args);
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    let (ok, _, err) = run(&[
+        "predict",
+        "--model",
+        s(&tmp.path().join("nomodel")),
+        "--t1",
+        s(&t1),
+        "--output",
+        s(&out),
+    ]);
+    assert!(!ok && err.contains("nomodel"), "{err}");
+    let (ok, _, err) = run(&[
+        "evaluate",
+        "--model",
+        s(&run_dir),
+        "--data",
+        s(&data),
+        "--subsets",
+        "0000",
+    ]);
+    assert!(!ok && err.contains("empty"), "{err}");
+}

@@ -1,0 +1,82 @@
+//! `a2fseg model summary` end to end.
+
+mod common;
+
+use assert_cmd::Command;
+
+fn summary(args: &[&str]) -> assert_cmd::assert::Assert {
+    Command::new(common::bin())
+        .args(["model", "summary"])
+        .args(args)
+        .assert()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = summary(&all).success().get_output().stdout.clone();
+    serde_json::from_slice(&out).expect("summary --json prints one JSON object")
+}
+
+#[test]
+fn paper_preset_counts() {
+    let v = json(&["--preset", "paper"]);
+    // 31,193,184 for the encoder and decoder (the authors' nnU-Net) + 2,400 for the five
+    // deep-supervision heads (3 regions).
+    assert_eq!(v["parameters_per_msfe_body"], 31_193_184);
+    assert_eq!(v["parameters_per_msfe"], 31_195_584);
+    let total = v["parameters_total"].as_u64().unwrap();
+    assert!(
+        total > 4 * 31_195_584 && total < 4 * 31_195_584 + 10_000,
+        "{total}"
+    );
+    let macs = v["macs_by_modalities"].as_array().unwrap();
+    assert_eq!(macs.len(), 4);
+    assert!(macs[3]["macs"].as_u64().unwrap() > 4 * v["macs_per_msfe"].as_u64().unwrap());
+    assert_eq!(
+        v["config"]["patch_size"],
+        serde_json::json!([128, 128, 128])
+    );
+}
+
+#[test]
+fn small_preset_and_overrides() {
+    let small = json(&["--preset", "small"]);
+    let hemis = json(&[
+        "--preset", "small", "--fusion", "hemis", "--patch", "64,32,16",
+    ]);
+    assert_eq!(hemis["config"]["fusion"], "hemis");
+    assert_eq!(hemis["parameters_attention"], 0);
+    assert!(
+        hemis["parameters_total"].as_u64().unwrap() < small["parameters_total"].as_u64().unwrap()
+    );
+    let out = summary(&["--preset", "small"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("msfe.{m}.encoder.0.convs.0.conv"), "{text}");
+    assert!(text.contains("4 modalities"));
+}
+
+#[test]
+fn config_file_and_errors() {
+    let dir = common::tempdir();
+    let cfg = dir.path().join("config.json");
+    let small = a2fseg::model::ModelConfig::preset("small").unwrap();
+    std::fs::write(&cfg, small.to_json()).unwrap();
+    let v = json(&["--config", cfg.to_str().unwrap()]);
+    assert_eq!(v["config"]["base_features"], 8);
+
+    summary(&["--preset", "tiny"])
+        .code(1)
+        .stderr(predicates::str::contains("unknown model preset 'tiny'"));
+    summary(&["--preset", "small", "--patch", "30"])
+        .code(1)
+        .stderr(predicates::str::contains("multiple of 2^3 = 8"));
+    std::fs::write(&cfg, "{\"poolings\": 3}").unwrap();
+    summary(&["--config", cfg.to_str().unwrap()])
+        .code(1)
+        .stderr(predicates::str::contains("config.json"));
+}
