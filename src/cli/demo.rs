@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, ensure};
 use clap::Args;
 
-use super::{Global, NotImplemented};
+use super::Global;
+use crate::demo::{DemoOptions, run_demo};
 
 /// Arguments of `a2fseg demo`.
 #[derive(Debug, Args)]
@@ -22,10 +23,48 @@ pub struct DemoArgs {
     /// Seed of phantoms, split and training.
     #[arg(long, value_name = "S", default_value_t = 42)]
     pub seed: u64,
+    /// Phantom shape X,Y,Z in voxels.
+    #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = parse_shape)]
+    pub shape: [usize; 3],
+}
+
+fn parse_shape(s: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
+    let err = || format!("'{s}' is not a shape X,Y,Z (three positive integers)");
+    if parts.len() != 3 {
+        return Err(err());
+    }
+    let mut d = [0usize; 3];
+    for (v, p) in d.iter_mut().zip(parts) {
+        *v = p.parse().map_err(|_| err())?;
+        if *v == 0 {
+            return Err(err());
+        }
+    }
+    Ok(d)
 }
 
 /// Runs `a2fseg demo`.
 pub fn run(args: DemoArgs, global: Global) -> Result<()> {
-    let _ = (args, global);
-    Err(NotImplemented("demo").into())
+    ensure!(
+        args.budget_minutes.is_finite() && args.budget_minutes > 0.0,
+        "--budget-minutes must be a positive number"
+    );
+    ensure!(
+        args.cases >= 5,
+        "--cases must be at least 5 (train, validation and test need cases)"
+    );
+    let opts = DemoOptions {
+        out: args.out,
+        budget_minutes: args.budget_minutes,
+        cases: args.cases,
+        seed: args.seed,
+        dims: args.shape,
+        quiet: global.quiet,
+    };
+    let outcome = run_demo(&opts)?;
+    if global.quiet {
+        println!("{}", outcome.html.display());
+    }
+    Ok(())
 }

@@ -9,12 +9,15 @@
 //! and `evaluate` commands call: its numbers are those the commands would give.
 
 pub mod budget;
+pub mod pipeline;
 pub mod stage;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+
+pub use pipeline::{DemoOutcome, run_demo};
 
 use crate::report::{ModelFiles, ReportInput, write_report};
 
@@ -42,7 +45,7 @@ impl Default for DemoOptions {
             budget_minutes: 15.0,
             cases: 20,
             seed: 42,
-            dims: [64, 64, 48],
+            dims: [64, 64, 64],
             quiet: false,
         }
     }

@@ -89,14 +89,14 @@ pub fn dice_bar_chart(summary: &Summary, title: &str) -> Result<RgbImage> {
             .margin(12)
             .x_label_area_size(48)
             .y_label_area_size(50)
-            .build_cartesian_2d(0.0..n, 0.0..1.05)
+            .build_cartesian_2d(0.0..n, 0.0..1.25)
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
             .disable_x_axis()
             .y_desc("Dice")
-            .y_labels(11)
+            .y_labels(13)
             .label_style((fonts::FAMILY, 13))
             .draw()
             .map_err(err)?;
@@ -122,7 +122,7 @@ pub fn dice_bar_chart(summary: &Summary, title: &str) -> Result<RgbImage> {
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
+            .position(SeriesLabelPosition::UpperRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font((fonts::FAMILY, 13))
