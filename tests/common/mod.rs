@@ -1,7 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The Python interpreter used for reference computations (`A2FSEG_PYTHON` or `python3`).
@@ -61,4 +61,89 @@ pub fn tempdir() -> tempfile::TempDir {
 /// Path to the built `a2fseg` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_a2fseg"))
+}
+
+/// Writes `n` tiny synthetic BraTS 2020 cases of `dims` into `dir`: a bright ellipsoidal
+/// "brain" with a tumour (edema shell, necrotic core, enhancing rim) whose contrast differs
+/// per modality, so a network can learn it from any modality.
+pub fn synthetic_brats(dir: &Path, n: usize, dims: [usize; 3]) {
+    use a2fseg::volume::{Geometry, Grid, write_float, write_labels};
+    let mut affine = [[0.0; 4]; 4];
+    for (i, row) in affine.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    let geometry = Geometry::from_affine(dims, affine);
+    for case in 0..n {
+        let id = format!("BraTS20_Training_{:03}", case + 1);
+        let case_dir = dir.join(&id);
+        std::fs::create_dir_all(&case_dir).unwrap();
+        let c = [
+            dims[0] as f64 / 2.0 + (case % 3) as f64 - 1.0,
+            dims[1] as f64 / 2.0 - (case % 2) as f64,
+            dims[2] as f64 / 2.0,
+        ];
+        let r_tumour = 3.0 + (case % 2) as f64;
+        let mut labels = Grid::<u8>::zeros(dims);
+        let mut brain = Grid::<f32>::zeros(dims);
+        for z in 0..dims[2] {
+            for y in 0..dims[1] {
+                for x in 0..dims[0] {
+                    let p = [x as f64, y as f64, z as f64];
+                    let rb: f64 = (0..3)
+                        .map(|a| ((p[a] - dims[a] as f64 / 2.0) / (dims[a] as f64 * 0.45)).powi(2))
+                        .sum::<f64>()
+                        .sqrt();
+                    if rb < 1.0 {
+                        brain.set(x, y, z, 1.0);
+                    }
+                    let rt = (0..3).map(|a| (p[a] - c[a]).powi(2)).sum::<f64>().sqrt();
+                    let label = if rt < r_tumour * 0.4 {
+                        1
+                    } else if rt < r_tumour * 0.7 {
+                        4
+                    } else if rt < r_tumour * 1.3 {
+                        2
+                    } else {
+                        0
+                    };
+                    if rb < 1.0 {
+                        labels.set(x, y, z, label);
+                    }
+                }
+            }
+        }
+        // Per modality: intensity of background brain, NCR, ET, edema.
+        let contrast = [
+            ("t1", [1.0, 0.6, 1.2, 0.8]),
+            ("t1ce", [1.0, 0.5, 2.5, 0.9]),
+            ("t2", [1.0, 1.8, 1.4, 2.0]),
+            ("flair", [1.0, 1.5, 1.3, 2.2]),
+        ];
+        for (suffix, k) in contrast {
+            let mut img = Grid::<f32>::zeros(dims);
+            for (i, v) in img.data_mut().iter_mut().enumerate() {
+                if brain.data()[i] > 0.0 {
+                    let base = match labels.data()[i] {
+                        1 => k[1],
+                        4 => k[2],
+                        2 => k[3],
+                        _ => k[0],
+                    };
+                    *v = (100.0 * base + ((i * 37 + case * 11) % 13) as f64) as f32;
+                }
+            }
+            write_float(
+                &case_dir.join(format!("{id}_{suffix}.nii.gz")),
+                &geometry,
+                &img,
+            )
+            .unwrap();
+        }
+        write_labels(
+            &case_dir.join(format!("{id}_seg.nii.gz")),
+            &geometry,
+            &labels,
+        )
+        .unwrap();
+    }
 }
