@@ -115,16 +115,26 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
     // 3. Plan: time a few training steps, then divide the budget.
     let plan_stage = Stage::new(root, "plan", &(opts.budget_minutes,), &[&split_stage]);
     let (plan_marker, r) = plan_stage.run(false, |d| {
-        let iterations = 3;
-        let mut cfg = train_config(opts, Fusion::Adaptive, 1);
-        cfg.iterations_per_epoch = iterations;
-        cfg.validate_every = usize::MAX / 2;
-        let t = Instant::now();
-        let mut o = TrainOptions::new(&data, &d.join("calibrate"), cfg.clone());
-        o.split = Some(split_path.clone());
-        o.quiet = true;
-        crate::train::train(&o)?;
-        let step = t.elapsed().as_secs_f64() / iterations as f64;
+        // A training run also loads and preprocesses every case and writes checkpoints, so
+        // the time of one step is the difference between a long and a short run, both after
+        // a first run that fills the preprocessing cache.
+        let cfg = train_config(opts, Fusion::Adaptive, 1);
+        let timed_run = |name: &str, iterations: usize| -> Result<f64> {
+            let mut c = cfg.clone();
+            c.iterations_per_epoch = iterations;
+            c.validate_every = usize::MAX / 2;
+            let mut o = TrainOptions::new(&data, &d.join(name), c);
+            o.split = Some(split_path.clone());
+            o.cache = Some(d.join("cache"));
+            o.quiet = true;
+            let t = Instant::now();
+            crate::train::train(&o)?;
+            Ok(t.elapsed().as_secs_f64())
+        };
+        timed_run("calibrate-warm-up", 1)?;
+        let short = timed_run("calibrate-short", 1)?;
+        let long = timed_run("calibrate-long", 6)?;
+        let step = ((long - short) / 5.0).max(1e-3);
         let windows = |n: usize, p: usize| window_starts(n, p, 0.5).len();
         let p = cfg.patch_size;
         let per_case = (windows(opts.dims[0], p[0])
