@@ -26,6 +26,9 @@ pub struct DemoArgs {
     /// Phantom shape X,Y,Z in voxels.
     #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = parse_shape)]
     pub shape: [usize; 3],
+    /// Optimiser steps per epoch (for fast end-to-end tests of the pipeline).
+    #[arg(long, value_name = "N", hide = true)]
+    pub iterations_per_epoch: Option<usize>,
 }
 
 fn parse_shape(s: &str) -> Result<[usize; 3], String> {
@@ -54,6 +57,10 @@ pub fn run(args: DemoArgs, global: Global) -> Result<()> {
         args.cases >= 5,
         "--cases must be at least 5 (train, validation and test need cases)"
     );
+    ensure!(
+        args.iterations_per_epoch != Some(0),
+        "--iterations-per-epoch must be at least 1"
+    );
     let opts = DemoOptions {
         out: args.out,
         budget_minutes: args.budget_minutes,
@@ -61,6 +68,7 @@ pub fn run(args: DemoArgs, global: Global) -> Result<()> {
         seed: args.seed,
         dims: args.shape,
         quiet: global.quiet,
+        iterations_per_epoch: args.iterations_per_epoch,
     };
     let outcome = run_demo(&opts)?;
     if global.quiet {

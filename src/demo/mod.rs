@@ -36,6 +36,9 @@ pub struct DemoOptions {
     pub dims: [usize; 3],
     /// No progress bars.
     pub quiet: bool,
+    /// Optimiser steps per epoch instead of the `small` preset's; for fast end-to-end tests
+    /// of the whole pipeline (`--iterations-per-epoch`, hidden in the CLI).
+    pub iterations_per_epoch: Option<usize>,
 }
 
 impl Default for DemoOptions {
@@ -46,6 +49,7 @@ impl Default for DemoOptions {
             cases: 20,
             seed: 42,
             dims: [64, 64, 64],
+            iterations_per_epoch: None,
             quiet: false,
         }
     }
@@ -74,7 +78,8 @@ pub fn model_label(key: &str) -> String {
 }
 
 /// Builds `report.md`, `report.html` and the figures in `out` from the models' files
-/// (adaptive first), the Fig.-2 panel if already rendered, and the run's conventions.
+/// (adaptive first), the Fig.-2 panel if already rendered, and the run's conventions; also
+/// returns the key findings as sentences (printed at the end of the demo).
 pub fn build_report(
     out: &Path,
     models: &[DemoModel],
@@ -82,11 +87,12 @@ pub fn build_report(
     panel_caption: &str,
     notes: Vec<String>,
     conventions: Vec<(String, String)>,
-) -> Result<crate::report::ReportFiles> {
+) -> Result<(crate::report::ReportFiles, Vec<String>)> {
     let reports = models
         .iter()
         .map(|m| ModelFiles::from_dirs(&m.label, &m.key, &m.eval_dir, Some(&m.run_dir)).load())
         .collect::<Result<Vec<_>>>()?;
+    let findings = crate::report::document::findings(&reports);
     let input = ReportInput {
         title: "A2FSeg demo on synthetic BraTS-like cases".to_string(),
         intro: vec![
@@ -102,7 +108,7 @@ pub fn build_report(
         panel_caption: panel_caption.to_string(),
         conventions,
     };
-    write_report(out, &input)
+    Ok((write_report(out, &input)?, findings))
 }
 
 #[cfg(test)]
@@ -137,10 +143,16 @@ mod tests {
                 eval_dir: eval,
             });
         }
-        let files = build_report(dir.path(), &models, None, "", vec![], vec![]).unwrap();
+        let (files, findings) =
+            build_report(dir.path(), &models, None, "", vec![], vec![]).unwrap();
         let md = fs::read_to_string(files.markdown).unwrap();
         assert!(md.contains("Baseline (average fusion only)"));
         assert!(md.contains("figures/curves-average.png"));
         assert!(!md.contains("Only one model"));
+        assert!(
+            findings[0].starts_with("Mean Dice over the"),
+            "{findings:?}"
+        );
+        assert!(md.contains(&findings[0]));
     }
 }

@@ -54,6 +54,9 @@ fn train_config(opts: &DemoOptions, fusion: Fusion, epochs: usize) -> TrainConfi
     cfg.model.fusion = fusion;
     cfg.seed = opts.seed;
     cfg.epochs = epochs.max(1);
+    if let Some(n) = opts.iterations_per_epoch {
+        cfg.iterations_per_epoch = n.max(1);
+    }
     cfg
 }
 
@@ -113,7 +116,12 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
     );
 
     // 3. Plan: time a few training steps, then divide the budget.
-    let plan_stage = Stage::new(root, "plan", &(opts.budget_minutes,), &[&split_stage]);
+    let plan_stage = Stage::new(
+        root,
+        "plan",
+        &(opts.budget_minutes, opts.iterations_per_epoch),
+        &[&split_stage],
+    );
     let (plan_marker, r) = plan_stage.run(false, |d| {
         // A training run also loads and preprocesses every case and writes checkpoints, so
         // the time of one step is the difference between a long and a short run, both after
@@ -145,7 +153,9 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
             total: opts.budget_minutes * 60.0,
             spent: start.elapsed().as_secs_f64(),
             step,
-            iterations_per_epoch: small.iterations_per_epoch,
+            iterations_per_epoch: opts
+                .iterations_per_epoch
+                .unwrap_or(small.iterations_per_epoch),
             validation: split.validation.len() as f64 * per_case * step * 0.5
                 / small.validate_every.max(1) as f64,
             evaluation: split.test.len() as f64 * per_case * step * 0.6 + 5.0,
@@ -321,7 +331,10 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
         ),
         ("Timings".to_string(), timings(root)),
     ]);
-    let files = build_report(root, &models, panel, &caption, notes, conventions)?;
+    let (files, findings) = build_report(root, &models, panel, &caption, notes, conventions)?;
+    for line in &findings {
+        say(opts, &format!("  - {line}"));
+    }
     say(
         opts,
         &format!(

@@ -1,0 +1,126 @@
+//! End-to-end test of `a2fseg demo` on tiny phantoms: every stage runs through the real
+//! pipeline (phantoms, split, calibrated plan, training, evaluation of all 15 subsets,
+//! figures, report), and a second run reuses the finished stages.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// The demo at toy size: 5 cases of 32³ and 2 optimiser steps per epoch.
+fn demo(out: &std::path::Path) -> std::process::Output {
+    Command::new(common::bin())
+        .args(["demo", "--out"])
+        .arg(out)
+        .args([
+            "--cases",
+            "5",
+            "--shape",
+            "32,32,32",
+            "--budget-minutes",
+            "0.1",
+            "--iterations-per-epoch",
+            "2",
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn demo_runs_every_stage_and_reuses_them() {
+    let tmp = common::tempdir();
+    let out = tmp.path().join("demo");
+    let first = demo(&out);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for stage in ["[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"] {
+        assert!(stdout.contains(stage), "no {stage} line in:\n{stdout}");
+    }
+    assert!(
+        stdout.contains("Mean Dice over the 15 evaluated subsets"),
+        "{stdout}"
+    );
+
+    // summary.json: every subset and the mean, each with the three regions' Dice and HD95.
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let obj = summary.as_object().unwrap();
+    assert_eq!(obj.len(), 16, "15 subsets and the mean: {:?}", obj.keys());
+    for bits in 1u8..=15 {
+        let key: String = (0..4)
+            .map(|i| if bits >> (3 - i) & 1 == 1 { '1' } else { '0' })
+            .collect();
+        let row = &obj[&key];
+        for region in ["WT", "TC", "ET"] {
+            let dice = row[region]["dice"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&dice), "{key} {region} dice {dice}");
+            assert!(row[region]["hd95"].as_f64().unwrap() >= 0.0);
+        }
+    }
+
+    // The report and its figures.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("Table 1"), "{md}");
+    assert!(md.contains("Table 2"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("data:image/png;base64,"),
+        "the HTML embeds its figures"
+    );
+    for fig in [
+        "dice.png",
+        "panel.png",
+        "attention.png",
+        "curves-adaptive.png",
+    ] {
+        let img = image::open(out.join("figures").join(fig)).unwrap();
+        assert!(
+            img.width() > 100 && img.height() > 100,
+            "{fig} is too small"
+        );
+    }
+    let log = std::fs::read_to_string(out.join("train-adaptive/log.csv")).unwrap();
+    assert!(
+        log.lines().count() >= 3,
+        "at least two epochs trained:\n{log}"
+    );
+
+    // A second run reuses every stage: no retraining, same numbers.
+    let before = std::fs::read(out.join("summary.json")).unwrap();
+    let modified = std::fs::metadata(out.join("train-adaptive/log.csv"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let second = demo(&out);
+    assert!(second.status.success());
+    assert_eq!(std::fs::read(out.join("summary.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(out.join("train-adaptive/log.csv"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        modified,
+        "the finished training was redone"
+    );
+}
+
+#[test]
+fn demo_rejects_bad_options() {
+    let tmp = common::tempdir();
+    let out = Command::new(common::bin())
+        .args(["demo", "--cases", "2", "--out"])
+        .arg(tmp.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--cases"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+}
