@@ -100,6 +100,68 @@ fn tile_width(k_rows: usize, q_total: usize, batch: usize) -> usize {
     l.max(1).min(q_total.max(1))
 }
 
+/// One run of consecutive columns along the fastest axis inside a tile: columns
+/// `q..q + n` of tile offset `off` share `qd`, `qh` and start at `qw0`.
+struct Segment {
+    off: usize,
+    n: usize,
+    qd: usize,
+    qh: usize,
+    /// Per `w` tap: the valid column range `lo..hi` (relative to the segment) and the source
+    /// index of column `lo`.
+    w_ranges: Vec<(usize, usize, usize)>,
+}
+
+/// The segments of columns `q0..q1` of the grid `ax`.
+fn segments(ax: &[Axis; 3], q0: usize, q1: usize) -> Vec<Segment> {
+    let aw = &ax[2];
+    let qhw = ax[1].q_len * aw.q_len;
+    let (len, step) = (aw.src_len as isize, aw.step as isize);
+    let mut out = Vec::new();
+    let mut q = q0;
+    while q < q1 {
+        let qd = q / qhw;
+        let rem = q % qhw;
+        let (qh, qw0) = (rem / aw.q_len, rem % aw.q_len);
+        let n = (aw.q_len - qw0).min(q1 - q);
+        let w_ranges = aw
+            .taps
+            .iter()
+            .map(|&ow| {
+                // Valid i: 0 <= step·(qw0 + i) + ow < len.
+                let first = step * qw0 as isize + ow;
+                let lo = if first >= 0 {
+                    0
+                } else {
+                    (-first + step - 1) / step
+                };
+                let hi = if first >= len {
+                    0
+                } else {
+                    (len - 1 - first) / step + 1
+                };
+                let lo = (lo as usize).min(n);
+                let hi = (hi.max(0) as usize).clamp(lo, n);
+                let s0 = if hi > lo {
+                    (first + step * lo as isize) as usize
+                } else {
+                    0
+                };
+                (lo, hi, s0)
+            })
+            .collect();
+        out.push(Segment {
+            off: q - q0,
+            n,
+            qd,
+            qh,
+            w_ranges,
+        });
+        q += n;
+    }
+    out
+}
+
 /// Fills `col` (`rows × (q1 - q0)`, row-major, rows ordered `(c, td, th, tw)`) with the
 /// gathered source values of columns `q0..q1` of one batch item `src` `[C, sd, sh, sw]`.
 fn gather(src: &[f32], channels: usize, ax: &[Axis; 3], q0: usize, q1: usize, col: &mut [f32]) {
@@ -107,67 +169,41 @@ fn gather(src: &[f32], channels: usize, ax: &[Axis; 3], q0: usize, q1: usize, co
     let (sd, sh, sw) = (ad.src_len as isize, ah.src_len as isize, aw.src_len);
     let plane = ad.src_len * ah.src_len * aw.src_len;
     let l = q1 - q0;
-    let qhw = ah.q_len * aw.q_len;
-    let mut row = 0;
-    for c in 0..channels {
-        let sc = &src[c * plane..(c + 1) * plane];
-        for &od in &ad.taps {
-            for &oh in &ah.taps {
-                for &ow in &aw.taps {
-                    let dst = &mut col[row * l..(row + 1) * l];
-                    row += 1;
-                    let mut q = q0;
-                    while q < q1 {
-                        let qd = q / qhw;
-                        let rem = q % qhw;
-                        let qh = rem / aw.q_len;
-                        let qw0 = rem % aw.q_len;
-                        let n = (aw.q_len - qw0).min(q1 - q);
-                        let out = &mut dst[q - q0..q - q0 + n];
-                        q += n;
-                        let zd = (ad.step * qd) as isize + od;
-                        let zh = (ah.step * qh) as isize + oh;
-                        if zd < 0 || zd >= sd || zh < 0 || zh >= sh {
+    let (th, tw) = (ah.taps.len(), aw.taps.len());
+    let step = aw.step;
+    for seg in segments(ax, q0, q1) {
+        for c in 0..channels {
+            let sc = &src[c * plane..(c + 1) * plane];
+            for (id, &od) in ad.taps.iter().enumerate() {
+                let zd = (ad.step * seg.qd) as isize + od;
+                for (ih, &oh) in ah.taps.iter().enumerate() {
+                    let zh = (ah.step * seg.qh) as isize + oh;
+                    let row0 = ((c * ad.taps.len() + id) * th + ih) * tw;
+                    let inside = zd >= 0 && zd < sd && zh >= 0 && zh < sh;
+                    let srow = if inside {
+                        let start = (zd as usize * ah.src_len + zh as usize) * sw;
+                        &sc[start..start + sw]
+                    } else {
+                        &sc[..0]
+                    };
+                    for (iw, &(lo, hi, s0)) in seg.w_ranges.iter().enumerate() {
+                        let at = (row0 + iw) * l + seg.off;
+                        let out = &mut col[at..at + seg.n];
+                        if !inside {
                             out.fill(0.0);
                             continue;
                         }
-                        let start = (zd as usize * ah.src_len + zh as usize) * sw;
-                        fill_row(out, &sc[start..start + sw], qw0, aw.step, ow);
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        if step == 1 {
+                            out[lo..hi].copy_from_slice(&srow[s0..s0 + (hi - lo)]);
+                        } else {
+                            for (i, o) in out[lo..hi].iter_mut().enumerate() {
+                                *o = srow[s0 + step * i];
+                            }
+                        }
                     }
                 }
-            }
-        }
-    }
-}
-
-/// `out[i] = row[step · (qw0 + i) + off]`, 0 where that index leaves `row`.
-fn fill_row(out: &mut [f32], row: &[f32], qw0: usize, step: usize, off: isize) {
-    let n = out.len();
-    let len = row.len() as isize;
-    let step_i = step as isize;
-    // Valid i: 0 <= step·(qw0+i) + off < len.
-    let first = step_i * qw0 as isize + off;
-    let lo = if first >= 0 {
-        0
-    } else {
-        ((-first) + step_i - 1) / step_i
-    };
-    let hi = if first >= len {
-        0
-    } else {
-        ((len - 1 - first) / step_i + 1).max(0)
-    };
-    let lo = (lo as usize).min(n);
-    let hi = (hi as usize).clamp(lo, n);
-    out[..lo].fill(0.0);
-    out[hi..].fill(0.0);
-    if hi > lo {
-        let s0 = (first + step_i * lo as isize) as usize;
-        if step == 1 {
-            out[lo..hi].copy_from_slice(&row[s0..s0 + (hi - lo)]);
-        } else {
-            for (i, o) in out[lo..hi].iter_mut().enumerate() {
-                *o = row[s0 + step * i];
             }
         }
     }

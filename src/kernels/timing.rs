@@ -23,8 +23,22 @@ pub struct Timing {
     pub median: f64,
     /// Minimum seconds.
     pub min: f64,
+    /// Median CPU seconds of the process (all threads; Linux only): on a shared machine this
+    /// is steadier than wall time.
+    pub cpu: Option<f64>,
     /// Floating-point operations of one run, if known.
     pub flops: Option<f64>,
+}
+
+/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux; ticks
+/// of 1/100 s).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 impl Timing {
@@ -37,18 +51,24 @@ impl Timing {
 /// Runs `f` once to warm up, then `repeats` times; median and minimum seconds.
 fn time(name: String, flops: Option<f64>, repeats: usize, mut f: impl FnMut()) -> Timing {
     f();
-    let mut secs: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
+    let mut secs = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let c0 = process_cpu_seconds();
+        let t = Instant::now();
+        f();
+        secs.push(t.elapsed().as_secs_f64());
+        if let (Some(c0), Some(c1)) = (c0, process_cpu_seconds()) {
+            cpu.push(c1 - c0);
+        }
+    }
     secs.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
     Timing {
         name,
         median: secs[secs.len() / 2],
         min: secs[0],
+        cpu: (!cpu.is_empty()).then(|| cpu[cpu.len() / 2]),
         flops,
     }
 }
@@ -148,8 +168,12 @@ fn timing() {
             .gflops()
             .map(|g| format!(" {g:6.1} GFLOP/s"))
             .unwrap_or_default();
+        let cpu = t
+            .cpu
+            .map(|c| format!("  cpu {:8.1} ms", c * 1e3))
+            .unwrap_or_default();
         println!(
-            "{:<44} median {:8.1} ms  min {:8.1} ms{g}",
+            "{:<44} median {:8.1} ms  min {:8.1} ms{cpu}{g}",
             t.name,
             t.median * 1e3,
             t.min * 1e3
