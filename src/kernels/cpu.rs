@@ -656,6 +656,7 @@ pub fn conv_transpose3d_out_spatial(
 /// Transposed conv3d forward: `x` `[B, Ci, D, H, W]`, `w` `[Ci, Co, kd, kh, kw]` (PyTorch
 /// layout), optional `bias` `[Co]` → `[B, Co, D', H', W']` with
 /// [`conv_transpose3d_out_spatial`]. It is the input gradient of the conv whose weight is `w`.
+#[allow(clippy::too_many_arguments)]
 pub fn conv_transpose3d_forward(
     x: &[f32],
     xd: Dims5,

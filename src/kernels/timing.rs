@@ -95,7 +95,7 @@ pub fn conv_timings(n: usize, c: usize, repeats: usize) -> Vec<Timing> {
     let dy = random(xd.iter().product(), 3);
     let flops = Some(2.0 * (c * c * 27) as f64 * (n * n * n) as f64);
     let tag = format!("conv3d {c}->{c} k3 {n}^3");
-    let ft = |v: &Vec<f32>, d: [usize; 5]| FlexTensor::from_data(TensorData::new(v.clone(), d));
+    let ft = |v: &[f32], d: [usize; 5]| FlexTensor::from_data(TensorData::new(v.to_vec(), d));
     let (fx, fw, fdy) = (ft(&x, xd), ft(&w, wd), ft(&dy, xd));
     let opts = || ConvOptions::new([1; 3], [1; 3], [1; 3], 1);
     vec![
