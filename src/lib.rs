@@ -6,7 +6,8 @@
 //! The modules follow the data:
 //! [`volume`] (NIfTI I/O and geometry) → [`dataset`] (layouts, labels, splits) →
 //! [`preprocess`] (crop, normalise, cache) → [`model`] (the network, its losses) →
-//! [`train`] / [`infer`] → [`metrics`] → [`report`]. [`phantom`] makes synthetic
+//! [`train`] / [`infer`] → [`metrics`] → [`report`]. [`kernels`] holds the fast CPU
+//! convolutions the model runs on flex. [`phantom`] makes synthetic
 //! BraTS-like cases; [`cli`] holds the command-line definitions.
 
 pub mod bench;
@@ -15,6 +16,7 @@ pub mod dataset;
 pub mod demo;
 pub mod fsutil;
 pub mod infer;
+pub mod kernels;
 pub mod labels;
 pub mod metrics;
 pub mod modality;

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::config::{Fusion, ModelConfig};
 use super::msfe::conv3d;
+use crate::kernels::conv3d_module;
 use crate::modality::Modality;
 
 /// F̄ = (1/N) Σ_m F_m over the N available features, each `[B, C, D, H, W]`.
@@ -95,11 +96,10 @@ pub fn adaptive(
     let exps: Vec<Tensor<5>> = features
         .iter()
         .map(|(m, f)| {
-            let w = sigmoid(
-                convs
-                    .get(*m)
-                    .forward(Tensor::cat(vec![mean.clone(), f.clone()], 1)),
-            );
+            let w = sigmoid(conv3d_module(
+                convs.get(*m),
+                Tensor::cat(vec![mean.clone(), f.clone()], 1),
+            ));
             w.exp()
         })
         .collect();

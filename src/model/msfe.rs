@@ -9,6 +9,7 @@ use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::config::ModelConfig;
+use crate::kernels::{conv_transpose3d_module, conv3d_module};
 
 /// He (Kaiming) normal initialisation for a LeakyReLU of slope `a`, as nnU-Net's
 /// `InitWeights_He(1e-2)`: std = sqrt(2 / (1 + a²)) / sqrt(fan_in).
@@ -71,7 +72,7 @@ impl ConvBlock {
 
     /// `[B, in, D, H, W]` → `[B, out, D/s, H/s, W/s]`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        leaky_relu(self.norm.forward(self.conv.forward(x)), self.slope)
+        leaky_relu(self.norm.forward(conv3d_module(&self.conv, x)), self.slope)
     }
 }
 
@@ -105,7 +106,7 @@ pub struct DecoderStage {
 impl DecoderStage {
     /// `below` `[B, f(l+1), D/2, H/2, W/2]`, `skip` `[B, f(l), D, H, W]` → `[B, f(l), D, H, W]`.
     pub fn forward(&self, below: Tensor<5>, skip: Tensor<5>) -> Tensor<5> {
-        let mut x = Tensor::cat(vec![self.up.forward(below), skip], 1);
+        let mut x = Tensor::cat(vec![conv_transpose3d_module(&self.up, below), skip], 1);
         for c in &self.convs {
             x = c.forward(x);
         }
@@ -215,7 +216,7 @@ impl Msfe {
             .heads
             .iter()
             .zip(&levels)
-            .map(|(h, f)| h.forward(f.clone()))
+            .map(|(h, f)| conv3d_module(h, f.clone()))
             .collect();
         (levels[0].clone(), logits)
     }

@@ -7,6 +7,7 @@ use burn::tensor::{Device, Tensor};
 use super::config::{Fusion, ModelConfig};
 use super::fusion::{self, FusionModule};
 use super::msfe::Msfe;
+use crate::kernels::conv3d_module;
 use crate::modality::{Modality, Subset};
 
 /// The four MSFEs, one per modality (tensor names `msfe.t1.…`, `msfe.t1c.…`, `msfe.t2.…`,
@@ -176,7 +177,7 @@ impl A2fseg {
         features: &[(Modality, Tensor<5>)],
     ) -> (Tensor<5>, Tensor<5>, Option<Vec<(Modality, Tensor<5>)>>) {
         let mean = fusion::average(features);
-        let average = self.fusion.average_head.forward(mean.clone());
+        let average = conv3d_module(&self.fusion.average_head, mean.clone());
         match (self.config.fusion, &self.fusion.fused_head) {
             (Fusion::Adaptive, Some(head)) => {
                 let convs = self
@@ -185,11 +186,11 @@ impl A2fseg {
                     .as_ref()
                     .expect("adaptive fusion has attention convolutions");
                 let (fused, weights) = fusion::adaptive(convs, features, &mean);
-                (average, head.forward(fused), Some(weights))
+                (average, conv3d_module(head, fused), Some(weights))
             }
             (Fusion::Hemis, Some(head)) => {
                 let var = fusion::variance(features, &mean);
-                let fused = head.forward(Tensor::cat(vec![mean, var], 1));
+                let fused = conv3d_module(head, Tensor::cat(vec![mean, var], 1));
                 (average, fused, None)
             }
             _ => (average.clone(), average, None),

@@ -94,7 +94,7 @@ fn one_modality_adaptive_fusion_returns_its_feature() {
     assert!(values(weights[0].1.clone()).iter().all(|&w| w == 1.0));
     // And the full forward's final head sees exactly that feature.
     let out = model.fuse(&feats).unwrap();
-    let direct = model.fusion.fused_head.as_ref().unwrap().forward(f);
+    let direct = crate::kernels::conv3d_module(model.fusion.fused_head.as_ref().unwrap(), f);
     assert_eq!(max_abs_diff(&values(out.logits), &values(direct)), 0.0);
 }
 

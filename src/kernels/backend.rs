@@ -1,0 +1,405 @@
+//! The kernels of [`super::cpu`] as a Burn backend extension: implemented for `Flex`
+//! (forward only) and for `Autodiff<Flex>` (forward plus a custom backward that calls the
+//! same kernels for the input, weight and bias gradients).
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
+use burn::tensor::TensorData;
+
+use super::cpu::{self, Dims5};
+
+/// An optional bias `[Co]`. (`Option<FloatTensor>` inputs do not pass the extension macro of
+/// Burn 0.22.1: its generated dispatch does not unwrap them, so this enum stands in.)
+#[derive(ExtensionType)]
+pub enum Bias<B: Backend> {
+    /// A bias tensor.
+    Present(FloatTensor<B>),
+    /// No bias.
+    Absent,
+}
+
+impl<B: Backend> Bias<B> {
+    /// The `Option` it stands for.
+    pub fn into_option(self) -> Option<FloatTensor<B>> {
+        match self {
+            Bias::Present(b) => Some(b),
+            Bias::Absent => None,
+        }
+    }
+}
+
+/// Fast 3D convolutions. Stride and padding are per axis `[d, h, w]`; dilation 1, one group.
+#[backend_extension(Flex, Autodiff)]
+pub trait FastConvBackend: Backend {
+    /// `x` `[B, Ci, D, H, W]`, `weight` `[Co, Ci, kd, kh, kw]`, `bias` `[Co]` →
+    /// `[B, Co, Do, Ho, Wo]`.
+    fn fast_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        #[extension_type] bias: Bias<Self>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> FloatTensor<Self>;
+
+    /// `x` `[B, Ci, D, H, W]`, `weight` `[Ci, Co, kd, kh, kw]`, `bias` `[Co]` →
+    /// `[B, Co, (D-1)·s + kd - 2p + op, ..]`.
+    fn fast_conv_transpose3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        #[extension_type] bias: Bias<Self>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+        padding_out: [usize; 3],
+    ) -> FloatTensor<Self>;
+}
+
+/// A contiguous f32 view of a flex tensor (no copy if it already is one) and its dims.
+fn contiguous(t: &FlexTensor) -> (FlexTensor, Dims5) {
+    let c = t.to_contiguous();
+    let dims = c.layout().shape().dims::<5>();
+    (c, dims)
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("fast conv kernels take contiguous f32 tensors")
+}
+
+fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, dims))
+}
+
+fn flex_conv3d(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> FlexTensor {
+    let (x, xd) = contiguous(x);
+    let (w, wd) = contiguous(w);
+    let bias = bias.map(FlexTensor::to_contiguous);
+    let (y, yd) = cpu::conv3d_forward(
+        slice(&x),
+        xd,
+        slice(&w),
+        wd,
+        bias.as_ref().map(slice),
+        stride,
+        padding,
+    );
+    tensor(y, yd.to_vec())
+}
+
+fn flex_conv_transpose3d(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    bias: Option<&FlexTensor>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+    padding_out: [usize; 3],
+) -> FlexTensor {
+    let (x, xd) = contiguous(x);
+    let (w, wd) = contiguous(w);
+    let bias = bias.map(FlexTensor::to_contiguous);
+    let (y, yd) = cpu::conv_transpose3d_forward(
+        slice(&x),
+        xd,
+        slice(&w),
+        wd,
+        bias.as_ref().map(slice),
+        stride,
+        padding,
+        padding_out,
+    );
+    tensor(y, yd.to_vec())
+}
+
+impl FastConvBackend for Flex {
+    fn fast_conv3d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Bias<Self>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> FlexTensor {
+        flex_conv3d(&x, &weight, bias.into_option().as_ref(), stride, padding)
+    }
+
+    fn fast_conv_transpose3d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Bias<Self>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+        padding_out: [usize; 3],
+    ) -> FlexTensor {
+        flex_conv_transpose3d(
+            &x,
+            &weight,
+            bias.into_option().as_ref(),
+            stride,
+            padding,
+            padding_out,
+        )
+    }
+}
+
+/// Which gradients one conv backward needs.
+struct ConvGrads {
+    x: bool,
+    weight: bool,
+    bias: bool,
+}
+
+/// `(dx, dw, db)` of `y = conv3d(x, w) + b` given `dy`, each only if asked for.
+fn conv3d_grads(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    stride: [usize; 3],
+    padding: [usize; 3],
+    want: ConvGrads,
+) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+    let (x, xd) = contiguous(x);
+    let (w, wd) = contiguous(w);
+    let (dy, dyd) = contiguous(dy);
+    let dx = want.x.then(|| {
+        let v = cpu::conv3d_input_grad(
+            slice(&dy),
+            dyd,
+            slice(&w),
+            wd,
+            stride,
+            padding,
+            [xd[2], xd[3], xd[4]],
+        );
+        tensor(v, xd.to_vec())
+    });
+    let dw = want.weight.then(|| {
+        let v = cpu::conv3d_weight_grad(
+            slice(&x),
+            xd,
+            slice(&dy),
+            dyd,
+            [wd[2], wd[3], wd[4]],
+            stride,
+            padding,
+        );
+        tensor(v, wd.to_vec())
+    });
+    let db = want
+        .bias
+        .then(|| tensor(cpu::conv3d_bias_grad(slice(&dy), dyd), vec![dyd[1]]));
+    (dx, dw, db)
+}
+
+/// `(dx, dw, db)` of `y = conv_transpose3d(x, w) + b` given `dy`: the input gradient is a
+/// conv of `dy` with `w`, the weight gradient a conv weight gradient with `x` and `dy`
+/// swapped.
+fn conv_transpose3d_grads(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    dy: &FlexTensor,
+    stride: [usize; 3],
+    padding: [usize; 3],
+    want: ConvGrads,
+) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+    let (x, xd) = contiguous(x);
+    let (w, wd) = contiguous(w);
+    let (dy, dyd) = contiguous(dy);
+    let dx = want.x.then(|| {
+        let (v, vd) = cpu::conv3d_forward(slice(&dy), dyd, slice(&w), wd, None, stride, padding);
+        assert_eq!(vd, xd, "conv_transpose3d backward: input gradient shape");
+        tensor(v, xd.to_vec())
+    });
+    let dw = want.weight.then(|| {
+        let v = cpu::conv3d_weight_grad(
+            slice(&dy),
+            dyd,
+            slice(&x),
+            xd,
+            [wd[2], wd[3], wd[4]],
+            stride,
+            padding,
+        );
+        tensor(v, wd.to_vec())
+    });
+    let db = want
+        .bias
+        .then(|| tensor(cpu::conv3d_bias_grad(slice(&dy), dyd), vec![dyd[1]]));
+    (dx, dw, db)
+}
+
+/// The saved forward inputs and options of a conv node.
+type ConvState = (NodeId, NodeId, [usize; 3], [usize; 3]);
+
+/// Backward of a conv (`transposed` false) or transposed conv with bias.
+#[derive(Debug)]
+struct WithBias {
+    transposed: bool,
+}
+
+/// Backward of a conv or transposed conv without bias.
+#[derive(Debug)]
+struct NoBias {
+    transposed: bool,
+}
+
+fn run_backward(
+    transposed: bool,
+    state: ConvState,
+    dy: &FlexTensor,
+    checkpointer: &mut Checkpointer,
+    want: ConvGrads,
+) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
+    let (x_id, w_id, stride, padding) = state;
+    let x = checkpointer.retrieve_node_output::<FlexTensor>(x_id);
+    let w = checkpointer.retrieve_node_output::<FlexTensor>(w_id);
+    if transposed {
+        conv_transpose3d_grads(&x, &w, dy, stride, padding, want)
+    } else {
+        conv3d_grads(&x, &w, dy, stride, padding, want)
+    }
+}
+
+impl Backward<Flex, 3> for WithBias {
+    type State = ConvState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let want = ConvGrads {
+            x: node_x.is_some(),
+            weight: node_w.is_some(),
+            bias: node_b.is_some(),
+        };
+        let (dx, dw, db) = run_backward(self.transposed, ops.state, &dy, checkpointer, want);
+        for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+impl Backward<Flex, 2> for NoBias {
+    type State = ConvState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let want = ConvGrads {
+            x: node_x.is_some(),
+            weight: node_w.is_some(),
+            bias: false,
+        };
+        let (dx, dw, _) = run_backward(self.transposed, ops.state, &dy, checkpointer, want);
+        for (node, g) in [(node_x, dx), (node_w, dw)] {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+/// The autodiff node of a conv or transposed conv whose forward is `forward(x, w, bias)`.
+fn tracked_conv<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    weight: FloatTensor<Autodiff<Flex, C>>,
+    bias: Option<FloatTensor<Autodiff<Flex, C>>>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+    transposed: bool,
+    forward: impl FnOnce(&FlexTensor, &FlexTensor, Option<&FlexTensor>) -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    match bias {
+        Some(bias) => match (WithBias { transposed })
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&weight);
+                let out = forward(x.primitive(), weight.primitive(), Some(bias.primitive()));
+                prep.finish((x_state, w_state, stride, padding), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(forward(
+                x.primitive(),
+                weight.primitive(),
+                Some(bias.primitive()),
+            )),
+        },
+        None => match (NoBias { transposed })
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let w_state = prep.checkpoint(&weight);
+                let out = forward(x.primitive(), weight.primitive(), None);
+                prep.finish((x_state, w_state, stride, padding), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(forward(x.primitive(), weight.primitive(), None))
+            }
+        },
+    }
+}
+
+impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
+    fn fast_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Bias<Self>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> FloatTensor<Self> {
+        tracked_conv::<C>(
+            x,
+            weight,
+            bias.into_option(),
+            stride,
+            padding,
+            false,
+            |x, w, b| flex_conv3d(x, w, b, stride, padding),
+        )
+    }
+
+    fn fast_conv_transpose3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Bias<Self>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+        padding_out: [usize; 3],
+    ) -> FloatTensor<Self> {
+        tracked_conv::<C>(
+            x,
+            weight,
+            bias.into_option(),
+            stride,
+            padding,
+            true,
+            |x, w, b| flex_conv_transpose3d(x, w, b, stride, padding, padding_out),
+        )
+    }
+}

@@ -1,0 +1,163 @@
+//! Fast 3D convolutions (and transposed convolutions) for the CPU, with their gradients,
+//! plugged in beneath the model.
+//!
+//! Burn's `flex` backend runs a 3×3×3 conv at about half the speed of a plain tiled im2col +
+//! `gemm` conv, and loses most in the weight gradient (DESIGN.md, "Performance facts"). No
+//! crate does 3D convolution well on the CPU, so the im2col/tiling here is hand-written: the
+//! column matrix is built one L2-sized tile at a time and multiplied with the `gemm` crate
+//! (the one flex itself uses), tiles spread over rayon's threads ([`cpu`]).
+//!
+//! [`backend`] exposes these kernels as a Burn backend extension, implemented for `Flex` and
+//! for `Autodiff<Flex>` with a custom backward, so training on `Device::flex().autodiff()`
+//! uses them forward and backward. The model calls [`conv3d`] / [`conv_transpose3d`] (or the
+//! module helpers [`conv3d_module`], [`conv_transpose3d_module`]): on a flex device (plain or
+//! autodiff) with f32 tensors they take the fast path, elsewhere (wgpu, cuda) they fall back
+//! to Burn's own `conv3d` / `conv_transpose3d`.
+
+pub mod backend;
+pub mod cpu;
+#[cfg(test)]
+mod tests;
+pub mod timing;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::{Dispatch, DispatchDevice};
+use burn::nn::PaddingConfig3d;
+use burn::nn::conv::{Conv3d, ConvTranspose3d};
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+use burn::tensor::{DType, Tensor};
+
+use backend::FastConvBackend;
+
+/// Whether [`conv3d`] and [`conv_transpose3d`] may take the fast path (on by default).
+static FAST_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Turns the fast kernels on or off process-wide (off: Burn's conv everywhere), so a
+/// benchmark can time both on the same model.
+pub fn set_fast_kernels(enabled: bool) {
+    FAST_KERNELS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the fast kernels are on (see [`set_fast_kernels`]).
+pub fn fast_kernels_enabled() -> bool {
+    FAST_KERNELS.load(Ordering::Relaxed)
+}
+
+/// True if `device` is flex, plain or under autodiff.
+#[allow(unreachable_patterns)]
+fn is_flex(device: &DispatchDevice) -> bool {
+    match device {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Autodiff(inner) => is_flex(inner),
+        _ => false,
+    }
+}
+
+/// True if the fast kernels can run these tensors: enabled, flex device, f32 everywhere.
+fn fast_path(x: &Tensor<5>, weight: &Tensor<5>, bias: Option<&Tensor<1>>) -> bool {
+    fast_kernels_enabled()
+        && is_flex(x.device().as_dispatch())
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && bias.is_none_or(|b| b.dtype() == DType::F32)
+}
+
+/// 3D convolution, dilation 1, one group: `x` `[B, Ci, D, H, W]`, `weight`
+/// `[Co, Ci, kd, kh, kw]`, `bias` `[Co]` → `[B, Co, (D + 2p - kd) / s + 1, ..]`.
+/// Stride and padding per axis `[d, h, w]`, symmetric padding.
+pub fn conv3d(
+    x: Tensor<5>,
+    weight: Tensor<5>,
+    bias: Option<Tensor<1>>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> Tensor<5> {
+    if fast_path(&x, &weight, bias.as_ref()) {
+        Tensor::from_dispatch(<Dispatch as FastConvBackend>::fast_conv3d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.map_or(backend::Bias::Absent, |b| {
+                backend::Bias::Present(b.into_dispatch())
+            }),
+            stride,
+            padding,
+        ))
+    } else {
+        burn::tensor::module::conv3d(
+            x,
+            weight,
+            bias,
+            ConvOptions::new(stride, padding, [1; 3], 1),
+        )
+    }
+}
+
+/// 3D transposed convolution, dilation 1, one group: `x` `[B, Ci, D, H, W]`, `weight`
+/// `[Ci, Co, kd, kh, kw]` (PyTorch layout), `bias` `[Co]` →
+/// `[B, Co, (D - 1)·s + kd - 2p + padding_out, ..]`.
+pub fn conv_transpose3d(
+    x: Tensor<5>,
+    weight: Tensor<5>,
+    bias: Option<Tensor<1>>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+    padding_out: [usize; 3],
+) -> Tensor<5> {
+    if fast_path(&x, &weight, bias.as_ref()) {
+        Tensor::from_dispatch(<Dispatch as FastConvBackend>::fast_conv_transpose3d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.map_or(backend::Bias::Absent, |b| {
+                backend::Bias::Present(b.into_dispatch())
+            }),
+            stride,
+            padding,
+            padding_out,
+        ))
+    } else {
+        burn::tensor::module::conv_transpose3d(
+            x,
+            weight,
+            bias,
+            ConvTransposeOptions::new(stride, padding, padding_out, [1; 3], 1),
+        )
+    }
+}
+
+/// `conv.forward(x)` through [`conv3d`]; modules this kernel does not cover (dilation,
+/// groups, `Same` padding) use Burn's forward.
+pub fn conv3d_module(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
+    let padding = match conv.padding {
+        PaddingConfig3d::Explicit(d, h, w) => Some([d, h, w]),
+        PaddingConfig3d::Valid => Some([0; 3]),
+        PaddingConfig3d::Same => None,
+    };
+    match padding {
+        Some(padding) if conv.dilation == [1; 3] && conv.groups == 1 => conv3d(
+            x,
+            conv.weight.val(),
+            conv.bias.as_ref().map(|b| b.val()),
+            conv.stride,
+            padding,
+        ),
+        _ => conv.forward(x),
+    }
+}
+
+/// `up.forward(x)` through [`conv_transpose3d`]; dilated or grouped modules use Burn's
+/// forward.
+pub fn conv_transpose3d_module(up: &ConvTranspose3d, x: Tensor<5>) -> Tensor<5> {
+    if up.dilation == [1; 3] && up.groups == 1 {
+        conv_transpose3d(
+            x,
+            up.weight.val(),
+            up.bias.as_ref().map(|b| b.val()),
+            up.stride,
+            up.padding,
+            up.padding_out,
+        )
+    } else {
+        up.forward(x)
+    }
+}

@@ -1,0 +1,190 @@
+//! Timings of the fast kernels against flex's own, for `a2fseg bench` and for
+//! `cargo test --release --lib kernels::timing -- --ignored --nocapture`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+use super::cpu;
+use crate::modality::Modality;
+use crate::model::{ModelConfig, loss};
+
+/// One measurement: median and minimum seconds over the repeats.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// What was timed, e.g. `conv3d 32->32 k3 64^3 weight-grad fast`.
+    pub name: String,
+    /// Median seconds.
+    pub median: f64,
+    /// Minimum seconds.
+    pub min: f64,
+    /// Median CPU seconds of the process (all threads; Linux only): on a shared machine this
+    /// is steadier than wall time.
+    pub cpu: Option<f64>,
+    /// Floating-point operations of one run, if known.
+    pub flops: Option<f64>,
+}
+
+/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux; ticks
+/// of 1/100 s).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+impl Timing {
+    /// GFLOP/s at the median time, if the FLOPs are known.
+    pub fn gflops(&self) -> Option<f64> {
+        self.flops.map(|f| f / self.median / 1e9)
+    }
+}
+
+/// Runs `f` once to warm up, then `repeats` times; median and minimum seconds.
+fn time(name: String, flops: Option<f64>, repeats: usize, mut f: impl FnMut()) -> Timing {
+    f();
+    let mut secs = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let c0 = process_cpu_seconds();
+        let t = Instant::now();
+        f();
+        secs.push(t.elapsed().as_secs_f64());
+        if let (Some(c0), Some(c1)) = (c0, process_cpu_seconds()) {
+            cpu.push(c1 - c0);
+        }
+    }
+    secs.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    Timing {
+        name,
+        median: secs[secs.len() / 2],
+        min: secs[0],
+        cpu: (!cpu.is_empty()).then(|| cpu[cpu.len() / 2]),
+        flops,
+    }
+}
+
+fn random(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}
+
+/// Conv3d `c → c`, k3, s1, p1 on `[1, c, n, n, n]`: forward, input gradient and weight
+/// gradient, flex's kernels (`flex`) against this module's (`fast`).
+pub fn conv_timings(n: usize, c: usize, repeats: usize) -> Vec<Timing> {
+    let xd = [1, c, n, n, n];
+    let wd = [c, c, 3, 3, 3];
+    let x = random(xd.iter().product(), 1);
+    let w = random(wd.iter().product(), 2);
+    let dy = random(xd.iter().product(), 3);
+    let flops = Some(2.0 * (c * c * 27) as f64 * (n * n * n) as f64);
+    let tag = format!("conv3d {c}->{c} k3 {n}^3");
+    let ft = |v: &[f32], d: [usize; 5]| FlexTensor::from_data(TensorData::new(v.to_vec(), d));
+    let (fx, fw, fdy) = (ft(&x, xd), ft(&w, wd), ft(&dy, xd));
+    let opts = || ConvOptions::new([1; 3], [1; 3], [1; 3], 1);
+    vec![
+        time(format!("{tag} forward flex"), flops, repeats, || {
+            let _ = Flex::conv3d(fx.clone(), fw.clone(), None, opts());
+        }),
+        time(format!("{tag} forward fast"), flops, repeats, || {
+            let _ = cpu::conv3d_forward(&x, xd, &w, wd, None, [1; 3], [1; 3]);
+        }),
+        time(format!("{tag} input-grad flex"), flops, repeats, || {
+            let _ = Flex::conv3d_x_backward(fx.clone(), fw.clone(), fdy.clone(), opts());
+        }),
+        time(format!("{tag} input-grad fast"), flops, repeats, || {
+            let _ = cpu::conv3d_input_grad(&dy, xd, &w, wd, [1; 3], [1; 3], [n; 3]);
+        }),
+        time(format!("{tag} weight-grad flex"), flops, repeats, || {
+            let _ = Flex::conv3d_weight_backward(fx.clone(), fw.clone(), fdy.clone(), opts());
+        }),
+        time(format!("{tag} weight-grad fast"), flops, repeats, || {
+            let _ = cpu::conv3d_weight_grad(&x, xd, &dy, xd, [3; 3], [1; 3], [1; 3]);
+        }),
+    ]
+}
+
+/// Seconds of one training step (forward of all 4 modalities, loss, backward; no optimizer)
+/// of `cfg` on a `[1, 1, n, n, n]` patch on `Device::flex().autodiff()`, with the fast
+/// kernels on or off (Burn's conv).
+pub fn training_step_timing(
+    cfg: &ModelConfig,
+    n: usize,
+    fast: bool,
+    repeats: usize,
+) -> Result<Timing> {
+    let device = Device::flex().autodiff();
+    let model = cfg.init(&device);
+    let inputs: Vec<(Modality, Tensor<5>)> = Modality::ALL
+        .iter()
+        .map(|&m| {
+            let x = Tensor::random([1, 1, n, n, n], Distribution::Normal(0.0, 1.0), &device);
+            (m, x)
+        })
+        .collect();
+    let classes = Tensor::<4, Int>::random([1, n, n, n], Distribution::Uniform(0.0, 4.0), &device);
+    let previous = super::fast_kernels_enabled();
+    super::set_fast_kernels(fast);
+    let mut failure = None;
+    let timing = time(
+        format!("training step {n}^3 {}", if fast { "fast" } else { "flex" }),
+        None,
+        repeats,
+        || match model.forward(&inputs) {
+            Ok(out) => {
+                let _ = loss(cfg, &out, classes.clone()).total.backward();
+            }
+            Err(e) => failure = Some(e),
+        },
+    );
+    super::set_fast_kernels(previous);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(timing),
+    }
+}
+
+#[test]
+#[ignore = "timing: run with --release --ignored --nocapture"]
+fn timing() {
+    let print = |t: &Timing| {
+        let g = t
+            .gflops()
+            .map(|g| format!(" {g:6.1} GFLOP/s"))
+            .unwrap_or_default();
+        let cpu = t
+            .cpu
+            .map(|c| format!("  cpu {:8.1} ms", c * 1e3))
+            .unwrap_or_default();
+        println!(
+            "{:<44} median {:8.1} ms  min {:8.1} ms{cpu}{g}",
+            t.name,
+            t.median * 1e3,
+            t.min * 1e3
+        );
+    };
+    println!("threads: {}", rayon::current_num_threads());
+    for t in conv_timings(64, 32, 5) {
+        print(&t);
+    }
+    let cfg = ModelConfig::preset("small").unwrap();
+    for fast in [false, true] {
+        print(&training_step_timing(&cfg, 32, fast, 5).unwrap());
+    }
+}
