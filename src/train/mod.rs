@@ -468,7 +468,10 @@ fn finish(
                 "epochs_completed": outcome.epochs_completed,
                 "epochs": opts.config.epochs,
                 "steps": outcome.steps,
-                "best": outcome.best,
+                "best": outcome.best.as_ref().map(|b| json!({
+                    "epoch": b.epoch,
+                    "mean_dice": b.mean_dice,
+                })),
             })
         );
     }
