@@ -160,6 +160,12 @@ fn install_ctrl_c() {
     });
 }
 
+/// Whether Ctrl-C (SIGINT) was received during the last [`train`] call of this process
+/// (with [`TrainOptions::handle_ctrl_c`]).
+pub fn ctrl_c_received() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Paths inside a run directory.
 struct RunDir {
     root: PathBuf,
@@ -210,6 +216,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     }
     std::fs::create_dir_all(&run.root)
         .with_context(|| format!("cannot create folder {}", run.root.display()))?;
+    // From here on Ctrl-C stops cleanly (also while cases are being prepared): the flag is
+    // checked before every step, and a stop saves `latest` first.
+    STOP.store(false, Ordering::SeqCst);
+    if opts.handle_ctrl_c {
+        install_ctrl_c();
+    }
 
     let text = opts.log_format == LogFormat::Text && !opts.quiet;
     let json = opts.log_format == LogFormat::Json;
@@ -325,10 +337,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         );
     }
 
-    STOP.store(false, Ordering::SeqCst);
-    if opts.handle_ctrl_c {
-        install_ctrl_c();
-    }
     let mut session_steps = 0u64;
     let stop_now = |session_steps: u64| {
         STOP.load(Ordering::SeqCst) || opts.stop_after_steps.is_some_and(|n| session_steps >= n)
@@ -354,6 +362,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         );
         let mut interrupted = false;
         for batch in batches {
+            if stop_now(session_steps) {
+                interrupted = true;
+                break;
+            }
             let (m, parts) = step(model, &mut optim, &batch, cfg, lr, &device)?;
             model = m;
             let p = &mut state.partial;
