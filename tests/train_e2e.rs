@@ -106,6 +106,36 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
     let saved = TrainConfig::load(&out.join("config.toml"), None).unwrap();
     assert_eq!(saved.epochs, 6);
     assert_eq!(saved.model.base_features, 4);
+
+    // The last validation is `evaluate`'s full-modality Dice of the final model on the
+    // validation cases.
+    let eval = a2fseg::infer::evaluate::evaluate(&a2fseg::infer::evaluate::EvaluateOptions {
+        models: vec![out.join("checkpoints/latest")],
+        data: data.clone(),
+        split: Some(out.join("split.json")),
+        part: "validation".into(),
+        subsets: vec![a2fseg::modality::Subset::FULL],
+        out: tmp.path().join("eval"),
+        metrics: Default::default(),
+        step: 0.5,
+        tta: a2fseg::infer::Tta::OFF,
+        device: "cpu".into(),
+        quiet: true,
+    })
+    .unwrap();
+    let full = &eval.summaries[0].subsets[&a2fseg::modality::Subset::FULL];
+    let logged = [
+        rows[5].val_dice_wt.unwrap(),
+        rows[5].val_dice_tc.unwrap(),
+        rows[5].val_dice_et.unwrap(),
+    ];
+    for (r, want) in full.regions.iter().zip(logged) {
+        assert!(
+            (r.dice - want).abs() < 1e-9,
+            "evaluate {:?} vs validation {logged:?}",
+            full.regions.map(|r| r.dice)
+        );
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 //! - [`schedule`]: the poly learning-rate decay.
 //! - [`rng`]: the keyed random streams that make all of it reproducible and resumable.
 //! - [`checkpoint`]: crash-safe checkpoints; [`log`]: `log.csv` and `progress.png`;
-//!   [`validate`]: the validation Dice.
+//!   [`validate`]: the validation Dice (through the inference predictor).
 //!
 //! # The run directory
 //!
@@ -252,7 +252,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     }
     let all_ids: Vec<&String> = split.train.iter().chain(&val_ids).collect();
     let bar = progress_bar(all_ids.len(), !text, "preparing cases");
-    let prepared: Vec<Result<TrainCase>> = all_ids
+    let prepared: Vec<Result<PreprocessedCase>> = all_ids
         .par_iter()
         .map(|id| {
             let r = prepare_case(&dataset, &cache, id, cfg.patch_size);
@@ -266,7 +266,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         cases.push(r?);
     }
     let val_cases = cases.split_off(split.train.len());
-    let train_cases = Arc::new(cases);
+    let train_cases = Arc::new(
+        cases
+            .into_iter()
+            .map(train_case)
+            .collect::<Result<Vec<TrainCase>>>()?,
+    );
 
     // ---- Run directory, model and optimiser. ----
     let base_device = model::device_from_name(&opts.device)?;
@@ -396,13 +401,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
             && cfg.validate_every > 0
             && ((epoch + 1) % cfg.validate_every == 0 || epoch + 1 == cfg.epochs);
         let dice = if validate_now {
-            let inference = model.valid();
-            Some(validate::validate(
-                &inference,
-                &val_cases,
-                cfg.patch_size,
-                &base_device,
-            )?)
+            Some(validate::validate(model.valid(), &val_cases, &base_device)?)
         } else {
             None
         };
@@ -567,7 +566,7 @@ fn prepare_case(
     cache: &Cache,
     id: &str,
     patch: [usize; 3],
-) -> Result<TrainCase> {
+) -> Result<PreprocessedCase> {
     let files = dataset
         .case(id)
         .with_context(|| format!("case {id} is not in {}", dataset.root.display()))?;
@@ -599,6 +598,13 @@ fn prepare_case(
             ["x", "y", "z"][a]
         );
     }
+    ensure!(pre.classes.is_some(), "case {id} has no segmentation");
+    Ok(pre)
+}
+
+/// A prepared case as a training case (images and class map in memory).
+fn train_case(pre: PreprocessedCase) -> Result<TrainCase> {
+    let id = pre.id;
     let classes = pre
         .classes
         .with_context(|| format!("case {id} has no segmentation"))?;
@@ -606,7 +612,7 @@ fn prepare_case(
     let (Some(t1), Some(t1c), Some(t2), Some(flair)) = (t1, t1c, t2, flair) else {
         bail!("case {id} lacks a modality after preprocessing");
     };
-    TrainCase::new(id.to_string(), [t1, t1c, t2, flair], classes)
+    TrainCase::new(id, [t1, t1c, t2, flair], classes)
 }
 
 fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
