@@ -254,3 +254,40 @@ fn small_preset_learns_the_phantoms() {
         "the validation WT Dice did not rise well above chance: {wt:?}"
     );
 }
+
+/// Cases that lack modalities train (on the modalities they have) and validate.
+#[test]
+fn cases_with_missing_modalities_train() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("data");
+    phantoms(&data, 4);
+    let remove = |case: usize, suffix: &str| {
+        let id = format!("BraTS20_Training_{case:03}");
+        std::fs::remove_file(data.join(&id).join(format!("{id}_{suffix}.nii.gz"))).unwrap();
+    };
+    remove(1, "t1");
+    remove(2, "t2");
+    remove(2, "flair");
+    remove(3, "t1");
+    remove(3, "t1ce");
+    remove(3, "t2");
+    let split = tmp.path().join("split.json");
+    std::fs::write(
+        &split,
+        r#"{"train": ["BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_004"],
+            "validation": ["BraTS20_Training_003"], "test": []}"#,
+    )
+    .unwrap();
+    let mut cfg = tiny();
+    cfg.batch_size = 2;
+    let out = tmp.path().join("run");
+    let outcome = train(&TrainOptions {
+        split: Some(split),
+        ..quiet(&data, &out, cfg)
+    })
+    .unwrap();
+    assert_eq!(outcome.epochs_completed, 3);
+    let rows = read_csv(&out.join("log.csv")).unwrap();
+    assert!(rows.iter().all(|r| r.loss_total.is_finite()));
+    assert!(rows.iter().all(|r| r.val_dice_wt.is_some()));
+}

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use rand::RngExt;
 
 use super::augment::{self, AugmentConfig};
-use super::dropout::ModalityDropout;
+use super::dropout::{self, ModalityDropout};
 use super::rng;
 use super::sampler::{self, TrainCase};
 use crate::modality::{Modality, Subset};
@@ -49,6 +49,8 @@ pub struct Batch {
     pub images: Vec<(Modality, Vec<f32>)>,
     /// Class maps `[B, D, H, W]` (TumourClass indices).
     pub classes: Vec<u8>,
+    /// Index of each item's case in the training list.
+    pub cases: Vec<usize>,
     /// How many patches were centred on tumour.
     pub foreground_patches: usize,
     /// Batch size B.
@@ -76,8 +78,31 @@ impl Batch {
 }
 
 /// Builds the batch of iteration `iteration` of epoch `epoch`.
+///
+/// Each item draws its case first from its stream `(PATCH, epoch, iteration, item)`. One
+/// subset serves the whole batch, so the cases must share a modality: an item whose case
+/// shares none with the earlier items' cases is given another case, drawn uniformly among
+/// those that do (stream `(COMPATIBLE, epoch, iteration, item)`). The dropout subset is then
+/// restricted to the modalities all the batch's cases have ([`dropout::restrict`]). With
+/// complete cases neither step changes anything.
 pub fn make_batch(cases: &[TrainCase], spec: &BatchSpec, epoch: usize, iteration: usize) -> Batch {
-    let subset = spec.dropout.sample(spec.seed, epoch, iteration);
+    let (e, it) = (epoch as u64, iteration as u64);
+    let mut shared = Subset::FULL;
+    let mut items = Vec::with_capacity(spec.batch_size);
+    for item in 0..spec.batch_size {
+        let mut r = rng::stream(spec.seed, &[rng::PATCH, e, it, item as u64]);
+        let mut case_index = r.random_range(0..cases.len());
+        let overlaps = |i: usize| cases[i].available().bits() & shared.bits() != 0;
+        if !overlaps(case_index) {
+            let compatible: Vec<usize> = (0..cases.len()).filter(|&i| overlaps(i)).collect();
+            let mut rc = rng::stream(spec.seed, &[rng::COMPATIBLE, e, it, item as u64]);
+            case_index = compatible[rc.random_range(0..compatible.len())];
+        }
+        shared = Subset::from_bits(shared.bits() & cases[case_index].available().bits());
+        items.push((r, case_index));
+    }
+    let sampled = spec.dropout.sample(spec.seed, epoch, iteration);
+    let subset = dropout::restrict(sampled, shared, spec.seed, epoch, iteration);
     let n = spec.patch.iter().product::<usize>();
     let mut images: Vec<(Modality, Vec<f32>)> = subset
         .modalities()
@@ -85,10 +110,8 @@ pub fn make_batch(cases: &[TrainCase], spec: &BatchSpec, epoch: usize, iteration
         .collect();
     let mut classes = Vec::with_capacity(n * spec.batch_size);
     let mut foreground_patches = 0;
-    let (e, it) = (epoch as u64, iteration as u64);
-    for item in 0..spec.batch_size {
-        let mut r = rng::stream(spec.seed, &[rng::PATCH, e, it, item as u64]);
-        let case_index = r.random_range(0..cases.len());
+    let case_indices: Vec<usize> = items.iter().map(|(_, i)| *i).collect();
+    for (item, (mut r, case_index)) in items.into_iter().enumerate() {
         let case = &cases[case_index];
         let plan = sampler::plan_patch(
             &mut r,
@@ -118,6 +141,7 @@ pub fn make_batch(cases: &[TrainCase], spec: &BatchSpec, epoch: usize, iteration
         subset,
         images,
         classes,
+        cases: case_indices,
         foreground_patches,
         batch_size: spec.batch_size,
         patch: spec.patch,
@@ -270,6 +294,64 @@ mod tests {
         // A resumed epoch starting at iteration 4 continues with the same batches.
         let tail: Vec<Batch> = Loader::new(cases.clone(), spec.clone(), 2, 4, 7, 2, 2).collect();
         assert_eq!(tail, direct[4..]);
+    }
+
+    #[test]
+    fn cases_with_missing_modalities_share_one_available_subset_per_batch() {
+        // Case k < 3 lacks modality k; case 3 has only T1c; case 4 only FLAIR.
+        let mut cs = cases();
+        cs.push(cases()[0].clone());
+        cs.push(cases()[1].clone());
+        for (k, c) in cs.iter_mut().enumerate() {
+            match k {
+                0..3 => c.images[k] = None,
+                3 => c.images = [None, c.images[1].take(), None, None],
+                _ => c.images = [None, None, None, c.images[3].take()],
+            }
+        }
+        let mut spec = spec();
+        spec.batch_size = 3;
+        let mut used = std::collections::BTreeSet::new();
+        for mode in [
+            ModalityDropout::Paper,
+            ModalityDropout::Uniform,
+            ModalityDropout::Full,
+        ] {
+            spec.dropout = mode;
+            for epoch in 0..2 {
+                for it in 0..80 {
+                    let b = make_batch(&cs, &spec, epoch, it);
+                    assert_eq!(b, make_batch(&cs, &spec, epoch, it));
+                    let shared = b.cases.iter().fold(Subset::FULL, |acc, &i| {
+                        Subset::from_bits(acc.bits() & cs[i].available().bits())
+                    });
+                    assert!(!b.subset.is_empty() && b.subset.is_subset_of(shared));
+                    if mode == ModalityDropout::Full {
+                        assert_eq!(b.subset, shared);
+                    }
+                    assert_eq!(b.images.len(), b.subset.len());
+                    for (m, img) in &b.images {
+                        assert!(b.subset.contains(*m));
+                        assert_eq!(img.len(), 3 * 6 * 5 * 4);
+                    }
+                    used.extend(b.cases.iter().copied());
+                }
+            }
+        }
+        // The single-modality cases 3 and 4 still train.
+        assert_eq!(used.len(), 5);
+    }
+
+    #[test]
+    fn complete_cases_keep_the_sampled_subset() {
+        let cs = cases();
+        let spec = spec();
+        for it in 0..40 {
+            assert_eq!(
+                make_batch(&cs, &spec, 0, it).subset,
+                spec.dropout.sample(spec.seed, 0, it)
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Training: from a dataset folder to a run directory with checkpoints.
 //!
 //! - [`config`]: the resolved settings (`RUN_DIR/config.toml`).
-//! - [`dropout`]: which modalities each iteration trains on.
+//! - [`dropout`]: which modalities each iteration trains on (restricted to those the
+//!   batch's cases have: cases may lack modalities).
 //! - [`sampler`] + [`augment`]: random patches with foreground oversampling and
 //!   nnU-Net-style augmentation in one resampling pass.
 //! - [`loader`]: batches prepared ahead on worker threads, deterministic in content and order.
@@ -63,7 +64,6 @@ pub use dropout::ModalityDropout;
 pub use log::LogRow;
 
 use crate::dataset::{self, Dataset, Split};
-use crate::modality::Subset;
 use crate::model::{self, A2fseg};
 use crate::preprocess::{Cache, PreprocessSettings, PreprocessedCase};
 use loader::{Batch, BatchSpec, Loader};
@@ -574,12 +574,9 @@ fn prepare_case(
         files.has_seg(),
         "case {id} has no segmentation, so it cannot be used for training or validation"
     );
-    let missing = Subset::FULL.bits() & !files.available().bits();
     ensure!(
-        missing == 0,
-        "case {id} lacks {}: training needs all four modalities (missing ones are simulated \
-         by modality dropout)",
-        Subset::from_bits(missing).describe()
+        !files.available().is_empty(),
+        "case {id} has no image to train on"
     );
     let pre: PreprocessedCase =
         cache.get_or_compute(dataset, files, &PreprocessSettings::default())?;
@@ -602,17 +599,13 @@ fn prepare_case(
     Ok(pre)
 }
 
-/// A prepared case as a training case (images and class map in memory).
+/// A prepared case as a training case (the modalities it has and the class map in memory).
 fn train_case(pre: PreprocessedCase) -> Result<TrainCase> {
     let id = pre.id;
     let classes = pre
         .classes
         .with_context(|| format!("case {id} has no segmentation"))?;
-    let [t1, t1c, t2, flair] = pre.images;
-    let (Some(t1), Some(t1c), Some(t2), Some(flair)) = (t1, t1c, t2, flair) else {
-        bail!("case {id} lacks a modality after preprocessing");
-    };
-    TrainCase::new(id, [t1, t1c, t2, flair], classes)
+    TrainCase::with_modalities(id, pre.images, classes)
 }
 
 fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
