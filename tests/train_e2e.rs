@@ -121,6 +121,7 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
         tta: a2fseg::infer::Tta::OFF,
         device: "cpu".into(),
         quiet: true,
+        cache: Some(data.with_extension("cache")),
     })
     .unwrap();
     let full = &eval.summaries[0].subsets[&a2fseg::modality::Subset::FULL];

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::augment::AugmentConfig;
 use super::dropout::ModalityDropout;
 use crate::model::ModelConfig;
+use crate::preprocess::PreprocessSettings;
 
 /// A named set of defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -124,6 +125,11 @@ pub struct TrainConfig {
     pub workers: usize,
     /// Finished batches each loading thread may keep waiting.
     pub prefetch: usize,
+    /// How cases are preprocessed (the `[preprocess]` table: `crop`, `margin`,
+    /// `normalize`). Saved with every checkpoint (`train.toml`), so `predict` and `evaluate`
+    /// preprocess as training did. Absent in older files: the defaults.
+    #[serde(default)]
+    pub preprocess: PreprocessSettings,
     /// Augmentation probabilities and ranges.
     pub augmentation: AugmentConfig,
     /// The network (the `[model]` table; `fusion` and `targets` live here).
@@ -155,6 +161,7 @@ impl TrainConfig {
             seed: 0,
             workers: 2,
             prefetch: 2,
+            preprocess: PreprocessSettings::default(),
             augmentation: AugmentConfig::default(),
             model: paper_model,
         };
@@ -344,6 +351,8 @@ mod tests {
             c.model.patch_size = c.patch_size;
             c.model.fusion = crate::model::Fusion::Hemis;
             c.augmentation.gamma_p = 0.25;
+            c.preprocess.margin = 3;
+            c.preprocess.normalize = false;
             let text = c.to_toml().unwrap();
             assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
             assert_eq!(
@@ -363,6 +372,14 @@ mod tests {
         assert_eq!(c.epochs, 3);
         assert_eq!(c.augmentation.mirror_p, 0.0);
         assert_eq!(c.augmentation.gamma_p, 0.3);
+        assert_eq!(c.preprocess, PreprocessSettings::default());
+        let c = TrainConfig::resolve(None, Some("[preprocess]\nmargin = 2\n"), "f.toml").unwrap();
+        assert_eq!((c.preprocess.margin, c.preprocess.crop), (2, true));
+        // A complete file of an older version, without [preprocess], still reads.
+        let mut table = toml::Table::try_from(TrainConfig::preset(TrainPreset::Small)).unwrap();
+        table.remove("preprocess");
+        let old = TrainConfig::from_toml(&toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(old.preprocess, PreprocessSettings::default());
         let model_text = "[model]\npoolings = 2\npatch_size = [16, 16, 8]\nfusion = \"average\"\n";
         let c = TrainConfig::resolve(Some(TrainPreset::Small), Some(model_text), "f.toml").unwrap();
         assert_eq!(

@@ -65,7 +65,7 @@ pub use log::LogRow;
 
 use crate::dataset::{self, Dataset, Split};
 use crate::model::{self, A2fseg};
-use crate::preprocess::{Cache, PreprocessSettings, PreprocessedCase};
+use crate::preprocess::{Cache, PreprocessedCase};
 use loader::{Batch, BatchSpec, Loader};
 use sampler::TrainCase;
 
@@ -255,7 +255,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     let prepared: Vec<Result<PreprocessedCase>> = all_ids
         .par_iter()
         .map(|id| {
-            let r = prepare_case(&dataset, &cache, id, cfg.patch_size);
+            let r = prepare_case(&dataset, &cache, id, cfg);
             bar.inc(1);
             r
         })
@@ -565,8 +565,9 @@ fn prepare_case(
     dataset: &Dataset,
     cache: &Cache,
     id: &str,
-    patch: [usize; 3],
+    cfg: &TrainConfig,
 ) -> Result<PreprocessedCase> {
+    let patch = cfg.patch_size;
     let files = dataset
         .case(id)
         .with_context(|| format!("case {id} is not in {}", dataset.root.display()))?;
@@ -578,8 +579,7 @@ fn prepare_case(
         !files.available().is_empty(),
         "case {id} has no image to train on"
     );
-    let pre: PreprocessedCase =
-        cache.get_or_compute(dataset, files, &PreprocessSettings::default())?;
+    let pre: PreprocessedCase = cache.get_or_compute(dataset, files, &cfg.preprocess)?;
     let dims = pre.geometry.dims;
     for a in 0..3 {
         ensure!(
