@@ -292,3 +292,43 @@ fn cases_with_missing_modalities_train() {
     assert!(rows.iter().all(|r| r.loss_total.is_finite()));
     assert!(rows.iter().all(|r| r.val_dice_wt.is_some()));
 }
+
+/// Reading cases on demand from the cache (at most one in memory) gives exactly the run
+/// that holds every case in memory.
+#[test]
+fn cases_read_on_demand_give_the_same_run() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("data");
+    phantoms(&data, 4);
+    // Three training cases, more than the one case kept in memory.
+    let split = tmp.path().join("split.json");
+    std::fs::write(
+        &split,
+        r#"{"train": ["BraTS20_Training_001", "BraTS20_Training_002", "BraTS20_Training_003"],
+            "validation": ["BraTS20_Training_004"], "test": []}"#,
+    )
+    .unwrap();
+    let opts = |out: &Path, max_cases_in_memory: usize| {
+        let mut cfg = tiny();
+        cfg.batch_size = 2;
+        cfg.max_cases_in_memory = max_cases_in_memory;
+        TrainOptions {
+            split: Some(split.clone()),
+            ..quiet(&data, out, cfg)
+        }
+    };
+    let memory = tmp.path().join("memory");
+    train(&opts(&memory, 0)).unwrap();
+    let lazy = tmp.path().join("lazy");
+    train(&opts(&lazy, 1)).unwrap();
+    let rows = read_csv(&memory.join("log.csv")).unwrap();
+    assert!(rows.iter().all(|r| r.val_dice_wt.is_some()));
+    assert_eq!(
+        numbers(&rows),
+        numbers(&read_csv(&lazy.join("log.csv")).unwrap())
+    );
+    assert!(
+        weights(&memory) == weights(&lazy),
+        "on-demand cases changed the run"
+    );
+}

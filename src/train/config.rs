@@ -125,6 +125,12 @@ pub struct TrainConfig {
     pub workers: usize,
     /// Finished batches each loading thread may keep waiting.
     pub prefetch: usize,
+    /// Training cases held in memory. With more training cases than this, the data loader
+    /// reads cases from the preprocessing cache when a batch needs them and keeps the most
+    /// recently used this many (the results are the same); 0 loads every case before the
+    /// first step. Validation cases are then read one at a time too.
+    #[serde(default = "default_max_cases_in_memory")]
+    pub max_cases_in_memory: usize,
     /// How cases are preprocessed (the `[preprocess]` table: `crop`, `margin`,
     /// `normalize`). Saved with every checkpoint (`train.toml`), so `predict` and `evaluate`
     /// preprocess as training did. Absent in older files: the defaults.
@@ -161,6 +167,7 @@ impl TrainConfig {
             seed: 0,
             workers: 2,
             prefetch: 2,
+            max_cases_in_memory: default_max_cases_in_memory(),
             preprocess: PreprocessSettings::default(),
             augmentation: AugmentConfig::default(),
             model: paper_model,
@@ -320,6 +327,12 @@ impl TrainConfig {
     }
 }
 
+/// Default of [`TrainConfig::max_cases_in_memory`]: 64 cases (about 10 GB of BraTS, a few
+/// hundred MB of 96³ phantoms).
+fn default_max_cases_in_memory() -> usize {
+    64
+}
+
 /// Overrides `base` with `user`, recursing into tables; keys of `user` missing from `base`
 /// are errors naming the key path.
 fn merge(base: &mut toml::Table, user: &toml::Table, prefix: &str, origin: &str) -> Result<()> {
@@ -378,8 +391,10 @@ mod tests {
         // A complete file of an older version, without [preprocess], still reads.
         let mut table = toml::Table::try_from(TrainConfig::preset(TrainPreset::Small)).unwrap();
         table.remove("preprocess");
+        table.remove("max_cases_in_memory");
         let old = TrainConfig::from_toml(&toml::to_string(&table).unwrap()).unwrap();
         assert_eq!(old.preprocess, PreprocessSettings::default());
+        assert_eq!(old.max_cases_in_memory, 64);
         let model_text = "[model]\npoolings = 2\npatch_size = [16, 16, 8]\nfusion = \"average\"\n";
         let c = TrainConfig::resolve(Some(TrainPreset::Small), Some(model_text), "f.toml").unwrap();
         assert_eq!(

@@ -6,6 +6,8 @@
 //! - [`sampler`] + [`augment`]: random patches with foreground oversampling and
 //!   nnU-Net-style augmentation in one resampling pass.
 //! - [`loader`]: batches prepared ahead on worker threads, deterministic in content and order.
+//! - [`store`]: training cases read on demand from the preprocessing cache when there are
+//!   more than `max_cases_in_memory` (a bounded least-recently-used set stays in memory).
 //! - [`schedule`]: the poly learning-rate decay.
 //! - [`rng`]: the keyed random streams that make all of it reproducible and resumable.
 //! - [`checkpoint`]: crash-safe checkpoints; [`log`]: `log.csv` and `progress.png`;
@@ -41,8 +43,10 @@ pub mod log;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod store;
 pub mod validate;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,10 +68,12 @@ pub use dropout::ModalityDropout;
 pub use log::LogRow;
 
 use crate::dataset::{self, Dataset, Split};
+use crate::modality::Subset;
 use crate::model::{self, A2fseg};
 use crate::preprocess::{Cache, PreprocessedCase};
-use loader::{Batch, BatchSpec, Loader};
+use loader::{Batch, BatchSpec, CaseSource, Loader};
 use sampler::TrainCase;
+use store::LazyCases;
 
 /// How progress is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -251,27 +257,56 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         val_ids.truncate(cfg.validation_cases);
     }
     let all_ids: Vec<&String> = split.train.iter().chain(&val_ids).collect();
+    // Every case is read and checked before the first step. With more training cases than
+    // `max_cases_in_memory`, only their modalities are kept: the loader reads them again
+    // from the cache when needed (see `store`).
+    let lazy = cfg.max_cases_in_memory > 0 && split.train.len() > cfg.max_cases_in_memory;
     let bar = progress_bar(all_ids.len(), !text, "preparing cases");
-    let prepared: Vec<Result<PreprocessedCase>> = all_ids
+    let prepared: Vec<Result<(Subset, Option<PreprocessedCase>)>> = all_ids
         .par_iter()
         .map(|id| {
-            let r = prepare_case(&dataset, &cache, id, cfg);
+            let r = prepare_case(&dataset, &cache, id, cfg)
+                .map(|pre| (pre.available(), (!lazy).then_some(pre)));
             bar.inc(1);
             r
         })
         .collect();
     bar.finish_and_clear();
+    let mut available = Vec::with_capacity(prepared.len());
     let mut cases = Vec::with_capacity(prepared.len());
     for r in prepared {
-        cases.push(r?);
+        let (a, pre) = r?;
+        available.push(a);
+        cases.extend(pre);
     }
-    let val_cases = cases.split_off(split.train.len());
-    let train_cases = Arc::new(
-        cases
+    let n_train = split.train.len();
+    let (train_cases, val_cases): (Arc<dyn CaseSource>, ValCases) = if lazy {
+        let lazy_cases = |ids: &[String], available: &[Subset], capacity: usize| {
+            LazyCases::new(
+                dataset.clone(),
+                cache.clone(),
+                cfg.preprocess,
+                ids.to_vec(),
+                available.to_vec(),
+                capacity,
+            )
+        };
+        (
+            Arc::new(lazy_cases(
+                &split.train,
+                &available[..n_train],
+                cfg.max_cases_in_memory,
+            )),
+            ValCases::Lazy(lazy_cases(&val_ids, &available[n_train..], 1)),
+        )
+    } else {
+        let val = cases.split_off(n_train);
+        let train = cases
             .into_iter()
-            .map(train_case)
-            .collect::<Result<Vec<TrainCase>>>()?,
-    );
+            .map(store::train_case)
+            .collect::<Result<Vec<TrainCase>>>()?;
+        (Arc::new(train), ValCases::Memory(val))
+    };
 
     // ---- Run directory, model and optimiser. ----
     let base_device = model::device_from_name(&opts.device)?;
@@ -316,6 +351,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
                 "run_dir": run.root,
                 "train_cases": train_cases.len(),
                 "validation_cases": val_cases.len(),
+                "cases_read_on_demand": lazy,
                 "parameters": model.num_params(),
                 "epochs": cfg.epochs,
                 "resume_epoch": state.next_epoch,
@@ -340,6 +376,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
                 String::new()
             }
         );
+        if lazy {
+            eprintln!(
+                "cases are read from the cache {} as needed ({} kept in memory)",
+                cache_dir.display(),
+                cfg.max_cases_in_memory
+            );
+        }
     }
 
     let mut session_steps = 0u64;
@@ -367,6 +410,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         );
         let mut interrupted = false;
         for batch in batches {
+            let batch = batch?;
             if stop_now(session_steps) {
                 interrupted = true;
                 break;
@@ -401,7 +445,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
             && cfg.validate_every > 0
             && ((epoch + 1) % cfg.validate_every == 0 || epoch + 1 == cfg.epochs);
         let dice = if validate_now {
-            Some(validate::validate(model.valid(), &val_cases, &base_device)?)
+            Some(validate::validate(
+                model.valid(),
+                val_cases.len(),
+                |i| val_cases.get(i),
+                &base_device,
+            )?)
         } else {
             None
         };
@@ -599,13 +648,30 @@ fn prepare_case(
     Ok(pre)
 }
 
-/// A prepared case as a training case (the modalities it has and the class map in memory).
-fn train_case(pre: PreprocessedCase) -> Result<TrainCase> {
-    let id = pre.id;
-    let classes = pre
-        .classes
-        .with_context(|| format!("case {id} has no segmentation"))?;
-    TrainCase::with_modalities(id, pre.images, classes)
+/// The validation cases: in memory, or read one at a time from the cache.
+enum ValCases {
+    Memory(Vec<PreprocessedCase>),
+    Lazy(LazyCases),
+}
+
+impl ValCases {
+    fn len(&self) -> usize {
+        match self {
+            ValCases::Memory(v) => v.len(),
+            ValCases::Lazy(l) => l.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, index: usize) -> Result<Cow<'_, PreprocessedCase>> {
+        match self {
+            ValCases::Memory(v) => Ok(Cow::Borrowed(&v[index])),
+            ValCases::Lazy(l) => Ok(Cow::Owned(l.preprocessed(index)?)),
+        }
+    }
 }
 
 fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {

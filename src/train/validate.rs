@@ -9,6 +9,8 @@
 //! because predictions are background outside that box and the reference lies inside the
 //! brain.
 
+use std::borrow::Cow;
+
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 
@@ -28,26 +30,33 @@ pub fn region_dice(pred: &Grid<u8>, truth: &Grid<u8>) -> [f64; 3] {
     Region::ALL.map(|r| dice(&region_mask(pred, r), &region_mask(truth, r)))
 }
 
-/// Mean Dice `[WT, TC, ET]` over `cases` (each with its segmentation) of `model` (a
-/// non-autodiff copy, `model.valid()`) predicting from every modality each case has.
-pub fn validate(model: A2fseg, cases: &[PreprocessedCase], device: &Device) -> Result<[f64; 3]> {
+/// Mean Dice `[WT, TC, ET]` over the `count` cases `case(0..count)` (each with its
+/// segmentation) of `model` (a non-autodiff copy, `model.valid()`) predicting from every
+/// modality each case has. Cases are asked for one at a time.
+pub fn validate<'a>(
+    model: A2fseg,
+    count: usize,
+    case: impl Fn(usize) -> Result<Cow<'a, PreprocessedCase>>,
+    device: &Device,
+) -> Result<[f64; 3]> {
     let config = model.config().clone();
     let predictor = Predictor::new(model, config, device.clone(), STEP, Tta::OFF)?;
     let mut total = [0f64; 3];
-    for case in cases {
+    for i in 0..count {
+        let case = case(i)?;
         let truth = case
             .classes
             .as_ref()
             .with_context(|| format!("validation case {} has no segmentation", case.id))?;
         let pred = predictor
-            .predict_case(case, case.available())
+            .predict_case(&case, case.available())
             .with_context(|| format!("cannot validate on case {}", case.id))?;
         let d = region_dice(&case.crop.crop(&pred.classes), truth);
         for r in 0..3 {
             total[r] += d[r];
         }
     }
-    let n = cases.len().max(1) as f64;
+    let n = count.max(1) as f64;
     Ok(total.map(|t| t / n))
 }
 
