@@ -10,12 +10,6 @@
 //! either `NAME` or `.NAME.old` is a complete checkpoint; [`recover`] restores the latter
 //! if the former is missing. Random streams are keyed by `(seed, epoch, iteration)` (see
 //! [`super::rng`]), so the counters are the whole random state.
-//!
-//! The floating-point numbers of `state.json` (the partial epoch sums, the log rows, the
-//! best score) are written as strings of their shortest exact decimal form: serde_json's
-//! number parser (without its `float_roundtrip` feature) can be one unit off in the last
-//! place, and a resumed run must continue from exactly the saved values. Files with plain
-//! JSON numbers are read as well.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -40,19 +34,14 @@ pub struct EpochSums {
     /// Steps summed.
     pub steps: usize,
     /// Σ total loss.
-    #[serde(with = "exact")]
     pub total: f64,
     /// Σ modality losses.
-    #[serde(with = "exact")]
     pub modality: f64,
     /// Σ average-head losses.
-    #[serde(with = "exact")]
     pub average: f64,
     /// Σ adaptive-head losses.
-    #[serde(with = "exact")]
     pub adaptive: f64,
     /// Seconds spent on the epoch so far.
-    #[serde(with = "exact")]
     pub seconds: f64,
 }
 
@@ -62,66 +51,7 @@ pub struct Best {
     /// Epoch number (from 1) of the best model.
     pub epoch: usize,
     /// Its mean full-modality Dice over WT, TC, ET.
-    #[serde(with = "exact")]
     pub mean_dice: f64,
-}
-
-/// `f64` in JSON as the string of its shortest exact decimal form (`"0.1"`, `"NaN"`);
-/// reads such strings and plain numbers.
-mod exact {
-    use serde::de::Error as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Text {
-        Exact(String),
-        Number(f64),
-    }
-
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{v:?}"))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        match Text::deserialize(d)? {
-            Text::Exact(t) => t
-                .parse()
-                .map_err(|_| D::Error::custom(format!("'{t}' is not a number"))),
-            Text::Number(v) => Ok(v),
-        }
-    }
-}
-
-/// The log rows in `state.json`: the CSV text of `log.csv` (exact for every float), or
-/// (read only) a list of row objects.
-mod rows_exact {
-    use serde::de::Error as _;
-    use serde::ser::Error as _;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use super::LogRow;
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Rows {
-        Csv(String),
-        List(Vec<LogRow>),
-    }
-
-    pub fn serialize<S: Serializer>(rows: &[LogRow], s: S) -> Result<S::Ok, S::Error> {
-        let bytes = super::super::log::to_csv(rows).map_err(S::Error::custom)?;
-        s.serialize_str(&String::from_utf8(bytes).map_err(S::Error::custom)?)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LogRow>, D::Error> {
-        match Rows::deserialize(d)? {
-            Rows::Csv(text) => {
-                super::super::log::from_csv(text.as_bytes()).map_err(D::Error::custom)
-            }
-            Rows::List(rows) => Ok(rows),
-        }
-    }
 }
 
 /// Counters and history saved with every checkpoint.
@@ -136,7 +66,6 @@ pub struct TrainState {
     /// Sums of the partially done epoch.
     pub partial: EpochSums,
     /// Log rows of the finished epochs.
-    #[serde(with = "rows_exact")]
     pub rows: Vec<LogRow>,
     /// Best validation score so far.
     pub best: Option<Best>,
@@ -310,58 +239,5 @@ mod tests {
         });
         s.save(dir.path()).unwrap();
         assert_eq!(TrainState::load(dir.path()).unwrap(), s);
-    }
-
-    #[test]
-    fn floats_survive_the_state_file_bit_for_bit() {
-        // 17-digit values that serde_json's default float parser may round wrongly.
-        let hard = [
-            1.7174999117851257,
-            0.1 + 0.2,
-            1e-300 / 3.0,
-            7.513188123703003,
-        ];
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = TrainState::new();
-        s.partial.adaptive = hard[0];
-        s.partial.total = hard[1];
-        s.best = Some(Best {
-            epoch: 2,
-            mean_dice: hard[2],
-        });
-        for (i, &v) in hard.iter().enumerate() {
-            s.rows.push(LogRow {
-                epoch: i + 1,
-                lr: v,
-                loss_total: v * 3.0,
-                loss_modality: v / 7.0,
-                loss_average: -v,
-                loss_adaptive: v,
-                val_dice_wt: (i % 2 == 0).then_some(v / 11.0),
-                val_dice_tc: None,
-                val_dice_et: Some(v),
-                seconds: v,
-            });
-        }
-        s.save(dir.path()).unwrap();
-        let back = TrainState::load(dir.path()).unwrap();
-        assert_eq!(back, s);
-        assert_eq!(
-            back.partial.adaptive.to_bits(),
-            hard[0].to_bits(),
-            "exact bits"
-        );
-        // Older files with plain numbers and row objects still read.
-        let old = r#"{"format": 1, "next_epoch": 1, "next_iteration": 0,
-            "partial": {"steps": 0, "total": 0.0, "modality": 0.0, "average": 0.0,
-                        "adaptive": 0.0, "seconds": 0.0},
-            "rows": [{"epoch": 1, "lr": 0.01, "loss_total": 1.5, "loss_modality": 1.0,
-                      "loss_average": 0.25, "loss_adaptive": 0.25, "val_dice_wt": null,
-                      "val_dice_tc": null, "val_dice_et": null, "seconds": 2.0}],
-            "best": {"epoch": 1, "mean_dice": 0.5}, "steps": 3}"#;
-        fs::write(dir.path().join(STATE_FILE), old).unwrap();
-        let s = TrainState::load(dir.path()).unwrap();
-        assert_eq!((s.rows.len(), s.rows[0].loss_total), (1, 1.5));
-        assert_eq!(s.best.unwrap().mean_dice, 0.5);
     }
 }

@@ -41,12 +41,6 @@ impl LogRow {
 
 /// Writes every row to `path` as CSV (atomically); missing Dice values are empty fields.
 pub fn write_csv(path: &Path, rows: &[LogRow]) -> Result<()> {
-    crate::fsutil::atomic_write_bytes(path, &to_csv(rows)?)
-}
-
-/// The CSV text of `rows` (a header line, then one line per row). Floats are written in
-/// their shortest exact form, so [`from_csv`] gives back the same bits.
-pub fn to_csv(rows: &[LogRow]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     if rows.is_empty() {
         w.write_record([
@@ -65,15 +59,8 @@ pub fn to_csv(rows: &[LogRow]) -> Result<Vec<u8>> {
     for r in rows {
         w.serialize(r)?;
     }
-    w.into_inner().context("cannot encode the CSV log")
-}
-
-/// Parses CSV text written by [`to_csv`].
-pub fn from_csv(bytes: &[u8]) -> Result<Vec<LogRow>> {
-    csv::Reader::from_reader(bytes)
-        .deserialize()
-        .collect::<Result<Vec<LogRow>, _>>()
-        .context("malformed CSV log")
+    let bytes = w.into_inner().context("cannot encode the CSV log")?;
+    crate::fsutil::atomic_write_bytes(path, &bytes)
 }
 
 /// Reads a `log.csv` written by [`write_csv`].

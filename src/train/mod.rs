@@ -528,10 +528,7 @@ fn finish(
                 "epochs_completed": outcome.epochs_completed,
                 "epochs": opts.config.epochs,
                 "steps": outcome.steps,
-                "best": outcome.best.as_ref().map(|b| json!({
-                    "epoch": b.epoch,
-                    "mean_dice": b.mean_dice,
-                })),
+                "best": outcome.best,
             })
         );
     }
