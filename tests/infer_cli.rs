@@ -418,3 +418,108 @@ fn bad_inputs_give_one_line_errors() {
     ]);
     assert!(!ok && err.contains("empty"), "{err}");
 }
+
+/// `predict` preprocesses as the model was trained: the `[preprocess]` table of the
+/// checkpoint's `train.toml` (here: no z-scoring), not the defaults.
+#[test]
+fn predict_uses_the_models_preprocessing_settings() {
+    use a2fseg::infer::{Predictor, Tta};
+    use a2fseg::preprocess::{PreprocessSettings, preprocess_case};
+    let tmp = common::tempdir();
+    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let model_dir = run_dir.join("checkpoints/best");
+    std::fs::write(
+        model_dir.join("train.toml"),
+        "epochs = 3\n[preprocess]\nnormalize = false\nmargin = 1\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let id = "BraTS20_Training_001";
+    write_case(&data, id, [12, 10, 9], identity(), 1);
+    let preds = tmp.path().join("preds");
+    let (ok, _, err) = run(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--input",
+        s(&data),
+        "--output",
+        s(&preds),
+        "--save-probabilities",
+    ]);
+    assert!(ok, "{err}");
+    let cli = read_volume(&preds.join(format!("{id}_prob_wt.nii.gz"))).unwrap();
+
+    let p = Predictor::load(&run_dir, Device::flex(), 0.5, Tta::OFF).unwrap();
+    let trained = PreprocessSettings {
+        crop: true,
+        margin: 1,
+        normalize: false,
+    };
+    assert_eq!(p.preprocess, trained);
+    let ds = a2fseg::dataset::discover(&data).unwrap();
+    let loaded = a2fseg::dataset::load_case(&ds, &ds.cases[0]).unwrap();
+    let wt = |settings: &PreprocessSettings| {
+        let pre = preprocess_case(&loaded, settings).unwrap();
+        let pred = p.predict_case(&pre, pre.available()).unwrap();
+        pred.probabilities_full().remove(0)
+    };
+    let max_diff = |a: &Grid<f32>, b: &Grid<f32>| {
+        a.data()
+            .iter()
+            .zip(b.data())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    assert!(max_diff(&cli.channels[0], &wt(&trained)) < 1e-5);
+    // The defaults would have given other probabilities.
+    assert!(max_diff(&cli.channels[0], &wt(&PreprocessSettings::default())) > 1e-4);
+}
+
+/// `evaluate --cache DIR` fills and reuses the cache and scores exactly as without it.
+#[test]
+fn evaluate_with_a_cache_scores_the_same() {
+    let tmp = common::tempdir();
+    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    for i in 1..=2 {
+        write_case(
+            &data,
+            &format!("BraTS20_Training_00{i}"),
+            [12, 10, 9],
+            identity(),
+            i,
+        );
+    }
+    let cache = tmp.path().join("cache");
+    let evaluate = |out: &str, cache: Option<&Path>| {
+        let out = tmp.path().join(out);
+        let mut args = vec![
+            "-q",
+            "evaluate",
+            "--model",
+            s(&run_dir),
+            "--data",
+            s(&data),
+            "--subsets",
+            "0101,1111",
+            "--out",
+            s(&out),
+        ];
+        if let Some(c) = cache {
+            args.extend(["--cache", s(c)]);
+        }
+        let (ok, _, err) = run(&args);
+        assert!(ok, "{err}");
+        a2fseg::infer::evaluate::read_case_rows(&out.join("cases.csv")).unwrap()
+    };
+    let plain = evaluate("plain", None);
+    assert!(!cache.exists());
+    let filled = evaluate("filled", Some(&cache));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+    let reused = evaluate("reused", Some(&cache));
+    assert_eq!(plain.len(), 4);
+    assert_eq!(plain, filled);
+    assert_eq!(plain, reused);
+}

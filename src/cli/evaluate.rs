@@ -53,6 +53,11 @@ pub struct EvaluateArgs {
     /// Device: cpu, cuda or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Preprocessing cache folder to read and fill, e.g. the training run's RUN_DIR/cache
+    /// [default: none: every case is preprocessed afresh, as nnU-Net's prediction does].
+    /// Cases are preprocessed with the settings each model was trained with either way.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
 /// A parsed `--subsets` value.
@@ -98,6 +103,7 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
         tta: args.tta,
         device: args.device,
         quiet: global.quiet,
+        cache: args.cache,
     };
     let outcome = evaluate(&opts)?;
     if !outcome.unlabelled.is_empty() {

@@ -13,7 +13,7 @@ use crate::infer::evaluate::select_cases;
 use crate::infer::{Prediction, Predictor, Tta, progress_bar};
 use crate::labels::{LabelConvention, Region, TumourClass};
 use crate::modality::{Modality, Subset};
-use crate::preprocess::{self, PreprocessSettings};
+use crate::preprocess;
 use crate::volume::{self, Geometry, Grid};
 
 /// Arguments of `a2fseg predict`.
@@ -167,7 +167,7 @@ fn predict_files(
         classes: None,
         convention,
     };
-    let pre = preprocess::preprocess_case(&loaded, &PreprocessSettings::default())?;
+    let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
     let pred = predictor.predict_case(&pre, subset)?;
     write_prediction(&args.output, &geometry, convention, &pred, args)
 }
@@ -208,7 +208,7 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         }
         let loaded = dataset::load_case(&ds, case)?;
         let geometry = loaded.geometry.clone();
-        let pre = preprocess::preprocess_case(&loaded, &PreprocessSettings::default())?;
+        let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
         drop(loaded);
         let pred = predictor.predict_case(&pre, subset)?;
         let out = args.output.join(format!("{id}.nii.gz"));

@@ -208,6 +208,13 @@ pub fn run(args: TrainArgs, global: Global) -> Result<()> {
     if args.log_format == LogFormat::Text {
         print_outcome(&outcome.run_dir, &outcome);
     }
+    if outcome.interrupted && crate::train::ctrl_c_received() {
+        // Stopped by Ctrl-C with `latest` saved: exit as shells report an interrupted
+        // command (128 + SIGINT), so a script does not go on to use an unfinished model.
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        std::process::exit(130);
+    }
     Ok(())
 }
 

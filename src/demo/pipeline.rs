@@ -249,6 +249,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
                 tta: Tta::OFF,
                 device: "cpu".into(),
                 quiet: opts.quiet,
+                cache: None,
             })?;
             Ok(json!({ "scored": outcome.scored }))
         })?;

@@ -76,6 +76,11 @@ pub struct EvaluateOptions {
     pub device: String,
     /// No progress bar.
     pub quiet: bool,
+    /// Preprocessing cache folder (e.g. a training run's `RUN_DIR/cache`); `None`
+    /// preprocesses every case afresh in memory, as nnU-Net's prediction does. Entries are
+    /// keyed by the settings and the input files, so a stale one is never used; the results
+    /// are the same either way.
+    pub cache: Option<PathBuf>,
 }
 
 /// The settings an output folder was made with (`evaluate.json`).
@@ -879,9 +884,12 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     };
     rows.retain(|r| done.contains(&(r.model.clone(), r.case.clone())));
 
+    let cache = match &opts.cache {
+        Some(dir) => Some(preprocess::Cache::open(dir)?),
+        None => None,
+    };
     let bar = crate::infer::progress_bar(ids.len() as u64, "cases", opts.quiet);
     let (mut scored, mut resumed, mut unlabelled) = (0, 0, Vec::new());
-    let settings_pp = PreprocessSettings::default();
     for id in &ids {
         let case = by_id[id.as_str()];
         bar.set_message(id.clone());
@@ -899,17 +907,18 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
             continue;
         }
         let subsets = wanted(case);
-        let loaded = dataset::load_case(&ds, case)?;
-        let gt = loaded
-            .classes
-            .clone()
-            .with_context(|| format!("case {id} has no segmentation"))?;
-        let spacing = loaded.geometry.spacing;
-        let pre = preprocess::preprocess_case(&loaded, &settings_pp)?;
-        drop(loaded);
+        let mut source = CaseSource::new(&ds, case, cache.as_ref())?;
+        let (gt, spacing) = source.reference()?;
         for &i in &todo {
-            let preds = predictors[i].predict_subsets(&pre, &subsets)?;
+            let pre = source.preprocessed(&predictors[i].preprocess)?;
+            let preds = predictors[i].predict_subsets(pre, &subsets)?;
             for (s, p) in &preds {
+                ensure!(
+                    p.classes.dims() == gt.dims(),
+                    "case {id}: the prediction's grid {:?} differs from the segmentation's {:?}",
+                    p.classes.dims(),
+                    gt.dims()
+                );
                 let m = metrics::evaluate_case(&p.classes, &gt, spacing, &opts.metrics);
                 rows.push(CaseRow::new(
                     &names[i],
@@ -941,6 +950,80 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         resumed,
         unlabelled,
     })
+}
+
+/// One case's inputs for [`evaluate`]: the reference labels on the original grid and the
+/// case preprocessed with each model's settings (computed once per distinct settings, from
+/// the cache when there is one).
+struct CaseSource<'a> {
+    ds: &'a dataset::Dataset,
+    case: &'a dataset::CaseFiles,
+    cache: Option<&'a preprocess::Cache>,
+    /// The case as read, kept while no cache is used (images are read once).
+    loaded: Option<dataset::LoadedCase>,
+    done: Vec<(PreprocessSettings, preprocess::PreprocessedCase)>,
+}
+
+impl<'a> CaseSource<'a> {
+    fn new(
+        ds: &'a dataset::Dataset,
+        case: &'a dataset::CaseFiles,
+        cache: Option<&'a preprocess::Cache>,
+    ) -> Result<Self> {
+        let loaded = match cache {
+            Some(_) => None,
+            None => Some(dataset::load_case(ds, case)?),
+        };
+        Ok(CaseSource {
+            ds,
+            case,
+            cache,
+            loaded,
+            done: Vec::new(),
+        })
+    }
+
+    /// The reference class map on the original grid and the voxel spacing. With a cache,
+    /// only the segmentation file is read.
+    fn reference(&self) -> Result<(Grid<u8>, [f64; 3])> {
+        let seg_only;
+        let loaded = match &self.loaded {
+            Some(l) => l,
+            None => {
+                let files = dataset::CaseFiles {
+                    images: Default::default(),
+                    ..self.case.clone()
+                };
+                seg_only = dataset::load_case(self.ds, &files)?;
+                &seg_only
+            }
+        };
+        let gt = loaded
+            .classes
+            .clone()
+            .with_context(|| format!("case {} has no segmentation", self.case.id))?;
+        Ok((gt, loaded.geometry.spacing))
+    }
+
+    /// The case preprocessed with `settings`.
+    fn preprocessed(
+        &mut self,
+        settings: &PreprocessSettings,
+    ) -> Result<&preprocess::PreprocessedCase> {
+        let i = match self.done.iter().position(|(s, _)| s == settings) {
+            Some(i) => i,
+            None => {
+                let pre = match (self.cache, &self.loaded) {
+                    (Some(cache), _) => cache.get_or_compute(self.ds, self.case, settings)?,
+                    (None, Some(loaded)) => preprocess::preprocess_case(loaded, settings)?,
+                    (None, None) => bail!("case {} was not read", self.case.id),
+                };
+                self.done.push((*settings, pre));
+                self.done.len() - 1
+            }
+        };
+        Ok(&self.done[i].1)
+    }
 }
 
 /// The case ids to evaluate: the split's `part` (checked against the dataset), or every case

@@ -11,7 +11,7 @@ pub mod tta;
 pub mod window;
 
 pub use gaussian::gaussian_importance;
-pub use predictor::{Prediction, Predictor, resolve_model_dir};
+pub use predictor::{Prediction, Predictor, model_preprocess_settings, resolve_model_dir};
 pub use tta::Tta;
 pub use window::{SlidingWindow, window_starts};
 

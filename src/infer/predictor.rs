@@ -20,7 +20,7 @@ use super::window::SlidingWindow;
 use crate::labels::Region;
 use crate::modality::{Modality, Subset};
 use crate::model::{self, A2fseg, Fusion, ModelConfig, Targets};
-use crate::preprocess::{CropBox, PreprocessedCase};
+use crate::preprocess::{CropBox, PreprocessSettings, PreprocessedCase};
 use crate::volume::Grid;
 
 /// The model folder to load for `path`: `path` itself when it holds `config.json` (a model
@@ -41,6 +41,28 @@ pub fn resolve_model_dir(path: &Path) -> Result<PathBuf> {
          folder with checkpoints/best",
         path.display()
     )
+}
+
+/// The preprocessing a model was trained with: the `[preprocess]` table of the
+/// `train.toml` that training saves in every checkpoint folder (`model_dir` is a model
+/// folder as [`resolve_model_dir`] returns). A model folder without `train.toml` (or one
+/// written before the table existed) was trained with the defaults, which are returned.
+pub fn model_preprocess_settings(model_dir: &Path) -> Result<PreprocessSettings> {
+    let path = model_dir.join("train.toml");
+    if !path.is_file() {
+        return Ok(PreprocessSettings::default());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    match table.get("preprocess") {
+        Some(v) => v
+            .clone()
+            .try_into()
+            .with_context(|| format!("bad [preprocess] table in {}", path.display())),
+        None => Ok(PreprocessSettings::default()),
+    }
 }
 
 /// The prediction of one case from one modality subset.
@@ -93,6 +115,9 @@ pub struct Predictor {
     pub tta: Tta,
     /// Whether predictions keep the adaptive fusion's attention maps.
     pub keep_attention: bool,
+    /// How cases are preprocessed for this model: the training run's settings when the
+    /// model folder records them ([`model_preprocess_settings`]), else the defaults.
+    pub preprocess: PreprocessSettings,
 }
 
 /// The cropped dims and the images fed to the network, in canonical order.
@@ -122,18 +147,22 @@ impl Predictor {
             step,
             tta,
             keep_attention: false,
+            preprocess: PreprocessSettings::default(),
         };
         p.window()?;
         Ok(p)
     }
 
     /// Loads the model at `path` (a model folder, or a run folder whose `checkpoints/best` is
-    /// used; see [`resolve_model_dir`]) onto `device`.
+    /// used; see [`resolve_model_dir`]) onto `device`, with the preprocessing settings it
+    /// was trained with ([`model_preprocess_settings`]).
     pub fn load(path: &Path, device: Device, step: f64, tta: Tta) -> Result<Self> {
         let dir = resolve_model_dir(path)?;
         let (model, config) = model::load_model(&dir, &device)
             .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-        Self::new(model, config, device, step, tta)
+        let mut p = Self::new(model, config, device, step, tta)?;
+        p.preprocess = model_preprocess_settings(&dir)?;
+        Ok(p)
     }
 
     /// The sliding-window settings (the model's patch, this predictor's step and mirroring).

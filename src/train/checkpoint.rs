@@ -240,4 +240,42 @@ mod tests {
         s.save(dir.path()).unwrap();
         assert_eq!(TrainState::load(dir.path()).unwrap(), s);
     }
+
+    #[test]
+    fn floats_survive_the_state_file_bit_for_bit() {
+        // 17-digit values that a best-effort float parser may round one unit off (a resumed
+        // run's log must equal an uninterrupted one's; serde_json's float_roundtrip).
+        let hard = [
+            1.7174999117851257,
+            0.1 + 0.2,
+            1e-300 / 3.0,
+            7.513188123703003,
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = TrainState::new();
+        s.partial.adaptive = hard[0];
+        s.partial.total = hard[1];
+        s.best = Some(Best {
+            epoch: 2,
+            mean_dice: hard[2],
+        });
+        for (i, &v) in hard.iter().enumerate() {
+            s.rows.push(LogRow {
+                epoch: i + 1,
+                lr: v,
+                loss_total: v * 3.0,
+                loss_modality: v / 7.0,
+                loss_average: -v,
+                loss_adaptive: v,
+                val_dice_wt: Some(v / 11.0),
+                val_dice_tc: None,
+                val_dice_et: Some(v),
+                seconds: v,
+            });
+        }
+        s.save(dir.path()).unwrap();
+        let back = TrainState::load(dir.path()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.partial.adaptive.to_bits(), hard[0].to_bits());
+    }
 }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::augment::AugmentConfig;
 use super::dropout::ModalityDropout;
 use crate::model::ModelConfig;
+use crate::preprocess::PreprocessSettings;
 
 /// A named set of defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -124,6 +125,17 @@ pub struct TrainConfig {
     pub workers: usize,
     /// Finished batches each loading thread may keep waiting.
     pub prefetch: usize,
+    /// Training cases held in memory. With more training cases than this, the data loader
+    /// reads cases from the preprocessing cache when a batch needs them and keeps the most
+    /// recently used this many (the results are the same); 0 loads every case before the
+    /// first step. Validation cases are then read one at a time too.
+    #[serde(default = "default_max_cases_in_memory")]
+    pub max_cases_in_memory: usize,
+    /// How cases are preprocessed (the `[preprocess]` table: `crop`, `margin`,
+    /// `normalize`). Saved with every checkpoint (`train.toml`), so `predict` and `evaluate`
+    /// preprocess as training did. Absent in older files: the defaults.
+    #[serde(default)]
+    pub preprocess: PreprocessSettings,
     /// Augmentation probabilities and ranges.
     pub augmentation: AugmentConfig,
     /// The network (the `[model]` table; `fusion` and `targets` live here).
@@ -155,6 +167,8 @@ impl TrainConfig {
             seed: 0,
             workers: 2,
             prefetch: 2,
+            max_cases_in_memory: default_max_cases_in_memory(),
+            preprocess: PreprocessSettings::default(),
             augmentation: AugmentConfig::default(),
             model: paper_model,
         };
@@ -313,6 +327,12 @@ impl TrainConfig {
     }
 }
 
+/// Default of [`TrainConfig::max_cases_in_memory`]: 64 cases (about 10 GB of BraTS, a few
+/// hundred MB of 96³ phantoms).
+fn default_max_cases_in_memory() -> usize {
+    64
+}
+
 /// Overrides `base` with `user`, recursing into tables; keys of `user` missing from `base`
 /// are errors naming the key path.
 fn merge(base: &mut toml::Table, user: &toml::Table, prefix: &str, origin: &str) -> Result<()> {
@@ -344,6 +364,8 @@ mod tests {
             c.model.patch_size = c.patch_size;
             c.model.fusion = crate::model::Fusion::Hemis;
             c.augmentation.gamma_p = 0.25;
+            c.preprocess.margin = 3;
+            c.preprocess.normalize = false;
             let text = c.to_toml().unwrap();
             assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
             assert_eq!(
@@ -363,6 +385,16 @@ mod tests {
         assert_eq!(c.epochs, 3);
         assert_eq!(c.augmentation.mirror_p, 0.0);
         assert_eq!(c.augmentation.gamma_p, 0.3);
+        assert_eq!(c.preprocess, PreprocessSettings::default());
+        let c = TrainConfig::resolve(None, Some("[preprocess]\nmargin = 2\n"), "f.toml").unwrap();
+        assert_eq!((c.preprocess.margin, c.preprocess.crop), (2, true));
+        // A complete file of an older version, without [preprocess], still reads.
+        let mut table = toml::Table::try_from(TrainConfig::preset(TrainPreset::Small)).unwrap();
+        table.remove("preprocess");
+        table.remove("max_cases_in_memory");
+        let old = TrainConfig::from_toml(&toml::to_string(&table).unwrap()).unwrap();
+        assert_eq!(old.preprocess, PreprocessSettings::default());
+        assert_eq!(old.max_cases_in_memory, 64);
         let model_text = "[model]\npoolings = 2\npatch_size = [16, 16, 8]\nfusion = \"average\"\n";
         let c = TrainConfig::resolve(Some(TrainPreset::Small), Some(model_text), "f.toml").unwrap();
         assert_eq!(

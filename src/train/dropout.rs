@@ -4,6 +4,11 @@
 //! hides modalities. The subset of an iteration is a pure function of
 //! `(seed, epoch, iteration)` (see [`super::rng`]) and is shared by the whole batch, since
 //! only the sampled modalities' feature extractors run in that step.
+//!
+//! Cases that lack modalities: the sampled subset is intersected with the modalities the
+//! batch's cases have ([`restrict`]); if nothing is left, a subset is drawn uniformly among
+//! the non-empty subsets of those modalities, from its own stream `(AVAILABLE, epoch,
+//! iteration)`. With complete cases nothing changes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -55,6 +60,27 @@ impl ModalityDropout {
             ModalityDropout::Full => "full",
         }
     }
+}
+
+/// The subset trained on when the batch's cases have only the modalities `available`
+/// (non-empty): `sampled ∩ available`, or, if that is empty, a subset drawn uniformly among
+/// the non-empty subsets of `available` from the stream `(AVAILABLE, epoch, iteration)`.
+pub fn restrict(
+    sampled: Subset,
+    available: Subset,
+    seed: u64,
+    epoch: usize,
+    iteration: usize,
+) -> Subset {
+    let kept = Subset::from_bits(sampled.bits() & available.bits());
+    if !kept.is_empty() || available.is_empty() {
+        return kept;
+    }
+    let options: Vec<Subset> = Subset::all_nonempty()
+        .filter(|s| s.is_subset_of(available))
+        .collect();
+    let mut r = rng::stream(seed, &[rng::AVAILABLE, epoch as u64, iteration as u64]);
+    options[r.random_range(0..options.len())]
 }
 
 impl fmt::Display for ModalityDropout {
@@ -133,6 +159,23 @@ mod tests {
         for bit in [1usize, 2, 4, 8] {
             assert!((620..880).contains(&by_subset[bit]), "{by_subset:?}");
         }
+    }
+
+    #[test]
+    fn restrict_keeps_the_shared_modalities_or_draws_among_the_available() {
+        let s = |b: &str| b.parse::<Subset>().unwrap();
+        assert_eq!(restrict(s("1111"), s("0101"), 1, 0, 0), s("0101"));
+        assert_eq!(restrict(s("0110"), s("0111"), 1, 0, 0), s("0110"));
+        assert_eq!(restrict(s("1001"), s("1111"), 1, 0, 0), s("1001"));
+        // Nothing shared: a non-empty subset of the available, deterministic, all reached.
+        let mut seen = std::collections::BTreeSet::new();
+        for it in 0..300 {
+            let r = restrict(s("1000"), s("0110"), 4, 2, it);
+            assert!(!r.is_empty() && r.is_subset_of(s("0110")), "{r:?}");
+            assert_eq!(r, restrict(s("1000"), s("0110"), 4, 2, it));
+            seen.insert(r.bits());
+        }
+        assert_eq!(seen.len(), 3);
     }
 
     #[test]

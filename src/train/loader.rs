@@ -7,17 +7,66 @@
 //! batches arrive in iteration order and are bit-identical whatever the number of workers
 //! or the thread timing, while at most `prefetch` batches per worker wait in memory.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
+use anyhow::Result;
 use rand::RngExt;
 
 use super::augment::{self, AugmentConfig};
-use super::dropout::ModalityDropout;
+use super::dropout::{self, ModalityDropout};
 use super::rng;
 use super::sampler::{self, TrainCase};
 use crate::modality::{Modality, Subset};
+
+/// Where batches get their training cases: all in memory (`Vec<TrainCase>`), or read on
+/// demand ([`super::store::LazyCases`]). Only the modalities of every case are needed
+/// up front; a case's data is asked for when a batch item uses it.
+pub trait CaseSource: Send + Sync {
+    /// Number of training cases.
+    fn len(&self) -> usize;
+    /// Whether there is no case.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The modalities case `index` has.
+    fn available(&self, index: usize) -> Subset;
+    /// Case `index`.
+    fn case(&self, index: usize) -> Result<CaseRef<'_>>;
+}
+
+/// A training case lent by a [`CaseSource`].
+pub enum CaseRef<'a> {
+    /// Held by the source.
+    Borrowed(&'a TrainCase),
+    /// Shared with the source's cache of recently used cases.
+    Shared(Arc<TrainCase>),
+}
+
+impl Deref for CaseRef<'_> {
+    type Target = TrainCase;
+
+    fn deref(&self) -> &TrainCase {
+        match self {
+            CaseRef::Borrowed(c) => c,
+            CaseRef::Shared(c) => c,
+        }
+    }
+}
+
+impl CaseSource for Vec<TrainCase> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn available(&self, index: usize) -> Subset {
+        self[index].available()
+    }
+    fn case(&self, index: usize) -> Result<CaseRef<'_>> {
+        Ok(CaseRef::Borrowed(&self[index]))
+    }
+}
 
 /// What a batch is made from: the cases and the sampling settings.
 #[derive(Debug, Clone)]
@@ -49,6 +98,8 @@ pub struct Batch {
     pub images: Vec<(Modality, Vec<f32>)>,
     /// Class maps `[B, D, H, W]` (TumourClass indices).
     pub classes: Vec<u8>,
+    /// Index of each item's case in the training list.
+    pub cases: Vec<usize>,
     /// How many patches were centred on tumour.
     pub foreground_patches: usize,
     /// Batch size B.
@@ -76,8 +127,36 @@ impl Batch {
 }
 
 /// Builds the batch of iteration `iteration` of epoch `epoch`.
-pub fn make_batch(cases: &[TrainCase], spec: &BatchSpec, epoch: usize, iteration: usize) -> Batch {
-    let subset = spec.dropout.sample(spec.seed, epoch, iteration);
+///
+/// Each item draws its case first from its stream `(PATCH, epoch, iteration, item)`. One
+/// subset serves the whole batch, so the cases must share a modality: an item whose case
+/// shares none with the earlier items' cases is given another case, drawn uniformly among
+/// those that do (stream `(COMPATIBLE, epoch, iteration, item)`). The dropout subset is then
+/// restricted to the modalities all the batch's cases have ([`dropout::restrict`]). With
+/// complete cases neither step changes anything.
+pub fn make_batch<S: CaseSource + ?Sized>(
+    cases: &S,
+    spec: &BatchSpec,
+    epoch: usize,
+    iteration: usize,
+) -> Result<Batch> {
+    let (e, it) = (epoch as u64, iteration as u64);
+    let mut shared = Subset::FULL;
+    let mut items = Vec::with_capacity(spec.batch_size);
+    for item in 0..spec.batch_size {
+        let mut r = rng::stream(spec.seed, &[rng::PATCH, e, it, item as u64]);
+        let mut case_index = r.random_range(0..cases.len());
+        let overlaps = |i: usize| cases.available(i).bits() & shared.bits() != 0;
+        if !overlaps(case_index) {
+            let compatible: Vec<usize> = (0..cases.len()).filter(|&i| overlaps(i)).collect();
+            let mut rc = rng::stream(spec.seed, &[rng::COMPATIBLE, e, it, item as u64]);
+            case_index = compatible[rc.random_range(0..compatible.len())];
+        }
+        shared = Subset::from_bits(shared.bits() & cases.available(case_index).bits());
+        items.push((r, case_index));
+    }
+    let sampled = spec.dropout.sample(spec.seed, epoch, iteration);
+    let subset = dropout::restrict(sampled, shared, spec.seed, epoch, iteration);
     let n = spec.patch.iter().product::<usize>();
     let mut images: Vec<(Modality, Vec<f32>)> = subset
         .modalities()
@@ -85,22 +164,20 @@ pub fn make_batch(cases: &[TrainCase], spec: &BatchSpec, epoch: usize, iteration
         .collect();
     let mut classes = Vec::with_capacity(n * spec.batch_size);
     let mut foreground_patches = 0;
-    let (e, it) = (epoch as u64, iteration as u64);
-    for item in 0..spec.batch_size {
-        let mut r = rng::stream(spec.seed, &[rng::PATCH, e, it, item as u64]);
-        let case_index = r.random_range(0..cases.len());
-        let case = &cases[case_index];
+    let case_indices: Vec<usize> = items.iter().map(|(_, i)| *i).collect();
+    for (item, (mut r, case_index)) in items.into_iter().enumerate() {
+        let case = cases.case(case_index)?;
         let plan = sampler::plan_patch(
             &mut r,
             case_index,
-            case,
+            &case,
             spec.patch,
             spec.foreground_fraction,
         );
         foreground_patches += plan.foreground as usize;
         let transform = augment::sample_spatial(&mut r, &spec.augment);
         let blur_patch = r.random_bool(spec.augment.blur_p);
-        let patch = sampler::extract_patch(case, &plan, spec.patch, &transform, subset);
+        let patch = sampler::extract_patch(&case, &plan, spec.patch, &transform, subset);
         for ((m, out), (pm, mut img)) in images.iter_mut().zip(patch.images) {
             debug_assert_eq!(*m, pm);
             let mut ri = rng::stream(
@@ -112,22 +189,24 @@ pub fn make_batch(cases: &[TrainCase], spec: &BatchSpec, epoch: usize, iteration
         }
         classes.extend_from_slice(&patch.classes);
     }
-    Batch {
+    Ok(Batch {
         epoch,
         iteration,
         subset,
         images,
         classes,
+        cases: case_indices,
         foreground_patches,
         batch_size: spec.batch_size,
         patch: spec.patch,
-    }
+    })
 }
 
 /// Prepares the batches of iterations `start..end` of one epoch on worker threads and
-/// yields them in order (an [`Iterator`]). Dropping it stops the workers.
+/// yields them in order (an [`Iterator`]; a case that cannot be read is an error item).
+/// Dropping it stops the workers.
 pub struct Loader {
-    receivers: Vec<Receiver<Batch>>,
+    receivers: Vec<Receiver<Result<Batch>>>,
     handles: Vec<JoinHandle<()>>,
     next: usize,
     end: usize,
@@ -137,7 +216,7 @@ impl Loader {
     /// Starts `workers` threads (at least 1) preparing iterations `start..end` of `epoch`,
     /// each keeping at most `prefetch` (at least 1) finished batches waiting.
     pub fn new(
-        cases: Arc<Vec<TrainCase>>,
+        cases: Arc<dyn CaseSource>,
         spec: Arc<BatchSpec>,
         epoch: usize,
         start: usize,
@@ -149,14 +228,15 @@ impl Loader {
         let mut receivers = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
-            let (tx, rx): (SyncSender<Batch>, Receiver<Batch>) = sync_channel(prefetch.max(1));
+            let (tx, rx): (SyncSender<Result<Batch>>, Receiver<Result<Batch>>) =
+                sync_channel(prefetch.max(1));
             let (cases, spec) = (Arc::clone(&cases), Arc::clone(&spec));
             let handle = std::thread::Builder::new()
                 .name(format!("a2fseg-loader-{w}"))
                 .spawn(move || {
                     let mut it = start + w;
                     while it < end {
-                        let batch = make_batch(&cases, &spec, epoch, it);
+                        let batch = make_batch(&*cases, &spec, epoch, it);
                         if tx.send(batch).is_err() {
                             return; // the consumer is gone
                         }
@@ -177,9 +257,9 @@ impl Loader {
 }
 
 impl Iterator for Loader {
-    type Item = Batch;
+    type Item = Result<Batch>;
 
-    fn next(&mut self) -> Option<Batch> {
+    fn next(&mut self) -> Option<Result<Batch>> {
         if self.next >= self.end {
             return None;
         }
@@ -188,7 +268,9 @@ impl Iterator for Loader {
         let batch = self.receivers[w]
             .recv()
             .expect("a data-loading thread stopped early (it panicked)");
-        debug_assert_eq!(batch.iteration, self.next);
+        if let Ok(b) = &batch {
+            debug_assert_eq!(b.iteration, self.next);
+        }
         self.next += 1;
         Some(batch)
     }
@@ -247,7 +329,7 @@ mod tests {
 
     #[test]
     fn batches_have_the_documented_shapes() {
-        let b = make_batch(&cases(), &spec(), 1, 0);
+        let b = make_batch(&cases(), &spec(), 1, 0).unwrap();
         assert_eq!(b.subset, Subset::FULL); // odd epoch in paper mode
         assert_eq!(b.images.len(), 4);
         for (_, img) in &b.images {
@@ -261,15 +343,78 @@ mod tests {
     fn loader_yields_the_same_batches_in_order_for_any_worker_count() {
         let cases = Arc::new(cases());
         let spec = Arc::new(spec());
-        let direct: Vec<Batch> = (0..7).map(|i| make_batch(&cases, &spec, 2, i)).collect();
+        let direct: Vec<Batch> = (0..7)
+            .map(|i| make_batch(&*cases, &spec, 2, i).unwrap())
+            .collect();
         for workers in [1, 2, 3, 5] {
-            let got: Vec<Batch> =
-                Loader::new(cases.clone(), spec.clone(), 2, 0, 7, workers, 1).collect();
+            let got: Vec<Batch> = Loader::new(cases.clone(), spec.clone(), 2, 0, 7, workers, 1)
+                .map(Result::unwrap)
+                .collect();
             assert_eq!(got, direct, "workers = {workers}");
         }
         // A resumed epoch starting at iteration 4 continues with the same batches.
-        let tail: Vec<Batch> = Loader::new(cases.clone(), spec.clone(), 2, 4, 7, 2, 2).collect();
+        let tail: Vec<Batch> = Loader::new(cases.clone(), spec.clone(), 2, 4, 7, 2, 2)
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(tail, direct[4..]);
+    }
+
+    #[test]
+    fn cases_with_missing_modalities_share_one_available_subset_per_batch() {
+        // Case k < 3 lacks modality k; case 3 has only T1c; case 4 only FLAIR.
+        let mut cs = cases();
+        cs.push(cases()[0].clone());
+        cs.push(cases()[1].clone());
+        for (k, c) in cs.iter_mut().enumerate() {
+            match k {
+                0..3 => c.images[k] = None,
+                3 => c.images = [None, c.images[1].take(), None, None],
+                _ => c.images = [None, None, None, c.images[3].take()],
+            }
+        }
+        let mut spec = spec();
+        spec.batch_size = 3;
+        let mut used = std::collections::BTreeSet::new();
+        for mode in [
+            ModalityDropout::Paper,
+            ModalityDropout::Uniform,
+            ModalityDropout::Full,
+        ] {
+            spec.dropout = mode;
+            for epoch in 0..2 {
+                for it in 0..80 {
+                    let b = make_batch(&cs, &spec, epoch, it).unwrap();
+                    assert_eq!(b, make_batch(&cs, &spec, epoch, it).unwrap());
+                    let shared = b.cases.iter().fold(Subset::FULL, |acc, &i| {
+                        Subset::from_bits(acc.bits() & cs[i].available().bits())
+                    });
+                    assert!(!b.subset.is_empty() && b.subset.is_subset_of(shared));
+                    if mode == ModalityDropout::Full {
+                        assert_eq!(b.subset, shared);
+                    }
+                    assert_eq!(b.images.len(), b.subset.len());
+                    for (m, img) in &b.images {
+                        assert!(b.subset.contains(*m));
+                        assert_eq!(img.len(), 3 * 6 * 5 * 4);
+                    }
+                    used.extend(b.cases.iter().copied());
+                }
+            }
+        }
+        // The single-modality cases 3 and 4 still train.
+        assert_eq!(used.len(), 5);
+    }
+
+    #[test]
+    fn complete_cases_keep_the_sampled_subset() {
+        let cs = cases();
+        let spec = spec();
+        for it in 0..40 {
+            assert_eq!(
+                make_batch(&cs, &spec, 0, it).unwrap().subset,
+                spec.dropout.sample(spec.seed, 0, it)
+            );
+        }
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! Training: from a dataset folder to a run directory with checkpoints.
 //!
 //! - [`config`]: the resolved settings (`RUN_DIR/config.toml`).
-//! - [`dropout`]: which modalities each iteration trains on.
+//! - [`dropout`]: which modalities each iteration trains on (restricted to those the
+//!   batch's cases have: cases may lack modalities).
 //! - [`sampler`] + [`augment`]: random patches with foreground oversampling and
 //!   nnU-Net-style augmentation in one resampling pass.
 //! - [`loader`]: batches prepared ahead on worker threads, deterministic in content and order.
+//! - [`store`]: training cases read on demand from the preprocessing cache when there are
+//!   more than `max_cases_in_memory` (a bounded least-recently-used set stays in memory).
 //! - [`schedule`]: the poly learning-rate decay.
 //! - [`rng`]: the keyed random streams that make all of it reproducible and resumable.
 //! - [`checkpoint`]: crash-safe checkpoints; [`log`]: `log.csv` and `progress.png`;
-//!   [`validate`]: the validation Dice.
+//!   [`validate`]: the validation Dice (through the inference predictor).
 //!
 //! # The run directory
 //!
@@ -40,8 +43,10 @@ pub mod log;
 pub mod rng;
 pub mod sampler;
 pub mod schedule;
+pub mod store;
 pub mod validate;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,9 +70,10 @@ pub use log::LogRow;
 use crate::dataset::{self, Dataset, Split};
 use crate::modality::Subset;
 use crate::model::{self, A2fseg};
-use crate::preprocess::{Cache, PreprocessSettings, PreprocessedCase};
-use loader::{Batch, BatchSpec, Loader};
+use crate::preprocess::{Cache, PreprocessedCase};
+use loader::{Batch, BatchSpec, CaseSource, Loader};
 use sampler::TrainCase;
+use store::LazyCases;
 
 /// How progress is reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -160,6 +166,12 @@ fn install_ctrl_c() {
     });
 }
 
+/// Whether Ctrl-C (SIGINT) was received during the last [`train`] call of this process
+/// (with [`TrainOptions::handle_ctrl_c`]).
+pub fn ctrl_c_received() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
 /// Paths inside a run directory.
 struct RunDir {
     root: PathBuf,
@@ -210,6 +222,12 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     }
     std::fs::create_dir_all(&run.root)
         .with_context(|| format!("cannot create folder {}", run.root.display()))?;
+    // From here on Ctrl-C stops cleanly (also while cases are being prepared): the flag is
+    // checked before every step, and a stop saves `latest` first.
+    STOP.store(false, Ordering::SeqCst);
+    if opts.handle_ctrl_c {
+        install_ctrl_c();
+    }
 
     let text = opts.log_format == LogFormat::Text && !opts.quiet;
     let json = opts.log_format == LogFormat::Json;
@@ -239,22 +257,56 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         val_ids.truncate(cfg.validation_cases);
     }
     let all_ids: Vec<&String> = split.train.iter().chain(&val_ids).collect();
+    // Every case is read and checked before the first step. With more training cases than
+    // `max_cases_in_memory`, only their modalities are kept: the loader reads them again
+    // from the cache when needed (see `store`).
+    let lazy = cfg.max_cases_in_memory > 0 && split.train.len() > cfg.max_cases_in_memory;
     let bar = progress_bar(all_ids.len(), !text, "preparing cases");
-    let prepared: Vec<Result<TrainCase>> = all_ids
+    let prepared: Vec<Result<(Subset, Option<PreprocessedCase>)>> = all_ids
         .par_iter()
         .map(|id| {
-            let r = prepare_case(&dataset, &cache, id, cfg.patch_size);
+            let r = prepare_case(&dataset, &cache, id, cfg)
+                .map(|pre| (pre.available(), (!lazy).then_some(pre)));
             bar.inc(1);
             r
         })
         .collect();
     bar.finish_and_clear();
+    let mut available = Vec::with_capacity(prepared.len());
     let mut cases = Vec::with_capacity(prepared.len());
     for r in prepared {
-        cases.push(r?);
+        let (a, pre) = r?;
+        available.push(a);
+        cases.extend(pre);
     }
-    let val_cases = cases.split_off(split.train.len());
-    let train_cases = Arc::new(cases);
+    let n_train = split.train.len();
+    let (train_cases, val_cases): (Arc<dyn CaseSource>, ValCases) = if lazy {
+        let lazy_cases = |ids: &[String], available: &[Subset], capacity: usize| {
+            LazyCases::new(
+                dataset.clone(),
+                cache.clone(),
+                cfg.preprocess,
+                ids.to_vec(),
+                available.to_vec(),
+                capacity,
+            )
+        };
+        (
+            Arc::new(lazy_cases(
+                &split.train,
+                &available[..n_train],
+                cfg.max_cases_in_memory,
+            )),
+            ValCases::Lazy(lazy_cases(&val_ids, &available[n_train..], 1)),
+        )
+    } else {
+        let val = cases.split_off(n_train);
+        let train = cases
+            .into_iter()
+            .map(store::train_case)
+            .collect::<Result<Vec<TrainCase>>>()?;
+        (Arc::new(train), ValCases::Memory(val))
+    };
 
     // ---- Run directory, model and optimiser. ----
     let base_device = model::device_from_name(&opts.device)?;
@@ -299,6 +351,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
                 "run_dir": run.root,
                 "train_cases": train_cases.len(),
                 "validation_cases": val_cases.len(),
+                "cases_read_on_demand": lazy,
                 "parameters": model.num_params(),
                 "epochs": cfg.epochs,
                 "resume_epoch": state.next_epoch,
@@ -323,12 +376,15 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
                 String::new()
             }
         );
+        if lazy {
+            eprintln!(
+                "cases are read from the cache {} as needed ({} kept in memory)",
+                cache_dir.display(),
+                cfg.max_cases_in_memory
+            );
+        }
     }
 
-    STOP.store(false, Ordering::SeqCst);
-    if opts.handle_ctrl_c {
-        install_ctrl_c();
-    }
     let mut session_steps = 0u64;
     let stop_now = |session_steps: u64| {
         STOP.load(Ordering::SeqCst) || opts.stop_after_steps.is_some_and(|n| session_steps >= n)
@@ -354,6 +410,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         );
         let mut interrupted = false;
         for batch in batches {
+            let batch = batch?;
+            if stop_now(session_steps) {
+                interrupted = true;
+                break;
+            }
             let (m, parts) = step(model, &mut optim, &batch, cfg, lr, &device)?;
             model = m;
             let p = &mut state.partial;
@@ -384,11 +445,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
             && cfg.validate_every > 0
             && ((epoch + 1) % cfg.validate_every == 0 || epoch + 1 == cfg.epochs);
         let dice = if validate_now {
-            let inference = model.valid();
             Some(validate::validate(
-                &inference,
-                &val_cases,
-                cfg.patch_size,
+                model.valid(),
+                val_cases.len(),
+                |i| val_cases.get(i),
                 &base_device,
             )?)
         } else {
@@ -551,8 +611,9 @@ fn prepare_case(
     dataset: &Dataset,
     cache: &Cache,
     id: &str,
-    patch: [usize; 3],
-) -> Result<TrainCase> {
+    cfg: &TrainConfig,
+) -> Result<PreprocessedCase> {
+    let patch = cfg.patch_size;
     let files = dataset
         .case(id)
         .with_context(|| format!("case {id} is not in {}", dataset.root.display()))?;
@@ -560,15 +621,11 @@ fn prepare_case(
         files.has_seg(),
         "case {id} has no segmentation, so it cannot be used for training or validation"
     );
-    let missing = Subset::FULL.bits() & !files.available().bits();
     ensure!(
-        missing == 0,
-        "case {id} lacks {}: training needs all four modalities (missing ones are simulated \
-         by modality dropout)",
-        Subset::from_bits(missing).describe()
+        !files.available().is_empty(),
+        "case {id} has no image to train on"
     );
-    let pre: PreprocessedCase =
-        cache.get_or_compute(dataset, files, &PreprocessSettings::default())?;
+    let pre: PreprocessedCase = cache.get_or_compute(dataset, files, &cfg.preprocess)?;
     let dims = pre.geometry.dims;
     for a in 0..3 {
         ensure!(
@@ -584,14 +641,34 @@ fn prepare_case(
             ["x", "y", "z"][a]
         );
     }
-    let classes = pre
-        .classes
-        .with_context(|| format!("case {id} has no segmentation"))?;
-    let [t1, t1c, t2, flair] = pre.images;
-    let (Some(t1), Some(t1c), Some(t2), Some(flair)) = (t1, t1c, t2, flair) else {
-        bail!("case {id} lacks a modality after preprocessing");
-    };
-    TrainCase::new(id.to_string(), [t1, t1c, t2, flair], classes)
+    ensure!(pre.classes.is_some(), "case {id} has no segmentation");
+    Ok(pre)
+}
+
+/// The validation cases: in memory, or read one at a time from the cache.
+enum ValCases {
+    Memory(Vec<PreprocessedCase>),
+    Lazy(LazyCases),
+}
+
+impl ValCases {
+    fn len(&self) -> usize {
+        match self {
+            ValCases::Memory(v) => v.len(),
+            ValCases::Lazy(l) => l.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, index: usize) -> Result<Cow<'_, PreprocessedCase>> {
+        match self {
+            ValCases::Memory(v) => Ok(Cow::Borrowed(&v[index])),
+            ValCases::Lazy(l) => Ok(Cow::Owned(l.preprocessed(index)?)),
+        }
+    }
 }
 
 fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {

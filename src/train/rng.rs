@@ -21,6 +21,12 @@ pub const INTENSITY: u64 = 3;
 pub const SPLIT: u64 = 4;
 /// Stream tag: weight initialisation.
 pub const INIT: u64 = 5;
+/// Stream tag: the replacement subset when the sampled one shares no modality with the
+/// batch's cases, keyed by `(epoch, iteration)`.
+pub const AVAILABLE: u64 = 6;
+/// Stream tag: redrawing the case of a batch item whose modalities the batch's earlier
+/// cases do not share, keyed by `(epoch, iteration, item)`.
+pub const COMPATIBLE: u64 = 7;
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer.
 fn mix(mut z: u64) -> u64 {

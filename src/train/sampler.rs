@@ -15,14 +15,14 @@ use super::augment::{self, Mat3};
 use crate::modality::{Modality, Subset};
 use crate::volume::Grid;
 
-/// One preprocessed training case held in memory: four modalities and the class map
-/// (TumourClass indices), all of the same dims `[x, y, z]`.
+/// One preprocessed training case held in memory: the modalities it has (at least one)
+/// and the class map (TumourClass indices), all of the same dims `[x, y, z]`.
 #[derive(Debug, Clone)]
 pub struct TrainCase {
     /// Case id.
     pub id: String,
-    /// T1, T1c, T2, FLAIR.
-    pub images: [Grid<f32>; 4],
+    /// T1, T1c, T2, FLAIR; `None` where the case lacks the modality.
+    pub images: [Option<Grid<f32>>; 4],
     /// Class map (0 background, 1 NCR, 2 ED, 3 ET).
     pub classes: Grid<u8>,
     /// Linear indices of the tumour voxels (class > 0), for foreground oversampling.
@@ -30,10 +30,26 @@ pub struct TrainCase {
 }
 
 impl TrainCase {
-    /// Builds a case, checking that the images and the class map share one shape.
+    /// Builds a case with all four modalities, checking that the images and the class map
+    /// share one shape.
     pub fn new(id: String, images: [Grid<f32>; 4], classes: Grid<u8>) -> Result<TrainCase> {
+        Self::with_modalities(id, images.map(Some), classes)
+    }
+
+    /// Builds a case from the modalities it has (at least one), checking that the images
+    /// and the class map share one shape.
+    pub fn with_modalities(
+        id: String,
+        images: [Option<Grid<f32>>; 4],
+        classes: Grid<u8>,
+    ) -> Result<TrainCase> {
         let dims = classes.dims();
+        ensure!(
+            images.iter().any(Option::is_some),
+            "case {id} has no image to train on"
+        );
         for (m, img) in Modality::ALL.iter().zip(&images) {
+            let Some(img) = img else { continue };
             ensure!(
                 img.dims() == dims,
                 "case {id}: {m} has shape {:?} but the segmentation has shape {dims:?}",
@@ -64,6 +80,23 @@ impl TrainCase {
     /// `[nx, ny, nz]`.
     pub fn dims(&self) -> [usize; 3] {
         self.classes.dims()
+    }
+
+    /// The modalities the case has.
+    pub fn available(&self) -> Subset {
+        Subset::from_modalities(
+            Modality::ALL
+                .into_iter()
+                .filter(|m| self.images[m.index()].is_some()),
+        )
+    }
+
+    /// The image of `m`; `subset` planning guarantees it exists (see
+    /// `super::loader::make_batch`).
+    fn image(&self, m: Modality) -> &Grid<f32> {
+        self.images[m.index()]
+            .as_ref()
+            .expect("a training subset only holds modalities its cases have")
     }
 }
 
@@ -136,7 +169,8 @@ pub struct Patch {
 }
 
 /// Cuts a patch of size `patch` at `plan` from `case`, transformed by `transform` (see
-/// [`augment::sample_spatial`]) about the patch centre, for the modalities in `subset`.
+/// [`augment::sample_spatial`]) about the patch centre, for the modalities in `subset`
+/// (which must be among the case's, [`TrainCase::available`]).
 /// Pure mirroring copies voxels; any other transform interpolates images trilinearly and
 /// labels by nearest neighbour. Outside the case: 0 and background.
 pub fn extract_patch(
@@ -178,7 +212,7 @@ pub fn extract_patch(
                     let (o, s) = (out_row + ox, src_row + sx);
                     classes[o] = case.classes.data()[s];
                     for (m, img) in images.iter_mut() {
-                        img[o] = case.images[m.index()].data()[s];
+                        img[o] = case.image(*m).data()[s];
                     }
                 }
             }
@@ -208,7 +242,7 @@ pub fn extract_patch(
                 }
                 let t: [f64; 3] = std::array::from_fn(|a| s[a] - f[a] as f64);
                 for (m, img) in images.iter_mut() {
-                    let grid = &case.images[m.index()];
+                    let grid = case.image(*m);
                     let mut acc = 0.0f64;
                     for corner in 0..8usize {
                         let mut w = 1.0;

@@ -1,162 +1,62 @@
-//! Validation during training: full-modality Dice of WT, TC and ET on the validation
-//! cases, predicted by a simple sliding window over the cropped case (windows of the
-//! training patch size, half-patch steps, plain averaging of probabilities; cases smaller
-//! than a patch are zero-padded). The full predictor with Gaussian weighting and mirroring
-//! is `crate::infer`'s; this one only has to rank checkpoints.
+//! Validation during training: the Dice of WT, TC and ET of each validation case predicted
+//! from all its modalities (all four unless the case lacks some) by the inference predictor
+//! ([`crate::infer::Predictor`]: Gaussian-weighted sliding window with the training patch,
+//! step 0.5, no mirroring), averaged over the cases. The Dice is [`crate::metrics::dice`]
+//! on the region masks, so a checkpoint's validation Dice is what `a2fseg evaluate` reports
+//! for subset `1111` (default step and mirroring) on the same cases, up to float noise.
+//!
+//! The score is computed inside the crop box of each case; it equals the full-grid score
+//! because predictions are background outside that box and the reference lies inside the
+//! brain.
 
-use anyhow::Result;
-use burn::tensor::{Device, Tensor, TensorData};
+use std::borrow::Cow;
 
-use super::sampler::TrainCase;
-use crate::labels::{Region, TumourClass};
-use crate::model::{self, A2fseg};
+use anyhow::{Context, Result};
+use burn::tensor::Device;
 
-/// Window start positions along one axis of length `len` for windows of `size` with a
-/// step of half a window; the last window ends at `max(len, size)`.
-pub fn window_starts(len: usize, size: usize) -> Vec<usize> {
-    let span = len.max(size) - size;
-    if span == 0 {
-        return vec![0];
-    }
-    let step = (size / 2).max(1);
-    let n = span.div_ceil(step) + 1;
-    (0..n)
-        .map(|i| ((i as f64 * span as f64 / (n - 1) as f64).round()) as usize)
-        .collect()
+use crate::infer::{Predictor, Tta};
+use crate::labels::Region;
+use crate::metrics::{dice, region_mask};
+use crate::model::A2fseg;
+use crate::preprocess::PreprocessedCase;
+use crate::volume::Grid;
+
+/// Sliding-window step of validation (as `evaluate`'s default).
+pub const STEP: f64 = 0.5;
+
+/// Dice of WT, TC, ET between two class maps of one grid (TumourClass indices); a region
+/// empty in both scores 1.
+pub fn region_dice(pred: &Grid<u8>, truth: &Grid<u8>) -> [f64; 3] {
+    Region::ALL.map(|r| dice(&region_mask(pred, r), &region_mask(truth, r)))
 }
 
-/// The class map (TumourClass indices, dims of the case) the model predicts for `case`
-/// from all four modalities. `model` should be a non-autodiff copy (`model.valid()`).
-pub fn predict_case(
-    model: &A2fseg,
-    case: &TrainCase,
-    patch: [usize; 3],
-    device: &Device,
-) -> Result<Vec<u8>> {
-    let cfg = model.config().clone();
-    let dims = case.dims();
-    let k = cfg.targets.channels();
-    let n = dims.iter().product::<usize>();
-    let mut acc = vec![0f32; k * n];
-    let mut count = vec![0u32; n];
-    let starts: Vec<Vec<usize>> = (0..3).map(|a| window_starts(dims[a], patch[a])).collect();
-    let pn = patch.iter().product::<usize>();
-    for &z0 in &starts[2] {
-        for &y0 in &starts[1] {
-            for &x0 in &starts[0] {
-                let inputs: Vec<_> = crate::modality::Modality::ALL
-                    .iter()
-                    .map(|&m| {
-                        let grid = &case.images[m.index()];
-                        let mut buf = vec![0f32; pn];
-                        for_each_voxel(dims, patch, [x0, y0, z0], |o, s| buf[o] = grid.data()[s]);
-                        let t = Tensor::<5>::from_data(
-                            TensorData::new(buf, [1, 1, patch[2], patch[1], patch[0]]),
-                            device,
-                        );
-                        (m, t)
-                    })
-                    .collect();
-                let out = model.forward(&inputs)?;
-                let probs = model::probabilities(&cfg, out.fused);
-                let p: Vec<f32> = probs
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                for_each_voxel(dims, patch, [x0, y0, z0], |o, s| {
-                    for c in 0..k {
-                        acc[c * n + s] += p[c * pn + o];
-                    }
-                    count[s] += 1;
-                });
-            }
-        }
-    }
-    for c in 0..k {
-        for (v, &cnt) in acc[c * n..(c + 1) * n].iter_mut().zip(&count) {
-            *v /= cnt.max(1) as f32;
-        }
-    }
-    let probs = Tensor::<5>::from_data(
-        TensorData::new(acc, [1, k, dims[2], dims[1], dims[0]]),
-        device,
-    );
-    Ok(model::decode_classes(&cfg, probs))
-}
-
-/// Calls `f(window_index, case_index)` for every voxel of the window at `start` that lies
-/// inside the case.
-fn for_each_voxel(
-    dims: [usize; 3],
-    patch: [usize; 3],
-    start: [usize; 3],
-    mut f: impl FnMut(usize, usize),
-) {
-    for oz in 0..patch[2] {
-        let z = start[2] + oz;
-        if z >= dims[2] {
-            break;
-        }
-        for oy in 0..patch[1] {
-            let y = start[1] + oy;
-            if y >= dims[1] {
-                break;
-            }
-            for ox in 0..patch[0] {
-                let x = start[0] + ox;
-                if x >= dims[0] {
-                    break;
-                }
-                f(
-                    ox + patch[0] * (oy + patch[1] * oz),
-                    x + dims[0] * (y + dims[1] * z),
-                );
-            }
-        }
-    }
-}
-
-/// Dice of WT, TC, ET between two class maps; a region empty in both scores 1.
-pub fn region_dice(pred: &[u8], truth: &[u8]) -> [f64; 3] {
-    let mut inter = [0usize; 3];
-    let mut sum = [0usize; 3];
-    for (&p, &t) in pred.iter().zip(truth) {
-        let (p, t) = (class(p).regions(), class(t).regions());
-        for r in 0..3 {
-            inter[r] += (p[r] && t[r]) as usize;
-            sum[r] += p[r] as usize + t[r] as usize;
-        }
-    }
-    std::array::from_fn(|r| {
-        if sum[r] == 0 {
-            1.0
-        } else {
-            2.0 * inter[r] as f64 / sum[r] as f64
-        }
-    })
-}
-
-fn class(v: u8) -> TumourClass {
-    TumourClass::from_index(v as usize).unwrap_or(TumourClass::Background)
-}
-
-/// Mean full-modality Dice `[WT, TC, ET]` over `cases`.
-pub fn validate(
-    model: &A2fseg,
-    cases: &[TrainCase],
-    patch: [usize; 3],
+/// Mean Dice `[WT, TC, ET]` over the `count` cases `case(0..count)` (each with its
+/// segmentation) of `model` (a non-autodiff copy, `model.valid()`) predicting from every
+/// modality each case has. Cases are asked for one at a time.
+pub fn validate<'a>(
+    model: A2fseg,
+    count: usize,
+    case: impl Fn(usize) -> Result<Cow<'a, PreprocessedCase>>,
     device: &Device,
 ) -> Result<[f64; 3]> {
+    let config = model.config().clone();
+    let predictor = Predictor::new(model, config, device.clone(), STEP, Tta::OFF)?;
     let mut total = [0f64; 3];
-    for case in cases {
-        let pred = predict_case(model, case, patch, device)?;
-        let d = region_dice(&pred, case.classes.data());
-        for r in Region::ALL {
-            total[r.index()] += d[r.index()];
+    for i in 0..count {
+        let case = case(i)?;
+        let truth = case
+            .classes
+            .as_ref()
+            .with_context(|| format!("validation case {} has no segmentation", case.id))?;
+        let pred = predictor
+            .predict_case(&case, case.available())
+            .with_context(|| format!("cannot validate on case {}", case.id))?;
+        let d = region_dice(&case.crop.crop(&pred.classes), truth);
+        for r in 0..3 {
+            total[r] += d[r];
         }
     }
-    let n = cases.len().max(1) as f64;
+    let n = count.max(1) as f64;
     Ok(total.map(|t| t / n))
 }
 
@@ -164,27 +64,18 @@ pub fn validate(
 mod tests {
     use super::*;
 
-    #[test]
-    fn windows_cover_the_axis_with_half_overlap() {
-        assert_eq!(window_starts(10, 16), vec![0]);
-        assert_eq!(window_starts(16, 16), vec![0]);
-        assert_eq!(window_starts(24, 16), vec![0, 8]);
-        assert_eq!(window_starts(25, 16), vec![0, 5, 9]);
-        for len in 16..80 {
-            let s = window_starts(len, 16);
-            assert_eq!(*s.last().unwrap(), len - 16);
-            assert!(s.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 8));
-        }
+    fn grid(v: &[u8]) -> Grid<u8> {
+        Grid::from_vec([v.len(), 1, 1], v.to_vec()).unwrap()
     }
 
     #[test]
     fn dice_of_regions() {
         // truth: NCR, ED, ET, bg; pred: ET, ED, ET, bg.
-        let d = region_dice(&[3, 2, 3, 0], &[1, 2, 3, 0]);
+        let d = region_dice(&grid(&[3, 2, 3, 0]), &grid(&[1, 2, 3, 0]));
         assert_eq!(d[0], 1.0); // WT identical
         assert_eq!(d[1], 1.0); // TC = {0, 2} in both
         assert!((d[2] - 2.0 / 3.0).abs() < 1e-12); // ET {0,2} vs {2}
-        assert_eq!(region_dice(&[0, 0], &[0, 0]), [1.0; 3]);
-        assert_eq!(region_dice(&[0, 2], &[0, 0])[0], 0.0);
+        assert_eq!(region_dice(&grid(&[0, 0]), &grid(&[0, 0])), [1.0; 3]);
+        assert_eq!(region_dice(&grid(&[0, 2]), &grid(&[0, 0]))[0], 0.0);
     }
 }
