@@ -26,6 +26,16 @@ base_features = 4
 max_features = 8
 "#;
 
+/// The trainings of this file run one at a time, as `a2fseg train` runs one per process:
+/// two trainings in one process share Burn's CPU thread pool, and then two runs with the same
+/// seed have been seen to differ in the last bits of a logged number (cause not identified).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`ONE_AT_A_TIME`] (also after another test panicked while holding it).
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn phantoms(dir: &Path, n: usize) {
     common::synthetic_brats(dir, n, [24, 24, 24]);
 }
@@ -65,6 +75,7 @@ fn numbers(rows: &[LogRow]) -> Vec<LogRow> {
 
 #[test]
 fn loss_goes_down_and_the_run_dir_is_complete() {
+    let _one = one_at_a_time();
     let tmp = common::tempdir();
     let data = tmp.path().join("data");
     phantoms(&data, 4);
@@ -141,6 +152,7 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
 
 #[test]
 fn same_seed_same_numbers_and_resume_equals_uninterrupted() {
+    let _one = one_at_a_time();
     let tmp = common::tempdir();
     let data = tmp.path().join("data");
     phantoms(&data, 4);
@@ -208,6 +220,7 @@ fn same_seed_same_numbers_and_resume_equals_uninterrupted() {
 /// test fails when nothing is learnt (loss and Dice stay flat).
 #[test]
 fn small_preset_learns_the_phantoms() {
+    let _one = one_at_a_time();
     let tmp = common::tempdir();
     let data = tmp.path().join("phantoms");
     a2fseg::phantom::write_dataset(&data, 6, [32, 32, 32], 11, true).unwrap();
@@ -259,6 +272,7 @@ fn small_preset_learns_the_phantoms() {
 /// Cases that lack modalities train (on the modalities they have) and validate.
 #[test]
 fn cases_with_missing_modalities_train() {
+    let _one = one_at_a_time();
     let tmp = common::tempdir();
     let data = tmp.path().join("data");
     phantoms(&data, 4);
@@ -297,6 +311,7 @@ fn cases_with_missing_modalities_train() {
 /// that holds every case in memory.
 #[test]
 fn cases_read_on_demand_give_the_same_run() {
+    let _one = one_at_a_time();
     let tmp = common::tempdir();
     let data = tmp.path().join("data");
     phantoms(&data, 4);

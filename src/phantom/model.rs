@@ -382,7 +382,7 @@ impl Tumour {
             };
         let necrosis_radius = match grade {
             Grade::High => {
-                let rim = uniform(rng, 2.5, 7.0).min(core_radius * 0.6);
+                let rim = uniform(rng, 3.0, 8.0).min(core_radius * 0.6);
                 let r = core_radius - rim;
                 if r < 3.0 || rng.random::<f64>() < 0.12 {
                     0.0
