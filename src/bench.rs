@@ -169,6 +169,9 @@ pub struct Measurement {
     pub gflops: Option<f64>,
     /// Peak resident memory during the measurement (MB = 2^20 bytes).
     pub peak_rss_mb: Option<f64>,
+    /// The machine's 1-minute load average after the measurement (`/proc/loadavg`): on a
+    /// shared machine, how much else was running.
+    pub load_avg: Option<f64>,
 }
 
 /// Runs the selected measurements, prints each as a JSON line on stdout (and a progress
@@ -569,6 +572,7 @@ impl<'a> Bench<'a> {
             gflops: spec.flops.map(|fl| fl / median.max(1e-12) / 1e9),
             flops: spec.flops,
             peak_rss_mb: peak,
+            load_avg: load_average(),
         };
         if !self.opts.quiet {
             let gf = m
@@ -577,6 +581,10 @@ impl<'a> Bench<'a> {
             let rss = m
                 .peak_rss_mb
                 .map_or(String::new(), |r| format!(", peak RSS {r:.0} MB"));
+            let rss = match m.load_avg {
+                Some(l) => format!("{rss}, load {l:.1}"),
+                None => rss,
+            };
             eprintln!(
                 "bench: {label}: median {:.3} s, min {:.3} s{gf}{rss}",
                 m.median_s, m.min_s
@@ -826,6 +834,12 @@ pub fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
+}
+
+/// The 1-minute load average of the machine (`/proc/loadavg`, Linux).
+pub fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// Parses `X,Y,Z` (or `XxYxZ`) into a size.

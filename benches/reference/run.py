@@ -2,11 +2,11 @@
 """Runs `a2fseg bench` and the same measurements in PyTorch, checks that both give the same
 outputs, and prints a Markdown table of the ratios (PyTorch time / a2fseg time).
 
-Usage (from the repository root; Debian's PyTorch lives in the system Python):
+Usage (from the repository root):
 
     cargo build --release
-    /usr/bin/python3 benches/reference/run.py --threads 2 --workdir /tmp/a2fseg-bench \\
-        -- --preset paper --only conv_block,msfe_forward,forward --repeats 3
+    /opt/a2fseg-torch/bin/python benches/reference/run.py --threads 2 \
+        --workdir /tmp/a2fseg-bench -- --preset paper --only conv_block,msfe_forward,forward
 
 Everything after `--` goes to `a2fseg bench` unchanged. The steps:
 
@@ -25,12 +25,16 @@ Everything after `--` goes to `a2fseg bench` unchanged. The steps:
    `WORKDIR/pytorch.jsonl`.
 4. The table (also `WORKDIR/table.md`); ratios > 1 mean a2fseg is faster.
 
-`--reuse` skips step 1 (reuses WORKDIR's a2fseg output, e.g. to rerun only PyTorch).
+`--reuse` skips step 1 (reuses WORKDIR's a2fseg output, e.g. to rerun only PyTorch);
+`--only ID,..` reruns only those PyTorch measurements (keeping the others' earlier results),
+and `--repeats` / `--warmup` override a2fseg's counts for PyTorch (each JSON line records its
+own).
 
-Installing PyTorch for CPU: `apt-get install python3-torch python3-numpy` (Debian 12 has
-PyTorch 1.13.1, CPU only, oneDNN convolutions); PyPI's default `torch` wheel also works but
-pulls the CUDA packages (several GB). No other package is needed (safetensors files are
-read with numpy).
+Installing PyTorch for CPU: `python3 -m venv /opt/a2fseg-torch && /opt/a2fseg-torch/bin/pip
+install torch numpy` (PyPI's default wheel pulls the CUDA packages, about 7 GB installed, but
+runs on a CPU; BENCHMARKS.md used torch 2.9.1), or Debian's `apt-get install python3-torch
+python3-numpy` (PyTorch 1.13.1, smaller, slower convolutions; run this script with
+/usr/bin/python3). No other package is needed (safetensors files are read with numpy).
 
 Inference runs under `torch.no_grad()`; the training step is forward + the crate's loss
 (Eq. 5, same formula) + backward + Adam (lr 0.01, eps 1e-8), as `a2fseg bench` does.
@@ -259,6 +263,7 @@ class Runner:
         out["min_s"] = min(times)
         out["gflops"] = rec["flops"] / out["median_s"] / 1e9 if rec.get("flops") else None
         out["peak_rss_mb"] = peak_rss_mb() if reset_ok else None
+        out["load_avg"] = os.getloadavg()[0]
         return out
 
 
@@ -273,8 +278,8 @@ def table(ours, theirs):
     rows = [
         "| measurement | preset | shape (x,y,z) | modalities | a2fseg median s (min) | "
         "PyTorch median s (min) | ratio PyTorch / a2fseg | a2fseg GFLOP/s | PyTorch GFLOP/s | "
-        "a2fseg peak MB | PyTorch peak MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "a2fseg peak MB | PyTorch peak MB | load (a2fseg / PyTorch) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_id = {r["id"]: r for r in theirs}
     for a in ours:
@@ -290,11 +295,15 @@ def table(ours, theirs):
         def mb(r):
             return f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") else "–"
 
+        def load(r):
+            return f"{r['load_avg']:.1f}" if r.get("load_avg") is not None else "–"
+
         rows.append(
             f"| {a['id']} | {a['preset']} | {shape} | {mods} | "
             f"{fmt_s(a['median_s'])} ({fmt_s(a['min_s'])}) | "
             f"{fmt_s(p['median_s'])} ({fmt_s(p['min_s'])}) | "
-            f"**{p['median_s'] / a['median_s']:.2f}×** | {gf(a)} | {gf(p)} | {mb(a)} | {mb(p)} |"
+            f"**{p['median_s'] / a['median_s']:.2f}×** | {gf(a)} | {gf(p)} | {mb(a)} | {mb(p)} | "
+            f"{load(a)} / {load(p)} |"
         )
     ours_by_id = {r["id"]: r for r in ours}
     if "evaluate_shared" in ours_by_id and "evaluate_separate" in by_id:
@@ -304,7 +313,7 @@ def table(ours, theirs):
             f"{'×'.join(str(s) for s in a['shape'])} | 15 subsets | "
             f"{fmt_s(a['median_s'])} ({fmt_s(a['min_s'])}) | "
             f"{fmt_s(p['median_s'])} ({fmt_s(p['min_s'])}) | "
-            f"**{p['median_s'] / a['median_s']:.2f}×** | – | – | – | – |"
+            f"**{p['median_s'] / a['median_s']:.2f}×** | – | – | – | – | – |"
         )
     return "\n".join(rows) + "\n"
 
@@ -333,6 +342,14 @@ def main():
     )
     ap.add_argument("--reuse", action="store_true", help="reuse WORKDIR's a2fseg results")
     ap.add_argument("--skip-check", action="store_true", help="do not compare outputs")
+    ap.add_argument(
+        "--only",
+        default="",
+        help="PyTorch: run only these ids (comma-separated); with --reuse, the other ids "
+        "keep their earlier PyTorch results",
+    )
+    ap.add_argument("--repeats", type=int, help="PyTorch: timed runs (default: a2fseg's)")
+    ap.add_argument("--warmup", type=int, help="PyTorch: warm-up runs (default: a2fseg's)")
     ap.add_argument("bench_args", nargs="*", help="arguments for `a2fseg bench` (after --)")
     args = ap.parse_args()
 
@@ -359,16 +376,30 @@ def main():
                 check_case(export, case_preset)
 
     runner = Runner(export)
+    only = [x for x in args.only.split(",") if x]
+    theirs_path = os.path.join(args.workdir, "pytorch.jsonl")
+    earlier = {}
+    if args.reuse and only and os.path.exists(theirs_path):
+        earlier = {r["id"]: r for r in read_jsonl(theirs_path)}
     theirs = []
     for rec in ours:
+        if only and rec["id"] not in only:
+            if rec["id"] in earlier:
+                theirs.append(earlier[rec["id"]])
+            continue
         log(f"pytorch: {rec['id']} ({rec['preset']}, {rec['shape']}) …")
+        rec = dict(rec)
+        if args.repeats is not None:
+            rec["repeats"] = args.repeats
+        if args.warmup is not None:
+            rec["warmup"] = args.warmup
         r = runner.measure(rec)
         log(
             f"pytorch: {rec['id']}: median {r['median_s']:.3f} s (a2fseg {rec['median_s']:.3f} s), "
             f"ratio {r['median_s'] / rec['median_s']:.2f}"
         )
         theirs.append(r)
-        write_jsonl(os.path.join(args.workdir, "pytorch.jsonl"), theirs)
+        write_jsonl(theirs_path, theirs)
     md = table(ours, theirs)
     with open(os.path.join(args.workdir, "table.md"), "w") as f:
         f.write(md)
