@@ -36,6 +36,9 @@ runs on a CPU; BENCHMARKS.md used torch 2.9.1), or Debian's `apt-get install pyt
 python3-numpy` (PyTorch 1.13.1, smaller, slower convolutions; run this script with
 /usr/bin/python3). No other package is needed (safetensors files are read with numpy).
 
+On a machine shared with other jobs, set `OMP_WAIT_POLICY=PASSIVE` for this script: PyTorch's
+OpenMP threads otherwise spin and lose several-fold on small convolutions (BENCHMARKS.md).
+
 Inference runs under `torch.no_grad()`; the training step is forward + the crate's loss
 (Eq. 5, same formula) + backward + Adam (lr 0.01, eps 1e-8), as `a2fseg bench` does.
 Peak RSS is measured as in the crate: reset with `echo 5 > /proc/self/clear_refs`, then
