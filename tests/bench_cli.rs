@@ -1,0 +1,135 @@
+//! `a2fseg bench --quick` end to end: every measurement prints one JSON line with the
+//! documented fields; `--out`, `--only` and `--export` do what they say. No timing checks.
+
+mod common;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> (String, String) {
+    let out = Command::new(common::bin())
+        .args(["--threads", "2", "bench", "--quick", "--preset", "small"])
+        .args(["--repeats", "1", "--warmup", "0"])
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn quick_run_prints_every_measurement() {
+    let dir = common::tempdir();
+    let out = dir.path().join("bench.jsonl");
+    let export = dir.path().join("export");
+    let (stdout, stderr) = bench(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--export",
+        export.to_str().unwrap(),
+    ]);
+    let rows = lines(&stdout);
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "conv_block",
+            "msfe_forward",
+            "forward_m1",
+            "forward_m2",
+            "forward_m3",
+            "forward_m4",
+            "train_step_small",
+            "predict",
+            "evaluate_shared",
+            "evaluate_separate"
+        ]
+    );
+    for r in &rows {
+        assert_eq!(r["implementation"], "a2fseg");
+        assert_eq!(r["preset"], "small");
+        assert_eq!(r["shape"], serde_json::json!([16, 16, 16]));
+        assert_eq!(r["threads"], 2);
+        assert_eq!(r["repeats"], 1);
+        assert_eq!(r["times_s"].as_array().unwrap().len(), 1);
+        let median = r["median_s"].as_f64().unwrap();
+        let min = r["min_s"].as_f64().unwrap();
+        assert!(median > 0.0 && min > 0.0 && min <= median, "{r}");
+        assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["flops"].as_f64().unwrap() > 0.0, "{r}");
+        if cfg!(target_os = "linux") {
+            assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0, "{r}");
+        }
+        let n = r["subset_size"].as_u64().unwrap() as usize;
+        assert_eq!(r["subset"].as_str().unwrap().matches('1').count(), n);
+    }
+    let fwd: Vec<u64> = rows[2..6]
+        .iter()
+        .map(|r| r["subset_size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(fwd, [1, 2, 3, 4]);
+    // More modalities, more FLOPs; the shared evaluation counts far fewer than 15 passes.
+    let flops = |i: usize| rows[i]["flops"].as_f64().unwrap();
+    assert!(flops(2) < flops(3) && flops(3) < flops(4) && flops(4) < flops(5));
+    assert!(flops(8) * 4.0 < flops(9));
+    for r in &rows[7..] {
+        assert_eq!(r["case_dims"], serde_json::json!([24, 24, 16]));
+        assert!(r["windows"].as_u64().unwrap() >= 1);
+    }
+    assert_eq!(rows[8]["subsets"], 15);
+    // One progress line per measurement (plus one when it starts).
+    assert_eq!(stderr.lines().filter(|l| l.contains("median")).count(), 10);
+    // --out holds the same lines.
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), stdout);
+    // The export for the PyTorch reference.
+    for f in [
+        "models/small/config.json",
+        "models/small/model.safetensors",
+        "check_small.safetensors",
+        "case.safetensors",
+    ] {
+        assert!(export.join(f).is_file(), "{f} missing");
+    }
+    let cfg = std::fs::read_to_string(export.join("models/small/config.json")).unwrap();
+    let cfg: Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!(cfg["patch_size"], serde_json::json!([16, 16, 16]));
+}
+
+#[test]
+fn only_selects_by_name_and_id() {
+    let (stdout, _) = bench(&["--only", "forward_m2,evaluate"]);
+    let rows = lines(&stdout);
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["forward_m2", "evaluate_shared", "evaluate_separate"]);
+}
+
+#[test]
+fn bad_options_are_errors() {
+    for args in [
+        vec!["--only", "nonsense"],
+        vec!["--repeats", "0"],
+        vec!["--shape", "20,16,16"],
+        vec!["--train-presets", "huge"],
+    ] {
+        let out = Command::new(common::bin())
+            .args(["bench", "--preset", "small"])
+            .args(&args)
+            .assert()
+            .failure()
+            .get_output()
+            .clone();
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+    }
+}
