@@ -144,10 +144,10 @@ fn naive_forward(c: &Case, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
     let yd = c.yd();
     let mut y = vec![0.0f32; yd.iter().product()];
     for b in 0..c.b {
-        for co in 0..c.co {
+        for (co, &bv) in bias.iter().enumerate().take(c.co) {
             let plane = yd[2] * yd[3] * yd[4];
             let start = (b * c.co + co) * plane;
-            y[start..start + plane].fill(bias[co]);
+            y[start..start + plane].fill(bv);
         }
     }
     let (xd, wd) = (c.xd(), c.wd());
@@ -171,9 +171,9 @@ fn naive_grads(c: &Case, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32
     });
     let plane = yd[2] * yd[3] * yd[4];
     for b in 0..c.b {
-        for co in 0..c.co {
+        for (co, d) in db.iter_mut().enumerate() {
             let start = (b * c.co + co) * plane;
-            db[co] += dy[start..start + plane].iter().sum::<f32>();
+            *d += dy[start..start + plane].iter().sum::<f32>();
         }
     }
     (dx, dw, db)
