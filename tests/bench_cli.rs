@@ -68,7 +68,9 @@ fn quick_run_prints_every_measurement() {
         assert!(median > 0.0 && min > 0.0 && min <= median, "{r}");
         assert!(r["gflops"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["flops"].as_f64().unwrap() > 0.0, "{r}");
-        if cfg!(target_os = "linux") {
+        // Peak RSS needs the kernel's reset of it (`/proc/self/clear_refs`), which some
+        // sandboxes refuse; where this process can reset it, the bench must report it.
+        if std::fs::write("/proc/self/clear_refs", b"5").is_ok() {
             assert!(r["peak_rss_mb"].as_f64().unwrap() > 1.0, "{r}");
         }
         let n = r["subset_size"].as_u64().unwrap() as usize;
