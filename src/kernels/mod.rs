@@ -63,6 +63,14 @@ fn fast_path(x: &Tensor<5>, weight: &Tensor<5>, bias: Option<&Tensor<1>>) -> boo
         && bias.is_none_or(|b| b.dtype() == DType::F32)
 }
 
+/// The optional bias as the extension's argument type (Burn 0.22's `#[backend_extension]`
+/// cannot take an `Option` of a tensor).
+fn bias_arg(bias: Option<Tensor<1>>) -> backend::Bias<Dispatch> {
+    bias.map_or(backend::Bias::Absent, |b| {
+        backend::Bias::Present(b.into_dispatch())
+    })
+}
+
 /// 3D convolution, dilation 1, one group: `x` `[B, Ci, D, H, W]`, `weight`
 /// `[Co, Ci, kd, kh, kw]`, `bias` `[Co]` → `[B, Co, (D + 2p - kd) / s + 1, ..]`.
 /// Stride and padding per axis `[d, h, w]`, symmetric padding.
@@ -77,9 +85,7 @@ pub fn conv3d(
         Tensor::from_dispatch(<Dispatch as FastConvBackend>::fast_conv3d(
             x.into_dispatch(),
             weight.into_dispatch(),
-            bias.map_or(backend::Bias::Absent, |b| {
-                backend::Bias::Present(b.into_dispatch())
-            }),
+            bias_arg(bias),
             stride,
             padding,
         ))
@@ -108,9 +114,7 @@ pub fn conv_transpose3d(
         Tensor::from_dispatch(<Dispatch as FastConvBackend>::fast_conv_transpose3d(
             x.into_dispatch(),
             weight.into_dispatch(),
-            bias.map_or(backend::Bias::Absent, |b| {
-                backend::Bias::Present(b.into_dispatch())
-            }),
+            bias_arg(bias),
             stride,
             padding,
             padding_out,
