@@ -1,6 +1,6 @@
-//! The kernels of [`super::cpu`] as a Burn backend extension: implemented for `Flex`
-//! (forward only) and for `Autodiff<Flex>` (forward plus a custom backward that calls the
-//! same kernels for the input, weight and bias gradients).
+//! The kernels of [`super::cpu`] and [`super::norm`] as Burn backend extensions: implemented
+//! for `Flex` (forward only) and for `Autodiff<Flex>` (forward plus a custom backward that
+//! calls the same kernels for the input, weight and bias gradients).
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -13,6 +13,7 @@ use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
 use burn::tensor::TensorData;
 
 use super::cpu::{self, Dims5};
+use super::norm::{self, NormStats};
 
 /// An optional bias `[Co]`. (`Option<FloatTensor>` inputs do not pass the extension macro of
 /// Burn 0.22.1: its generated dispatch does not unwrap them, so this enum stands in.)
@@ -401,5 +402,154 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
             true,
             |x, w, b| flex_conv_transpose3d(x, w, b, stride, padding, padding_out),
         )
+    }
+}
+
+/// Instance normalisation with affine, fused with the LeakyReLU that follows it.
+#[backend_extension(Flex, Autodiff)]
+pub trait FastNormBackend: Backend {
+    /// `x` `[B, C, D, H, W]`, `gamma` and `beta` `[C]` →
+    /// `leaky_relu(gamma · (x − mean) / sqrt(var + eps) + beta, slope)`, statistics per
+    /// `(b, c)` plane, same shape as `x`.
+    fn fast_instance_norm_leaky_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+        slope: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// `[B, C, N]` of a `[B, C, D, H, W]` tensor.
+fn planes(t: &FlexTensor) -> [usize; 3] {
+    let d = t.layout().shape().dims::<5>();
+    [d[0], d[1], d[2] * d[3] * d[4]]
+}
+
+/// `x` with a contiguous, uniquely owned buffer that holds exactly its values, so a kernel
+/// may overwrite it (no copy when `x` already is one: the usual case of a conv's output).
+fn into_unique_contiguous(x: FlexTensor) -> FlexTensor {
+    let n = x.layout().shape().num_elements();
+    let exact = x.layout().contiguous_offsets() == Some((0, n))
+        && x.bytes().len() == n * std::mem::size_of::<f32>();
+    if x.is_unique() && exact {
+        x
+    } else {
+        let (c, dims) = contiguous(&x);
+        tensor(slice(&c).to_vec(), dims.to_vec())
+    }
+}
+
+impl FastNormBackend for Flex {
+    fn fast_instance_norm_leaky_relu(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+        slope: f64,
+    ) -> FlexTensor {
+        let dims = planes(&x);
+        let mut y = into_unique_contiguous(x);
+        let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
+        norm::forward_in_place(
+            y.storage_mut::<f32>(),
+            dims,
+            slice(&gamma),
+            slice(&beta),
+            eps,
+            slope as f32,
+        );
+        y
+    }
+}
+
+/// What the norm's backward needs: the input, γ, β (checkpointed), the plane statistics,
+/// the dims `[B, C, N]` and the slope.
+type NormState = (NodeId, NodeId, NodeId, NormStats, [usize; 3], f32);
+
+/// Backward of [`FastNormBackend::fast_instance_norm_leaky_relu`].
+#[derive(Debug)]
+struct NormBackward;
+
+impl Backward<Flex, 3> for NormBackward {
+    type State = NormState;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_g, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (x_id, g_id, b_id, stats, dims, slope) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_id);
+        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(g_id);
+        let beta = checkpointer.retrieve_node_output::<FlexTensor>(b_id);
+        let (x, _) = contiguous(&x);
+        let (dy, _) = contiguous(&dy);
+        let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
+        let (dx, dg, db) = norm::backward(
+            slice(&x),
+            slice(&dy),
+            dims,
+            &stats,
+            slice(&gamma),
+            slice(&beta),
+            slope,
+            node_x.is_some(),
+        );
+        let channels = vec![dims[1]];
+        let x_dims = x.layout().shape().dims::<5>().to_vec();
+        let results = [
+            (node_x, dx.map(|v| tensor(v, x_dims))),
+            (node_g, Some(tensor(dg, channels.clone()))),
+            (node_b, Some(tensor(db, channels))),
+        ];
+        for (node, g) in results {
+            if let (Some(node), Some(g)) = (node, g) {
+                grads.register::<Flex>(node.id, g);
+            }
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FastNormBackend for Autodiff<Flex, C> {
+    fn fast_instance_norm_leaky_relu(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        let run = |x: &FlexTensor, g: &FlexTensor, b: &FlexTensor| {
+            let dims = planes(x);
+            let (x, _) = contiguous(x);
+            let (g, b) = (g.to_contiguous(), b.to_contiguous());
+            let (y, stats) =
+                norm::forward(slice(&x), dims, slice(&g), slice(&b), eps, slope as f32);
+            (
+                tensor(y, x.layout().shape().dims::<5>().to_vec()),
+                stats,
+                dims,
+            )
+        };
+        match NormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let g_state = prep.checkpoint(&gamma);
+                let b_state = prep.checkpoint(&beta);
+                let (y, stats, dims) = run(x.primitive(), gamma.primitive(), beta.primitive());
+                prep.finish((x_state, g_state, b_state, stats, dims, slope as f32), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                let (y, _, _) = run(x.primitive(), gamma.primitive(), beta.primitive());
+                prep.finish(y)
+            }
+        }
     }
 }

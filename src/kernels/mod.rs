@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod norm;
 #[cfg(test)]
 mod tests;
 pub mod timing;
@@ -28,7 +29,10 @@ use burn::nn::conv::{Conv3d, ConvTranspose3d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{DType, Tensor};
 
-use backend::FastConvBackend;
+use burn::nn::InstanceNorm;
+use burn::tensor::activation::leaky_relu;
+
+use backend::{FastConvBackend, FastNormBackend};
 
 /// Whether [`conv3d`] and [`conv_transpose3d`] may take the fast path (on by default).
 static FAST_KERNELS: AtomicBool = AtomicBool::new(true);
@@ -163,5 +167,33 @@ pub fn conv_transpose3d_module(up: &ConvTranspose3d, x: Tensor<5>) -> Tensor<5> 
         )
     } else {
         up.forward(x)
+    }
+}
+
+/// `leaky_relu(norm.forward(x), slope)` for `x` `[B, C, D, H, W]`: the instance norm and
+/// activation of a conv block. On a flex device with f32 tensors and an affine norm it runs
+/// the fused kernel of [`norm`] (one statistics pass and one output pass, and under autodiff
+/// a fused backward); elsewhere Burn's `InstanceNorm` and `leaky_relu`.
+pub fn instance_norm_leaky_relu(norm: &InstanceNorm, x: Tensor<5>, slope: f64) -> Tensor<5> {
+    let affine = norm.gamma.as_ref().zip(norm.beta.as_ref());
+    match affine {
+        Some((gamma, beta))
+            if fast_kernels_enabled()
+                && is_flex(x.device().as_dispatch())
+                && x.dtype() == DType::F32
+                && gamma.val().dtype() == DType::F32
+                && beta.val().dtype() == DType::F32 =>
+        {
+            Tensor::from_dispatch(
+                <Dispatch as FastNormBackend>::fast_instance_norm_leaky_relu(
+                    x.into_dispatch(),
+                    gamma.val().into_dispatch(),
+                    beta.val().into_dispatch(),
+                    norm.epsilon,
+                    slope,
+                ),
+            )
+        }
+        _ => leaky_relu(norm.forward(x), slope),
     }
 }

@@ -485,3 +485,131 @@ fn stacked_fast_convs_backpropagate_like_burn() {
     assert_close(&got.2, &want.2, "stacked w1.grad");
     assert_close(&got.3, &want.3, "stacked w2.grad");
 }
+
+/// `leaky_relu(InstanceNorm(x))` computed naively in f64: the reference for the fused norm.
+fn naive_norm(x: &[f32], dims: [usize; 3], g: &[f32], b: &[f32], eps: f64, slope: f64) -> Vec<f32> {
+    let [_, c, n] = dims;
+    let mut y = vec![0.0f32; x.len()];
+    for (p, (xs, ys)) in x.chunks(n).zip(y.chunks_mut(n)).enumerate() {
+        let mean = xs.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+        let var = xs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        for (o, &v) in ys.iter_mut().zip(xs) {
+            let z = g[p % c] as f64 * (v as f64 - mean) / (var + eps).sqrt() + b[p % c] as f64;
+            *o = if z < 0.0 { z * slope } else { z } as f32;
+        }
+    }
+    y
+}
+
+/// The fused norm's forward against naive f64 loops, including a constant plane (variance
+/// 0), a one-voxel plane and a large plane with a mean far from zero (where `E[x²] − E[x]²`
+/// in f32 would cancel).
+#[test]
+fn fused_norm_forward_matches_naive_loops() {
+    let mut cases: Vec<(Vec<f32>, [usize; 3])> = vec![
+        (values(2 * 3 * 105, 1), [2, 3, 105]),
+        (values(5, 2), [1, 5, 1]),
+        (vec![0.25; 2 * 40], [1, 2, 40]),
+    ];
+    let big: Vec<f32> = values(300_000, 3).iter().map(|v| 50.0 + v).collect();
+    cases.push((big, [1, 1, 300_000]));
+    for (i, (x, dims)) in cases.into_iter().enumerate() {
+        let g = values(dims[1], 10 + i as u64);
+        let b = values(dims[1], 20 + i as u64);
+        let (y, stats) = super::norm::forward(&x, dims, &g, &b, 1e-5, 0.01);
+        assert_eq!(stats.mean.len(), dims[0] * dims[1]);
+        assert_close(
+            &y,
+            &naive_norm(&x, dims, &g, &b, 1e-5, 0.01),
+            &format!("case {i}"),
+        );
+    }
+}
+
+/// Values and gradients (x, γ, β) of the fused norm against Burn's `InstanceNorm` followed
+/// by `leaky_relu`, through a random projection; also on a non-contiguous (permuted) input.
+#[test]
+fn fused_norm_extension_matches_burn_values_and_gradients() {
+    use burn::nn::InstanceNormConfig;
+    use burn::tensor::activation::leaky_relu;
+    let device = Device::flex().autodiff();
+    for (i, (d, permuted)) in [
+        ([2, 3, 5, 7, 3], false),
+        ([1, 4, 3, 3, 3], false),
+        ([2, 1, 1, 1, 2], false),
+        ([2, 3, 4, 5, 3], true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 100 + 10 * i as u64;
+        let x = values(d.iter().product(), seed);
+        let r = values(d.iter().product(), seed + 1);
+        let mut norm = InstanceNormConfig::new(d[1])
+            .with_affine(true)
+            .init(&device);
+        let g = Tensor::<1>::from_data(TensorData::new(values(d[1], seed + 2), [d[1]]), &device);
+        let b = Tensor::<1>::from_data(TensorData::new(values(d[1], seed + 3), [d[1]]), &device);
+        norm.gamma = Some(burn::module::Param::from_tensor(g));
+        norm.beta = Some(burn::module::Param::from_tensor(b));
+        let run = |fast: bool| {
+            // Permuted: the leaf is stored as [B, C, W, H, D] and the norm sees a
+            // non-contiguous [B, C, D, H, W] view of it.
+            let (xt, input) = if permuted {
+                let xt = tensor5(x.clone(), [d[0], d[1], d[4], d[3], d[2]], &device).require_grad();
+                (xt.clone(), xt.swap_dims(2, 4))
+            } else {
+                let xt = tensor5(x.clone(), d, &device).require_grad();
+                (xt.clone(), xt)
+            };
+            let y = if fast {
+                super::instance_norm_leaky_relu(&norm, input, 0.01)
+            } else {
+                leaky_relu(norm.forward(input), 0.01)
+            };
+            let grads = (y.clone() * tensor5(r.clone(), d, &device))
+                .sum()
+                .backward();
+            let gamma = norm.gamma.as_ref().unwrap().val();
+            let beta = norm.beta.as_ref().unwrap().val();
+            (
+                data(y),
+                data(xt.grad(&grads).unwrap()),
+                data1(gamma.grad(&grads).unwrap()),
+                data1(beta.grad(&grads).unwrap()),
+            )
+        };
+        let (got, want) = (run(true), run(false));
+        let what = format!("{d:?} permuted {permuted}");
+        assert_close(&got.0, &want.0, &format!("values {what}"));
+        assert_close(&got.1, &want.1, &format!("x.grad {what}"));
+        assert_close(&got.2, &want.2, &format!("gamma.grad {what}"));
+        assert_close(&got.3, &want.3, &format!("beta.grad {what}"));
+    }
+}
+
+/// Plain flex: the fused forward equals Burn's, and overwrites its input only when no one
+/// else holds it (a skip connection's clone stays intact).
+#[test]
+fn fused_norm_on_plain_flex_leaves_shared_inputs_intact() {
+    use burn::nn::InstanceNormConfig;
+    use burn::tensor::activation::leaky_relu;
+    let device = Device::flex();
+    let d = [2, 3, 5, 4, 3];
+    let x = tensor5(values(d.iter().product(), 7), d, &device);
+    let norm = InstanceNormConfig::new(3).with_affine(true).init(&device);
+    let kept = x.clone();
+    let got = super::instance_norm_leaky_relu(&norm, x.clone(), 0.01);
+    let want = leaky_relu(norm.forward(x), 0.01);
+    assert_close(&data(got), &data(want), "plain flex fused norm");
+    assert_eq!(
+        data(kept),
+        values(d.iter().product(), 7),
+        "the shared input was modified"
+    );
+    // A transposed (non-contiguous) input takes the copying path and gives the same values.
+    let xt = tensor5(values(d.iter().product(), 8), d, &device).swap_dims(3, 4);
+    let got = super::instance_norm_leaky_relu(&norm, xt.clone(), 0.01);
+    let want = leaky_relu(norm.forward(xt), 0.01);
+    assert_close(&data(got), &data(want), "transposed input");
+}

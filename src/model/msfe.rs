@@ -5,11 +5,10 @@
 use burn::module::Module;
 use burn::nn::conv::{Conv3d, Conv3dConfig, ConvTranspose3d, ConvTranspose3dConfig};
 use burn::nn::{Initializer, InstanceNorm, InstanceNormConfig, PaddingConfig3d};
-use burn::tensor::activation::leaky_relu;
 use burn::tensor::{Device, Tensor};
 
 use super::config::ModelConfig;
-use crate::kernels::{conv_transpose3d_module, conv3d_module};
+use crate::kernels::{conv_transpose3d_module, conv3d_module, instance_norm_leaky_relu};
 
 /// He (Kaiming) normal initialisation for a LeakyReLU of slope `a`, as nnU-Net's
 /// `InitWeights_He(1e-2)`: std = sqrt(2 / (1 + a²)) / sqrt(fan_in).
@@ -72,7 +71,7 @@ impl ConvBlock {
 
     /// `[B, in, D, H, W]` → `[B, out, D/s, H/s, W/s]`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        leaky_relu(self.norm.forward(conv3d_module(&self.conv, x)), self.slope)
+        instance_norm_leaky_relu(&self.norm, conv3d_module(&self.conv, x), self.slope)
     }
 }
 
