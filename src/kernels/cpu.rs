@@ -411,7 +411,8 @@ fn forward_axes(xs: [usize; 3], ks: [usize; 3], stride: [usize; 3], pad: [usize;
 }
 
 /// Conv3d forward: `x` `[B, Ci, D, H, W]`, `w` `[Co, Ci, kd, kh, kw]`, optional `bias`
-/// `[Co]` → `y` `[B, Co, Do, Ho, Wo]` (returned with its dims).
+/// `[Co]` → `y` `[B, Co, Do, Ho, Wo]` (returned with its dims). Few output channels at
+/// stride 1 go to the direct kernel of [`super::direct`], everything else to im2col + GEMM.
 pub fn conv3d_forward(
     x: &[f32],
     xd: Dims5,
@@ -427,6 +428,22 @@ pub fn conv3d_forward(
     );
     assert_eq!(x.len(), xd.iter().product::<usize>());
     assert_eq!(w.len(), wd.iter().product::<usize>());
+    if super::direct::applies(xd, wd, stride, padding) {
+        return super::direct::conv3d_forward(x, xd, w, wd, bias, padding);
+    }
+    conv3d_forward_im2col(x, xd, w, wd, bias, stride, padding)
+}
+
+/// [`conv3d_forward`] by im2col + GEMM whatever the shape.
+pub fn conv3d_forward_im2col(
+    x: &[f32],
+    xd: Dims5,
+    w: &[f32],
+    wd: Dims5,
+    bias: Option<&[f32]>,
+    stride: [usize; 3],
+    padding: [usize; 3],
+) -> (Vec<f32>, Dims5) {
     let yd = conv3d_out_dims(xd, wd, stride, padding);
     let mut y = vec![0.0f32; yd.iter().product()];
     let ax = forward_axes(

@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod direct;
 pub mod norm;
 #[cfg(test)]
 mod tests;

@@ -211,6 +211,51 @@ fn conv3d_kernels_match_naive_loops() {
     }
 }
 
+/// The direct kernel (few output channels, stride 1) on its own, against the naive loops and
+/// the im2col path it replaces: 1 to 4 outputs, kernels with 3 taps along W (the fused
+/// three-tap row) and others, padded and unpadded, the attention conv's 2C → 1 shape.
+#[test]
+fn direct_conv_matches_naive_loops_and_im2col() {
+    let mut n = 0;
+    for co in 1..=super::direct::MAX_OUT_CHANNELS {
+        for (ci, k, p) in [
+            (3, [3; 3], [1; 3]),
+            (2, [3; 3], [0; 3]),
+            (4, [3, 2, 1], [1, 0, 0]),
+            (1, [1, 3, 2], [0, 1, 1]),
+            (16, [3; 3], [1; 3]),
+        ] {
+            let c = Case {
+                b: 2,
+                ci,
+                co,
+                x: [4, 6, 5],
+                k,
+                s: [1; 3],
+                p,
+            };
+            assert!(super::direct::applies(c.xd(), c.wd(), c.s, c.p), "{c:?}");
+            let x = values(c.xd().iter().product(), 500 + n);
+            let w = values(c.wd().iter().product(), 600 + n);
+            let bias = values(co, 700 + n);
+            n += 1;
+            let (y, yd) = super::direct::conv3d_forward(&x, c.xd(), &w, c.wd(), Some(&bias), c.p);
+            assert_eq!(yd, c.yd());
+            let want = naive_forward(&c, &x, &w, &bias);
+            assert_close(&y, &want, &format!("direct {c:?}"));
+            let (y0, _) = super::direct::conv3d_forward(&x, c.xd(), &w, c.wd(), None, c.p);
+            let (want0, _) = cpu::conv3d_forward_im2col(&x, c.xd(), &w, c.wd(), None, c.s, c.p);
+            assert_close(&y0, &naive_forward(&c, &x, &w, &vec![0.0; co]), "no bias");
+            assert_close(&y0, &want0, "direct vs im2col");
+        }
+    }
+    // Not for it: stride 2, a 1×1×1 kernel, 5 outputs.
+    let d = [1, 2, 4, 4, 4];
+    assert!(!super::direct::applies(d, [1, 2, 3, 3, 3], [2; 3], [1; 3]));
+    assert!(!super::direct::applies(d, [1, 2, 1, 1, 1], [1; 3], [0; 3]));
+    assert!(!super::direct::applies(d, [5, 2, 3, 3, 3], [1; 3], [1; 3]));
+}
+
 /// Naive transposed conv: `y[b, co, i·s + k - p] += x[b, ci, i] · w[ci, co, k]`.
 fn naive_transpose(
     x: &[f32],
