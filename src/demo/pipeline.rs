@@ -4,7 +4,7 @@
 //! [`crate::infer::evaluate::evaluate`] (`a2fseg evaluate`).
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::json;
@@ -44,6 +44,19 @@ pub struct DemoOutcome {
 fn say(opts: &DemoOptions, text: &str) {
     if !opts.quiet {
         println!("{text}");
+    }
+}
+
+/// ` (about N min left)` until `deadline`, the plan's estimate of the demo's end: a running
+/// total beside each stage line, on top of the training and evaluation progress bars.
+fn time_left(deadline: Instant) -> String {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .as_secs_f64();
+    if left < 60.0 {
+        " (less than a minute left)".to_string()
+    } else {
+        format!(" (about {:.0} min left)", (left / 60.0).ceil())
     }
 }
 
@@ -174,10 +187,11 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
     note("plan", r);
     let plan: BudgetPlan = serde_json::from_value(plan_marker.info["plan"].clone())
         .context("the plan stage's marker holds no plan")?;
+    let deadline = Instant::now() + Duration::from_secs_f64(plan.estimated_seconds.max(0.0));
     say(
         opts,
         &format!(
-            "[3/6] plan: {} epochs per model ({:.0} s each), {}{}",
+            "[3/6] plan: {} epochs per model ({:.0} s each), {}{}{}",
             plan.epochs,
             plan.epoch_seconds,
             if plan.both_models {
@@ -189,7 +203,8 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
                 "; the minimum training exceeds the budget"
             } else {
                 ""
-            }
+            },
+            time_left(deadline)
         ),
     );
 
@@ -210,10 +225,11 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
         say(
             opts,
             &format!(
-                "[4/6] train {key} ({} of {}): {} epochs",
+                "[4/6] train {key} ({} of {}): {} epochs{}",
                 i + 1,
                 fusions.len(),
-                cfg.epochs
+                cfg.epochs,
+                time_left(deadline)
             ),
         );
         let (_, r) = train_stage.run(true, |d| {
@@ -236,8 +252,9 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
         say(
             opts,
             &format!(
-                "[5/6] evaluate {key}: {} test cases × 15 subsets",
-                split.test.len()
+                "[5/6] evaluate {key}: {} test cases × 15 subsets{}",
+                split.test.len(),
+                time_left(deadline)
             ),
         );
         let (_, r) = eval_stage.run(true, |d| {
