@@ -270,6 +270,19 @@ fn run_backward(
     }
 }
 
+/// Registers each computed gradient for its parent node (parents not tracked, or gradients
+/// not computed, are skipped).
+fn register_grads<const N: usize>(
+    grads: &mut Gradients,
+    results: [(Option<NodeId>, Option<FlexTensor>); N],
+) {
+    for (id, g) in results {
+        if let (Some(id), Some(g)) = (id, g) {
+            grads.register::<Flex>(id, g);
+        }
+    }
+}
+
 impl Backward<Flex, 3> for WithBias {
     type State = ConvState;
 
@@ -287,11 +300,8 @@ impl Backward<Flex, 3> for WithBias {
             bias: node_b.is_some(),
         };
         let (dx, dw, db) = run_backward(self.transposed, ops.state, &dy, checkpointer, want);
-        for (node, g) in [(node_x, dx), (node_w, dw), (node_b, db)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        let ids = [node_x, node_w, node_b].map(|n| n.map(|n| n.id));
+        register_grads(grads, [(ids[0], dx), (ids[1], dw), (ids[2], db)]);
     }
 }
 
@@ -312,11 +322,8 @@ impl Backward<Flex, 2> for NoBias {
             bias: false,
         };
         let (dx, dw, _) = run_backward(self.transposed, ops.state, &dy, checkpointer, want);
-        for (node, g) in [(node_x, dx), (node_w, dw)] {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        let ids = [node_x, node_w].map(|n| n.map(|n| n.id));
+        register_grads(grads, [(ids[0], dx), (ids[1], dw)]);
     }
 }
 
@@ -501,16 +508,15 @@ impl Backward<Flex, 3> for NormBackward {
         );
         let channels = vec![dims[1]];
         let x_dims = x.layout().shape().dims::<5>().to_vec();
-        let results = [
-            (node_x, dx.map(|v| tensor(v, x_dims))),
-            (node_g, Some(tensor(dg, channels.clone()))),
-            (node_b, Some(tensor(db, channels))),
-        ];
-        for (node, g) in results {
-            if let (Some(node), Some(g)) = (node, g) {
-                grads.register::<Flex>(node.id, g);
-            }
-        }
+        let ids = [node_x, node_g, node_b].map(|n| n.map(|n| n.id));
+        register_grads(
+            grads,
+            [
+                (ids[0], dx.map(|v| tensor(v, x_dims))),
+                (ids[1], Some(tensor(dg, channels.clone()))),
+                (ids[2], Some(tensor(db, channels))),
+            ],
+        );
     }
 }
 
