@@ -59,13 +59,18 @@ fn is_flex(device: &DispatchDevice) -> bool {
     }
 }
 
-/// True if the fast kernels can run these tensors: enabled, flex device, f32 everywhere.
-fn fast_path(x: &Tensor<5>, weight: &Tensor<5>, bias: Option<&Tensor<1>>) -> bool {
+/// True if the fast kernels can run on `x` with parameters of dtypes `params`: enabled, flex
+/// device, f32 everywhere.
+fn fast_path(x: &Tensor<5>, params: impl IntoIterator<Item = DType>) -> bool {
     fast_kernels_enabled()
         && is_flex(x.device().as_dispatch())
         && x.dtype() == DType::F32
-        && weight.dtype() == DType::F32
-        && bias.is_none_or(|b| b.dtype() == DType::F32)
+        && params.into_iter().all(|d| d == DType::F32)
+}
+
+/// The dtypes of a conv's weight and optional bias, for [`fast_path`].
+fn conv_dtypes(weight: &Tensor<5>, bias: Option<&Tensor<1>>) -> impl Iterator<Item = DType> {
+    std::iter::once(weight.dtype()).chain(bias.map(|b| b.dtype()))
 }
 
 /// The optional bias as the extension's argument type (Burn 0.22's `#[backend_extension]`
@@ -86,7 +91,7 @@ pub fn conv3d(
     stride: [usize; 3],
     padding: [usize; 3],
 ) -> Tensor<5> {
-    if fast_path(&x, &weight, bias.as_ref()) {
+    if fast_path(&x, conv_dtypes(&weight, bias.as_ref())) {
         Tensor::from_dispatch(<Dispatch as FastConvBackend>::fast_conv3d(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -115,7 +120,7 @@ pub fn conv_transpose3d(
     padding: [usize; 3],
     padding_out: [usize; 3],
 ) -> Tensor<5> {
-    if fast_path(&x, &weight, bias.as_ref()) {
+    if fast_path(&x, conv_dtypes(&weight, bias.as_ref())) {
         Tensor::from_dispatch(<Dispatch as FastConvBackend>::fast_conv_transpose3d(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -178,13 +183,7 @@ pub fn conv_transpose3d_module(up: &ConvTranspose3d, x: Tensor<5>) -> Tensor<5> 
 pub fn instance_norm_leaky_relu(norm: &InstanceNorm, x: Tensor<5>, slope: f64) -> Tensor<5> {
     let affine = norm.gamma.as_ref().zip(norm.beta.as_ref());
     match affine {
-        Some((gamma, beta))
-            if fast_kernels_enabled()
-                && is_flex(x.device().as_dispatch())
-                && x.dtype() == DType::F32
-                && gamma.val().dtype() == DType::F32
-                && beta.val().dtype() == DType::F32 =>
-        {
+        Some((gamma, beta)) if fast_path(&x, [gamma.val().dtype(), beta.val().dtype()]) => {
             Tensor::from_dispatch(
                 <Dispatch as FastNormBackend>::fast_instance_norm_leaky_relu(
                     x.into_dispatch(),

@@ -352,12 +352,12 @@ fn data1(t: Tensor<1>) -> Vec<f32> {
 fn fast_path_is_taken_on_flex_only_for_f32() {
     let x = Tensor::<5>::zeros([1, 1, 2, 2, 2], &Device::flex());
     let w = Tensor::<5>::zeros([1, 1, 1, 1, 1], &Device::flex());
-    assert!(super::fast_path(&x, &w, None));
+    assert!(super::fast_path(&x, super::conv_dtypes(&w, None)));
     let xa = Tensor::<5>::zeros([1, 1, 2, 2, 2], &Device::flex().autodiff());
     let wa = Tensor::<5>::zeros([1, 1, 1, 1, 1], &Device::flex().autodiff());
-    assert!(super::fast_path(&xa, &wa, None));
+    assert!(super::fast_path(&xa, super::conv_dtypes(&wa, None)));
     let xf64 = x.cast(burn::tensor::DType::F64);
-    assert!(!super::fast_path(&xf64, &w, None));
+    assert!(!super::fast_path(&xf64, super::conv_dtypes(&w, None)));
 }
 
 /// Values and autodiff gradients of [`super::conv3d`] against Burn's conv on the same
