@@ -111,8 +111,6 @@ pub fn forward(
     eps: f64,
     slope: f32,
 ) -> (Vec<f32>, NormStats) {
-    let [b, c, n] = dims;
-    assert_eq!(x.len(), b * c * n, "instance norm: input length");
     let mut y = x.to_vec();
     let stats = forward_in_place(&mut y, dims, gamma, beta, eps, slope);
     (y, stats)
