@@ -69,6 +69,21 @@ fn demo_runs_every_stage_and_reuses_them() {
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("Table 1"), "{md}");
     assert!(md.contains("Table 2"));
+    // The post-processing decided at the end of training, as the report states it.
+    let split: Value =
+        serde_json::from_slice(&std::fs::read(out.join("split/split.json")).unwrap()).unwrap();
+    let validation = split["validation"].as_array().unwrap().len();
+    assert!(validation >= 1, "{split}");
+    let decision: Value = serde_json::from_slice(
+        &std::fs::read(out.join("train-adaptive/checkpoints/best/postprocess.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        decision["predictions"].as_u64(),
+        Some(15 * validation as u64)
+    );
+    assert!(md.contains("Post-processing"), "{md}");
+    assert!(md.contains("mean validation Dice over"), "{md}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
         html.contains("data:image/png;base64,"),

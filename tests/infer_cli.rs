@@ -523,3 +523,92 @@ fn evaluate_with_a_cache_scores_the_same() {
     assert_eq!(plain, filled);
     assert_eq!(plain, reused);
 }
+
+#[test]
+fn predictions_are_post_processed_unless_asked_not_to() {
+    use a2fseg::infer::postprocess::{self, Decision, Postprocess};
+    let tmp = common::tempdir();
+    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    let id = "BraTS20_Training_001";
+    // The synthetic head, cut in two by an empty slab at x = 6..8 (so that the masked
+    // prediction has more than one component).
+    let dims = [14, 12, 10];
+    let (mut imgs, labels) = synthetic(dims, 3);
+    let geometry = Geometry::from_affine(dims, identity());
+    for g in imgs.iter_mut() {
+        for z in 0..dims[2] {
+            for y in 0..dims[1] {
+                for x in 6..8 {
+                    g.set(x, y, z, 0.0);
+                }
+            }
+        }
+    }
+    for (k, img) in KEYS.iter().zip(&imgs) {
+        write_float(
+            &data.join(id).join(format!("{id}_{k}.nii.gz")),
+            &geometry,
+            img,
+        )
+        .unwrap();
+    }
+    write_labels(
+        &data.join(id).join(format!("{id}_seg.nii.gz")),
+        &geometry,
+        &labels,
+    )
+    .unwrap();
+    let predict = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "-q",
+            "predict",
+            "--model",
+            s(&run_dir),
+            "--input",
+            s(&data),
+            "--output",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, err) = run(&args);
+        assert!(ok, "{err}");
+        let v = read_volume(&out.join(format!("{id}.nii.gz"))).unwrap();
+        v.channels[0].map(|x| x as u8)
+    };
+    let raw = predict(&tmp.path().join("raw"), &["--no-postprocess"]);
+    let masked = predict(&tmp.path().join("masked"), &[]);
+    let outside: Vec<bool> = (0..raw.len())
+        .map(|v| imgs.iter().all(|g| g.data()[v] == 0.0))
+        .collect();
+    // The random model marks tumour outside the head; the default output never does, and
+    // agrees with the raw output everywhere else.
+    assert!((0..raw.len()).any(|v| outside[v] && raw.data()[v] != 0));
+    for (v, (&out, (&m, &r))) in outside
+        .iter()
+        .zip(masked.data().iter().zip(raw.data()))
+        .enumerate()
+    {
+        assert_eq!(m, if out { 0 } else { r }, "voxel {v}");
+    }
+    // With a saved decision to keep the largest component, one component remains.
+    Decision {
+        rules: Postprocess {
+            brain_mask: true,
+            largest_component: true,
+        },
+        cases: 1,
+        predictions: 15,
+        dice_without: [0.5; 3],
+        dice_with: [0.6; 3],
+    }
+    .save(&run_dir.join("checkpoints/best"))
+    .unwrap();
+    let largest = predict(&tmp.path().join("largest"), &[]);
+    let mut once = masked.clone();
+    assert!(postprocess::keep_largest_component(&mut once) > 0);
+    assert_eq!(largest, once);
+    let mut again = largest.clone();
+    assert_eq!(postprocess::keep_largest_component(&mut again), 0);
+    assert!(largest.data().iter().any(|&c| c != 0));
+}

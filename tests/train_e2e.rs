@@ -1,11 +1,13 @@
 //! End-to-end training on tiny phantoms through the library: the loss goes down, runs are
-//! reproducible, and a stopped-and-resumed run equals an uninterrupted one bit for bit.
+//! reproducible, a stopped-and-resumed run equals an uninterrupted one bit for bit, and the
+//! post-processing decided after training is what `evaluate` then applies.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use a2fseg::infer::postprocess;
 use a2fseg::train::augment::AugmentConfig;
 use a2fseg::train::log::{LogRow, read_csv};
 use a2fseg::train::{ModalityDropout, TrainConfig, TrainOptions, train};
@@ -130,6 +132,7 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
         metrics: Default::default(),
         step: 0.5,
         tta: a2fseg::infer::Tta::OFF,
+        postprocess: true,
         device: "cpu".into(),
         quiet: true,
         cache: Some(data.with_extension("cache")),
@@ -146,6 +149,56 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
             (r.dice - want).abs() < 1e-9,
             "evaluate {:?} vs validation {logged:?}",
             full.regions.map(|r| r.dice)
+        );
+    }
+
+    // After the last epoch the post-processing was decided on the validation cases from
+    // all 15 subsets and saved with the best model; `evaluate` of the best model over the
+    // 15 subsets applies it and reproduces the chosen side's scores.
+    let best = out.join("checkpoints/best");
+    let text = std::fs::read_to_string(best.join(postprocess::FILE)).unwrap();
+    let decision: postprocess::Decision = serde_json::from_str(&text).unwrap();
+    let split = a2fseg::dataset::Split::load(&out.join("split.json")).unwrap();
+    assert_eq!(decision.cases, split.validation.len());
+    assert_eq!(decision.predictions, 15 * split.validation.len());
+    assert!(decision.rules.brain_mask);
+    let gain: f64 = (0..3)
+        .map(|r| decision.dice_with[r] - decision.dice_without[r])
+        .sum();
+    assert_eq!(decision.rules.largest_component, gain > 0.0);
+    assert!(
+        !out.join("checkpoints/latest")
+            .join(postprocess::FILE)
+            .exists()
+    );
+    let eval = a2fseg::infer::evaluate::evaluate(&a2fseg::infer::evaluate::EvaluateOptions {
+        models: vec![out.clone()],
+        data: data.clone(),
+        split: Some(out.join("split.json")),
+        part: "validation".into(),
+        subsets: a2fseg::modality::Subset::all_nonempty().collect(),
+        out: tmp.path().join("eval-best"),
+        metrics: Default::default(),
+        step: 0.5,
+        tta: a2fseg::infer::Tta::OFF,
+        postprocess: true,
+        device: "cpu".into(),
+        quiet: true,
+        cache: Some(data.with_extension("cache")),
+    })
+    .unwrap();
+    let s = &eval.summaries[0];
+    let chosen = if decision.rules.largest_component {
+        decision.dice_with
+    } else {
+        decision.dice_without
+    };
+    for (r, want) in chosen.iter().enumerate() {
+        assert_eq!(s.subsets.len(), 15);
+        let mean = s.mean.regions[r].dice;
+        assert!(
+            (mean - want).abs() < 1e-9,
+            "evaluate {mean} vs decision {want}"
         );
     }
 }

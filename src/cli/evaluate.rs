@@ -50,6 +50,11 @@ pub struct EvaluateArgs {
     /// Test-time mirroring: off, 8 (all axes) or axes such as xy.
     #[arg(long, default_value = "off")]
     pub tta: Tta,
+    /// Score the network's label maps as decoded: no brain mask, no largest-component rule
+    /// (by default each model's post-processing is applied: its postprocess.json, else the
+    /// brain mask alone).
+    #[arg(long)]
+    pub no_postprocess: bool,
     /// Device: cpu, cuda or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -101,6 +106,7 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
         },
         step: args.step,
         tta: args.tta,
+        postprocess: !args.no_postprocess,
         device: args.device,
         quiet: global.quiet,
         cache: args.cache,

@@ -68,6 +68,11 @@ pub struct PredictArgs {
     /// [default: the dataset's; brats for files].
     #[arg(long, value_parser = parse_convention)]
     pub convention: Option<LabelConvention>,
+    /// Write the network's label map as decoded: no brain mask, no largest-component rule
+    /// (by default the model's post-processing is applied: its postprocess.json, else the
+    /// brain mask alone).
+    #[arg(long)]
+    pub no_postprocess: bool,
     /// Device: cpu, cuda or wgpu.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -105,6 +110,9 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
     let device = crate::model::device_from_name(&args.device)?;
     let mut predictor = Predictor::load(&args.model, device, args.step, args.tta)?;
     predictor.keep_attention = args.save_attention && predictor.is_adaptive();
+    if args.no_postprocess {
+        predictor.postprocess = crate::infer::Postprocess::NONE;
+    }
     if args.save_attention && !predictor.is_adaptive() {
         eprintln!("note: the model does not fuse adaptively: no attention maps to save");
     }

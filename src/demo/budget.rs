@@ -26,6 +26,15 @@ pub struct BudgetInputs {
     pub max_epochs: usize,
     /// Train the second model only if each model then gets at least this many epochs.
     pub min_epochs_for_two: usize,
+    /// Epoch counts above this are rounded down to a multiple of it, so that small
+    /// differences in the measured step time give the same plan (and, training being
+    /// deterministic, the same model); 0 or 1 does not round. Absent in older plans: 1.
+    #[serde(default = "one")]
+    pub epoch_quantum: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The decision.
@@ -44,8 +53,8 @@ pub struct BudgetPlan {
 }
 
 /// Plans training: time left after what is spent, the evaluations and the reserve is
-/// divided into epochs of measured length; two models are trained when each would get at
-/// least `min_epochs_for_two` epochs.
+/// divided into epochs of measured length (rounded down to a multiple of `epoch_quantum`);
+/// two models are trained when each would get at least `min_epochs_for_two` epochs.
 pub fn plan(b: &BudgetInputs) -> BudgetPlan {
     let epoch = (b.step * b.iterations_per_epoch as f64 + b.validation).max(1e-3);
     let left = b.total - b.spent - b.reserve;
@@ -64,7 +73,9 @@ pub fn plan(b: &BudgetInputs) -> BudgetPlan {
     } else {
         (1usize, epochs_for(1.0))
     };
-    let epochs = raw.clamp(b.min_epochs.max(1), max);
+    let q = b.epoch_quantum.max(1);
+    let rounded = if raw > q { raw / q * q } else { raw };
+    let epochs = rounded.clamp(b.min_epochs.max(1), max);
     let estimated = models as f64 * (epochs as f64 * epoch + b.evaluation) + b.reserve;
     BudgetPlan {
         epochs,
@@ -91,6 +102,7 @@ mod tests {
             min_epochs: 2,
             max_epochs: 200,
             min_epochs_for_two: 8,
+            epoch_quantum: 1,
         }
     }
 
@@ -119,6 +131,28 @@ mod tests {
         assert!(!p.both_models);
         assert_eq!(p.epochs, 2);
         assert!(p.over_budget);
+    }
+
+    #[test]
+    fn epochs_are_rounded_down_to_the_quantum() {
+        // 26 epochs unrounded (see above); 25 with a quantum of 5, so a step time a little
+        // slower or faster (25–29 epochs) gives the same plan.
+        let mut i = inputs(900.0);
+        i.epoch_quantum = 5;
+        let p = plan(&i);
+        assert_eq!(p.epochs, 25);
+        assert!(p.both_models);
+        i.step = 0.46;
+        assert_eq!(plan(&i).epochs, 25);
+        // Counts up to the quantum are kept as they are.
+        let mut t = inputs(300.0);
+        t.epoch_quantum = 20;
+        assert_eq!(plan(&t).epochs, 14);
+        // The estimate follows the rounded count.
+        let p = plan(&i);
+        assert!(
+            (p.estimated_seconds - (2.0 * (25.0 * p.epoch_seconds + 40.0) + 10.0)).abs() < 1e-9
+        );
     }
 
     #[test]

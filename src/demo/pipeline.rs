@@ -14,7 +14,7 @@ use super::stage::Stage;
 use super::{DemoModel, DemoOptions, build_report, model_label};
 use crate::dataset::{self, Split};
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
-use crate::infer::{Predictor, Tta, window_starts};
+use crate::infer::{Predictor, Tta, postprocess, resolve_model_dir, window_starts};
 use crate::metrics::MetricOptions;
 use crate::modality::{Modality, Subset};
 use crate::model::Fusion;
@@ -175,11 +175,15 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
                 .unwrap_or(small.iterations_per_epoch),
             validation: split.validation.len() as f64 * per_case * step * 0.5
                 / small.validate_every.max(1) as f64,
-            evaluation: split.test.len() as f64 * per_case * step * 0.6 + 5.0,
+            // The test cases over 15 subsets, and the post-processing decision on the
+            // validation cases over 15 subsets that ends each training.
+            evaluation: (split.test.len() + split.validation.len()) as f64 * per_case * step * 0.6
+                + 5.0,
             reserve: 10.0 + per_case * step,
             min_epochs: 2,
             max_epochs: small.epochs * 4,
             min_epochs_for_two: 40,
+            epoch_quantum: 5,
         };
         let plan = budget::plan(&inputs);
         Ok(json!({ "inputs": inputs, "plan": plan }))
@@ -268,6 +272,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
                 metrics: MetricOptions::default(),
                 step: 0.5,
                 tta: Tta::OFF,
+                postprocess: true,
                 device: "cpu".into(),
                 quiet: opts.quiet,
                 cache: None,
@@ -344,6 +349,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
             "Inference".to_string(),
             "sliding window step 0.5, Gaussian weighting, no test-time mirroring, CPU".to_string(),
         ),
+        ("Post-processing".to_string(), postprocessing_text(&models)),
         (
             "Versions".to_string(),
             format!(
@@ -372,6 +378,29 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
         models,
         reused,
     })
+}
+
+/// What each model's label maps went through: the decision saved after its training
+/// (`postprocess.json` in the model folder), as `evaluate` applied it.
+fn postprocessing_text(models: &[DemoModel]) -> String {
+    let mut parts = vec![
+        "labels only inside the head (where an image is non-zero), then the largest \
+         whole-tumour component only if that raised the mean validation Dice (decided after \
+         training on the validation cases from all 15 subsets, as nnU-Net decides its \
+         post-processing)"
+            .to_string(),
+    ];
+    for m in models {
+        let text = resolve_model_dir(&m.run_dir)
+            .ok()
+            .and_then(|d| std::fs::read_to_string(d.join(postprocess::FILE)).ok())
+            .and_then(|t| serde_json::from_str::<postprocess::Decision>(&t).ok());
+        parts.push(match text {
+            Some(d) => format!("{}: {}", m.label, d.summary()),
+            None => format!("{}: no decision saved (brain mask only)", m.label),
+        });
+    }
+    parts.join("; ")
 }
 
 /// Seconds of every finished stage, from the done-markers.

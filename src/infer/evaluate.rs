@@ -34,6 +34,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::postprocess::Postprocess;
 use super::predictor::{Prediction, Predictor, resolve_model_dir};
 use super::tta::Tta;
 use crate::dataset::{self, Split};
@@ -72,6 +73,9 @@ pub struct EvaluateOptions {
     pub step: f64,
     /// Test-time mirroring.
     pub tta: Tta,
+    /// Post-process the label maps as each model folder says (`postprocess.json`, else the
+    /// brain mask alone); false scores the network's label maps as decoded.
+    pub postprocess: bool,
     /// Device name (`cpu`, `cuda`, `wgpu`).
     pub device: String,
     /// No progress bar.
@@ -102,6 +106,9 @@ pub struct EvaluateSettings {
     pub hd95_penalty: f64,
     /// ET post-processing threshold (voxels), if any.
     pub et_postprocess: Option<usize>,
+    /// The post-processing of each model's label maps, in model order.
+    #[serde(default)]
+    pub postprocess: Vec<Postprocess>,
 }
 
 /// One row of `cases.csv`: the scores of one model on one case from one subset.
@@ -544,6 +551,13 @@ pub fn summary_markdown(summaries: &[ModelSummary], settings: &EvaluateSettings)
             None => String::new(),
         }
     );
+    for ((name, _), rules) in settings.models.iter().zip(&settings.postprocess) {
+        let _ = writeln!(
+            md,
+            "Post-processing of `{name}`'s label maps: {}.\n",
+            rules.describe()
+        );
+    }
     let pp = settings.et_postprocess.is_some();
     for s in summaries {
         let _ = writeln!(
@@ -818,6 +832,9 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         let dir = resolve_model_dir(path)?;
         let mut p = Predictor::load(&dir, device.clone(), opts.step, opts.tta)?;
         p.keep_attention = p.is_adaptive();
+        if !opts.postprocess {
+            p.postprocess = Postprocess::NONE;
+        }
         resolved.push((name.clone(), std::path::absolute(&dir).unwrap_or(dir)));
         predictors.push(p);
     }
@@ -833,6 +850,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         tta: opts.tta,
         hd95_penalty: opts.metrics.hd95_penalty,
         et_postprocess: opts.metrics.et_postprocess,
+        postprocess: predictors.iter().map(|p| p.postprocess).collect(),
     };
     let settings_path = opts.out.join("evaluate.json");
     if settings_path.exists() {
@@ -842,8 +860,8 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
             .with_context(|| format!("cannot read {}", settings_path.display()))?;
         if old != settings {
             bail!(
-                "{} holds an evaluation with other settings (models, data, split, step, tta or \
-                 metric options); choose another --out or delete it",
+                "{} holds an evaluation with other settings (models, data, split, step, tta, \
+                 post-processing or metric options); choose another --out or delete it",
                 opts.out.display()
             );
         }
@@ -1149,6 +1167,7 @@ mod tests {
             tta: Tta::OFF,
             hd95_penalty: 373.13,
             et_postprocess: Some(500),
+            postprocess: vec![],
         };
         let md = summary_markdown(&[sa.clone(), sb.clone()], &settings);
         let i0101 = md.find("| ○ | ● | ○ | ● |").unwrap();

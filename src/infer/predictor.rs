@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use burn::prelude::*;
 
+use super::postprocess::Postprocess;
 use super::tta::Tta;
 use super::window::SlidingWindow;
 use crate::labels::Region;
@@ -118,6 +119,9 @@ pub struct Predictor {
     /// How cases are preprocessed for this model: the training run's settings when the
     /// model folder records them ([`model_preprocess_settings`]), else the defaults.
     pub preprocess: PreprocessSettings,
+    /// Post-processing of the label maps: the model folder's `postprocess.json` when it
+    /// has one, else the brain mask alone (see [`super::postprocess`]).
+    pub postprocess: Postprocess,
 }
 
 /// The cropped dims and the images fed to the network, in canonical order.
@@ -148,6 +152,7 @@ impl Predictor {
             tta,
             keep_attention: false,
             preprocess: PreprocessSettings::default(),
+            postprocess: Postprocess::default(),
         };
         p.window()?;
         Ok(p)
@@ -155,13 +160,15 @@ impl Predictor {
 
     /// Loads the model at `path` (a model folder, or a run folder whose `checkpoints/best` is
     /// used; see [`resolve_model_dir`]) onto `device`, with the preprocessing settings it
-    /// was trained with ([`model_preprocess_settings`]).
+    /// was trained with ([`model_preprocess_settings`]) and its post-processing
+    /// ([`Postprocess::load`]).
     pub fn load(path: &Path, device: Device, step: f64, tta: Tta) -> Result<Self> {
         let dir = resolve_model_dir(path)?;
         let (model, config) = model::load_model(&dir, &device)
             .with_context(|| format!("cannot load the model in {}", dir.display()))?;
         let mut p = Self::new(model, config, device, step, tta)?;
         p.preprocess = model_preprocess_settings(&dir)?;
+        p.postprocess = Postprocess::load(&dir)?;
         Ok(p)
     }
 
@@ -355,8 +362,8 @@ impl Predictor {
         Tensor::<5>::from_data(data, &self.device)
     }
 
-    /// Splits the blended channels into predictions: decodes classes, converts class
-    /// probabilities to region probabilities, uncrops the classes.
+    /// Splits the blended channels into predictions: decodes classes, post-processes them,
+    /// converts class probabilities to region probabilities, uncrops the classes.
     fn finish(
         &self,
         case: &PreprocessedCase,
@@ -382,7 +389,9 @@ impl Predictor {
                 &self.device,
             );
             let cls = model::decode_classes(&self.config, t);
-            let cls = Grid::from_vec(dims, cls).context("decoded classes have the wrong size")?;
+            let mut cls =
+                Grid::from_vec(dims, cls).context("decoded classes have the wrong size")?;
+            self.postprocess.apply(&mut cls, case, *s);
             let probabilities = match self.config.targets {
                 Targets::Regions => probs,
                 Targets::Classes => class_to_region_probabilities(&probs),

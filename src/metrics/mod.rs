@@ -28,6 +28,12 @@ use crate::volume::Grid;
 /// 240 × 240 × 155 mm box (BraTS's image size at 1 mm), in mm.
 pub const DEFAULT_HD95_PENALTY: f64 = 373.13;
 
+/// Dice of WT, TC, ET between two class maps of one grid ([`TumourClass`] indices); a
+/// region empty in both scores 1.
+pub fn region_dice(pred: &Grid<u8>, truth: &Grid<u8>) -> [f64; 3] {
+    Region::ALL.map(|r| dice(&region_mask(pred, r), &region_mask(truth, r)))
+}
+
 /// The RFNet/mmFormer ET post-processing threshold: fewer predicted ET voxels become NCR.
 pub const DEFAULT_ET_MIN_VOXELS: usize = 500;
 

@@ -119,6 +119,12 @@ pub struct TrainConfig {
     pub validate_every: usize,
     /// Validate on at most this many validation cases (0: all).
     pub validation_cases: usize,
+    /// After the last epoch, decide the post-processing of the best model on the
+    /// validation cases (keep only the largest whole-tumour component or not, predicted
+    /// from every modality subset; see `crate::infer::postprocess`) and save it with the
+    /// model as `postprocess.json`. Absent in older files: true.
+    #[serde(default = "default_true")]
+    pub determine_postprocessing: bool,
     /// Seed of every random stream (weights, split, sampling, augmentation, dropout).
     pub seed: u64,
     /// Data-loading threads.
@@ -164,6 +170,7 @@ impl TrainConfig {
             foreground_fraction: 0.33,
             validate_every: 1,
             validation_cases: 0,
+            determine_postprocessing: true,
             seed: 0,
             workers: 2,
             prefetch: 2,
@@ -331,6 +338,10 @@ impl TrainConfig {
 /// hundred MB of 96³ phantoms).
 fn default_max_cases_in_memory() -> usize {
     64
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Overrides `base` with `user`, recursing into tables; keys of `user` missing from `base`

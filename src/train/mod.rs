@@ -24,6 +24,8 @@
 //!   cache/                 preprocessed cases (unless --cache DIR)
 //!   checkpoints/latest/    config.json + model.safetensors (a model folder for
 //!   checkpoints/best/        `predict`/`evaluate`) + optimizer.bpk + state.json + train.toml
+//!   checkpoints/best/postprocess.json   the post-processing decided on the validation
+//!                          cases after the last epoch (`crate::infer::postprocess`)
 //! ```
 //!
 //! # Reproducibility
@@ -68,6 +70,7 @@ pub use dropout::ModalityDropout;
 pub use log::LogRow;
 
 use crate::dataset::{self, Dataset, Split};
+use crate::infer::{Predictor, Tta, postprocess};
 use crate::modality::Subset;
 use crate::model::{self, A2fseg};
 use crate::preprocess::{Cache, PreprocessedCase};
@@ -499,6 +502,46 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         if stop_now(session_steps) && state.next_epoch < cfg.epochs {
             return Ok(finish(opts, &run, &state, true, json));
+        }
+    }
+
+    // ---- Post-processing, decided once on the best model (again after a resume that
+    // finds it missing). ----
+    let best_dir = run.best();
+    if cfg.determine_postprocessing
+        && !val_cases.is_empty()
+        && best_dir.join("config.json").is_file()
+        && !best_dir.join(postprocess::FILE).is_file()
+    {
+        let mut predictor =
+            Predictor::load(&best_dir, base_device.clone(), validate::STEP, Tta::OFF)?;
+        let bar = progress_bar(
+            val_cases.len(),
+            !text,
+            "deciding post-processing on validation cases (all subsets)",
+        );
+        let mut stopped = false;
+        let decision = postprocess::determine(
+            &mut predictor,
+            val_cases.len(),
+            |i| val_cases.get(i),
+            &mut |done, _| {
+                bar.set_position(done as u64);
+                stopped = STOP.load(Ordering::SeqCst);
+                !stopped
+            },
+        )?;
+        bar.finish_and_clear();
+        match decision {
+            Some(d) => {
+                d.save(&best_dir)?;
+                if json {
+                    println!("{}", json!({ "event": "postprocessing", "decision": d }));
+                } else if text {
+                    eprintln!("post-processing: {}", d.summary());
+                }
+            }
+            None => return Ok(finish(opts, &run, &state, true, json)),
         }
     }
     Ok(finish(opts, &run, &state, false, json))

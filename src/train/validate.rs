@@ -4,6 +4,9 @@
 //! step 0.5, no mirroring), averaged over the cases. The Dice is [`crate::metrics::dice`]
 //! on the region masks, so a checkpoint's validation Dice is what `a2fseg evaluate` reports
 //! for subset `1111` (default step and mirroring) on the same cases, up to float noise.
+//! The label maps get the predictor's default post-processing (the brain mask); whether to
+//! keep only the largest tumour component is decided once, after the last epoch
+//! ([`crate::infer::postprocess::determine`]).
 //!
 //! The score is computed inside the crop box of each case; it equals the full-grid score
 //! because predictions are background outside that box and the reference lies inside the
@@ -15,20 +18,12 @@ use anyhow::{Context, Result};
 use burn::tensor::Device;
 
 use crate::infer::{Predictor, Tta};
-use crate::labels::Region;
-use crate::metrics::{dice, region_mask};
+use crate::metrics::region_dice;
 use crate::model::A2fseg;
 use crate::preprocess::PreprocessedCase;
-use crate::volume::Grid;
 
 /// Sliding-window step of validation (as `evaluate`'s default).
 pub const STEP: f64 = 0.5;
-
-/// Dice of WT, TC, ET between two class maps of one grid (TumourClass indices); a region
-/// empty in both scores 1.
-pub fn region_dice(pred: &Grid<u8>, truth: &Grid<u8>) -> [f64; 3] {
-    Region::ALL.map(|r| dice(&region_mask(pred, r), &region_mask(truth, r)))
-}
 
 /// Mean Dice `[WT, TC, ET]` over the `count` cases `case(0..count)` (each with its
 /// segmentation) of `model` (a non-autodiff copy, `model.valid()`) predicting from every
@@ -63,6 +58,7 @@ pub fn validate<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::volume::Grid;
 
     fn grid(v: &[u8]) -> Grid<u8> {
         Grid::from_vec([v.len(), 1, 1], v.to_vec()).unwrap()
