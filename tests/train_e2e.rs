@@ -75,6 +75,33 @@ fn numbers(rows: &[LogRow]) -> Vec<LogRow> {
         .collect()
 }
 
+/// `evaluate` of `model` on the validation part of the run `run`'s split (default
+/// settings, post-processing on).
+fn evaluate_validation(
+    run: &Path,
+    model: &Path,
+    data: &Path,
+    subsets: Vec<a2fseg::modality::Subset>,
+    out: &Path,
+) -> a2fseg::infer::evaluate::EvaluateOutcome {
+    a2fseg::infer::evaluate::evaluate(&a2fseg::infer::evaluate::EvaluateOptions {
+        models: vec![model.to_path_buf()],
+        data: data.to_path_buf(),
+        split: Some(run.join("split.json")),
+        part: "validation".into(),
+        subsets,
+        out: out.to_path_buf(),
+        metrics: Default::default(),
+        step: 0.5,
+        tta: a2fseg::infer::Tta::OFF,
+        postprocess: true,
+        device: "cpu".into(),
+        quiet: true,
+        cache: Some(data.with_extension("cache")),
+    })
+    .unwrap()
+}
+
 #[test]
 fn loss_goes_down_and_the_run_dir_is_complete() {
     let _one = one_at_a_time();
@@ -122,22 +149,13 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
 
     // The last validation is `evaluate`'s full-modality Dice of the final model on the
     // validation cases.
-    let eval = a2fseg::infer::evaluate::evaluate(&a2fseg::infer::evaluate::EvaluateOptions {
-        models: vec![out.join("checkpoints/latest")],
-        data: data.clone(),
-        split: Some(out.join("split.json")),
-        part: "validation".into(),
-        subsets: vec![a2fseg::modality::Subset::FULL],
-        out: tmp.path().join("eval"),
-        metrics: Default::default(),
-        step: 0.5,
-        tta: a2fseg::infer::Tta::OFF,
-        postprocess: true,
-        device: "cpu".into(),
-        quiet: true,
-        cache: Some(data.with_extension("cache")),
-    })
-    .unwrap();
+    let eval = evaluate_validation(
+        &out,
+        &out.join("checkpoints/latest"),
+        &data,
+        vec![a2fseg::modality::Subset::FULL],
+        &tmp.path().join("eval"),
+    );
     let full = &eval.summaries[0].subsets[&a2fseg::modality::Subset::FULL];
     let logged = [
         rows[5].val_dice_wt.unwrap(),
@@ -171,22 +189,13 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
             .join(postprocess::FILE)
             .exists()
     );
-    let eval = a2fseg::infer::evaluate::evaluate(&a2fseg::infer::evaluate::EvaluateOptions {
-        models: vec![out.clone()],
-        data: data.clone(),
-        split: Some(out.join("split.json")),
-        part: "validation".into(),
-        subsets: a2fseg::modality::Subset::all_nonempty().collect(),
-        out: tmp.path().join("eval-best"),
-        metrics: Default::default(),
-        step: 0.5,
-        tta: a2fseg::infer::Tta::OFF,
-        postprocess: true,
-        device: "cpu".into(),
-        quiet: true,
-        cache: Some(data.with_extension("cache")),
-    })
-    .unwrap();
+    let eval = evaluate_validation(
+        &out,
+        &out,
+        &data,
+        a2fseg::modality::Subset::all_nonempty().collect(),
+        &tmp.path().join("eval-best"),
+    );
     let s = &eval.summaries[0];
     let chosen = if decision.rules.largest_component {
         decision.dice_with

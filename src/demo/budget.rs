@@ -27,8 +27,8 @@ pub struct BudgetInputs {
     /// Train the second model only if each model then gets at least this many epochs.
     pub min_epochs_for_two: usize,
     /// Epoch counts above this are rounded down to a multiple of it, so that small
-    /// differences in the measured step time give the same plan (and, training being
-    /// deterministic, the same model); 0 or 1 does not round. Absent in older plans: 1.
+    /// differences in the measured step time usually give the same plan (and so the same
+    /// learning-rate schedule); 0 or 1 does not round. Absent in older plans: 1.
     #[serde(default = "one")]
     pub epoch_quantum: usize,
 }

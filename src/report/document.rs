@@ -289,7 +289,8 @@ pub fn blocks(input: &ReportInput) -> Result<Vec<Block>> {
             "Mean Dice in % over the evaluated subsets (the paper's Table 2).".into(),
         ));
         b.push(Block::Table(tables::table2(&rows)));
-        if input.models.len() < 2 {
+        // The notes say why only one model was trained, when they do.
+        if input.models.len() < 2 && input.notes.is_empty() {
             b.push(Block::Para(format!(
                 "Only one model was trained ({}): there is no comparison.",
                 primary.label

@@ -83,8 +83,8 @@ use store::LazyCases;
 pub enum LogFormat {
     /// A progress bar per epoch and a summary line per epoch on stderr.
     Text,
-    /// One JSON object per line on stdout (`"event"`: `start`, `epoch`, `done` or
-    /// `interrupted`); no progress bar.
+    /// One JSON object per line on stdout (`"event"`: `start`, `epoch`, `postprocessing`,
+    /// `done` or `interrupted`); no progress bar.
     Json,
 }
 
