@@ -136,6 +136,13 @@ mod tests {
             s.pop();
             s.push('}');
             fs::write(eval.join("summary.json"), s).unwrap();
+            // As `evaluate` writes them: weights for the adaptive model, `{}` for the other.
+            let attention = if key == "adaptive" {
+                r#"{"1111": {"ED": {"t1": 0.1, "t1c": 0.2, "t2": 0.3, "flair": 0.4}}}"#
+            } else {
+                "{}"
+            };
+            fs::write(eval.join("attention.json"), attention).unwrap();
             models.push(DemoModel {
                 key: key.into(),
                 label: model_label(key),
@@ -149,6 +156,11 @@ mod tests {
         assert!(md.contains("Baseline (average fusion only)"));
         assert!(md.contains("figures/curves-average.png"));
         assert!(!md.contains("Only one model"));
+        assert!(md.contains("Fig. 3"), "{md}");
+        assert!(
+            findings.iter().any(|f| f.contains("ED → FLAIR")),
+            "{findings:?}"
+        );
         assert!(
             findings[0].starts_with("Mean Dice over the"),
             "{findings:?}"

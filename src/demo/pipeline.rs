@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::budget::{self, BudgetInputs, BudgetPlan};
-use super::stage::Stage;
+use super::stage::{Stage, StageState};
 use super::{DemoModel, DemoOptions, build_report, model_label};
 use crate::dataset::{self, Split};
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
@@ -191,7 +191,49 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
     note("plan", r);
     let plan: BudgetPlan = serde_json::from_value(plan_marker.info["plan"].clone())
         .context("the plan stage's marker holds no plan")?;
-    let deadline = Instant::now() + Duration::from_secs_f64(plan.estimated_seconds.max(0.0));
+    // 4–5 (their stages, for the time estimate): train and evaluate each model.
+    let mut fusions = vec![("adaptive", Fusion::Adaptive)];
+    if plan.both_models {
+        fusions.push(("average", Fusion::Average));
+    }
+    let mut model_stages = Vec::new();
+    for (key, fusion) in &fusions {
+        let cfg = train_config(opts, *fusion, plan.epochs);
+        let train_stage = Stage::new(
+            root,
+            &format!("train-{key}"),
+            &cfg.to_toml()?,
+            &[&plan_stage],
+        );
+        let eval_stage = Stage::new(root, &format!("eval-{key}"), &"test", &[&train_stage]);
+        model_stages.push((*key, cfg, train_stage, eval_stage));
+    }
+    // The plan's estimate, less the stages an earlier run finished.
+    let evaluation = plan_marker.info["inputs"]["evaluation"]
+        .as_f64()
+        .unwrap_or(0.0);
+    let done = |s: &Stage| matches!(s.state(), StageState::Done(_));
+    let reused_seconds: f64 = model_stages
+        .iter()
+        .map(|(_, cfg, t, e)| {
+            let train = if done(t) {
+                cfg.epochs as f64 * plan.epoch_seconds
+            } else {
+                0.0
+            };
+            train + if done(e) { evaluation } else { 0.0 }
+        })
+        .sum();
+    let deadline = Instant::now()
+        + Duration::from_secs_f64((plan.estimated_seconds - reused_seconds).max(0.0));
+    // ` (finished earlier: reused)` for a stage an earlier run completed, else the time left.
+    let status = |s: &Stage| {
+        if done(s) {
+            " (finished earlier: reused)".to_string()
+        } else {
+            time_left(deadline)
+        }
+    };
     say(
         opts,
         &format!(
@@ -212,28 +254,16 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
         ),
     );
 
-    // 4–5. Train and evaluate each model.
-    let mut fusions = vec![("adaptive", Fusion::Adaptive)];
-    if plan.both_models {
-        fusions.push(("average", Fusion::Average));
-    }
     let mut models = Vec::new();
-    for (i, (key, fusion)) in fusions.iter().enumerate() {
-        let cfg = train_config(opts, *fusion, plan.epochs);
-        let train_stage = Stage::new(
-            root,
-            &format!("train-{key}"),
-            &cfg.to_toml()?,
-            &[&plan_stage],
-        );
+    let count = model_stages.len();
+    for (i, (key, cfg, train_stage, eval_stage)) in model_stages.into_iter().enumerate() {
         say(
             opts,
             &format!(
-                "[4/6] train {key} ({} of {}): {} epochs{}",
+                "[4/6] train {key} ({} of {count}): {} epochs{}",
                 i + 1,
-                fusions.len(),
                 cfg.epochs,
-                time_left(deadline)
+                status(&train_stage)
             ),
         );
         let (_, r) = train_stage.run(true, |d| {
@@ -252,13 +282,12 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
         })?;
         note(&train_stage.name, r);
 
-        let eval_stage = Stage::new(root, &format!("eval-{key}"), &"test", &[&train_stage]);
         say(
             opts,
             &format!(
                 "[5/6] evaluate {key}: {} test cases × 15 subsets{}",
                 split.test.len(),
-                time_left(deadline)
+                status(&eval_stage)
             ),
         );
         let (_, r) = eval_stage.run(true, |d| {

@@ -86,7 +86,7 @@ impl Postprocess {
         }
     }
 
-    /// A short description for reports: "brain mask, largest whole-tumour component".
+    /// A short description of the rules for reports ("none" without any).
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.brain_mask {

@@ -63,14 +63,11 @@ impl ModelFiles {
         }
     }
 
-    /// Reads the files; a missing `attention.json` or `log.csv` is not an error.
+    /// Reads the files; a missing `attention.json` or `log.csv` is not an error, nor is an
+    /// empty `attention.json` (a model without adaptive fusion).
     pub fn load(&self) -> Result<ModelReport> {
         let summary = Summary::load(&self.summary)?;
-        let attention = if self.attention.exists() {
-            Some(Attention::load(&self.attention)?)
-        } else {
-            None
-        };
+        let attention = Attention::load_optional(&self.attention)?;
         let log = match &self.log {
             Some(p) if p.exists() => Some(TrainLog::load(p)?),
             _ => None,

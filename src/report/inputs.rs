@@ -156,6 +156,24 @@ impl Attention {
         Attention::from_json(&text).with_context(|| format!("cannot read {}", path.display()))
     }
 
+    /// Reads `attention.json` if it holds attention: `None` when the file is missing or is
+    /// the empty object `evaluate` writes for a model without adaptive fusion.
+    pub fn load_optional(path: &Path) -> Result<Option<Attention>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&text)
+            && o.is_empty()
+        {
+            return Ok(None);
+        }
+        Attention::from_json(&text)
+            .map(Some)
+            .with_context(|| format!("cannot read {}", path.display()))
+    }
+
     /// Parses the text of an `attention.json` (see [`Attention::load`]).
     pub fn from_json(text: &str) -> Result<Attention> {
         let value: Value = serde_json::from_str(text).context("not valid JSON")?;
@@ -380,6 +398,22 @@ mod tests {
             Attention::from_json(r#"{"cases": 3, "mean": {"WT": [0.1, 0.2, 0.3, 0.4]}}"#).unwrap();
         assert_eq!(nested.regions[0].1[3], Some(0.4));
         assert!(Attention::from_json(r#"{"a": 1}"#).is_err());
+    }
+
+    #[test]
+    fn attention_files_of_models_without_attention() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("attention.json");
+        assert_eq!(Attention::load_optional(&path).unwrap(), None);
+        fs::write(&path, "{}").unwrap();
+        assert_eq!(Attention::load_optional(&path).unwrap(), None);
+        fs::write(&path, r#"{"1111": {"ET": [0.1, 0.2, 0.3, 0.4]}}"#).unwrap();
+        assert!(Attention::load_optional(&path).unwrap().is_some());
+        for bad in ["{", r#"{"a": 1}"#] {
+            fs::write(&path, bad).unwrap();
+            let e = Attention::load_optional(&path).unwrap_err();
+            assert!(format!("{e:#}").contains("attention.json"), "{e:#}");
+        }
     }
 
     #[test]
