@@ -352,6 +352,15 @@ fn several_models_give_a_comparison() {
         md.contains("## Table 2") && md.contains("| average | average |"),
         "{md}"
     );
+    // The per-model folders are what the demo's report reads: the average-fusion model has
+    // no attention (an empty attention.json), the adaptive one has.
+    let read = |key: &str| {
+        a2fseg::report::ModelFiles::from_dirs(key, key, &eval.join(key), None)
+            .load()
+            .unwrap()
+    };
+    assert!(read("average").attention.is_none());
+    assert!(read("adaptive").attention.is_some());
 }
 
 #[test]
