@@ -11,13 +11,13 @@
 //! `[w_t1, w_t1c, w_t2, w_flair]`, and the table wrapped in a key such as `"mean"`.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use super::inputs::parse_file;
 use crate::modality::{Modality, Subset};
 
 /// The weight of each modality in canonical order (`None`: no weight). Written as
@@ -102,9 +102,7 @@ impl Attention {
     /// Reads `attention.json` (see the module docs); of an evaluator's file, the all-four
     /// subset `"1111"` when present, else the first subset.
     pub fn load(path: &Path) -> Result<Attention> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        Attention::from_json(&text).with_context(|| format!("cannot read {}", path.display()))
+        parse_file(path, Attention::from_json)
     }
 
     /// Reads `attention.json` if it holds attention: `None` when the file is missing or is
@@ -113,16 +111,14 @@ impl Attention {
         if !path.exists() {
             return Ok(None);
         }
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&text)
-            && o.is_empty()
-        {
-            return Ok(None);
-        }
-        Attention::from_json(&text)
-            .map(Some)
-            .with_context(|| format!("cannot read {}", path.display()))
+        parse_file(path, |text| {
+            if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(text)
+                && o.is_empty()
+            {
+                return Ok(None);
+            }
+            Attention::from_json(text).map(Some)
+        })
     }
 
     /// Parses the text of an `attention.json` (see [`Attention::load`]).
@@ -174,6 +170,8 @@ fn find_regions(v: &Value, depth: usize) -> Result<RegionWeights> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     #[test]

@@ -8,6 +8,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// Reads the text of `path` and parses it with `parse`; every error names the file.
+pub fn parse_file<T>(path: &Path, parse: impl FnOnce(&str) -> Result<T>) -> Result<T> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse(&text).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// A training run's `log.csv`: one row per epoch, numeric columns by header name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainLog {
@@ -20,9 +27,7 @@ pub struct TrainLog {
 impl TrainLog {
     /// Reads a CSV file with a header row.
     pub fn load(path: &Path) -> Result<TrainLog> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        TrainLog::from_csv(&text).with_context(|| format!("cannot read {}", path.display()))
+        parse_file(path, TrainLog::from_csv)
     }
 
     /// Parses CSV text with a header row.

@@ -10,7 +10,6 @@
 //! evaluator may add more.
 
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -18,6 +17,7 @@ use serde::de::Error as _;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::inputs::parse_file;
 use crate::labels::Region;
 use crate::modality::{Modality, Subset};
 
@@ -195,9 +195,7 @@ impl<'de> Deserialize<'de> for ScoreTable {
 impl ScoreTable {
     /// Reads `summary.json` (see the module docs).
     pub fn load(path: &Path) -> Result<ScoreTable> {
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        ScoreTable::from_json(&text).with_context(|| format!("cannot read {}", path.display()))
+        parse_file(path, ScoreTable::from_json)
     }
 
     /// Parses the text of a `summary.json` (see [`ScoreTable::load`]).
