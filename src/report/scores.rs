@@ -254,7 +254,7 @@ pub fn by_model_json<T: Serialize>(models: &[(&str, T)]) -> Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
 
     pub(crate) fn fake_summary_json() -> String {

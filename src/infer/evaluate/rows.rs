@@ -13,6 +13,7 @@ use crate::metrics::{CaseMetrics, RegionMetrics};
 use crate::modality::Subset;
 use crate::report::{RegionScore, SubsetScores};
 
+/// One row of `cases.csv`: the scores of one model on one case from one subset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseRow {
     /// Model name.
