@@ -141,3 +141,36 @@ fn a_folder_being_written_is_refused_to_a_second_process() {
     assert!(ok, "{err}");
     assert!(preds.join("BraTS20_Training_001.nii.gz").is_file());
 }
+
+#[test]
+fn a_second_evaluation_into_the_same_folder_is_refused() {
+    let tmp = common::tempdir();
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    common::synthetic_brats(&data, 1, [16, 16, 16]);
+    let out = tmp.path().join("eval");
+    let args = [
+        "-q",
+        "evaluate",
+        "--model",
+        s(&run_dir),
+        "--data",
+        s(&data),
+        "--subsets",
+        "1111",
+        "--out",
+        s(&out),
+    ];
+    let held = FolderLock::acquire(&out, "test").unwrap();
+    let (ok, err) = run(&args);
+    assert!(!ok);
+    assert_one_line_error(&err, s(&out));
+    assert!(
+        !out.join("cases.csv").exists(),
+        "the refused run wrote nothing"
+    );
+    drop(held);
+    let (ok, err) = run(&args);
+    assert!(ok, "{err}");
+    assert!(out.join("cases.csv").is_file());
+}

@@ -52,6 +52,7 @@ use super::postprocess::Postprocess;
 use super::predictor::{Predictor, resolve_model_dir};
 use super::tta::Tta;
 use crate::dataset::{self, CaseFiles};
+use crate::fsutil::FolderLock;
 use crate::metrics::{self, MetricOptions};
 use crate::modality::Subset;
 use crate::preprocess;
@@ -137,6 +138,8 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         et_postprocess: opts.metrics.et_postprocess,
         postprocess: predictors.iter().map(|p| p.postprocess).collect(),
     };
+    // One evaluation writes a folder at a time: a second one would interleave `cases.csv`.
+    let _lock = FolderLock::acquire(&opts.out, "evaluation")?;
     settings.check_or_write(&opts.out)?;
 
     let ds = dataset::discover(&opts.data)?;
