@@ -272,6 +272,16 @@ mod tests {
         };
         let e = unknown.validate(&ds).unwrap_err().to_string();
         assert!(e.contains("x, y"), "{e}");
+        // Ids become file names only as cases found in the folder: an id that is a path
+        // (outside the data folder, or into another case) is an unknown id, refused.
+        for escape in ["../case_000", "/etc/passwd", "case_000/../case_001", "."] {
+            let bad = Split {
+                test: vec![escape.into()],
+                ..ok.clone()
+            };
+            let e = bad.validate(&ds).unwrap_err().to_string();
+            assert!(e.contains("not found in /data"), "{e}");
+        }
         let dup = Split {
             test: vec!["case_000".into()],
             ..ok

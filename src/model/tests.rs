@@ -230,6 +230,33 @@ fn save_load_round_trip_is_bit_identical() {
 }
 
 #[test]
+fn a_damaged_weights_file_is_named_not_loaded() {
+    let d = device();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiny();
+    save_model(dir.path(), &cfg.init(&d), &cfg).unwrap();
+    let weights = dir.path().join(WEIGHTS_FILE);
+    let good = std::fs::read(&weights).unwrap();
+    // The record is `sha256sum`'s format for the file as saved.
+    let record = std::fs::read_to_string(dir.path().join(weights::CHECKSUM_FILE)).unwrap();
+    assert!(record.ends_with("  model.safetensors\n"), "{record}");
+    assert_eq!(record.split_whitespace().next().unwrap().len(), 64);
+    // One flipped bit in the last tensor's data still parses as safetensors: only the
+    // checksum catches it. A truncated file is caught too.
+    let mut flipped = good.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    for damaged in [flipped, good[..good.len() - 7].to_vec()] {
+        std::fs::write(&weights, &damaged).unwrap();
+        let msg = format!("{:#}", load_model(dir.path(), &d).unwrap_err());
+        assert!(msg.contains("model.safetensors is damaged"), "{msg}");
+    }
+    // A folder from before the record existed loads as before.
+    std::fs::write(&weights, &good).unwrap();
+    std::fs::remove_file(dir.path().join(weights::CHECKSUM_FILE)).unwrap();
+    load_model(dir.path(), &d).unwrap();
+}
+
+#[test]
 fn weights_have_readable_names() {
     let d = device();
     let dir = tempfile::tempdir().unwrap();

@@ -21,12 +21,21 @@
 //! `base_features`; `A` is `attention_channels`. Weights are in PyTorch's layout, so a
 //! `torch.nn.Conv3d` takes them unchanged. The file's metadata also holds the configuration
 //! JSON under `a2fseg_config`.
+//!
+//! # Integrity
+//!
+//! Beside the weights, `model.sha256` records their SHA-256 at save time, in `sha256sum`'s
+//! format (`sha256sum -c model.sha256` checks it by hand). Loading recomputes it and refuses a
+//! file that no longer matches (a truncated copy, a flipped bit on disk) with an error naming
+//! it, instead of running a silently damaged network. Folders written before the record
+//! existed have no `model.sha256` and load as before.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
+use sha2::{Digest, Sha256};
 
 use super::config::ModelConfig;
 use super::network::A2fseg;
@@ -36,9 +45,35 @@ use crate::fsutil::atomic_write_bytes;
 pub const CONFIG_FILE: &str = "config.json";
 /// File name of the weights in a model folder.
 pub const WEIGHTS_FILE: &str = "model.safetensors";
+/// File name of the weights' SHA-256 record in a model folder (see the module docs).
+pub const CHECKSUM_FILE: &str = "model.sha256";
 
-/// Writes `config.json` and `model.safetensors` into `dir` (created if needed), each
-/// atomically.
+/// The `sha256sum`-format line recording `bytes` as the weights file.
+fn checksum_line(bytes: &[u8]) -> String {
+    format!("{}  {WEIGHTS_FILE}\n", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Checks `bytes` (read from `weights`) against the folder's `model.sha256`, if it has one.
+fn verify_checksum(dir: &Path, weights: &Path, bytes: &[u8]) -> Result<()> {
+    let record = dir.join(CHECKSUM_FILE);
+    let Ok(text) = std::fs::read_to_string(&record) else {
+        return Ok(());
+    };
+    let recorded = text.split_whitespace().next().unwrap_or_default();
+    let actual = hex::encode(Sha256::digest(bytes));
+    if !recorded.eq_ignore_ascii_case(&actual) {
+        bail!(
+            "{} is damaged: its SHA-256 is {actual}, but {} recorded {recorded} when it was \
+             saved (a truncated or corrupted copy); restore it or use another checkpoint",
+            weights.display(),
+            record.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `config.json`, `model.safetensors` and its checksum `model.sha256` into `dir`
+/// (created if needed), each atomically.
 pub fn save_model(dir: &Path, model: &A2fseg, config: &ModelConfig) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create folder {}", dir.display()))?;
@@ -53,6 +88,7 @@ pub fn save_model(dir: &Path, model: &A2fseg, config: &ModelConfig) -> Result<()
         .map_err(|e| anyhow::anyhow!("{e}"))
         .with_context(|| format!("cannot serialise the weights for {}", weights.display()))?;
     atomic_write_bytes(&weights, &bytes)?;
+    atomic_write_bytes(&dir.join(CHECKSUM_FILE), checksum_line(&bytes).as_bytes())?;
     config.save_json(&dir.join(CONFIG_FILE))
 }
 
@@ -66,6 +102,7 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(A2fseg, ModelConfig)> 
     let weights = dir.join(WEIGHTS_FILE);
     let bytes =
         std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
+    verify_checksum(dir, &weights, &bytes)?;
     let model = load_weights(&config, bytes, device).with_context(|| {
         format!(
             "{} does not match {}",
