@@ -1,8 +1,8 @@
 //! Whole-case prediction with a trained model: sliding window over the cropped case, then
 //! pasted back into the original grid.
 //!
-//! The network is any method behind the [`Segmenter`] seam. Two paths give the same result:
-//! - [`Predictor::predict_case`]: one subset, [`Segmenter::segment`] per window;
+//! The network is any method behind the [`Segmenter`] seam.
+//! - [`Predictor::predict_case`]: one subset;
 //! - [`Predictor::predict_subsets`]: several subsets of the same case at once. A method's
 //!   per-modality encoding does not depend on the other modalities, so each window encodes
 //!   every needed modality once ([`Segmenter::encode`]; A2FSeg: its MSFE) and then decodes
@@ -201,7 +201,8 @@ impl Predictor {
         }
     }
 
-    /// Segments `case` from the modalities of `subset` ([`Segmenter::segment`] per window).
+    /// Segments `case` from the modalities of `subset` (encode its modalities, decode: the
+    /// same computation as [`Segmenter::segment`] per window).
     pub fn predict_case(&self, case: &PreprocessedCase, subset: Subset) -> Result<Prediction> {
         self.predict_case_with_progress(case, subset, &mut |_, _| {})
     }
@@ -213,38 +214,8 @@ impl Predictor {
         subset: Subset,
         on_window: &mut dyn FnMut(usize, usize),
     ) -> Result<Prediction> {
-        let (dims, inputs) = self.inputs(case, &[subset])?;
-        let layout = self.layout(&[subset]);
-        let mods: Vec<Modality> = subset.modalities().collect();
-        let window = self.window()?;
-        let [px, py, pz] = self.config().patch_size;
-        let with_attention = layout.channels > self.out_channels();
-        let grids: Vec<&Grid<f32>> = inputs.iter().map(|(_, g)| *g).collect();
-        let out = window.run(
-            dims,
-            &grids,
-            layout.channels,
-            |patches| {
-                let x: Vec<(Modality, Tensor<5>)> = mods
-                    .iter()
-                    .zip(patches)
-                    .map(|(m, p)| (*m, self.tensor(p, [pz, py, px])))
-                    .collect();
-                let out = self.model.segment(&x)?;
-                let probs = model::probabilities(self.config(), out.logits);
-                let mut v = to_vec(probs)?;
-                if with_attention {
-                    let maps = out
-                        .attention
-                        .context("the adaptive model returned no attention maps")?;
-                    push_attention(&mut v, &maps, &mods)?;
-                }
-                Ok(v)
-            },
-            on_window,
-        )?;
-        let mut preds = self.finish(case, &[subset], &layout, out)?;
-        Ok(preds.remove(0))
+        let mut preds = self.predict_subsets_with_progress(case, &[subset], on_window)?;
+        Ok(preds.remove(0).1)
     }
 
     /// Segments `case` from each of `subsets`, encoding each needed modality once per window
