@@ -7,6 +7,7 @@ use std::io::Cursor;
 use anyhow::{Context, Result, anyhow};
 use image::{ImageFormat, RgbImage};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::attention::Attention;
@@ -66,6 +67,44 @@ where
     RgbImage::from_raw(width, height, buf).context("image buffer has the wrong size")
 }
 
+/// A grouped bar chart's x axis runs over `0..groups` with one unit per group.
+type BarChart<'a, 'b> =
+    ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The legend of a grouped bar chart (a colour box per series, upper right) and the name of
+/// each group centred under it in `size`-point text.
+fn legend_and_group_labels<'a, 'n>(
+    root: &DrawingArea<BitMapBackend<'a>, Shift>,
+    chart: &mut BarChart<'a, 'a>,
+    legend: impl Iterator<Item = (&'n str, RGBColor)>,
+    groups: &[&str],
+    size: u32,
+) -> Result<()> {
+    for (name, colour) in legend {
+        chart
+            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((fonts::FAMILY, 13))
+        .draw()
+        .map_err(err)?;
+    let font = (fonts::FAMILY, size).into_font().color(&BLACK);
+    for (g, name) in groups.iter().enumerate() {
+        let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
+        let (w, _) = root.estimate_text_size(name, &font).map_err(err)?;
+        root.draw_text(name, &font, (px - w as i32 / 2, py + 8))
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
 fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow!("cannot draw chart: {e}")
 }
@@ -113,30 +152,10 @@ pub fn dice_bar_chart(summary: &ScoreTable, title: &str) -> Result<RgbImage> {
                     .map_err(err)?;
             }
         }
-        for (i, region) in Region::ALL.iter().enumerate() {
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-                .map_err(err)?
-                .label(region.name())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], REGION_COLOURS[i].filled())
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((fonts::FAMILY, 13))
-            .draw()
-            .map_err(err)?;
+        let legend = Region::ALL.iter().map(|r| r.name()).zip(REGION_COLOURS);
+        let labels: Vec<&str> = groups.iter().map(|(l, _)| l.as_str()).collect();
+        legend_and_group_labels(root, &mut chart, legend, &labels, 13)?;
         let label_font = (fonts::FAMILY, 13).into_font().color(&BLACK);
-        for (g, (label, _)) in groups.iter().enumerate() {
-            let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
-            let (w, _) = root.estimate_text_size(label, &label_font).map_err(err)?;
-            root.draw_text(label, &label_font, (px - w as i32 / 2, py + 8))
-                .map_err(err)?;
-        }
         let note = "marks: T1 T1c T2 FLAIR (● available, ○ missing)";
         let (px, py) = chart.backend_coord(&(0.0, 0.0));
         root.draw_text(note, &label_font, (px, py + 28))
@@ -192,34 +211,12 @@ pub fn attention_chart(attention: &Attention) -> Result<RgbImage> {
                     .map_err(err)?;
             }
         }
-        for m in Modality::ALL {
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-                .map_err(err)?
-                .label(m.label())
-                .legend(move |(x, y)| {
-                    Rectangle::new(
-                        [(x, y - 5), (x + 12, y + 5)],
-                        MODALITY_COLOURS[m.index()].filled(),
-                    )
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((fonts::FAMILY, 13))
-            .draw()
-            .map_err(err)?;
-        let label_font = (fonts::FAMILY, 14).into_font().color(&BLACK);
-        for (g, (name, _)) in regions.iter().enumerate() {
-            let (px, py) = chart.backend_coord(&(g as f64 + 0.5, 0.0));
-            let (w, _) = root.estimate_text_size(name, &label_font).map_err(err)?;
-            root.draw_text(name, &label_font, (px - w as i32 / 2, py + 8))
-                .map_err(err)?;
-        }
-        Ok(())
+        let legend = Modality::ALL
+            .iter()
+            .map(|m| m.label())
+            .zip(MODALITY_COLOURS);
+        let labels: Vec<&str> = regions.iter().map(|(n, _)| n.as_str()).collect();
+        legend_and_group_labels(root, &mut chart, legend, &labels, 14)
     })
 }
 
