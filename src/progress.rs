@@ -31,7 +31,9 @@ pub fn bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
 /// [`bar`] with `label` in front of it ("epoch 3/50", "checking").
 pub fn labelled_bar(len: u64, label: &str, unit: &str, quiet: bool) -> ProgressBar {
     let bar = bar(len, unit, quiet);
-    bar.set_prefix(format!("{label} "));
+    if !label.is_empty() {
+        bar.set_prefix(format!("{label} "));
+    }
     bar
 }
 

@@ -12,7 +12,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
 use burn::tensor::TensorData;
 
-use super::cpu::{self, Dims5};
+use super::cpu;
+use super::shape::Dims5;
 use super::norm::{self, NormStats};
 
 /// An optional bias `[Co]`. (`Option<FloatTensor>` inputs do not pass the extension macro of
