@@ -181,3 +181,100 @@ impl Event for TrainEvent<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> LogRow {
+        LogRow {
+            epoch: 2,
+            lr: 0.01,
+            loss_total: 1.5,
+            loss_modality: 0.5,
+            loss_average: 0.5,
+            loss_adaptive: 0.5,
+            val_dice_wt: Some(0.9),
+            val_dice_tc: Some(0.8),
+            val_dice_et: Some(0.7),
+            seconds: 3.0,
+        }
+    }
+
+    #[test]
+    fn epoch_event_as_text_and_json() {
+        let row = row();
+        let best = Best {
+            epoch: 2,
+            mean_dice: 0.8,
+        };
+        let e = TrainEvent::Epoch {
+            row: &row,
+            epochs: 5,
+            best: Some(&best),
+        };
+        assert_eq!(
+            e.text().unwrap(),
+            "epoch 2/5  lr 0.01000  loss 1.5000 (modality 0.5000, average 0.5000, adaptive \
+             0.5000)  val Dice WT 0.900 TC 0.800 ET 0.700  3.0 s"
+        );
+        let v = e.json().unwrap();
+        assert_eq!(v["event"], "epoch");
+        assert_eq!(v["best_epoch"], 2);
+        assert_eq!(v["epoch"], 2);
+        assert_eq!(v["val_dice_tc"], 0.8);
+        assert_eq!(v["seconds"], 3.0);
+    }
+
+    #[test]
+    fn finished_event_is_json_only() {
+        let dir = PathBuf::from("run");
+        for (interrupted, name) in [(false, "done"), (true, "interrupted")] {
+            let e = TrainEvent::Finished {
+                run_dir: &dir,
+                epochs_completed: 1,
+                epochs: 3,
+                steps: 7,
+                best: None,
+                interrupted,
+            };
+            assert_eq!(e.text(), None);
+            let v = e.json().unwrap();
+            assert_eq!(v["event"], name);
+            assert_eq!(v["steps"], 7);
+            assert_eq!(v["epochs"], 3);
+            assert!(v["best"].is_null());
+        }
+    }
+
+    #[test]
+    fn start_event_mentions_resume_and_on_demand_reading_only_when_so() {
+        let mut s = StartInfo {
+            run_dir: PathBuf::from("run"),
+            train_cases: 4,
+            validation_cases: 1,
+            cases_read_on_demand: false,
+            cache_dir: PathBuf::from("cache"),
+            max_cases_in_memory: 2,
+            parameters: 100,
+            epochs: 3,
+            iterations_per_epoch: 5,
+            patch_size: [16, 16, 16],
+            resume: false,
+            resume_epoch: 1,
+            resume_iteration: 2,
+        };
+        let text = TrainEvent::Start(s.clone()).text().unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains("resuming"), "{text}");
+        s.resume = true;
+        s.cases_read_on_demand = true;
+        let text = TrainEvent::Start(s.clone()).text().unwrap();
+        assert!(text.contains("resuming at epoch 1 iteration 2"), "{text}");
+        assert!(text.lines().nth(1).unwrap().contains("2 kept in memory"), "{text}");
+        let v = TrainEvent::Start(s).json().unwrap();
+        assert_eq!(v["event"], "start");
+        assert_eq!(v["cases_read_on_demand"], true);
+        assert_eq!(v["resume_iteration"], 2);
+    }
+}

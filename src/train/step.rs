@@ -168,3 +168,43 @@ fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_norm
     }
     norm
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::LinearConfig;
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    /// The global L2 norm of `grads` over the parameters of `module`.
+    fn grad_norm<M: Module>(module: &M, grads: &mut GradientsParams) -> f64 {
+        clip_global_norm(module, grads, 0.0)
+    }
+
+    #[test]
+    fn clipping_scales_the_global_norm_down_to_the_limit_only() {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        let linear = LinearConfig::new(6, 3).init(&device);
+        let x = Tensor::<2>::random([4, 6], Distribution::Normal(0.0, 1.0), &device);
+        let grads_of = || {
+            let loss = linear.forward(x.clone()).square().sum();
+            GradientsParams::from_grads(loss.backward(), &linear)
+        };
+        let mut grads = grads_of();
+        let norm = grad_norm(&linear, &mut grads);
+        assert!(norm > 1.0, "{norm}");
+
+        // Above the norm: nothing changes.
+        let mut unclipped = grads_of();
+        assert_eq!(clip_global_norm(&linear, &mut unclipped, norm * 2.0), norm);
+        assert!((grad_norm(&linear, &mut unclipped) - norm).abs() < 1e-6 * norm);
+
+        // Below it: the norm becomes the limit, and the result is the norm before.
+        let mut clipped = grads_of();
+        let before = clip_global_norm(&linear, &mut clipped, 0.5);
+        assert!((before - norm).abs() < 1e-9, "{before} {norm}");
+        let after = grad_norm(&linear, &mut clipped);
+        assert!((after - 0.5).abs() < 1e-4, "{after}");
+    }
+}
