@@ -12,8 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// The bar template: `{prefix}` is the label (with its trailing space, or empty), `{unit}`
 /// is filled in per bar.
-const TEMPLATE: &str =
-    "{prefix}[{bar:30}] {pos}/{len} UNIT [{elapsed_precise}, ETA {eta}] {msg}";
+const TEMPLATE: &str = "{prefix}[{bar:30}] {pos}/{len} UNIT [{elapsed_precise}, ETA {eta}] {msg}";
 
 /// A progress bar over `len` items named `unit` ("cases"), hidden when `quiet`.
 pub fn bar(len: u64, unit: &str, quiet: bool) -> ProgressBar {
@@ -146,13 +145,20 @@ mod tests {
         );
         assert_eq!(sink(Output::Quiet).render(&Both), None);
         assert_eq!(sink(Output::Json).render(&TextOnly), None);
-        assert_eq!(sink(Output::Text).render(&TextOnly).as_deref(), Some("note"));
+        assert_eq!(
+            sink(Output::Text).render(&TextOnly).as_deref(),
+            Some("note")
+        );
     }
 
     #[test]
     fn bars_are_hidden_unless_text() {
         for o in [Output::Json, Output::Quiet] {
-            assert!(Sink::new(o, Stream::Stderr).bar(3, "x", "cases").is_hidden());
+            assert!(
+                Sink::new(o, Stream::Stderr)
+                    .bar(3, "x", "cases")
+                    .is_hidden()
+            );
         }
         let shown = Sink::new(Output::Text, Stream::Stderr).bar(3, "epoch 1/2", "steps");
         assert_eq!(shown.length(), Some(3));

@@ -133,7 +133,11 @@ pub fn export_check(path: &Path, model: &A2fseg, cfg: &ModelConfig, device: &Dev
 
 /// Writes the preprocessed case (`case.{m}` `[z, y, x]`) and, if given, the predicted
 /// probabilities (`predict.probabilities` `[K, z, y, x]`, cropped grid) to `path`.
-pub(super) fn export_case(path: &Path, case: &PreprocessedCase, probs: Option<&[Grid<f32>]>) -> Result<()> {
+pub(super) fn export_case(
+    path: &Path,
+    case: &PreprocessedCase,
+    probs: Option<&[Grid<f32>]>,
+) -> Result<()> {
     let mut t = Tensors::new();
     for m in Modality::ALL {
         let g = case.images[m.index()]

@@ -91,7 +91,8 @@ fn check(dir: PathBuf, json: bool, labels: Option<LabelConvention>, global: Glob
     if let Some(conv) = labels {
         ds = ds.with_convention(conv);
     }
-    let bar = crate::progress::labelled_bar(ds.cases.len() as u64, "checking", "cases", global.quiet);
+    let bar =
+        crate::progress::labelled_bar(ds.cases.len() as u64, "checking", "cases", global.quiet);
     let mut reports = Vec::with_capacity(ds.cases.len());
     for case in &ds.cases {
         bar.set_message(case.id.clone());

@@ -208,8 +208,12 @@ impl<'a> Demo<'a> {
         let mut models = Vec::new();
         for (key, fusion) in fusions {
             let cfg = train_config(opts, fusion, plan.epochs);
-            let train_stage =
-                Stage::new(&opts.out, &format!("train-{key}"), &cfg.to_toml()?, &[&stage]);
+            let train_stage = Stage::new(
+                &opts.out,
+                &format!("train-{key}"),
+                &cfg.to_toml()?,
+                &[&stage],
+            );
             let eval_stage =
                 Stage::new(&opts.out, &format!("eval-{key}"), &"test", &[&train_stage]);
             models.push((key, cfg, train_stage, eval_stage));
@@ -319,7 +323,7 @@ impl<'a> Demo<'a> {
                 index: i + 1,
                 count,
                 epochs: cfg.epochs,
-                status: status(&train_stage),
+                status: status(train_stage),
             });
             let (_, r) = train_stage.run(true, |d| {
                 let resume = d.join("checkpoints").join("latest").exists();
@@ -335,12 +339,12 @@ impl<'a> Demo<'a> {
                 );
                 Ok(json!({ "epochs": outcome.epochs_completed, "steps": outcome.steps }))
             })?;
-            self.note(&train_stage, r);
+            self.note(train_stage, r);
 
             self.sink.emit(&DemoEvent::Evaluate {
                 key,
                 test_cases: inputs.split.test.len(),
-                status: status(&eval_stage),
+                status: status(eval_stage),
             });
             let (_, r) = eval_stage.run(true, |d| {
                 let outcome = evaluate(&EvaluateOptions {
@@ -360,7 +364,7 @@ impl<'a> Demo<'a> {
                 })?;
                 Ok(json!({ "scored": outcome.scored }))
             })?;
-            self.note(&eval_stage, r);
+            self.note(eval_stage, r);
             models.push(DemoModel {
                 key: key.to_string(),
                 label: model_label(key),

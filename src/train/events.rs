@@ -271,7 +271,10 @@ mod tests {
         s.cases_read_on_demand = true;
         let text = TrainEvent::Start(s.clone()).text().unwrap();
         assert!(text.contains("resuming at epoch 1 iteration 2"), "{text}");
-        assert!(text.lines().nth(1).unwrap().contains("2 kept in memory"), "{text}");
+        assert!(
+            text.lines().nth(1).unwrap().contains("2 kept in memory"),
+            "{text}"
+        );
         let v = TrainEvent::Start(s).json().unwrap();
         assert_eq!(v["event"], "start");
         assert_eq!(v["cases_read_on_demand"], true);

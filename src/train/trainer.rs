@@ -154,7 +154,9 @@ impl<'a> Trainer<'a> {
 
     /// The model (an error only after a failed step, which ends the run anyway).
     fn model(&self) -> Result<&A2fseg> {
-        self.model.as_ref().context("the model was lost in a failed step")
+        self.model
+            .as_ref()
+            .context("the model was lost in a failed step")
     }
 
     /// Whether to stop before the next step: Ctrl-C, or the session's step limit reached.
@@ -192,7 +194,10 @@ impl<'a> Trainer<'a> {
                 completed = false;
                 break;
             }
-            let model = self.model.take().context("the model was lost in a failed step")?;
+            let model = self
+                .model
+                .take()
+                .context("the model was lost in a failed step")?;
             let (m, parts) = step(
                 model,
                 &mut self.optim,
@@ -236,7 +241,7 @@ impl<'a> Trainer<'a> {
         let val = &self.data.validation;
         let validate_now = !val.is_empty()
             && cfg.validate_every > 0
-            && ((epoch + 1) % cfg.validate_every == 0 || epoch + 1 == cfg.epochs);
+            && ((epoch + 1).is_multiple_of(cfg.validate_every) || epoch + 1 == cfg.epochs);
         let dice = if validate_now {
             Some(validate::validate(
                 self.model()?.valid(),
@@ -308,8 +313,12 @@ impl<'a> Trainer<'a> {
             && best_dir.join("config.json").is_file()
             && !best_dir.join(postprocess::FILE).is_file()
         {
-            let mut predictor =
-                Predictor::load(&best_dir, self.base_device.clone(), validate::STEP, Tta::OFF)?;
+            let mut predictor = Predictor::load(
+                &best_dir,
+                self.base_device.clone(),
+                validate::STEP,
+                Tta::OFF,
+            )?;
             let bar = self.sink.bar(
                 val.len(),
                 "deciding post-processing on validation cases (all subsets)",
