@@ -179,11 +179,6 @@ pub fn ctrl_c_received() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// Whether a stop was asked for (Ctrl-C, with the handler installed).
-fn stop_requested() -> bool {
-    STOP.load(Ordering::SeqCst)
-}
-
 /// Trains A2FSeg as `opts` says (see the module documentation).
 pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     opts.config.validate()?;

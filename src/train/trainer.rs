@@ -19,7 +19,7 @@ use super::loader::{BatchSpec, Loader};
 use super::log::{self, LogRow};
 use super::prepare::{Data, RunDir};
 use super::step::{batch_tensors, build_optimizer, stable_param_ids, step};
-use super::{TrainConfig, TrainOptions, TrainOutcome, rng, schedule, stop_requested, validate};
+use super::{TrainConfig, TrainOptions, TrainOutcome, ctrl_c_received, rng, schedule, validate};
 use crate::infer::{Predictor, Tta, postprocess};
 use crate::model::{self, A2fseg};
 use crate::progress::Sink;
@@ -161,7 +161,7 @@ impl<'a> Trainer<'a> {
 
     /// Whether to stop before the next step: Ctrl-C, or the session's step limit reached.
     fn stop_now(&self) -> bool {
-        stop_requested()
+        ctrl_c_received()
             || self
                 .opts
                 .stop_after_steps
@@ -330,7 +330,7 @@ impl<'a> Trainer<'a> {
                 |i| val.get(i),
                 &mut |done, _| {
                     bar.set_position(done as u64);
-                    !stop_requested()
+                    !ctrl_c_received()
                 },
             )?;
             bar.finish_and_clear();
