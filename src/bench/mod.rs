@@ -9,9 +9,9 @@
 //! | `msfe_forward` | one MSFE (T1) with its deep-supervision heads, input `[1, 1, D, H, W]` |
 //! | `forward_m{n}` | the whole model's forward pass with the first `n` modalities (T1, T1c, T2, FLAIR order), n = 1..4 |
 //! | `train_step_{preset}` | [`crate::train::step`], the step `train` runs (forward of 4 modalities, loss, backward, gradient clipping, the preset's optimiser), at the preset's patch size |
-//! | `predict` | [`Predictor::predict_case`] of one phantom case (default 240×240×155) with 4 modalities, no TTA |
-//! | `evaluate_shared` | [`Predictor::predict_subsets`] of that case over all 15 subsets (each MSFE once per window) |
-//! | `evaluate_separate` | 15 separate [`Predictor::predict_case`] calls, one per subset |
+//! | `predict` | [`crate::infer::Predictor::predict_case`] of one phantom case (default 240×240×155) with 4 modalities, no TTA |
+//! | `evaluate_shared` | [`crate::infer::Predictor::predict_subsets`] of that case over all 15 subsets (each MSFE once per window) |
+//! | `evaluate_separate` | 15 separate [`crate::infer::Predictor::predict_case`] calls, one per subset |
 //!
 //! `--only` selects by id or by name (`conv_block`, `msfe_forward`, `forward`, `train_step`,
 //! `predict`, `evaluate`). Everything except the training step runs without autodiff.
@@ -25,7 +25,7 @@
 //!
 //! Each measurement runs `warmup` untimed times, then `repeats` timed times; `median_s` and
 //! `min_s` are over the timed runs. `gflops` = counted FLOPs / `median_s` / 1e9, with FLOPs
-//! = 2 × the multiply-accumulates of the convolutions ([`ModelSummary`]: conv
+//! = 2 × the multiply-accumulates of the convolutions ([`crate::model::ModelSummary`]: conv
 //! 2·Cin·Cout·k³ per output voxel, transposed conv 2·Cin·Cout per output voxel, 1×1×1
 //! heads, attention convs); normalisations, activations and element-wise fusion are not
 //! counted. A training step counts 3 × its forward FLOPs (the usual convention: the input
@@ -44,12 +44,11 @@
 //! `patch_size` is the measured shape), `DIR/check_{preset}.safetensors` (inputs and outputs
 //! of a forward pass and a loss on a small shape) and, when `predict` runs, `DIR/case.safetensors`
 //! (the preprocessed case and the predicted probabilities).
-
 //!
 //! # Files
 //!
-//! - [`harness`]: the runner: selection, timing (warm-up, repeats, median), the JSON lines.
-//! - [`measurements`]: what each measurement sets up and times.
+//! - `harness`: the runner: selection, timing (warm-up, repeats, median), the JSON lines.
+//! - `measurements`: what each measurement sets up and times.
 //! - [`export`]: the files for the PyTorch reference.
 //! - [`process`]: process metrics (peak RSS, load average, CPU time).
 //! - [`kernels`]: the fast kernels against flex's own, and the training step with them on
