@@ -1,10 +1,11 @@
-//! File-system helpers shared by every writer: outputs appear complete or not at all.
+//! File-system helpers shared by every writer: outputs appear complete or not at all, never
+//! replace an input, and one folder has one writer at a time.
 
 use std::fs;
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// Writes a file atomically: `write` fills a temporary file in the destination's folder,
 /// which is then flushed, synced and renamed over `path`. A crash or kill at any moment
@@ -49,6 +50,91 @@ pub fn atomic_write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write(path, |w| Ok(w.write_all(bytes)?))
 }
 
+/// Refuses to go on when one of `outputs` is the same file as one of `inputs` (same path,
+/// another spelling of it, or a hard link): writing it would replace the user's data, e.g.
+/// `predict --flair case_flair.nii.gz --output case_flair.nii.gz`. Outputs that do not exist
+/// yet cannot be an input.
+pub fn refuse_overwriting_inputs<O, I>(outputs: &[O], inputs: &[I]) -> Result<()>
+where
+    O: AsRef<Path>,
+    I: AsRef<Path>,
+{
+    for out in outputs.iter().map(AsRef::as_ref) {
+        for input in inputs.iter().map(AsRef::as_ref) {
+            if same_file::is_same_file(out, input).unwrap_or(false) {
+                bail!(
+                    "refusing to write {}: it is the input {}; choose another output",
+                    out.display(),
+                    input.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The name of the lock file that [`FolderLock`] keeps in a folder.
+pub const LOCK_FILE: &str = ".a2fseg.lock";
+
+/// An exclusive claim on an output folder for the life of the value: a second process that
+/// tries to write the same run or output folder is refused instead of interleaving its files
+/// with the first one's. The claim is an advisory lock on `FOLDER/.a2fseg.lock` (`flock`), so
+/// the operating system releases it when the process ends, even by `kill -9`: no stale lock
+/// is ever left behind to remove by hand. The file holds the owner's process id for the
+/// message.
+#[derive(Debug)]
+pub struct FolderLock {
+    _file: fs::File,
+    path: PathBuf,
+}
+
+impl FolderLock {
+    /// Creates `dir` if needed and claims it for `what` (a command name used in the message,
+    /// e.g. "training"); fails with a one-line error naming the folder and the owner's
+    /// process id when another process holds it.
+    pub fn acquire(dir: &Path, what: &str) -> Result<FolderLock> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create folder {}", dir.display()))?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let owner = fs::read_to_string(&path).unwrap_or_default();
+                let owner = owner.trim();
+                let by = if owner.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (process {owner})")
+                };
+                bail!(
+                    "{} is in use by another a2fseg process{by}; wait for it to finish or choose \
+                     another folder for this {what}",
+                    dir.display()
+                );
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(FolderLock { _file: file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +171,44 @@ mod tests {
         assert!(r.is_err());
         assert!(!p.exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn an_input_is_never_an_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("case_flair.nii.gz");
+        fs::write(&input, b"scan").unwrap();
+        let other = dir.path().join("seg.nii.gz");
+        let err = refuse_overwriting_inputs(&[&input], &[&input]).unwrap_err();
+        assert!(format!("{err:#}").contains("case_flair.nii.gz"), "{err:#}");
+        // Another spelling of the same file, and a hard link to it.
+        let dotted = dir.path().join(".").join("case_flair.nii.gz");
+        assert!(refuse_overwriting_inputs(&[&dotted], &[&input]).is_err());
+        let link = dir.path().join("link.nii.gz");
+        fs::hard_link(&input, &link).unwrap();
+        assert!(refuse_overwriting_inputs(&[&link], &[&input]).is_err());
+        // A new file, or an existing different one, is fine.
+        assert!(refuse_overwriting_inputs(&[&other], &[&input]).is_ok());
+        fs::write(&other, b"old labels").unwrap();
+        assert!(refuse_overwriting_inputs(&[&other], &[&input]).is_ok());
+    }
+
+    #[test]
+    fn a_folder_has_one_writer_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("eval");
+        let first = FolderLock::acquire(&out, "evaluation").unwrap();
+        assert_eq!(
+            fs::read_to_string(first.path()).unwrap(),
+            std::process::id().to_string()
+        );
+        let err = FolderLock::acquire(&out, "evaluation").unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("in use by another a2fseg process"), "{msg}");
+        assert!(msg.contains(&std::process::id().to_string()), "{msg}");
+        drop(first);
+        // Released with its owner: the folder can be claimed again.
+        let again = FolderLock::acquire(&out, "evaluation").unwrap();
+        drop(again);
     }
 }

@@ -3,30 +3,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use a2fseg::labels::{LabelConvention, TumourClass};
 use a2fseg::metrics::{MetricOptions, evaluate_case};
-use a2fseg::model::{Fusion, ModelConfig, save_model};
+use a2fseg::model::Fusion;
 use a2fseg::volume::{Geometry, Grid, read_volume, write_float, write_labels};
 use burn::prelude::Device;
-
-/// Saves a tiny random model as `<dir>/<name>/checkpoints/best` and returns the run folder.
-fn tiny_run(dir: &Path, name: &str, fusion: Fusion) -> PathBuf {
-    let cfg = ModelConfig::new()
-        .with_poolings(1)
-        .with_base_features(4)
-        .with_max_features(8)
-        .with_convs_per_stage(1)
-        .with_deep_supervision(false)
-        .with_fusion(fusion)
-        .with_patch_size([8, 8, 8]);
-    let model = cfg.init(&Device::flex());
-    let run = dir.join(name);
-    save_model(&run.join("checkpoints/best"), &model, &cfg).unwrap();
-    run
-}
 
 fn identity() -> [[f64; 4]; 4] {
     let mut a = [[0.0; 4]; 4];
@@ -130,7 +114,7 @@ fn s(p: &Path) -> &str {
 #[test]
 fn predict_from_files_keeps_the_input_geometry_and_convention() {
     let tmp = common::tempdir();
-    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
     for (name, affine) in [("oblique", oblique()), ("flipped", flipped())] {
         let data = tmp.path().join(name);
         let id = "BraTS20_Training_001";
@@ -186,7 +170,7 @@ fn predict_from_files_keeps_the_input_geometry_and_convention() {
 #[test]
 fn predict_and_evaluate_agree_and_evaluate_resumes() {
     let tmp = common::tempdir();
-    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
     let data = tmp.path().join("data");
     for i in 1..=2 {
         write_case(
@@ -322,8 +306,8 @@ fn predict_and_evaluate_agree_and_evaluate_resumes() {
 #[test]
 fn several_models_give_a_comparison() {
     let tmp = common::tempdir();
-    let a = tiny_run(tmp.path(), "adaptive", Fusion::Adaptive);
-    let b = tiny_run(tmp.path(), "average", Fusion::Average);
+    let a = common::tiny_run(tmp.path(), "adaptive", Fusion::Adaptive);
+    let b = common::tiny_run(tmp.path(), "average", Fusion::Average);
     let data = tmp.path().join("data");
     write_case(&data, "BraTS20_Training_001", [9, 8, 8], identity(), 3);
     let eval = tmp.path().join("eval");
@@ -366,7 +350,7 @@ fn several_models_give_a_comparison() {
 #[test]
 fn bad_inputs_give_one_line_errors() {
     let tmp = common::tempdir();
-    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
     let data = tmp.path().join("data");
     write_case(&data, "a", [8, 8, 8], identity(), 1);
     write_case(&data, "b", [9, 8, 8], identity(), 1);
@@ -435,7 +419,7 @@ fn predict_uses_the_models_preprocessing_settings() {
     use a2fseg::infer::{Predictor, Tta};
     use a2fseg::preprocess::{PreprocessSettings, preprocess_case};
     let tmp = common::tempdir();
-    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
     let model_dir = run_dir.join("checkpoints/best");
     std::fs::write(
         model_dir.join("train.toml"),
@@ -490,7 +474,7 @@ fn predict_uses_the_models_preprocessing_settings() {
 #[test]
 fn evaluate_with_a_cache_scores_the_same() {
     let tmp = common::tempdir();
-    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
     let data = tmp.path().join("data");
     for i in 1..=2 {
         write_case(
@@ -537,7 +521,7 @@ fn evaluate_with_a_cache_scores_the_same() {
 fn predictions_are_post_processed_unless_asked_not_to() {
     use a2fseg::infer::postprocess::{self, Decision, Postprocess};
     let tmp = common::tempdir();
-    let run_dir = tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
     let data = tmp.path().join("data");
     let id = "BraTS20_Training_001";
     // The synthetic head, cut in two by an empty slab at x = 6..8 (so that the masked

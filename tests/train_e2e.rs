@@ -156,7 +156,7 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
         vec![a2fseg::modality::Subset::FULL],
         &tmp.path().join("eval"),
     );
-    let full = &eval.summaries[0].subsets[&a2fseg::modality::Subset::FULL];
+    let full = &eval.summaries[0].scores.subsets[&a2fseg::modality::Subset::FULL];
     let logged = [
         rows[5].val_dice_wt.unwrap(),
         rows[5].val_dice_tc.unwrap(),
@@ -203,8 +203,8 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
         decision.dice_without
     };
     for (r, want) in chosen.iter().enumerate() {
-        assert_eq!(s.subsets.len(), 15);
-        let mean = s.mean.regions[r].dice;
+        assert_eq!(s.scores.subsets.len(), 15);
+        let mean = s.scores.mean.regions[r].dice;
         assert!(
             (mean - want).abs() < 1e-9,
             "evaluate {mean} vs decision {want}"

@@ -162,7 +162,7 @@ impl Bench<'_> {
             self.opts.case_dims
         };
         let case = phantom_case(self.opts.seed, dims)?;
-        let predictor = Predictor::new(model, cfg.clone(), self.device.clone(), 0.5, Tta::OFF)?;
+        let predictor = Predictor::new(model, self.device.clone(), 0.5, Tta::OFF)?;
         let crop = case.crop.dims;
         let windows = SlidingWindow::new(cfg.patch_size, 0.5, Tta::OFF)?
             .windows(crop)

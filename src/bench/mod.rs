@@ -63,7 +63,7 @@ pub mod process;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
 pub use export::{check_shape, export_check};
@@ -231,35 +231,4 @@ fn name_of(id: &str) -> &'static str {
         .find(|n| id.starts_with(*n))
         .copied()
         .unwrap_or("")
-}
-
-/// Parses `X,Y,Z` (or `XxYxZ`) into a size.
-pub fn parse_dims(s: &str) -> Result<[usize; 3]> {
-    let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
-    if parts.len() != 3 {
-        bail!("expected three sizes X,Y,Z, got '{s}'");
-    }
-    let mut out = [0usize; 3];
-    for (o, p) in out.iter_mut().zip(&parts) {
-        *o = p
-            .parse()
-            .ok()
-            .filter(|&v| v > 0)
-            .with_context(|| format!("'{p}' in '{s}' is not a positive size"))?;
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dims_parse_and_reject() {
-        assert_eq!(parse_dims("240,240,155").unwrap(), [240, 240, 155]);
-        assert_eq!(parse_dims("16x8x4").unwrap(), [16, 8, 4]);
-        assert!(parse_dims("1,2").is_err());
-        assert!(parse_dims("0,2,3").is_err());
-        assert!(parse_dims("a,2,3").is_err());
-    }
 }

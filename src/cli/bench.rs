@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Args;
 
 use super::Global;
-use crate::bench::{BenchOptions, CASE_DIMS, parse_dims};
+use crate::bench::{BenchOptions, CASE_DIMS};
 
 /// Arguments of `a2fseg bench`. JSON lines on stdout, one per measurement; progress on
 /// stderr. The thread count is the global `--threads` (default: all cores).
@@ -40,12 +40,12 @@ pub struct BenchArgs {
 
     /// Network input size X,Y,Z (and the predictor's patch) for the --preset measurements;
     /// default: the preset's patch size (128,128,128 for paper).
-    #[arg(long, value_name = "X,Y,Z")]
-    pub shape: Option<String>,
+    #[arg(long, value_name = "X,Y,Z", value_parser = super::args::parse_xyz)]
+    pub shape: Option<[usize; 3]>,
 
     /// Size X,Y,Z of the phantom case of predict and evaluate.
-    #[arg(long, value_name = "X,Y,Z")]
-    pub case_dims: Option<String>,
+    #[arg(long, value_name = "X,Y,Z", value_parser = super::args::parse_xyz)]
+    pub case_dims: Option<[usize; 3]>,
 
     /// Tiny shapes (16³ patches, a 24×24×16 case) and only the --preset training step: for
     /// tests, seconds in total.
@@ -68,19 +68,8 @@ pub struct BenchArgs {
 
 /// Runs `a2fseg bench`.
 pub fn run(args: BenchArgs, global: Global) -> Result<()> {
-    let shape = args
-        .shape
-        .as_deref()
-        .map(parse_dims)
-        .transpose()
-        .map_err(|e| e.context("--shape"))?;
-    let case_dims = args
-        .case_dims
-        .as_deref()
-        .map(parse_dims)
-        .transpose()
-        .map_err(|e| e.context("--case-dims"))?
-        .unwrap_or(CASE_DIMS);
+    let shape = args.shape;
+    let case_dims = args.case_dims.unwrap_or(CASE_DIMS);
     let train_presets = if args.quick {
         vec![args.preset.clone()]
     } else {

@@ -24,27 +24,11 @@ pub struct DemoArgs {
     #[arg(long, value_name = "S", default_value_t = 42)]
     pub seed: u64,
     /// Phantom shape X,Y,Z in voxels.
-    #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = parse_shape)]
+    #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = super::args::parse_xyz)]
     pub shape: [usize; 3],
     /// Optimiser steps per epoch (for fast end-to-end tests of the pipeline).
     #[arg(long, value_name = "N", hide = true)]
     pub iterations_per_epoch: Option<usize>,
-}
-
-fn parse_shape(s: &str) -> Result<[usize; 3], String> {
-    let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
-    let err = || format!("'{s}' is not a shape X,Y,Z (three positive integers)");
-    if parts.len() != 3 {
-        return Err(err());
-    }
-    let mut d = [0usize; 3];
-    for (v, p) in d.iter_mut().zip(parts) {
-        *v = p.parse().map_err(|_| err())?;
-        if *v == 0 {
-            return Err(err());
-        }
-    }
-    Ok(d)
 }
 
 /// Runs `a2fseg demo`.

@@ -120,12 +120,12 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
         );
     }
     for s in &outcome.summaries {
-        let d = s.mean.regions.map(|r| 100.0 * r.dice);
+        let d = s.scores.mean.regions.map(|r| 100.0 * r.dice);
         println!(
             "{}: mean Dice over {} subset(s), {} case(s): WT {:.2}  TC {:.2}  ET {:.2}",
             s.model,
-            s.subsets.len(),
-            s.mean.cases,
+            s.scores.subsets.len(),
+            s.scores.mean.cases,
             d[0],
             d[1],
             d[2]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod args;
 pub mod bench;
 pub mod dataset;
 pub mod demo;
@@ -61,11 +62,6 @@ pub enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Returned by subcommands that a later release fills in; exits with code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("'a2fseg {0}' is not implemented yet")]
-pub struct NotImplemented(pub &'static str);
-
 /// Options shared by every subcommand.
 #[derive(Debug, Clone, Copy)]
 pub struct Global {
@@ -73,8 +69,8 @@ pub struct Global {
     pub quiet: bool,
 }
 
-/// Runs a parsed command line and turns its outcome into an exit code: 0 on success,
-/// 2 for a not-yet-implemented command, 1 for any other error (printed on one line).
+/// Runs a parsed command line and turns its outcome into an exit code: 0 on success, 1 for
+/// an error (printed on one line).
 pub fn run(cli: Cli) -> ExitCode {
     let global = Global { quiet: cli.quiet };
     if let Some(n) = cli.threads {
@@ -101,10 +97,6 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<NotImplemented>().is_some() => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
         Err(e) => {
             // `{:#}` joins the context chain on one line: "cannot read X: reason".
             let msg = format!("{e:#}").replace('\n', " ");

@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Subcommand;
 
 use super::Global;
-use crate::model::{Fusion, ModelConfig, ModelSummary, Targets};
+use crate::model::{A2fseg, Fusion, ModelConfig, Network, Targets};
 
 /// Subcommands of `a2fseg model`.
 #[derive(Debug, Subcommand)]
@@ -26,27 +26,12 @@ pub enum ModelCommand {
         #[arg(long, value_name = "T")]
         targets: Option<Targets>,
         /// Override the patch size the MACs are computed for, as x,y,z (or one number).
-        #[arg(long, value_name = "X,Y,Z")]
-        patch: Option<String>,
+        #[arg(long, value_name = "X,Y,Z", value_parser = super::args::parse_xyz)]
+        patch: Option<[usize; 3]>,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
-}
-
-/// Parses `"128"` or `"128,128,96"` into `[x, y, z]`.
-pub fn parse_size(s: &str) -> Result<[usize; 3]> {
-    let parts: Vec<&str> = s.split([',', 'x']).map(str::trim).collect();
-    let nums: Vec<usize> = parts
-        .iter()
-        .map(|p| p.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| anyhow::anyhow!("bad size '{s}' (expected e.g. 128 or 128,128,96)"))?;
-    match nums.as_slice() {
-        [n] => Ok([*n; 3]),
-        [x, y, z] => Ok([*x, *y, *z]),
-        _ => bail!("bad size '{s}' (expected one number or three: x,y,z)"),
-    }
 }
 
 /// Runs `a2fseg model …`.
@@ -72,10 +57,10 @@ pub fn run(cmd: ModelCommand, _global: Global) -> Result<()> {
                 cfg.targets = t;
             }
             if let Some(p) = patch {
-                cfg.patch_size = parse_size(&p)?;
+                cfg.patch_size = p;
             }
             cfg.validate()?;
-            let summary = ModelSummary::new(&cfg);
+            let summary = A2fseg::describe(&cfg);
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

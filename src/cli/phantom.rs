@@ -32,16 +32,7 @@ pub struct PhantomArgs {
 
 /// Parses `X,Y,Z` (also `XxYxZ`) into a shape.
 fn parse_shape(text: &str) -> Result<[usize; 3]> {
-    let parts: Vec<&str> = text.split([',', 'x']).map(str::trim).collect();
-    let bad =
-        || anyhow::anyhow!("invalid --shape '{text}': expected three positive integers X,Y,Z");
-    if parts.len() != 3 {
-        return Err(bad());
-    }
-    let mut dims = [0usize; 3];
-    for (d, p) in dims.iter_mut().zip(&parts) {
-        *d = p.parse().map_err(|_| bad())?;
-    }
+    let dims = super::args::parse_xyz(text).map_err(|e| anyhow::anyhow!("invalid --shape: {e}"))?;
     validate_shape(dims).map_err(|e| anyhow::anyhow!("invalid --shape '{text}': {e}"))?;
     Ok(dims)
 }

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::Global;
 use crate::dataset;
+use crate::fsutil;
 use crate::infer::evaluate::select_cases;
 use crate::infer::{Prediction, Predictor, Tta, progress_bar};
 use crate::labels::{LabelConvention, Region, TumourClass};
@@ -142,6 +143,8 @@ fn predict_files(
             "--subset {s} keeps none of the given images"
         );
     }
+    let inputs: Vec<&Path> = files.iter().map(|(_, p)| p.as_path()).collect();
+    fsutil::refuse_overwriting_inputs(&output_paths(&args.output, args), &inputs)?;
     let mut images: [Option<Grid<f32>>; 4] = Default::default();
     let mut geometry: Option<(Geometry, &Path)> = None;
     for (m, path) in files.iter().filter(|(m, _)| subset.contains(*m)) {
@@ -194,6 +197,7 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         },
     };
     ensure!(!ids.is_empty(), "no case to predict in {}", input.display());
+    let _lock = fsutil::FolderLock::acquire(&args.output, "prediction")?;
     let convention = args.convention.unwrap_or(ds.convention);
     let bar = progress_bar(ids.len() as u64, "cases", global.quiet);
     for id in &ids {
@@ -214,12 +218,19 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
             bar.inc(1);
             continue;
         }
+        let out = args.output.join(format!("{id}.nii.gz"));
+        let inputs = case
+            .images
+            .iter()
+            .flatten()
+            .map(|f| f.path.as_path())
+            .chain(case.seg.as_deref());
+        fsutil::refuse_overwriting_inputs(&output_paths(&out, args), &inputs.collect::<Vec<_>>())?;
         let loaded = dataset::load_case(&ds, case)?;
         let geometry = loaded.geometry.clone();
         let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
         drop(loaded);
         let pred = predictor.predict_case(&pre, subset)?;
-        let out = args.output.join(format!("{id}.nii.gz"));
         write_prediction(&out, &geometry, convention, &pred, args)?;
         bar.inc(1);
     }
@@ -257,6 +268,36 @@ pub fn to_labels(classes: &Grid<u8>, convention: LabelConvention) -> Grid<u8> {
     })
 }
 
+/// The file of the probability map of `region` beside the labels `out`.
+fn probability_path(out: &Path, region: Region) -> PathBuf {
+    let (stem, ext) = split_name(out);
+    let name = format!(
+        "{}_prob_{}{ext}",
+        file_name(&stem),
+        region.name().to_lowercase()
+    );
+    stem.with_file_name(name)
+}
+
+/// The file of the attention map of modality `m` beside the labels `out`.
+fn attention_path(out: &Path, m: Modality) -> PathBuf {
+    let (stem, ext) = split_name(out);
+    stem.with_file_name(format!("{}_attention_{}{ext}", file_name(&stem), m.key()))
+}
+
+/// Every file that writing the prediction `out` may create with these arguments: the labels,
+/// and the probability and attention maps when asked for.
+fn output_paths(out: &Path, args: &PredictArgs) -> Vec<PathBuf> {
+    let mut paths = vec![out.to_path_buf()];
+    if args.save_probabilities {
+        paths.extend(Region::ALL.iter().map(|&r| probability_path(out, r)));
+    }
+    if args.save_attention {
+        paths.extend(Modality::ALL.iter().map(|&m| attention_path(out, m)));
+    }
+    paths
+}
+
 /// Writes the labels (and the requested probability and attention maps beside them).
 fn write_prediction(
     out: &Path,
@@ -266,21 +307,14 @@ fn write_prediction(
     args: &PredictArgs,
 ) -> Result<()> {
     volume::write_labels(out, geometry, &to_labels(&pred.classes, convention))?;
-    let (stem, ext) = split_name(out);
     if args.save_probabilities {
-        for (r, g) in Region::ALL.iter().zip(pred.probabilities_full()) {
-            let p = stem.with_file_name(format!(
-                "{}_prob_{}{ext}",
-                file_name(&stem),
-                r.name().to_lowercase()
-            ));
-            volume::write_float(&p, geometry, &g)?;
+        for (&r, g) in Region::ALL.iter().zip(pred.probabilities_full()) {
+            volume::write_float(&probability_path(out, r), geometry, &g)?;
         }
     }
     if args.save_attention {
         for (m, g) in pred.attention_full() {
-            let p = stem.with_file_name(format!("{}_attention_{}{ext}", file_name(&stem), m.key()));
-            volume::write_float(&p, geometry, &g)?;
+            volume::write_float(&attention_path(out, m), geometry, &g)?;
         }
     }
     Ok(())

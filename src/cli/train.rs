@@ -59,7 +59,7 @@ pub struct TrainArgs {
     pub batch_size: Option<usize>,
 
     /// Patch size X,Y,Z in voxels (multiples of 2^poolings of the network).
-    #[arg(long, value_name = "X,Y,Z", value_parser = parse_patch)]
+    #[arg(long, value_name = "X,Y,Z", value_parser = super::args::parse_xyz)]
     pub patch: Option<[usize; 3]>,
 
     /// Initial learning rate.
@@ -109,22 +109,6 @@ pub struct TrainArgs {
     /// Stop (as on Ctrl-C, saving checkpoints/latest) after this many steps (testing).
     #[arg(long, hide = true)]
     pub stop_after_steps: Option<u64>,
-}
-
-fn parse_patch(s: &str) -> Result<[usize; 3], String> {
-    let parts: Vec<&str> = s.split([',', 'x', 'X']).map(str::trim).collect();
-    let err = || format!("'{s}' is not a patch size X,Y,Z (three positive integers)");
-    if parts.len() != 3 {
-        return Err(err());
-    }
-    let mut p = [0usize; 3];
-    for (v, t) in p.iter_mut().zip(parts) {
-        *v = t.parse().map_err(|_| err())?;
-        if *v == 0 {
-            return Err(err());
-        }
-    }
-    Ok(p)
 }
 
 fn parse_fusion(s: &str) -> Result<Fusion, String> {
@@ -240,18 +224,5 @@ fn print_outcome(run_dir: &Path, o: &crate::train::TrainOutcome) {
             o.steps,
             run_dir.display()
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn patch_sizes_parse() {
-        assert_eq!(parse_patch("16,24,32").unwrap(), [16, 24, 32]);
-        assert_eq!(parse_patch("16x16x8").unwrap(), [16, 16, 8]);
-        assert!(parse_patch("16,16").is_err());
-        assert!(parse_patch("0,16,16").is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Datasets: finding the cases of the layouts users have, loading a case, and
 //! reproducible train/validation/test splits.
 //!
-//! Layouts (see DESIGN.md): BraTS 2020 and 2021 (a folder per case, files
+//! Layouts (README, "dataset check"): BraTS 2020 and 2021 (a folder per case, files
 //! `CASE_{t1,t1ce,t2,flair,seg}.nii[.gz]`, labels 0/1/2/4), BraTS 2023 (`CASE-{t1n,t1c,t2w,t2f,seg}`,
 //! prefixes GLI, MEN, MET, PED, SSA, ET is label 3), MSD Task01 (`imagesTr/`, `labelsTr/`,
 //! `imagesTs/`, one 4D image per case with channels FLAIR, T1w, T1gd, T2w, labels

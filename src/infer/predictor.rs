@@ -1,14 +1,16 @@
 //! Whole-case prediction with a trained model: sliding window over the cropped case, then
 //! pasted back into the original grid.
 //!
-//! Two paths give the same result up to float noise:
-//! - [`Predictor::predict_case`]: one subset, through the model's ordinary forward pass;
-//! - [`Predictor::predict_subsets`]: several subsets of the same case at once. An MSFE's
-//!   output does not depend on the other modalities, so each window runs every needed MSFE
-//!   once (`msfe_features`) and then one cheap fusion (`fuse`) per subset.
+//! The network is any method behind the [`Segmenter`] seam. Two paths give the same result:
+//! - [`Predictor::predict_case`]: one subset, [`Segmenter::segment`] per window;
+//! - [`Predictor::predict_subsets`]: several subsets of the same case at once. A method's
+//!   per-modality encoding does not depend on the other modalities, so each window encodes
+//!   every needed modality once ([`Segmenter::encode`]; A2FSeg: its MSFE) and then decodes
+//!   each subset from those encodings ([`Segmenter::decode`]; A2FSeg: one cheap fusion).
 //!
-//! Only the modalities of a subset are ever fed to the network (missing ones are absent,
-//! never zero-filled). Inference runs on a device without autodiff: no graph is recorded.
+//! Only the modalities of a subset are ever given to the network (how a method represents
+//! the missing ones is its own business). Inference runs on a device without autodiff: no
+//! graph is recorded.
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +22,7 @@ use super::tta::Tta;
 use super::window::SlidingWindow;
 use crate::labels::Region;
 use crate::modality::{Modality, Subset};
-use crate::model::{self, A2fseg, Fusion, ModelConfig, Targets};
+use crate::model::{self, Fusion, ModelConfig, Network, Segmenter, Targets};
 use crate::preprocess::{CropBox, PreprocessSettings, PreprocessedCase};
 use crate::volume::Grid;
 
@@ -104,10 +106,8 @@ impl Prediction {
 
 /// A loaded model ready to segment preprocessed cases.
 pub struct Predictor {
-    /// The network (on `device`, without autodiff).
-    pub model: A2fseg,
-    /// Its configuration (patch size, targets, fusion).
-    pub config: ModelConfig,
+    /// The network (on `device`, without autodiff); its configuration is [`Self::config`].
+    pub model: Box<dyn Segmenter>,
     /// Where the network runs.
     pub device: Device,
     /// Step between windows as a fraction of the patch (default 0.5).
@@ -136,17 +136,10 @@ struct Layout {
 }
 
 impl Predictor {
-    /// Wraps an already built model.
-    pub fn new(
-        model: A2fseg,
-        config: ModelConfig,
-        device: Device,
-        step: f64,
-        tta: Tta,
-    ) -> Result<Self> {
+    /// Wraps an already built network of any method.
+    pub fn new(model: impl Network, device: Device, step: f64, tta: Tta) -> Result<Self> {
         let p = Predictor {
-            model,
-            config,
+            model: Box::new(model),
             device,
             step,
             tta,
@@ -164,27 +157,32 @@ impl Predictor {
     /// ([`Postprocess::load`]).
     pub fn load(path: &Path, device: Device, step: f64, tta: Tta) -> Result<Self> {
         let dir = resolve_model_dir(path)?;
-        let (model, config) = model::load_model(&dir, &device)
+        let (model, _) = model::load_model(&dir, &device)
             .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-        let mut p = Self::new(model, config, device, step, tta)?;
+        let mut p = Self::new(model, device, step, tta)?;
         p.preprocess = model_preprocess_settings(&dir)?;
         p.postprocess = Postprocess::load(&dir)?;
         Ok(p)
     }
 
+    /// The configuration of the network (patch size, targets, fusion).
+    pub fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
     /// The sliding-window settings (the model's patch, this predictor's step and mirroring).
     pub fn window(&self) -> Result<SlidingWindow> {
-        SlidingWindow::new(self.config.patch_size, self.step, self.tta)
+        SlidingWindow::new(self.config().patch_size, self.step, self.tta)
     }
 
     /// Whether the model fuses with attention (and so has attention maps).
     pub fn is_adaptive(&self) -> bool {
-        matches!(self.config.fusion, Fusion::Adaptive)
+        matches!(self.config().fusion, Fusion::Adaptive)
     }
 
     /// Number of output channels of the network (3 regions or 4 classes).
     fn out_channels(&self) -> usize {
-        self.config.targets.channels()
+        self.config().targets.channels()
     }
 
     fn layout(&self, subsets: &[Subset]) -> Layout {
@@ -203,7 +201,7 @@ impl Predictor {
         }
     }
 
-    /// Segments `case` from the modalities of `subset` through the model's forward pass.
+    /// Segments `case` from the modalities of `subset` ([`Segmenter::segment`] per window).
     pub fn predict_case(&self, case: &PreprocessedCase, subset: Subset) -> Result<Prediction> {
         self.predict_case_with_progress(case, subset, &mut |_, _| {})
     }
@@ -219,7 +217,7 @@ impl Predictor {
         let layout = self.layout(&[subset]);
         let mods: Vec<Modality> = subset.modalities().collect();
         let window = self.window()?;
-        let [px, py, pz] = self.config.patch_size;
+        let [px, py, pz] = self.config().patch_size;
         let with_attention = layout.channels > self.out_channels();
         let grids: Vec<&Grid<f32>> = inputs.iter().map(|(_, g)| *g).collect();
         let out = window.run(
@@ -232,8 +230,8 @@ impl Predictor {
                     .zip(patches)
                     .map(|(m, p)| (*m, self.tensor(p, [pz, py, px])))
                     .collect();
-                let out = self.model.forward(&x)?;
-                let probs = model::probabilities(&self.config, out.fused);
+                let out = self.model.segment(&x)?;
+                let probs = model::probabilities(self.config(), out.logits);
                 let mut v = to_vec(probs)?;
                 if with_attention {
                     let maps = out
@@ -249,8 +247,8 @@ impl Predictor {
         Ok(preds.remove(0))
     }
 
-    /// Segments `case` from each of `subsets`, running each needed MSFE once per window and
-    /// one fusion per subset. Equal to [`Self::predict_case`] per subset up to float noise.
+    /// Segments `case` from each of `subsets`, encoding each needed modality once per window
+    /// and decoding each subset from the encodings. Equal to [`Self::predict_case`] per subset.
     pub fn predict_subsets(
         &self,
         case: &PreprocessedCase,
@@ -273,27 +271,27 @@ impl Predictor {
         let layout = self.layout(subsets);
         let mods: Vec<Modality> = inputs.iter().map(|(m, _)| *m).collect();
         let window = self.window()?;
-        let [px, py, pz] = self.config.patch_size;
+        let [px, py, pz] = self.config().patch_size;
         let grids: Vec<&Grid<f32>> = inputs.iter().map(|(_, g)| *g).collect();
         let out = window.run(
             dims,
             &grids,
             layout.channels,
             |patches| {
-                let mut features: Vec<(Modality, Tensor<5>)> = Vec::with_capacity(mods.len());
+                let mut encodings = Vec::with_capacity(mods.len());
                 for (m, p) in mods.iter().zip(patches) {
                     let x = self.tensor(p, [pz, py, px]);
-                    features.push((*m, self.model.msfe_features(*m, x)?));
+                    encodings.push((*m, self.model.encode(*m, x)?));
                 }
                 let mut v = Vec::new();
                 for (s, &(_, _, n_attn)) in subsets.iter().zip(&layout.offsets) {
-                    let f: Vec<(Modality, Tensor<5>)> = features
+                    let e: Vec<_> = encodings
                         .iter()
                         .filter(|(m, _)| s.contains(*m))
                         .cloned()
                         .collect();
-                    let fused = self.model.fuse(&f)?;
-                    v.extend(to_vec(model::probabilities(&self.config, fused.logits))?);
+                    let fused = self.model.decode(&e)?;
+                    v.extend(to_vec(model::probabilities(self.config(), fused.logits))?);
                     if n_attn > 0 {
                         let maps = fused
                             .attention
@@ -388,11 +386,11 @@ impl Predictor {
                 TensorData::new(flat, [1, k, dims[2], dims[1], dims[0]]),
                 &self.device,
             );
-            let cls = model::decode_classes(&self.config, t);
+            let cls = model::decode_classes(self.config(), t);
             let mut cls =
                 Grid::from_vec(dims, cls).context("decoded classes have the wrong size")?;
             self.postprocess.apply(&mut cls, case, *s);
-            let probabilities = match self.config.targets {
+            let probabilities = match self.config().targets {
                 Targets::Regions => probs,
                 Targets::Classes => class_to_region_probabilities(&probs),
             };
@@ -473,7 +471,7 @@ mod tests {
             .with_patch_size([8, 8, 8]);
         let device = Device::flex();
         let model = cfg.init(&device);
-        Predictor::new(model, cfg, device, 0.5, tta).unwrap()
+        Predictor::new(model, device, 0.5, tta).unwrap()
     }
 
     /// A preprocessed case with `subset`'s images over a crop of `dims` inside a larger grid.

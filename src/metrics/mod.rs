@@ -1,6 +1,6 @@
 //! Segmentation metrics per tumour region: Dice, HD95, sensitivity, specificity, volumes.
 //!
-//! Conventions (stated in every report through [`conventions_text`]):
+//! Conventions (stated in every report through [`conventions`], the one text of them):
 //! - Regions WT = NCR ∪ ED ∪ ET, TC = NCR ∪ ET, ET, from maps of [`TumourClass`] indices.
 //! - Dice: both masks empty → 1, exactly one empty → 0 (medpy's `dc` otherwise).
 //! - HD95: surface = mask minus its 6-connected erosion (outside the volume is background,
@@ -266,20 +266,42 @@ pub fn guess_convention(present: impl IntoIterator<Item = u8>) -> Option<LabelCo
     })
 }
 
-/// One line stating the metric conventions, for every report.
+/// The metric conventions as `(name, statement)` items, the one text every output states
+/// them with (`metrics`, `evaluate`'s `summary.md`, reports).
+pub fn conventions(opts: &MetricOptions) -> Vec<(String, String)> {
+    vec![
+        (
+            "Dice".into(),
+            "per region (WT = NCR ∪ ED ∪ ET, TC = NCR ∪ ET, ET); both empty → 1, exactly one \
+             empty → 0"
+                .into(),
+        ),
+        (
+            "HD95".into(),
+            format!(
+                "surface = mask minus its 6-connected erosion; Euclidean distances in mm using \
+                 the voxel spacing; 95th percentile (linear interpolation) of the pooled \
+                 distances of both directions; both empty → 0, exactly one empty → {} mm",
+                opts.hd95_penalty
+            ),
+        ),
+        (
+            "ET post-processing".into(),
+            match opts.et_postprocess {
+                Some(n) => format!("on: predicted ET with fewer than {n} voxels becomes NCR"),
+                None => "off (scores are raw)".into(),
+            },
+        ),
+    ]
+}
+
+/// [`conventions`] as one line (`Dice: …. HD95: …. …`).
 pub fn conventions_text(opts: &MetricOptions) -> String {
-    let mut s = format!(
-        "Dice: both empty = 1, one empty = 0. HD95: 95th percentile (linear) of pooled \
-         surface distances in both directions, surface = mask minus 6-connected erosion, \
-         Euclidean with voxel spacing; both empty = 0, one empty = {} mm.",
-        opts.hd95_penalty
-    );
-    if let Some(n) = opts.et_postprocess {
-        s.push_str(&format!(
-            " ET post-processed: predicted ET < {n} voxels becomes NCR."
-        ));
-    }
-    s
+    conventions(opts)
+        .iter()
+        .map(|(name, text)| format!("{name}: {text}."))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]

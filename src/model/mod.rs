@@ -1,6 +1,8 @@
 //! The A2FSeg network (paper Section 2, Eq. 1–5), written once with Burn; the backend is
 //! chosen by the [`Device`] at run time.
 //!
+//! - [`arch`]: the seam every method implements ([`Network`]): what training, inference,
+//!   `model summary` and `bench` need from a network. [`A2fseg`] is its first implementation.
 //! - [`config`]: [`ModelConfig`] (presets `paper` and `small`), [`Fusion`], [`Targets`].
 //! - [`msfe`]: the modality-specific nnU-Net feature extractor with deep-supervision heads.
 //! - [`fusion`]: average, adaptive (attention) and HeMIS fusion over the *available*
@@ -13,6 +15,7 @@
 //! A missing modality is never zero-filled: it is simply not an input, and its MSFE does
 //! not run.
 
+pub mod arch;
 pub mod config;
 pub mod fusion;
 pub mod loss;
@@ -24,6 +27,7 @@ pub mod weights;
 use anyhow::{Result, bail};
 use burn::tensor::Device;
 
+pub use arch::{Encoding, Network, Segmenter, StepLoss};
 pub use config::{Fusion, ModelConfig, PRESETS, Targets};
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};

@@ -2,11 +2,13 @@
 
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Int, Tensor};
 
+use super::arch::{Encoding, Network, StepLoss};
 use super::config::{Fusion, ModelConfig};
 use super::fusion::{self, FusionModule};
 use super::msfe::Msfe;
+use super::summary::ModelSummary;
 use crate::kernels::conv3d_module;
 use crate::modality::{Modality, Subset};
 
@@ -195,5 +197,60 @@ impl A2fseg {
             }
             _ => (average.clone(), average, None),
         }
+    }
+}
+
+/// A2FSeg behind the method seam: the encoding of a modality is its MSFE's feature map
+/// `[B, C, D, H, W]` (one tensor), which does not depend on the other modalities.
+impl Network for A2fseg {
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn loss_terms(&self) -> &'static [&'static str] {
+        &["modality", "average", "adaptive"]
+    }
+
+    fn training_loss(
+        &self,
+        inputs: &[(Modality, Tensor<5>)],
+        classes: Tensor<4, Int>,
+    ) -> Result<StepLoss> {
+        let out = self.forward(inputs)?;
+        let parts = super::loss::loss(&self.config, &out, classes);
+        Ok(StepLoss {
+            total: parts.total,
+            terms: vec![
+                parts.modality as f64,
+                parts.average as f64,
+                parts.adaptive as f64,
+            ],
+        })
+    }
+
+    fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding> {
+        Ok(vec![self.msfe_features(m, x)?])
+    }
+
+    fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput> {
+        let features = encodings
+            .iter()
+            .map(|(m, e)| match e.as_slice() {
+                [f] => Ok((*m, f.clone())),
+                _ => bail!(
+                    "an A2FSeg encoding is one feature map, got {} tensors",
+                    e.len()
+                ),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.fuse(&features)
+    }
+
+    fn init(config: &ModelConfig, device: &Device) -> Self {
+        config.init(device)
+    }
+
+    fn describe(config: &ModelConfig) -> ModelSummary {
+        ModelSummary::new(config)
     }
 }

@@ -286,7 +286,12 @@ impl Cache {
         if let Ok(bytes) = fs::read(&path) {
             match decode(&bytes, Some(&key)) {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!("recomputing {}: {e:#}", path.display()),
+                // A damaged entry (a disk fault, a file from another version) is never used:
+                // say so once and rebuild it from the source images.
+                Err(e) => eprintln!(
+                    "warning: damaged preprocessing cache entry {} ({e:#}); recomputing it",
+                    path.display()
+                ),
             }
         }
         let loaded = load_case(dataset, case)?;

@@ -9,8 +9,10 @@ use image::{ImageFormat, RgbImage};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
+use super::attention::Attention;
 use super::fonts;
-use super::inputs::{Attention, Summary, TrainLog};
+use super::inputs::TrainLog;
+use super::scores::ScoreTable;
 use crate::labels::Region;
 use crate::modality::Modality;
 
@@ -71,14 +73,14 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 /// Grouped bars of mean Dice: one group per evaluated subset in the paper's order (labelled
 /// with ○/● marks in the order T1, T1c, T2, FLAIR) plus the mean, one bar per region.
 /// Size 1100 × 460.
-pub fn dice_bar_chart(summary: &Summary, title: &str) -> Result<RgbImage> {
+pub fn dice_bar_chart(summary: &ScoreTable, title: &str) -> Result<RgbImage> {
     let groups: Vec<(String, [f64; 3])> = summary
         .subsets
         .iter()
-        .map(|(s, r)| (s.marks(), r.map(|x| x.dice)))
+        .map(|(s, r)| (s.marks(), r.regions.map(|x| x.dice)))
         .chain(std::iter::once((
             "mean".to_string(),
-            summary.mean.map(|x| x.dice),
+            summary.mean.regions.map(|x| x.dice),
         )))
         .collect();
     render(1100, 460, |root| {
@@ -224,13 +226,20 @@ pub fn attention_chart(attention: &Attention) -> Result<RgbImage> {
 /// Training curves from a run's log: losses per epoch (left) and validation Dice per epoch
 /// (right). Columns are found by name (`*loss*`, `*dice*`). Size 1100 × 420.
 pub fn training_curves(log: &TrainLog, title: &str) -> Result<RgbImage> {
+    training_curves_sized(log, title, (1100, 420))
+}
+
+/// The training-curve figure (the one drawing of it: reports and `train`'s `progress.png`)
+/// at `(width, height)` pixels, each panel half the width.
+pub fn training_curves_sized(log: &TrainLog, title: &str, size: (u32, u32)) -> Result<RgbImage> {
     let epochs = log.epochs();
     let losses = log.loss_columns();
     let dices = log.dice_columns();
-    render(1100, 420, |root| {
+    let (width, height) = size;
+    render(width, height, |root| {
         root.fill(&WHITE).map_err(err)?;
         let root = root.titled(title, (fonts::FAMILY, 20)).map_err(err)?;
-        let (left, right) = root.split_horizontally(550);
+        let (left, right) = root.split_horizontally(width / 2);
         curve_panel(&left, &epochs, &losses, "loss", None)?;
         curve_panel(&right, &epochs, &dices, "validation Dice", Some((0.0, 1.0)))?;
         Ok(())
@@ -330,15 +339,18 @@ fn curve_panel(
 mod tests {
     use super::*;
     use crate::modality::Subset;
-    use crate::report::inputs::{RegionScore, RegionScores};
+    use crate::report::scores::{RegionScore, SubsetScores};
 
-    fn summary() -> Summary {
-        Summary::from_rows(Subset::all_nonempty().map(|s| {
-            let r: RegionScores = std::array::from_fn(|i| RegionScore {
-                dice: 0.5 + 0.03 * s.len() as f64 + 0.01 * i as f64,
-                hd95: Some(4.0),
+    fn summary() -> ScoreTable {
+        ScoreTable::from_rows(Subset::all_nonempty().map(|s| {
+            let regions = std::array::from_fn(|i| {
+                RegionScore::new(0.5 + 0.03 * s.len() as f64 + 0.01 * i as f64, Some(4.0))
             });
-            (s, r)
+            let row = SubsetScores {
+                regions,
+                ..Default::default()
+            };
+            (s, row)
         }))
     }
 
@@ -366,9 +378,9 @@ mod tests {
         // Taller bars for better scores: more red pixels with a higher WT Dice.
         let mut better = summary();
         for r in better.subsets.values_mut() {
-            r[0].dice = 0.99;
+            r.regions[0].dice = 0.99;
         }
-        better.mean[0].dice = 0.99;
+        better.mean.regions[0].dice = 0.99;
         let img2 = dice_bar_chart(&better, "Mean Dice").unwrap();
         assert!(count(&img2, REGION_COLOURS[0]) > count(&img, REGION_COLOURS[0]));
     }

@@ -13,11 +13,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use base64::Engine;
 
+use super::attention::Attention;
 use super::charts;
-use super::inputs::{Attention, Summary, TrainLog};
-use super::tables::{self, Table, escape};
+use super::inputs::TrainLog;
+use super::scores::{AVERAGING, ScoreTable};
+use super::tables::{self, Table, Table1Columns, escape};
 use crate::fsutil::atomic_write_bytes;
 use crate::labels::Region;
+use crate::metrics::{self, MetricOptions};
 use crate::modality::{Modality, Subset};
 
 /// One trained and evaluated model.
@@ -28,7 +31,7 @@ pub struct ModelReport {
     /// Short file-name-safe key, e.g. `"adaptive"`.
     pub key: String,
     /// Its `summary.json`.
-    pub summary: Summary,
+    pub summary: ScoreTable,
     /// Its `attention.json`, if the model has an adaptive fusion and it was written.
     pub attention: Option<Attention>,
     /// Its run's `log.csv`, if available.
@@ -66,7 +69,7 @@ impl ModelFiles {
     /// Reads the files; a missing `attention.json` or `log.csv` is not an error, nor is an
     /// empty `attention.json` (a model without adaptive fusion).
     pub fn load(&self) -> Result<ModelReport> {
-        let summary = Summary::load(&self.summary)?;
+        let summary = ScoreTable::load(&self.summary)?;
         let attention = Attention::load_optional(&self.attention)?;
         let log = match &self.log {
             Some(p) if p.exists() => Some(TrainLog::load(p)?),
@@ -135,36 +138,19 @@ pub struct ReportFiles {
     pub figures: Vec<PathBuf>,
 }
 
-/// The metric conventions of DESIGN.md, as printed in every report.
+/// The conventions every report states: the metrics' ([`crate::metrics::conventions`])
+/// and how the tables average.
 pub fn metric_conventions(
     hd95_penalty: f64,
     et_postprocess: Option<usize>,
 ) -> Vec<(String, String)> {
-    vec![
-        (
-            "Dice".into(),
-            "per region (WT = NCR ∪ ED ∪ ET, TC = NCR ∪ ET, ET); both empty → 1, exactly one empty → 0".into(),
-        ),
-        (
-            "HD95".into(),
-            format!(
-                "surface = mask minus its 6-connected erosion; Euclidean distances in mm using the voxel spacing; \
-                 95th percentile (linear interpolation) of the pooled distances of both directions; \
-                 both empty → 0, exactly one empty → {hd95_penalty} mm"
-            ),
-        ),
-        (
-            "ET post-processing".into(),
-            match et_postprocess {
-                Some(n) => format!("on: predicted ET with fewer than {n} voxels becomes NCR"),
-                None => "off (scores are raw)".into(),
-            },
-        ),
-        (
-            "Averaging".into(),
-            "per subset: mean over test cases; Mean row: mean over the evaluated subsets".into(),
-        ),
-    ]
+    let opts = MetricOptions {
+        hd95_penalty,
+        et_postprocess,
+    };
+    let mut items = metrics::conventions(&opts);
+    items.push(("Averaging".into(), AVERAGING.into()));
+    items
 }
 
 /// The qualitative findings of the paper, checked on `primary` (and the fusion comparison
@@ -175,7 +161,7 @@ pub fn findings(models: &[ModelReport]) -> Vec<String> {
     };
     let s = &primary.summary;
     let mut out = Vec::new();
-    let m = s.mean;
+    let m = s.mean.regions;
     out.push(format!(
         "Mean Dice over the {} evaluated subsets ({}): WT {}%, TC {}%, ET {}%.",
         s.subsets.len(),
@@ -229,7 +215,9 @@ pub fn findings(models: &[ModelReport]) -> Vec<String> {
         let d: Vec<String> = Region::ALL
             .iter()
             .map(|r| {
-                let diff = (s.mean[r.index()].dice - b.summary.mean[r.index()].dice) * 100.0;
+                let diff = (s.mean.regions[r.index()].dice
+                    - b.summary.mean.regions[r.index()].dice)
+                    * 100.0;
                 format!("{r} {diff:+.2}")
             })
             .collect();
@@ -262,7 +250,10 @@ pub fn blocks(input: &ReportInput) -> Result<Vec<Block>> {
              (columns T1, T1c, T2, FLAIR), rows in the paper's order."
                 .into(),
         ));
-        b.push(Block::Table(tables::table1(&primary.summary)));
+        b.push(Block::Table(tables::table1(
+            &primary.summary,
+            Table1Columns::default(),
+        )));
         b.push(Block::Figure {
             file: "dice.png".into(),
             png: charts::png_bytes(&charts::dice_bar_chart(
@@ -276,7 +267,7 @@ pub fn blocks(input: &ReportInput) -> Result<Vec<Block>> {
             2,
             "Table 2 — average fusion vs adaptive fusion".into(),
         ));
-        let mut rows: Vec<(String, &Summary)> = input
+        let mut rows: Vec<(String, &ScoreTable)> = input
             .models
             .iter()
             .map(|m| (m.label.clone(), &m.summary))

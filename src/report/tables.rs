@@ -1,12 +1,14 @@
 //! The report's tables, as Markdown and as HTML: Table 1 (15 subsets in the paper's order
-//! with ○/● marks, Dice and HD95 of WT/TC/ET, means row), Table 2 (mean Dice per fusion
-//! strategy) and the Fig.-3 attention summary.
+//! with ○/● marks, Dice and HD95 of WT/TC/ET, means row; the one renderer of it, used by the
+//! report and by `evaluate`'s `summary.md`), Table 2 (mean Dice per fusion strategy) and the
+//! Fig.-3 attention summary.
 
 use std::fmt::Write;
 
-use super::inputs::{Attention, RegionScore, Summary};
+use super::attention::Attention;
+use super::scores::{ScoreTable, SubsetScores};
 use crate::labels::Region;
-use crate::modality::{Modality, Subset};
+use crate::modality::Modality;
 
 /// A plain table: header cells and rows of cells (text, no markup).
 #[derive(Debug, Clone, PartialEq)]
@@ -108,52 +110,81 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// Dice as a percentage with two decimals, as the paper prints it.
+/// Dice as a percentage with two decimals, as the paper prints it; `–` when not finite.
 pub fn dice_pct(d: f64) -> String {
-    format!("{:.2}", d * 100.0)
+    if d.is_finite() {
+        format!("{:.2}", d * 100.0)
+    } else {
+        "–".to_string()
+    }
 }
 
-/// HD95 in mm with two decimals, `–` when absent.
+/// HD95 in mm with two decimals, `–` when absent or not finite.
 pub fn hd95_mm(h: Option<f64>) -> String {
-    h.map_or_else(|| "–".to_string(), |h| format!("{h:.2}"))
+    match h {
+        Some(h) if h.is_finite() => format!("{h:.2}"),
+        _ => "–".to_string(),
+    }
+}
+
+/// The optional columns of [`table1`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Table1Columns {
+    /// Dice and HD95 of ET after post-processing (`Dice ET (pp)`, `HD95 ET (pp)`).
+    pub et_postprocessed: bool,
+    /// The number of cases averaged (`Cases`).
+    pub cases: bool,
 }
 
 /// Table 1 for one model: a row per evaluated subset in the paper's order (`0001` FLAIR
 /// first … `1111` last), columns T1, T1c, T2, FLAIR (○ missing, ● available), Dice % of
-/// WT, TC, ET, HD95 mm of WT, TC, ET; a final `Mean` row.
-pub fn table1(summary: &Summary) -> Table {
+/// WT, TC, ET, HD95 mm of WT, TC, ET (each group followed by ET after post-processing when
+/// `columns` asks), the number of cases when asked; a final `Mean` row.
+pub fn table1(scores: &ScoreTable, columns: Table1Columns) -> Table {
+    let pp = columns.et_postprocessed;
     let mut header: Vec<String> = Modality::ALL
         .iter()
         .map(|m| m.label().to_string())
         .collect();
-    for r in Region::ALL {
-        header.push(format!("Dice {r}"));
+    header.extend(Region::ALL.iter().map(|r| format!("Dice {r}")));
+    if pp {
+        header.push("Dice ET (pp)".to_string());
     }
-    for r in Region::ALL {
-        header.push(format!("HD95 {r}"));
+    header.extend(Region::ALL.iter().map(|r| format!("HD95 {r}")));
+    if pp {
+        header.push("HD95 ET (pp)".to_string());
     }
-    let scores_cells = |s: &[RegionScore; 3]| {
-        let mut v: Vec<String> = s.iter().map(|x| dice_pct(x.dice)).collect();
-        v.extend(s.iter().map(|x| hd95_mm(x.hd95)));
+    if columns.cases {
+        header.push("Cases".to_string());
+    }
+    let cells = |marks: Vec<String>, s: &SubsetScores| {
+        let et_pp = s.et_postprocessed;
+        let mut v = marks;
+        v.extend(s.regions.iter().map(|x| dice_pct(x.dice)));
+        if pp {
+            v.push(dice_pct(et_pp.map_or(f64::NAN, |p| p.dice)));
+        }
+        v.extend(s.regions.iter().map(|x| hd95_mm(x.hd95)));
+        if pp {
+            v.push(hd95_mm(et_pp.and_then(|p| p.hd95)));
+        }
+        if columns.cases {
+            v.push(s.cases.to_string());
+        }
         v
     };
-    let mut rows = Vec::new();
-    for subset in Subset::all_nonempty() {
-        let Some(scores) = summary.subsets.get(&subset) else {
-            continue;
-        };
-        let mut row: Vec<String> = subset.marks().chars().map(String::from).collect();
-        row.extend(scores_cells(scores));
-        rows.push(row);
-    }
-    let mut mean = vec![
+    let mut rows: Vec<Vec<String>> = scores
+        .subsets
+        .iter()
+        .map(|(subset, s)| cells(subset.marks().chars().map(String::from).collect(), s))
+        .collect();
+    let mean_marks = vec![
         "Mean".to_string(),
         String::new(),
         String::new(),
         String::new(),
     ];
-    mean.extend(scores_cells(&summary.mean));
-    rows.push(mean);
+    rows.push(cells(mean_marks, &scores.mean));
     Table {
         header,
         rows,
@@ -162,8 +193,8 @@ pub fn table1(summary: &Summary) -> Table {
 }
 
 /// Table 2: mean Dice % over the 15 subsets of WT (Complete), TC (Core), ET (Enhancing)
-/// and their average, one row per `(label, summary)`.
-pub fn table2(models: &[(String, &Summary)]) -> Table {
+/// and their average, one row per `(label, scores)`.
+pub fn table2(models: &[(String, &ScoreTable)]) -> Table {
     let header = [
         "Method",
         "Complete (WT)",
@@ -176,7 +207,7 @@ pub fn table2(models: &[(String, &Summary)]) -> Table {
     let rows = models
         .iter()
         .map(|(label, s)| {
-            let d = s.mean.map(|x| x.dice);
+            let d = s.mean.regions.map(|x| x.dice);
             vec![
                 label.clone(),
                 dice_pct(d[0]),
@@ -225,21 +256,29 @@ pub fn attention_table(a: &Attention) -> Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::inputs::RegionScores;
+    use crate::modality::Subset;
+    use crate::report::scores::RegionScore;
 
-    fn summary() -> Summary {
-        Summary::from_rows(Subset::all_nonempty().map(|s| {
-            let r: RegionScores = std::array::from_fn(|i| RegionScore {
-                dice: s.bits() as f64 / 100.0 + i as f64 / 10.0,
-                hd95: (i != 2).then_some(2.5),
+    fn summary() -> ScoreTable {
+        ScoreTable::from_rows(Subset::all_nonempty().map(|s| {
+            let regions = std::array::from_fn(|i| {
+                RegionScore::new(
+                    s.bits() as f64 / 100.0 + i as f64 / 10.0,
+                    (i != 2).then_some(2.5),
+                )
             });
-            (s, r)
+            let row = SubsetScores {
+                regions,
+                et_postprocessed: Some(RegionScore::new(0.25, Some(f64::NAN))),
+                cases: 3,
+            };
+            (s, row)
         }))
     }
 
     #[test]
     fn table1_rows_follow_paper_order_with_marks() {
-        let t = table1(&summary());
+        let t = table1(&summary(), Table1Columns::default());
         assert_eq!(t.rows.len(), 16);
         assert_eq!(t.header[..4], ["T1", "T1c", "T2", "FLAIR"]);
         assert_eq!(t.rows[0][..4], ["○", "○", "○", "●"]);
@@ -255,6 +294,31 @@ mod tests {
         let html = t.html();
         assert_eq!(html.matches("<tr>").count(), 1 + 15);
         assert!(html.contains("class=\"footer\""));
+    }
+
+    #[test]
+    fn table1_optional_columns_follow_their_groups() {
+        let columns = Table1Columns {
+            et_postprocessed: true,
+            cases: true,
+        };
+        let t = table1(&summary(), columns);
+        assert_eq!(
+            t.header[4..],
+            [
+                "Dice WT",
+                "Dice TC",
+                "Dice ET",
+                "Dice ET (pp)",
+                "HD95 WT",
+                "HD95 TC",
+                "HD95 ET",
+                "HD95 ET (pp)",
+                "Cases"
+            ]
+        );
+        assert_eq!(t.rows[0][7..], ["25.00", "2.50", "2.50", "–", "–", "3"]);
+        assert_eq!(t.rows.len(), 16);
     }
 
     #[test]

@@ -4,8 +4,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
+
+use crate::report::TrainLog;
+use crate::report::charts;
 
 /// One epoch of training.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,8 +41,9 @@ impl LogRow {
     }
 }
 
-/// Writes every row to `path` as CSV (atomically); missing Dice values are empty fields.
-pub fn write_csv(path: &Path, rows: &[LogRow]) -> Result<()> {
+/// The CSV text of `rows` (the header alone when there is none); missing Dice values are
+/// empty fields.
+fn csv_bytes(rows: &[LogRow]) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     if rows.is_empty() {
         w.write_record([
@@ -59,8 +62,12 @@ pub fn write_csv(path: &Path, rows: &[LogRow]) -> Result<()> {
     for r in rows {
         w.serialize(r)?;
     }
-    let bytes = w.into_inner().context("cannot encode the CSV log")?;
-    crate::fsutil::atomic_write_bytes(path, &bytes)
+    w.into_inner().context("cannot encode the CSV log")
+}
+
+/// Writes every row to `path` as CSV (atomically).
+pub fn write_csv(path: &Path, rows: &[LogRow]) -> Result<()> {
+    crate::fsutil::atomic_write_bytes(path, &csv_bytes(rows)?)
 }
 
 /// Reads a `log.csv` written by [`write_csv`].
@@ -72,137 +79,18 @@ pub fn read_csv(path: &Path) -> Result<Vec<LogRow>> {
         .with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Draws `progress.png`: training losses (left) and validation Dice (right) per epoch.
-/// Written to a temporary file, then renamed over `path`.
+/// Size of `progress.png` in pixels.
+const PROGRESS_SIZE: (u32, u32) = (1200, 450);
+
+/// Draws `progress.png`: the report's training-curve figure
+/// ([`charts::training_curves_sized`]) of the rows as `log.csv` holds them: training
+/// losses (left) and validation Dice (right) per epoch. Written atomically.
 pub fn plot(path: &Path, rows: &[LogRow]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-progress-")
-        .suffix(".png")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    crate::report::fonts::register();
-    draw(tmp.path(), rows, true)
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    let text = String::from_utf8(csv_bytes(rows)?).context("the CSV log is not UTF-8")?;
+    let log = TrainLog::from_csv(&text)?;
+    let image = charts::training_curves_sized(&log, "Training progress", PROGRESS_SIZE)
         .with_context(|| format!("cannot draw {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
-}
-
-/// A named, coloured column of the log.
-type Series<T> = (&'static str, RGBColor, fn(&LogRow) -> T);
-
-type DrawResult = std::result::Result<(), Box<dyn std::error::Error>>;
-
-fn draw(path: &Path, rows: &[LogRow], text: bool) -> DrawResult {
-    let root = BitMapBackend::new(path, (1200, 450)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (left, right) = root.split_horizontally(600);
-    let max_epoch = rows.last().map_or(1, |r| r.epoch).max(1) as f64;
-
-    let losses: [Series<f64>; 4] = [
-        ("total", BLACK, |r| r.loss_total),
-        ("modality", RGBColor(31, 119, 180), |r| r.loss_modality),
-        ("average", RGBColor(44, 160, 44), |r| r.loss_average),
-        ("adaptive", RGBColor(214, 39, 40), |r| r.loss_adaptive),
-    ];
-    let finite = |v: f64| if v.is_finite() { Some(v) } else { None };
-    let max_loss = rows
-        .iter()
-        .flat_map(|r| losses.iter().filter_map(move |(_, _, f)| finite(f(r))))
-        .fold(0.0f64, f64::max)
-        .max(1e-6)
-        * 1.05;
-    let mut builder = ChartBuilder::on(&left);
-    builder
-        .margin(15)
-        .x_label_area_size(35)
-        .y_label_area_size(50);
-    if text {
-        builder.caption("training loss", ("sans-serif", 20));
-    }
-    let mut chart = builder.build_cartesian_2d(0f64..max_epoch, 0f64..max_loss)?;
-    if text {
-        chart.configure_mesh().x_desc("epoch").draw()?;
-    } else {
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_labels(0)
-            .draw()?;
-    }
-    for (name, color, f) in losses {
-        let series = chart.draw_series(LineSeries::new(
-            rows.iter()
-                .filter_map(|r| finite(f(r)).map(|v| (r.epoch as f64, v))),
-            color.stroke_width(2),
-        ))?;
-        if text {
-            series
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        }
-    }
-    if text {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-    }
-
-    let dice: [Series<Option<f64>>; 3] = [
-        ("WT", RGBColor(31, 119, 180), |r| r.val_dice_wt),
-        ("TC", RGBColor(255, 127, 14), |r| r.val_dice_tc),
-        ("ET", RGBColor(44, 160, 44), |r| r.val_dice_et),
-    ];
-    let mut builder = ChartBuilder::on(&right);
-    builder
-        .margin(15)
-        .x_label_area_size(35)
-        .y_label_area_size(50);
-    if text {
-        builder.caption("validation Dice (all modalities)", ("sans-serif", 20));
-    }
-    let mut chart = builder.build_cartesian_2d(0f64..max_epoch, 0f64..1.0f64)?;
-    if text {
-        chart.configure_mesh().x_desc("epoch").draw()?;
-    } else {
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_labels(0)
-            .draw()?;
-    }
-    for (name, color, f) in dice {
-        let points: Vec<(f64, f64)> = rows
-            .iter()
-            .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
-            .collect();
-        let series = chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?;
-        if text {
-            series
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
-        }
-        chart.draw_series(
-            points
-                .into_iter()
-                .map(|p| Circle::new(p, 3, color.filled())),
-        )?;
-    }
-    if text {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
-    }
-    root.present()?;
-    Ok(())
+    crate::fsutil::atomic_write_bytes(path, &charts::png_bytes(&image)?)
 }
 
 #[cfg(test)]

@@ -34,8 +34,7 @@ pub fn validate<'a>(
     case: impl Fn(usize) -> Result<Cow<'a, PreprocessedCase>>,
     device: &Device,
 ) -> Result<[f64; 3]> {
-    let config = model.config().clone();
-    let predictor = Predictor::new(model, config, device.clone(), STEP, Tta::OFF)?;
+    let predictor = Predictor::new(model, device.clone(), STEP, Tta::OFF)?;
     let mut total = [0f64; 3];
     for i in 0..count {
         let case = case(i)?;

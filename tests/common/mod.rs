@@ -58,6 +58,24 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("cannot create a temporary folder")
 }
 
+/// Saves a tiny randomly initialised model (1 pooling, 4–8 features, 8³ patches) as
+/// `<dir>/<name>/checkpoints/best` and returns the run folder.
+pub fn tiny_run(dir: &Path, name: &str, fusion: a2fseg::model::Fusion) -> PathBuf {
+    use a2fseg::model::{ModelConfig, save_model};
+    let cfg = ModelConfig::new()
+        .with_poolings(1)
+        .with_base_features(4)
+        .with_max_features(8)
+        .with_convs_per_stage(1)
+        .with_deep_supervision(false)
+        .with_fusion(fusion)
+        .with_patch_size([8, 8, 8]);
+    let model = cfg.init(&burn::prelude::Device::flex());
+    let run = dir.join(name);
+    save_model(&run.join("checkpoints/best"), &model, &cfg).unwrap();
+    run
+}
+
 /// Path to the built `a2fseg` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_a2fseg"))

@@ -1,0 +1,37 @@
+//! Value grammars shared by several subcommands' arguments.
+
+/// Parses a 3D size given as `X,Y,Z` (also `XxYxZ`), or one number `N` for `N,N,N`, into
+/// `[x, y, z]`: positive integers, spaces around the numbers allowed. Every shape, patch and
+/// case-size option of the CLI reads its value through this one grammar.
+pub fn parse_xyz(s: &str) -> Result<[usize; 3], String> {
+    let bad = || format!("'{s}' is not a size X,Y,Z (three positive integers, or one for a cube)");
+    let nums = s
+        .split([',', 'x', 'X'])
+        .map(|p| p.trim().parse::<usize>().ok().filter(|&n| n > 0))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(bad)?;
+    match *nums.as_slice() {
+        [n] => Ok([n; 3]),
+        [x, y, z] => Ok([x, y, z]),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_xyz;
+
+    #[test]
+    fn sizes_in_every_accepted_spelling() {
+        assert_eq!(parse_xyz("240,240,155"), Ok([240, 240, 155]));
+        assert_eq!(parse_xyz("16x24X32"), Ok([16, 24, 32]));
+        assert_eq!(parse_xyz(" 64 , 32 ,16 "), Ok([64, 32, 16]));
+        assert_eq!(parse_xyz("128"), Ok([128; 3]));
+        for bad in [
+            "", "1,2", "1,2,3,4", "0,2,3", "a,2,3", "-1,2,3", "2,,3", "1.5",
+        ] {
+            let e = parse_xyz(bad).unwrap_err();
+            assert!(e.contains(&format!("'{bad}'")), "{e}");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Evaluation of one or more models over modality subsets: the paper's Table 1 (and
+//! Table 2 when several models are compared) and Fig. 3 (mean attention per modality per
+//! tumour class), for any trained model.
+//!
+//! For every case and model, each needed MSFE runs once per window and every subset is a
+//! cheap fusion ([`Predictor::predict_subsets`]). Each finished case's rows are added to
+//! `cases.csv` at once (the whole file is rewritten atomically), so a killed evaluation
+//! resumes from the cases already scored. The summary is rebuilt from `cases.csv` every
+//! time.
+//!
+//! Output files in `--out`, each with one owner of its format:
+//! - `evaluate.json`: the settings; a rerun with different settings is refused
+//!   ([`settings`]).
+//! - `cases.csv`: one row per (model, case, subset) ([`rows`]).
+//! - `summary.json`: one model → `{"0001": {"WT": {"dice", "hd95", "sensitivity",
+//!   "specificity"}, "TC": .., "ET": .., "ET_postprocessed": .. (with --et-postprocess),
+//!   "cases": n}, …, "mean": {..}}`; several models → `{"<model>": {that object}, …}`, and
+//!   each model's own file under `<model>/summary.json` ([`crate::report::scores`]).
+//! - `attention.json`: `{"1111": {"ET": {"t1": w, "t1c": w, "t2": w, "flair": w}, "ED": ..,
+//!   "NCR/NET": ..}, …}` per subset with at least two modalities (adaptive models only),
+//!   keyed by model name when several models are evaluated (and under `<model>/`)
+//!   ([`crate::report::attention`]).
+//! - `summary.csv`: one row per (model, subset or "mean") ([`output`]).
+//! - `summary.md`: Table 1 per model ([`crate::report::tables::table1`]), Table 2 (one line
+//!   per model), Fig. 3 numbers ([`output`]).
+//!
+//! Averages ([`summary`]): Dice and HD95 are averaged over cases per subset; the `mean` row
+//! averages the subsets' rows (as the paper's "Average" row). Attention ([`attention`]): the
+//! mean of Ŵ_m over the voxels of each ground-truth class (NCR/NET, ED, ET) per case, then
+//! averaged over the cases that have that class. Case selection: [`cases`].
+
+pub mod attention;
+pub mod cases;
+pub mod output;
+pub mod rows;
+pub mod settings;
+pub mod summary;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use anyhow::{Result, ensure};
+
+pub use attention::{ATTENTION_CLASSES, ClassAttention, attention_by_class};
+pub use cases::select_cases;
+pub use output::{summary_csv, summary_markdown, write_summaries};
+pub use rows::{CaseRow, read_case_rows, write_case_rows};
+pub use settings::EvaluateSettings;
+pub use summary::{ModelEvaluation, summarize};
+
+use super::postprocess::Postprocess;
+use super::predictor::{Predictor, resolve_model_dir};
+use super::tta::Tta;
+use crate::dataset::{self, CaseFiles};
+use crate::metrics::{self, MetricOptions};
+use crate::modality::Subset;
+use crate::preprocess;
+use cases::CaseSource;
+
+/// What to evaluate and where to write it.
+#[derive(Debug, Clone)]
+pub struct EvaluateOptions {
+    /// Run folders or model folders (see [`resolve_model_dir`]).
+    pub models: Vec<PathBuf>,
+    /// Dataset folder.
+    pub data: PathBuf,
+    /// Split file; without it every case with a segmentation is evaluated.
+    pub split: Option<PathBuf>,
+    /// Part of the split: `test`, `validation`, `train` or `all`.
+    pub part: String,
+    /// Subsets to evaluate (each case uses those its modalities allow).
+    pub subsets: Vec<Subset>,
+    /// Output folder.
+    pub out: PathBuf,
+    /// Metric conventions (HD95 penalty, ET post-processing).
+    pub metrics: MetricOptions,
+    /// Sliding-window step fraction.
+    pub step: f64,
+    /// Test-time mirroring.
+    pub tta: Tta,
+    /// Post-process the label maps as each model folder says (`postprocess.json`, else the
+    /// brain mask alone); false scores the network's label maps as decoded.
+    pub postprocess: bool,
+    /// Device name (`cpu`, `cuda`, `wgpu`).
+    pub device: String,
+    /// No progress bar.
+    pub quiet: bool,
+    /// Preprocessing cache folder (e.g. a training run's `RUN_DIR/cache`); `None`
+    /// preprocesses every case afresh in memory, as nnU-Net's prediction does. Entries are
+    /// keyed by the settings and the input files, so a stale one is never used; the results
+    /// are the same either way.
+    pub cache: Option<PathBuf>,
+}
+
+/// Outcome of [`evaluate`].
+#[derive(Debug, Clone)]
+pub struct EvaluateOutcome {
+    /// Per model.
+    pub summaries: Vec<ModelEvaluation>,
+    /// Cases scored in this run (not resumed).
+    pub scored: usize,
+    /// Cases skipped because every model had already scored them.
+    pub resumed: usize,
+    /// Cases skipped because they have no segmentation.
+    pub unlabelled: Vec<String>,
+}
+
+/// Evaluates the models over the dataset (see the module docs); resumes from `cases.csv`.
+pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
+    ensure!(!opts.models.is_empty(), "give at least one --model");
+    ensure!(!opts.subsets.is_empty(), "no modality subset to evaluate");
+    let device = crate::model::device_from_name(&opts.device)?;
+    let names = model_names(&opts.models);
+    let mut predictors = Vec::new();
+    let mut resolved = Vec::new();
+    for (name, path) in names.iter().zip(&opts.models) {
+        let dir = resolve_model_dir(path)?;
+        let mut p = Predictor::load(&dir, device.clone(), opts.step, opts.tta)?;
+        p.keep_attention = p.is_adaptive();
+        if !opts.postprocess {
+            p.postprocess = Postprocess::NONE;
+        }
+        resolved.push((name.clone(), std::path::absolute(&dir).unwrap_or(dir)));
+        predictors.push(p);
+    }
+    let settings = EvaluateSettings {
+        models: resolved,
+        data: std::path::absolute(&opts.data).unwrap_or_else(|_| opts.data.clone()),
+        split: opts
+            .split
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        part: opts.part.clone(),
+        step: opts.step,
+        tta: opts.tta,
+        hd95_penalty: opts.metrics.hd95_penalty,
+        et_postprocess: opts.metrics.et_postprocess,
+        postprocess: predictors.iter().map(|p| p.postprocess).collect(),
+    };
+    settings.check_or_write(&opts.out)?;
+
+    let ds = dataset::discover(&opts.data)?;
+    let ids = select_cases(&ds, opts.split.as_deref(), &opts.part)?;
+    let cases_path = opts.out.join("cases.csv");
+    let by_id: BTreeMap<&str, &CaseFiles> = ds.cases.iter().map(|c| (c.id.as_str(), c)).collect();
+    let wanted = |case: &CaseFiles| wanted_subsets(&opts.subsets, case);
+    let mut rows = read_case_rows(&cases_path)?;
+    let done = complete_groups(&rows, &by_id, &opts.subsets);
+    rows.retain(|r| done.contains(&(r.model.clone(), r.case.clone())));
+
+    let cache = match &opts.cache {
+        Some(dir) => Some(preprocess::Cache::open(dir)?),
+        None => None,
+    };
+    let bar = crate::infer::progress_bar(ids.len() as u64, "cases", opts.quiet);
+    let (mut scored, mut resumed, mut unlabelled) = (0, 0, Vec::new());
+    for id in &ids {
+        let case = by_id[id.as_str()];
+        bar.set_message(id.clone());
+        let todo: Vec<usize> = (0..predictors.len())
+            .filter(|&i| !done.contains(&(names[i].clone(), id.clone())))
+            .collect();
+        if todo.is_empty() {
+            resumed += 1;
+            bar.inc(1);
+            continue;
+        }
+        if !case.has_seg() {
+            unlabelled.push(id.clone());
+            bar.inc(1);
+            continue;
+        }
+        let subsets = wanted(case);
+        let mut source = CaseSource::new(&ds, case, cache.as_ref())?;
+        let (gt, spacing) = source.reference()?;
+        for &i in &todo {
+            let pre = source.preprocessed(&predictors[i].preprocess)?;
+            let preds = predictors[i].predict_subsets(pre, &subsets)?;
+            for (s, p) in &preds {
+                ensure!(
+                    p.classes.dims() == gt.dims(),
+                    "case {id}: the prediction's grid {:?} differs from the segmentation's {:?}",
+                    p.classes.dims(),
+                    gt.dims()
+                );
+                let m = metrics::evaluate_case(&p.classes, &gt, spacing, &opts.metrics);
+                rows.push(CaseRow::new(
+                    &names[i],
+                    id,
+                    *s,
+                    &m,
+                    attention_by_class(p, &gt),
+                ));
+            }
+        }
+        write_case_rows(&cases_path, &rows)?;
+        scored += 1;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+
+    let summaries: Vec<ModelEvaluation> = names
+        .iter()
+        .zip(&predictors)
+        .map(|(n, p)| {
+            let rs: Vec<&CaseRow> = rows.iter().filter(|r| &r.model == n).collect();
+            summarize(n, Some(p.config().fusion.name().to_string()), &rs)
+        })
+        .collect();
+    write_summaries(&opts.out, &summaries, &settings)?;
+    Ok(EvaluateOutcome {
+        summaries,
+        scored,
+        resumed,
+        unlabelled,
+    })
+}
+
+/// The requested subsets that `case`'s modalities allow.
+fn wanted_subsets(requested: &[Subset], case: &CaseFiles) -> Vec<Subset> {
+    let avail = case.available();
+    requested
+        .iter()
+        .copied()
+        .filter(|s| s.is_subset_of(avail))
+        .collect()
+}
+
+/// The (model, case) groups of `rows` that are complete, i.e. hold every requested subset
+/// the case allows: what a resumed evaluation keeps and does not score again.
+fn complete_groups(
+    rows: &[CaseRow],
+    by_id: &BTreeMap<&str, &CaseFiles>,
+    requested: &[Subset],
+) -> BTreeSet<(String, String)> {
+    let mut have: BTreeMap<(String, String), BTreeSet<Subset>> = BTreeMap::new();
+    for r in rows {
+        have.entry((r.model.clone(), r.case.clone()))
+            .or_default()
+            .insert(r.subset);
+    }
+    have.into_iter()
+        .filter(|((_, case), got)| {
+            by_id
+                .get(case.as_str())
+                .is_some_and(|c| wanted_subsets(requested, c).iter().all(|s| got.contains(s)))
+        })
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Unique, file-name-safe model names: the run folder's name (the folder above
+/// `checkpoints/<name>` for a checkpoint), with `-2`, `-3`… added to repeats.
+pub fn model_names(paths: &[PathBuf]) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    paths
+        .iter()
+        .map(|p| {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            let comps: Vec<String> = p
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let n = comps.len();
+            let base = if n >= 3 && comps[n - 2] == "checkpoints" {
+                comps[n - 3].clone()
+            } else {
+                comps.last().cloned().unwrap_or_else(|| "model".into())
+            };
+            let base: String = base
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let k = seen.entry(base.clone()).or_insert(0);
+            *k += 1;
+            if *k == 1 { base } else { format!("{base}-{k}") }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_names_come_from_run_folders_and_are_unique() {
+        let names = model_names(&[
+            PathBuf::from("/r/run1"),
+            PathBuf::from("/r/run1/checkpoints/best"),
+            PathBuf::from("/x/run 2/"),
+        ]);
+        assert_eq!(names, ["run1", "run1-2", "run_2"]);
+    }
+}

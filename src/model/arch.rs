@@ -1,0 +1,111 @@
+//! The seam between a segmentation method and the rest of the crate.
+//!
+//! Training, inference (`predict`, `evaluate`, validation), `model summary` and `bench` reach a
+//! network only through [`Network`]: how it is built, what it needs from a modality subset,
+//! what it returns, its loss terms and its description (parameter names are its Burn module
+//! paths, saved by [`super::weights`]). A2FSeg ([`super::A2fseg`], with adaptive, average or
+//! HeMIS fusion) is the first implementation; a new method implements the same trait
+//! (`docs/ARCHITECTURE.md`, "Adding a method").
+//!
+//! Inference is split into a per-modality [`Network::encode`] and a subset-level
+//! [`Network::decode`] so that `evaluate` can encode each modality of a window once and decode
+//! all 15 subsets from those encodings. A method whose per-modality part depends on the
+//! other modalities (its encoders interact) returns its input as the encoding and does all
+//! the work in `decode`: still correct, just nothing shared.
+
+use anyhow::Result;
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::config::ModelConfig;
+use super::network::FusedOutput;
+use super::summary::ModelSummary;
+use crate::modality::Modality;
+
+/// What [`Network::encode`] produces for one modality of one window: the tensors the method
+/// keeps per modality (A2FSeg: its MSFE's feature map `[B, C, D, H, W]`), in an order the
+/// method defines.
+pub type Encoding = Vec<Tensor<5>>;
+
+/// The loss of one training step.
+#[derive(Debug, Clone)]
+pub struct StepLoss {
+    /// The differentiable total, shape `[1]`.
+    pub total: Tensor<1>,
+    /// The value of each term named by [`Network::loss_terms`], in that order (for the log).
+    pub terms: Vec<f64>,
+}
+
+/// A segmentation network from any subset of the four modalities, as every pipeline stage
+/// uses it. `inputs` always list only the available modalities, each with its image
+/// `[B, 1, D, H, W]` (D, H, W multiples of the network's size divisor); a method that
+/// represents a missing modality in some way (zeros, a mask) does so inside these methods.
+pub trait Network: Module + 'static {
+    /// The configuration the network was built from (patch size, targets, …).
+    fn config(&self) -> &ModelConfig;
+
+    /// Names of the loss terms a training step reports besides the total, for the log.
+    fn loss_terms(&self) -> &'static [&'static str];
+
+    /// The training forward pass and its loss against `classes` `[B, D, H, W]`
+    /// ([`crate::labels::TumourClass`] indices): everything of a training step that depends
+    /// on the method.
+    fn training_loss(
+        &self,
+        inputs: &[(Modality, Tensor<5>)],
+        classes: Tensor<4, Int>,
+    ) -> Result<StepLoss>;
+
+    /// The part of inference that depends on modality `m` alone, from its image
+    /// `[B, 1, D, H, W]`.
+    fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding>;
+
+    /// The final logits `[B, K, D, H, W]` (and attention maps, if the method has them) from
+    /// the encodings of the available modalities.
+    fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput>;
+
+    /// Inference from the images of the available modalities: [`Network::encode`] each,
+    /// then [`Network::decode`].
+    fn segment(&self, inputs: &[(Modality, Tensor<5>)]) -> Result<FusedOutput> {
+        let encodings = inputs
+            .iter()
+            .map(|(m, x)| Ok((*m, self.encode(*m, x.clone())?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.decode(&encodings)
+    }
+
+    /// A freshly initialised network of `config` on `device` (seeded by the device's RNG).
+    fn init(config: &ModelConfig, device: &Device) -> Self;
+
+    /// Layers, parameter counts and multiply-accumulates of the network `config` describes,
+    /// computed without building it (`a2fseg model summary`, `bench`'s GFLOP/s).
+    fn describe(config: &ModelConfig) -> ModelSummary;
+}
+
+/// The inference half of [`Network`] as a trait object, so that a predictor can hold any
+/// method's network without being generic. Implemented for every [`Network`].
+pub trait Segmenter: Send {
+    /// See [`Network::config`].
+    fn config(&self) -> &ModelConfig;
+    /// See [`Network::encode`].
+    fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding>;
+    /// See [`Network::decode`].
+    fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput>;
+    /// See [`Network::segment`].
+    fn segment(&self, inputs: &[(Modality, Tensor<5>)]) -> Result<FusedOutput>;
+}
+
+impl<N: Network> Segmenter for N {
+    fn config(&self) -> &ModelConfig {
+        Network::config(self)
+    }
+    fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding> {
+        Network::encode(self, m, x)
+    }
+    fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput> {
+        Network::decode(self, encodings)
+    }
+    fn segment(&self, inputs: &[(Modality, Tensor<5>)]) -> Result<FusedOutput> {
+        Network::segment(self, inputs)
+    }
+}

@@ -1,0 +1,143 @@
+//! Faults a user can cause without meaning to: an output that names one of the inputs, and
+//! a second process writing into a folder that one is still writing. Each must be refused
+//! with a one-line error that names the file or folder, leaving the user's files as they were.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use a2fseg::fsutil::FolderLock;
+use a2fseg::model::Fusion;
+
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(common::bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The error is one line and names `what`.
+fn assert_one_line_error(stderr: &str, what: &str) {
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(what), "{stderr}");
+}
+
+#[test]
+fn predict_never_overwrites_one_of_its_inputs() {
+    let tmp = common::tempdir();
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    common::synthetic_brats(&data, 1, [16, 16, 16]);
+    let case = data.join("BraTS20_Training_001");
+    let flair = case.join("BraTS20_Training_001_flair.nii.gz");
+    let t1c = case.join("BraTS20_Training_001_t1ce.nii.gz");
+    let before = std::fs::read(&flair).unwrap();
+
+    // The label map would replace the FLAIR scan.
+    let (ok, err) = run(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--flair",
+        s(&flair),
+        "--output",
+        s(&flair),
+    ]);
+    assert!(!ok);
+    assert_one_line_error(&err, "BraTS20_Training_001_flair.nii.gz");
+    assert!(err.contains("refusing to write"), "{err}");
+    // Another spelling of the same path.
+    let dotted = case.join(".").join("BraTS20_Training_001_flair.nii.gz");
+    let (ok, err) = run(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--t1c",
+        s(&t1c),
+        "--flair",
+        s(&flair),
+        "--output",
+        s(&dotted),
+    ]);
+    assert!(!ok, "{err}");
+    // A probability map beside the labels would replace the T1c scan: `X_prob_wt.nii.gz`
+    // next to `X.nii.gz`, so an input named like that is protected too.
+    let named = case.join("seg_prob_wt.nii.gz");
+    std::fs::copy(&t1c, &named).unwrap();
+    let (ok, err) = run(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--t1c",
+        s(&named),
+        "--output",
+        s(&case.join("seg.nii.gz")),
+        "--save-probabilities",
+    ]);
+    assert!(!ok);
+    assert_one_line_error(&err, "seg_prob_wt.nii.gz");
+    assert!(
+        !case.join("seg.nii.gz").exists(),
+        "nothing is written when refused"
+    );
+    assert_eq!(
+        std::fs::read(&flair).unwrap(),
+        before,
+        "the scan is untouched"
+    );
+
+    // An output that is no input is written as usual.
+    let (ok, err) = run(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--flair",
+        s(&flair),
+        "--output",
+        s(&tmp.path().join("seg.nii.gz")),
+    ]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn a_folder_being_written_is_refused_to_a_second_process() {
+    let tmp = common::tempdir();
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    common::synthetic_brats(&data, 1, [16, 16, 16]);
+    let preds = tmp.path().join("preds");
+    let args = [
+        "-q",
+        "predict",
+        "--model",
+        s(&run_dir),
+        "--input",
+        s(&data),
+        "--output",
+        s(&preds),
+    ];
+    // Another process (here: this test) is writing the folder.
+    let held = FolderLock::acquire(&preds, "test").unwrap();
+    let (ok, err) = run(&args);
+    assert!(!ok);
+    assert_one_line_error(&err, s(&preds));
+    assert!(err.contains("in use by another a2fseg process"), "{err}");
+    assert!(!preds.join("BraTS20_Training_001.nii.gz").exists());
+    // Once it is done, the folder is free again.
+    drop(held);
+    let (ok, err) = run(&args);
+    assert!(ok, "{err}");
+    assert!(preds.join("BraTS20_Training_001.nii.gz").is_file());
+}
