@@ -23,6 +23,7 @@ pub mod modality;
 pub mod model;
 pub mod phantom;
 pub mod preprocess;
+pub mod progress;
 pub mod report;
 pub mod train;
 pub mod volume;

@@ -40,7 +40,8 @@ On a machine shared with other jobs, set `OMP_WAIT_POLICY=PASSIVE` for this scri
 OpenMP threads otherwise spin and lose several-fold on small convolutions (BENCHMARKS.md).
 
 Inference runs under `torch.no_grad()`; the training step is forward + the crate's loss
-(Eq. 5, same formula) + backward + Adam (lr 0.01, eps 1e-8), as `a2fseg bench` does.
+(Eq. 5, same formula) + backward + gradient-norm clipping at 12 + Adam (lr 0.01, eps 1e-8),
+as `a2fseg bench` does (it times the step `a2fseg train` runs, with the preset's settings).
 Peak RSS is measured as in the crate: reset with `echo 5 > /proc/self/clear_refs`, then
 `VmHWM` of `/proc/self/status`.
 """
@@ -231,6 +232,7 @@ class Runner:
                 optim.zero_grad(set_to_none=True)
                 total = A.loss(cfg, train(inputs), classes)
                 total.backward()
+                torch.nn.utils.clip_grad_norm_(train.parameters(), 12.0)
                 optim.step()
 
             return run

@@ -10,9 +10,9 @@ pub fn parse_xyz(s: &str) -> Result<[usize; 3], String> {
         .map(|p| p.trim().parse::<usize>().ok().filter(|&n| n > 0))
         .collect::<Option<Vec<usize>>>()
         .ok_or_else(bad)?;
-    match nums.as_slice() {
-        &[n] => Ok([n; 3]),
-        &[x, y, z] => Ok([x, y, z]),
+    match *nums.as_slice() {
+        [n] => Ok([n; 3]),
+        [x, y, z] => Ok([x, y, z]),
         _ => Err(bad()),
     }
 }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use super::Global;
@@ -92,16 +91,8 @@ fn check(dir: PathBuf, json: bool, labels: Option<LabelConvention>, global: Glob
     if let Some(conv) = labels {
         ds = ds.with_convention(conv);
     }
-    let bar = if global.quiet {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(ds.cases.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template("checking {bar:30} {pos}/{len} cases {msg}")
-        {
-            b.set_style(style);
-        }
-        b
-    };
+    let bar =
+        crate::progress::labelled_bar(ds.cases.len() as u64, "checking", "cases", global.quiet);
     let mut reports = Vec::with_capacity(ds.cases.len());
     for case in &ds.cases {
         bar.set_message(case.id.clone());

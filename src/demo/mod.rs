@@ -9,6 +9,7 @@
 //! and `evaluate` commands call: its numbers are those the commands would give.
 
 pub mod budget;
+pub mod events;
 pub mod pipeline;
 pub mod stage;
 

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::budget::{self, BudgetInputs, BudgetPlan};
+use super::events::DemoEvent;
 use super::stage::{Stage, StageState};
 use super::{DemoModel, DemoOptions, build_report, model_label};
 use crate::dataset::{self, Split};
@@ -19,6 +20,7 @@ use crate::metrics::MetricOptions;
 use crate::modality::{Modality, Subset};
 use crate::model::Fusion;
 use crate::preprocess::{PreprocessSettings, preprocess_case};
+use crate::progress::{Output, Sink, Stream};
 use crate::report::charts::png_bytes;
 use crate::report::document::metric_conventions;
 use crate::report::slices::{PanelCase, slice_panel};
@@ -38,13 +40,6 @@ pub struct DemoOutcome {
     pub models: Vec<DemoModel>,
     /// Stages reused from an earlier run.
     pub reused: Vec<String>,
-}
-
-/// Prints a stage line unless quiet.
-fn say(opts: &DemoOptions, text: &str) {
-    if !opts.quiet {
-        println!("{text}");
-    }
 }
 
 /// ` (about N min left)` until `deadline`, the plan's estimate of the demo's end: a running
@@ -75,67 +70,185 @@ fn train_config(opts: &DemoOptions, fusion: Fusion, epochs: usize) -> TrainConfi
 
 /// Runs the demo (see the module docs of [`crate::demo`]).
 pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
-    let start = Instant::now();
-    let root = &opts.out;
-    std::fs::create_dir_all(root)
-        .with_context(|| format!("cannot create folder {}", root.display()))?;
-    let mut reused = Vec::new();
-    let mut note = |name: &str, r: bool| {
-        if r {
-            reused.push(name.to_string());
+    let mut demo = Demo::new(opts)?;
+    let phantoms = demo.phantoms()?;
+    let inputs = demo.split(&phantoms)?;
+    let planned = demo.plan(&inputs)?;
+    let models = demo.train_and_evaluate(&inputs, &planned)?;
+    demo.report(&inputs, &planned.plan, models)
+}
+
+/// A demo run: its options, its clock and where its lines go.
+struct Demo<'a> {
+    opts: &'a DemoOptions,
+    start: Instant,
+    sink: Sink,
+    /// Stages reused from an earlier run.
+    reused: Vec<String>,
+}
+
+/// The phantoms and their split, as every later stage reads them.
+struct Inputs {
+    /// The split stage.
+    split_stage: Stage,
+    /// The dataset folder.
+    data: PathBuf,
+    /// `split.json`.
+    split_path: PathBuf,
+    /// The split.
+    split: Split,
+}
+
+/// The plan and the stages it asks for.
+struct Planned {
+    plan: BudgetPlan,
+    /// Per model: key, training configuration, training and evaluation stages.
+    models: Vec<(&'static str, TrainConfig, Stage, Stage)>,
+    /// The plan's estimate of the demo's end.
+    deadline: Instant,
+}
+
+impl<'a> Demo<'a> {
+    fn new(opts: &'a DemoOptions) -> Result<Demo<'a>> {
+        let start = Instant::now();
+        std::fs::create_dir_all(&opts.out)
+            .with_context(|| format!("cannot create folder {}", opts.out.display()))?;
+        let output = if opts.quiet {
+            Output::Quiet
+        } else {
+            Output::Text
+        };
+        Ok(Demo {
+            opts,
+            start,
+            sink: Sink::new(output, Stream::Stdout),
+            reused: Vec::new(),
+        })
+    }
+
+    /// Records `stage` as reused when `reused`.
+    fn note(&mut self, stage: &Stage, reused: bool) {
+        if reused {
+            self.reused.push(stage.name.clone());
         }
-        r
-    };
+    }
 
-    // 1. Phantoms.
-    let phantoms = Stage::new(root, "phantoms", &(opts.cases, opts.dims, opts.seed), &[]);
-    let data = phantoms.dir.join("data");
-    say(
-        opts,
-        &format!("[1/6] phantoms: {} cases {:?}", opts.cases, opts.dims),
-    );
-    let (_, r) = phantoms.run(false, |d| {
-        crate::phantom::write_dataset(
-            &d.join("data"),
-            opts.cases,
-            opts.dims,
-            opts.seed,
-            opts.quiet,
-        )?;
-        Ok(json!({ "cases": opts.cases }))
-    })?;
-    note("phantoms", r);
+    /// Stage 1: the phantom dataset.
+    fn phantoms(&mut self) -> Result<Stage> {
+        let opts = self.opts;
+        let stage = Stage::new(
+            &opts.out,
+            "phantoms",
+            &(opts.cases, opts.dims, opts.seed),
+            &[],
+        );
+        self.sink.emit(&DemoEvent::Phantoms {
+            cases: opts.cases,
+            dims: opts.dims,
+        });
+        let (_, r) = stage.run(false, |d| {
+            crate::phantom::write_dataset(
+                &d.join("data"),
+                opts.cases,
+                opts.dims,
+                opts.seed,
+                opts.quiet,
+            )?;
+            Ok(json!({ "cases": opts.cases }))
+        })?;
+        self.note(&stage, r);
+        Ok(stage)
+    }
 
-    // 2. Split.
-    let split_stage = Stage::new(root, "split", &(opts.seed, RATIOS), &[&phantoms]);
-    let split_path = split_stage.dir.join("split.json");
-    let (_, r) = split_stage.run(false, |d| {
-        let ds = dataset::discover(&data)?;
-        let split = Split::random(&ds.ids(), opts.seed, RATIOS)?;
-        split.save(&d.join("split.json"))?;
-        Ok(json!({}))
-    })?;
-    note("split", r);
-    let split = Split::load(&split_path)?;
-    say(
-        opts,
-        &format!(
-            "[2/6] split: {} train / {} validation / {} test (seed {})",
-            split.train.len(),
-            split.validation.len(),
-            split.test.len(),
-            opts.seed
-        ),
-    );
+    /// Stage 2: the 70/10/20 split of the phantoms.
+    fn split(&mut self, phantoms: &Stage) -> Result<Inputs> {
+        let opts = self.opts;
+        let data = phantoms.dir.join("data");
+        let stage = Stage::new(&opts.out, "split", &(opts.seed, RATIOS), &[phantoms]);
+        let split_path = stage.dir.join("split.json");
+        let (_, r) = stage.run(false, |d| {
+            let ds = dataset::discover(&data)?;
+            let split = Split::random(&ds.ids(), opts.seed, RATIOS)?;
+            split.save(&d.join("split.json"))?;
+            Ok(json!({}))
+        })?;
+        self.note(&stage, r);
+        let split = Split::load(&split_path)?;
+        self.sink.emit(&DemoEvent::Split {
+            split: &split,
+            seed: opts.seed,
+        });
+        Ok(Inputs {
+            split_stage: stage,
+            data,
+            split_path,
+            split,
+        })
+    }
 
-    // 3. Plan: time a few training steps, then divide the budget.
-    let plan_stage = Stage::new(
-        root,
-        "plan",
-        &(opts.budget_minutes, opts.iterations_per_epoch),
-        &[&split_stage],
-    );
-    let (plan_marker, r) = plan_stage.run(false, |d| {
+    /// Stage 3: time a few training steps, then divide the budget; the training and
+    /// evaluation stages the plan asks for, and its estimate of the end.
+    fn plan(&mut self, inputs: &Inputs) -> Result<Planned> {
+        let opts = self.opts;
+        let stage = Stage::new(
+            &opts.out,
+            "plan",
+            &(opts.budget_minutes, opts.iterations_per_epoch),
+            &[&inputs.split_stage],
+        );
+        let (marker, r) = stage.run(false, |d| self.calibrate(inputs, d))?;
+        self.note(&stage, r);
+        let plan: BudgetPlan = serde_json::from_value(marker.info["plan"].clone())
+            .context("the plan stage's marker holds no plan")?;
+        // 4–5 (their stages, for the time estimate): train and evaluate each model.
+        let mut fusions = vec![("adaptive", Fusion::Adaptive)];
+        if plan.both_models {
+            fusions.push(("average", Fusion::Average));
+        }
+        let mut models = Vec::new();
+        for (key, fusion) in fusions {
+            let cfg = train_config(opts, fusion, plan.epochs);
+            let train_stage = Stage::new(
+                &opts.out,
+                &format!("train-{key}"),
+                &cfg.to_toml()?,
+                &[&stage],
+            );
+            let eval_stage =
+                Stage::new(&opts.out, &format!("eval-{key}"), &"test", &[&train_stage]);
+            models.push((key, cfg, train_stage, eval_stage));
+        }
+        // The plan's estimate, less the stages an earlier run finished.
+        let evaluation = marker.info["inputs"]["evaluation"].as_f64().unwrap_or(0.0);
+        let reused_seconds: f64 = models
+            .iter()
+            .map(|(_, cfg, t, e)| {
+                let train = if done(t) {
+                    cfg.epochs as f64 * plan.epoch_seconds
+                } else {
+                    0.0
+                };
+                train + if done(e) { evaluation } else { 0.0 }
+            })
+            .sum();
+        let deadline = Instant::now()
+            + Duration::from_secs_f64((plan.estimated_seconds - reused_seconds).max(0.0));
+        self.sink.emit(&DemoEvent::Plan {
+            plan: &plan,
+            time_left: time_left(deadline),
+        });
+        Ok(Planned {
+            plan,
+            models,
+            deadline,
+        })
+    }
+
+    /// The work of the plan stage in its folder `dir`: calibration runs, then the budget
+    /// plan; returns the marker's info (`inputs` and `plan`).
+    fn calibrate(&self, inputs: &Inputs, dir: &Path) -> Result<serde_json::Value> {
+        let opts = self.opts;
+        let split = &inputs.split;
         // A training run also loads and preprocesses every case and writes checkpoints, so
         // the time of one step is the difference between a long and a short run, both after
         // a first run that fills the preprocessing cache.
@@ -148,9 +261,9 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
             c.iterations_per_epoch = iterations;
             c.modality_dropout = ModalityDropout::Full;
             c.validate_every = usize::MAX / 2;
-            let mut o = TrainOptions::new(&data, &d.join(name), c);
-            o.split = Some(split_path.clone());
-            o.cache = Some(d.join("cache"));
+            let mut o = TrainOptions::new(&inputs.data, &dir.join(name), c);
+            o.split = Some(inputs.split_path.clone());
+            o.cache = Some(dir.join("cache"));
             o.quiet = true;
             let t = Instant::now();
             crate::train::train(&o)?;
@@ -166,9 +279,9 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
             * windows(opts.dims[1], p[1])
             * windows(opts.dims[2], p[2])) as f64;
         let small = TrainConfig::preset(TrainPreset::Small);
-        let inputs = BudgetInputs {
+        let budget_inputs = BudgetInputs {
             total: opts.budget_minutes * 60.0,
-            spent: start.elapsed().as_secs_f64(),
+            spent: self.start.elapsed().as_secs_f64(),
             step,
             iterations_per_epoch: opts
                 .iterations_per_epoch
@@ -185,160 +298,147 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
             min_epochs_for_two: 40,
             epoch_quantum: 5,
         };
-        let plan = budget::plan(&inputs);
-        Ok(json!({ "inputs": inputs, "plan": plan }))
-    })?;
-    note("plan", r);
-    let plan: BudgetPlan = serde_json::from_value(plan_marker.info["plan"].clone())
-        .context("the plan stage's marker holds no plan")?;
-    // 4–5 (their stages, for the time estimate): train and evaluate each model.
-    let mut fusions = vec![("adaptive", Fusion::Adaptive)];
-    if plan.both_models {
-        fusions.push(("average", Fusion::Average));
+        let plan = budget::plan(&budget_inputs);
+        Ok(json!({ "inputs": budget_inputs, "plan": plan }))
     }
-    let mut model_stages = Vec::new();
-    for (key, fusion) in &fusions {
-        let cfg = train_config(opts, *fusion, plan.epochs);
-        let train_stage = Stage::new(
-            root,
-            &format!("train-{key}"),
-            &cfg.to_toml()?,
-            &[&plan_stage],
-        );
-        let eval_stage = Stage::new(root, &format!("eval-{key}"), &"test", &[&train_stage]);
-        model_stages.push((*key, cfg, train_stage, eval_stage));
-    }
-    // The plan's estimate, less the stages an earlier run finished.
-    let evaluation = plan_marker.info["inputs"]["evaluation"]
-        .as_f64()
-        .unwrap_or(0.0);
-    let done = |s: &Stage| matches!(s.state(), StageState::Done(_));
-    let reused_seconds: f64 = model_stages
-        .iter()
-        .map(|(_, cfg, t, e)| {
-            let train = if done(t) {
-                cfg.epochs as f64 * plan.epoch_seconds
-            } else {
-                0.0
-            };
-            train + if done(e) { evaluation } else { 0.0 }
-        })
-        .sum();
-    let deadline = Instant::now()
-        + Duration::from_secs_f64((plan.estimated_seconds - reused_seconds).max(0.0));
-    // ` (finished earlier: reused)` for a stage an earlier run completed, else the time left.
-    let status = |s: &Stage| {
-        if done(s) {
-            " (finished earlier: reused)".to_string()
-        } else {
-            time_left(deadline)
-        }
-    };
-    say(
-        opts,
-        &format!(
-            "[3/6] plan: {} epochs per model ({:.0} s each), {}{}{}",
-            plan.epochs,
-            plan.epoch_seconds,
-            if plan.both_models {
-                "adaptive and average fusion"
-            } else {
-                "adaptive fusion only (no time for the average-fusion baseline)"
-            },
-            if plan.over_budget {
-                "; the minimum training exceeds the budget"
-            } else {
-                ""
-            },
-            time_left(deadline)
-        ),
-    );
 
-    let mut models = Vec::new();
-    let count = model_stages.len();
-    for (i, (key, cfg, train_stage, eval_stage)) in model_stages.into_iter().enumerate() {
-        say(
-            opts,
-            &format!(
-                "[4/6] train {key} ({} of {count}): {} epochs{}",
-                i + 1,
-                cfg.epochs,
-                status(&train_stage)
-            ),
-        );
-        let (_, r) = train_stage.run(true, |d| {
-            let resume = d.join("checkpoints").join("latest").exists();
-            let mut o = TrainOptions::new(&data, d, cfg.clone());
-            o.split = Some(split_path.clone());
-            o.resume = resume;
-            o.quiet = opts.quiet;
-            o.handle_ctrl_c = true;
-            let outcome = crate::train::train(&o)?;
-            anyhow::ensure!(
-                !outcome.interrupted,
-                "training stopped early; run the demo again to resume it"
-            );
-            Ok(json!({ "epochs": outcome.epochs_completed, "steps": outcome.steps }))
-        })?;
-        note(&train_stage.name, r);
-
-        say(
-            opts,
-            &format!(
-                "[5/6] evaluate {key}: {} test cases × 15 subsets{}",
-                split.test.len(),
-                status(&eval_stage)
-            ),
-        );
-        let (_, r) = eval_stage.run(true, |d| {
-            let outcome = evaluate(&EvaluateOptions {
-                models: vec![train_stage.dir.clone()],
-                data: data.clone(),
-                split: Some(split_path.clone()),
-                part: "test".into(),
-                subsets: Subset::all_nonempty().collect(),
-                out: d.to_path_buf(),
-                metrics: MetricOptions::default(),
-                step: 0.5,
-                tta: Tta::OFF,
-                postprocess: true,
-                device: "cpu".into(),
-                quiet: opts.quiet,
-                cache: None,
+    /// Stages 4 and 5: train each planned model (resuming an interrupted training), then
+    /// evaluate it on the test cases over all 15 subsets.
+    fn train_and_evaluate(&mut self, inputs: &Inputs, planned: &Planned) -> Result<Vec<DemoModel>> {
+        let opts = self.opts;
+        let deadline = planned.deadline;
+        // ` (finished earlier: reused)` for a stage an earlier run completed, else the time left.
+        let status = |s: &Stage| {
+            if done(s) {
+                " (finished earlier: reused)".to_string()
+            } else {
+                time_left(deadline)
+            }
+        };
+        let mut models = Vec::new();
+        let count = planned.models.len();
+        for (i, (key, cfg, train_stage, eval_stage)) in planned.models.iter().enumerate() {
+            self.sink.emit(&DemoEvent::Train {
+                key,
+                index: i + 1,
+                count,
+                epochs: cfg.epochs,
+                status: status(train_stage),
+            });
+            let (_, r) = train_stage.run(true, |d| {
+                let resume = d.join("checkpoints").join("latest").exists();
+                let mut o = TrainOptions::new(&inputs.data, d, cfg.clone());
+                o.split = Some(inputs.split_path.clone());
+                o.resume = resume;
+                o.quiet = opts.quiet;
+                o.handle_ctrl_c = true;
+                let outcome = crate::train::train(&o)?;
+                anyhow::ensure!(
+                    !outcome.interrupted,
+                    "training stopped early; run the demo again to resume it"
+                );
+                Ok(json!({ "epochs": outcome.epochs_completed, "steps": outcome.steps }))
             })?;
-            Ok(json!({ "scored": outcome.scored }))
-        })?;
-        note(&eval_stage.name, r);
-        models.push(DemoModel {
-            key: key.to_string(),
-            label: model_label(key),
-            run_dir: train_stage.dir.clone(),
-            eval_dir: eval_stage.dir.clone(),
-        });
+            self.note(train_stage, r);
+
+            self.sink.emit(&DemoEvent::Evaluate {
+                key,
+                test_cases: inputs.split.test.len(),
+                status: status(eval_stage),
+            });
+            let (_, r) = eval_stage.run(true, |d| {
+                let outcome = evaluate(&EvaluateOptions {
+                    models: vec![train_stage.dir.clone()],
+                    data: inputs.data.clone(),
+                    split: Some(inputs.split_path.clone()),
+                    part: "test".into(),
+                    subsets: Subset::all_nonempty().collect(),
+                    out: d.to_path_buf(),
+                    metrics: MetricOptions::default(),
+                    step: 0.5,
+                    tta: Tta::OFF,
+                    postprocess: true,
+                    device: "cpu".into(),
+                    quiet: opts.quiet,
+                    cache: None,
+                })?;
+                Ok(json!({ "scored": outcome.scored }))
+            })?;
+            self.note(eval_stage, r);
+            models.push(DemoModel {
+                key: key.to_string(),
+                label: model_label(key),
+                run_dir: train_stage.dir.clone(),
+                eval_dir: eval_stage.dir.clone(),
+            });
+        }
+        Ok(models)
     }
 
-    // 6. Figures and report (always rebuilt from the files: cheap).
-    say(opts, "[6/6] report");
-    let summary = models[0].eval_dir.join("summary.json");
-    let bytes =
-        std::fs::read(&summary).with_context(|| format!("cannot read {}", summary.display()))?;
-    crate::fsutil::atomic_write_bytes(&root.join("summary.json"), &bytes)?;
-    let (panel, caption) = match split.test.first() {
-        Some(id) => {
-            let path = root.join("figures").join("panel.png");
-            let caption = render_panel(&data, id, &models[0].run_dir, &path)?;
-            (Some(path), caption)
+    /// Stage 6: figures and report (always rebuilt from the files: cheap).
+    fn report(
+        self,
+        inputs: &Inputs,
+        plan: &BudgetPlan,
+        models: Vec<DemoModel>,
+    ) -> Result<DemoOutcome> {
+        let opts = self.opts;
+        let root = &opts.out;
+        self.sink.emit(&DemoEvent::Report);
+        let summary = models[0].eval_dir.join("summary.json");
+        let bytes = std::fs::read(&summary)
+            .with_context(|| format!("cannot read {}", summary.display()))?;
+        crate::fsutil::atomic_write_bytes(&root.join("summary.json"), &bytes)?;
+        let (panel, caption) = match inputs.split.test.first() {
+            Some(id) => {
+                let path = root.join("figures").join("panel.png");
+                let caption = render_panel(&inputs.data, id, &models[0].run_dir, &path)?;
+                (Some(path), caption)
+            }
+            None => (None, String::new()),
+        };
+        let mut notes = Vec::new();
+        if !plan.both_models {
+            notes.push(format!(
+                "Only the adaptive-fusion model was trained: the {:.0}-minute budget left no \
+                 time for the average-fusion baseline (rerun with a larger --budget-minutes).",
+                opts.budget_minutes
+            ));
         }
-        None => (None, String::new()),
-    };
-    let mut notes = Vec::new();
-    if !plan.both_models {
-        notes.push(format!(
-            "Only the adaptive-fusion model was trained: the {:.0}-minute budget left no time \
-             for the average-fusion baseline (rerun with a larger --budget-minutes).",
-            opts.budget_minutes
-        ));
+        let conventions = conventions(opts, inputs, plan, &models);
+        let (files, findings) = build_report(root, &models, panel, &caption, notes, conventions)?;
+        for line in &findings {
+            self.sink.emit(&DemoEvent::Finding(line));
+        }
+        self.sink.emit(&DemoEvent::Done {
+            seconds: self.start.elapsed().as_secs_f64(),
+            markdown: &files.markdown,
+            html: &files.html,
+        });
+        Ok(DemoOutcome {
+            markdown: files.markdown,
+            html: files.html,
+            models,
+            reused: self.reused,
+        })
     }
+}
+
+/// Whether an earlier run finished `stage`.
+fn done(stage: &Stage) -> bool {
+    matches!(stage.state(), StageState::Done(_))
+}
+
+/// The report's conventions: the metrics', then the data, split, training, inference,
+/// post-processing, versions and the stages' timings.
+fn conventions(
+    opts: &DemoOptions,
+    inputs: &Inputs,
+    plan: &BudgetPlan,
+    models: &[DemoModel],
+) -> Vec<(String, String)> {
+    let split = &inputs.split;
+    let root = &opts.out;
     let mut conventions = metric_conventions(MetricOptions::default().hd95_penalty, None);
     let cfg = train_config(opts, Fusion::Adaptive, plan.epochs);
     conventions.extend([
@@ -357,7 +457,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
                 split.validation.len(),
                 split.test.len(),
                 opts.seed,
-                split_path.display()
+                inputs.split_path.display()
             ),
         ),
         (
@@ -378,7 +478,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
             "Inference".to_string(),
             "sliding window step 0.5, Gaussian weighting, no test-time mirroring, CPU".to_string(),
         ),
-        ("Post-processing".to_string(), postprocessing_text(&models)),
+        ("Post-processing".to_string(), postprocessing_text(models)),
         (
             "Versions".to_string(),
             format!(
@@ -388,25 +488,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
         ),
         ("Timings".to_string(), timings(root)),
     ]);
-    let (files, findings) = build_report(root, &models, panel, &caption, notes, conventions)?;
-    for line in &findings {
-        say(opts, &format!("  - {line}"));
-    }
-    say(
-        opts,
-        &format!(
-            "done in {:.0} s: {} and {}",
-            start.elapsed().as_secs_f64(),
-            files.markdown.display(),
-            files.html.display()
-        ),
-    );
-    Ok(DemoOutcome {
-        markdown: files.markdown,
-        html: files.html,
-        models,
-        reused,
-    })
+    conventions
 }
 
 /// What each model's label maps went through: the decision saved after its training

@@ -17,16 +17,5 @@ pub use predictor::{Prediction, Predictor, model_preprocess_settings, resolve_mo
 pub use tta::Tta;
 pub use window::{SlidingWindow, window_starts};
 
-/// A progress bar over `len` items named `unit` ("cases"), hidden when `quiet`.
-pub fn progress_bar(len: u64, unit: &str, quiet: bool) -> indicatif::ProgressBar {
-    if quiet {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    let style = indicatif::ProgressStyle::with_template(&format!(
-        "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed_precise}} < {{eta_precise}}] {{msg}}"
-    ))
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
-}
+/// The crate's progress bar (kept under this name for the prediction paths).
+pub use crate::progress::bar as progress_bar;

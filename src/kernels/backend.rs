@@ -12,8 +12,9 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
 use burn::tensor::TensorData;
 
-use super::cpu::{self, Dims5};
+use super::cpu;
 use super::norm::{self, NormStats};
+use super::shape::Dims5;
 
 /// An optional bias `[Co]`. (`Option<FloatTensor>` inputs do not pass the extension macro of
 /// Burn 0.22.1: its generated dispatch does not unwrap them, so this enum stands in.)

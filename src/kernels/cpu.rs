@@ -17,28 +17,11 @@
 
 use rayon::prelude::*;
 
+use super::shape::{Dims5, conv_out_len, conv3d_out_dims};
+
 /// Target size of one thread's column tile, in `f32`s (512 KiB, a quarter of this CPU's L2,
 /// leaving room for gemm's packed panels and the destination).
 const TILE_FLOATS: usize = 128 * 1024;
-
-/// `[B, C, D, H, W]` of a 5D tensor.
-pub type Dims5 = [usize; 5];
-
-/// Output extent of a convolution along one axis: `(n + 2p - k) / s + 1`, 0 if the kernel
-/// does not fit.
-pub fn conv_out_len(n: usize, k: usize, s: usize, p: usize) -> usize {
-    if n + 2 * p < k {
-        0
-    } else {
-        (n + 2 * p - k) / s + 1
-    }
-}
-
-/// Output dims of `conv3d_forward`.
-pub fn conv3d_out_dims(x: Dims5, w: Dims5, stride: [usize; 3], padding: [usize; 3]) -> Dims5 {
-    let o = |i: usize| conv_out_len(x[2 + i], w[2 + i], stride[i], padding[i]);
-    [x[0], w[0], o(0), o(1), o(2)]
-}
 
 /// How one spatial axis of the GEMM's column grid maps onto the gathered source: column `q`,
 /// tap `t` reads source coordinate `step · q + taps[t]` (0 outside `[0, src_len)`).

@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::{Dims5, conv3d_out_dims};
+use super::shape::{Dims5, conv3d_out_dims};
 
 /// Most output channels for which [`applies`] holds: beyond this GEMM's blocking wins.
 pub const MAX_OUT_CHANNELS: usize = 4;

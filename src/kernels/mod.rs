@@ -18,9 +18,9 @@ pub mod backend;
 pub mod cpu;
 pub mod direct;
 pub mod norm;
+pub mod shape;
 #[cfg(test)]
 mod tests;
-pub mod timing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

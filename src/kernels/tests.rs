@@ -6,7 +6,8 @@ use burn::tensor::module::{conv_transpose3d as burn_conv_t, conv3d as burn_conv}
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::cpu::{self, Dims5};
+use super::cpu;
+use super::shape::{Dims5, conv3d_out_dims};
 
 /// Deterministic values in [-1, 1) (a 64-bit LCG).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -58,7 +59,7 @@ impl Case {
         [self.co, self.ci, self.k[0], self.k[1], self.k[2]]
     }
     fn yd(&self) -> Dims5 {
-        cpu::conv3d_out_dims(self.xd(), self.wd(), self.s, self.p)
+        conv3d_out_dims(self.xd(), self.wd(), self.s, self.p)
     }
 }
 

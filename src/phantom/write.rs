@@ -9,7 +9,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -215,18 +214,7 @@ pub fn write_dataset(
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?;
 
-    let bar = if quiet {
-        ProgressBar::hidden()
-    } else {
-        let b = ProgressBar::new(n_cases as u64);
-        b.set_style(
-            ProgressStyle::with_template(
-                "phantoms {bar:30} {pos}/{len} cases [{elapsed_precise}, eta {eta}]",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    };
+    let bar = crate::progress::labelled_bar(n_cases as u64, "phantoms", "cases", quiet);
     let cases: Vec<ManifestCase> = (0..n_cases)
         .into_par_iter()
         .map(|i| {

@@ -1,18 +1,21 @@
-//! Timings of the fast kernels against flex's own, for `a2fseg bench` and for
-//! `cargo test --release --lib kernels::timing -- --ignored --nocapture`.
+//! Timings of the fast kernels (`crate::kernels`) against flex's own, and of the training
+//! step ([`crate::train::step`]) with them on and off:
+//! `cargo test --release --lib bench::kernels -- --ignored --nocapture`.
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
-use super::cpu;
+use super::process::process_cpu_seconds;
+use crate::kernels::{cpu, fast_kernels_enabled, set_fast_kernels};
 use crate::modality::Modality;
-use crate::model::{ModelConfig, loss};
+use crate::train::step::{build_optimizer, stable_param_ids};
+use crate::train::{self, TrainConfig, TrainPreset};
 
 /// One measurement: median and minimum seconds over the repeats.
 #[derive(Debug, Clone)]
@@ -28,17 +31,6 @@ pub struct Timing {
     pub cpu: Option<f64>,
     /// Floating-point operations of one run, if known.
     pub flops: Option<f64>,
-}
-
-/// User + system CPU seconds of this process so far, from `/proc/self/stat` (Linux; ticks
-/// of 1/100 s).
-fn process_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }
 
 impl Timing {
@@ -120,17 +112,22 @@ pub fn conv_timings(n: usize, c: usize, repeats: usize) -> Vec<Timing> {
     ]
 }
 
-/// Seconds of one training step (forward of all 4 modalities, loss, backward; no optimizer)
-/// of `cfg` on a `[1, 1, n, n, n]` patch on `Device::flex().autodiff()`, with the fast
-/// kernels on or off (Burn's conv).
+/// Seconds of one training step ([`train::step`]: forward of all 4 modalities, loss,
+/// backward, clipping, optimiser step) of the `small` training preset with the model `cfg`
+/// on a `[1, 1, n, n, n]` patch on `Device::flex().autodiff()`, with the fast kernels on or
+/// off (Burn's conv).
 pub fn training_step_timing(
-    cfg: &ModelConfig,
+    cfg: &crate::model::ModelConfig,
     n: usize,
     fast: bool,
     repeats: usize,
 ) -> Result<Timing> {
     let device = Device::flex().autodiff();
-    let model = cfg.init(&device);
+    let mut train_cfg = TrainConfig::preset(TrainPreset::Small);
+    train_cfg.patch_size = [n; 3];
+    train_cfg.model = cfg.clone().with_patch_size([n; 3]);
+    let mut slot = Some(stable_param_ids(train_cfg.model.init(&device)));
+    let mut optim = build_optimizer(&train_cfg);
     let inputs: Vec<(Modality, Tensor<5>)> = Modality::ALL
         .iter()
         .map(|&m| {
@@ -139,24 +136,28 @@ pub fn training_step_timing(
         })
         .collect();
     let classes = Tensor::<4, Int>::random([1, n, n, n], Distribution::Uniform(0.0, 4.0), &device);
-    let previous = super::fast_kernels_enabled();
-    super::set_fast_kernels(fast);
+    let previous = fast_kernels_enabled();
+    set_fast_kernels(fast);
     let mut failure = None;
     let timing = time(
         format!("training step {n}^3 {}", if fast { "fast" } else { "flex" }),
         None,
         repeats,
-        || match model.forward(&inputs) {
-            Ok(out) => {
-                let _ = loss(cfg, &out, classes.clone()).total.backward();
+        || {
+            let Some(model) = slot.take() else {
+                return;
+            };
+            let step_inputs = (inputs.clone(), classes.clone());
+            match train::step(model, &mut optim, step_inputs, &train_cfg, train_cfg.lr) {
+                Ok((model, _)) => slot = Some(model),
+                Err(e) => failure = Some(e),
             }
-            Err(e) => failure = Some(e),
         },
     );
-    super::set_fast_kernels(previous);
+    set_fast_kernels(previous);
     match failure {
         Some(e) => Err(e),
-        None => Ok(timing),
+        None => slot.map(|_| timing).context("the training step failed"),
     }
 }
 
@@ -183,7 +184,7 @@ fn timing() {
     for t in conv_timings(64, 32, 5) {
         print(&t);
     }
-    let cfg = ModelConfig::preset("small").unwrap();
+    let cfg = crate::model::ModelConfig::preset("small").unwrap();
     for fast in [false, true] {
         print(&training_step_timing(&cfg, 32, fast, 5).unwrap());
     }
