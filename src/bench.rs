@@ -105,6 +105,8 @@ pub struct BenchOptions {
     pub export: Option<PathBuf>,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// Where the network runs (each timed run waits for a GPU to finish).
+    pub device: model::ComputeDevice,
 }
 
 impl Default for BenchOptions {
@@ -122,6 +124,7 @@ impl Default for BenchOptions {
             out: None,
             export: None,
             quiet: false,
+            device: model::ComputeDevice::Cpu,
         }
     }
 }
@@ -172,6 +175,9 @@ pub struct Measurement {
     /// The machine's 1-minute load average after the measurement (`/proc/loadavg`): on a
     /// shared machine, how much else was running.
     pub load_avg: Option<f64>,
+    /// The GPU device and adapter (`--device`), absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Runs the selected measurements, prints each as a JSON line on stdout (and a progress
@@ -239,7 +245,7 @@ impl<'a> Bench<'a> {
     fn new(opts: &'a BenchOptions) -> Result<Self> {
         Ok(Bench {
             opts,
-            device: model::device_from_name("cpu")?,
+            device: opts.device.open()?,
             threads: rayon::current_num_threads(),
             results: Vec::new(),
             lines: String::new(),
@@ -262,7 +268,9 @@ impl<'a> Bench<'a> {
         };
         cfg.check_size(shape)
             .with_context(|| format!("--shape does not fit the {preset} preset"))?;
-        Ok(cfg.with_patch_size(shape))
+        let cfg = cfg.with_patch_size(shape);
+        model::device::check_model_fits(&cfg, 1, &self.device)?;
+        Ok(cfg)
     }
 
     /// A seeded, randomly initialised model of `cfg`, exported to `models/{preset}` if asked.
@@ -537,6 +545,11 @@ impl<'a> Bench<'a> {
         for i in 0..self.opts.warmup + self.opts.repeats {
             let t0 = Instant::now();
             f(i).with_context(|| format!("bench {} failed", spec.id))?;
+            if !self.opts.device.is_cpu() {
+                self.device
+                    .sync()
+                    .map_err(|e| anyhow::anyhow!("bench {}: the device failed: {e:?}", spec.id))?;
+            }
             let dt = t0.elapsed().as_secs_f64();
             if i >= self.opts.warmup {
                 times.push(dt);
@@ -573,6 +586,7 @@ impl<'a> Bench<'a> {
             flops: spec.flops,
             peak_rss_mb: peak,
             load_avg: load_average(),
+            device: self.opts.device.describe()?,
         };
         if !self.opts.quiet {
             let gf = m

@@ -302,7 +302,7 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
                 step: 0.5,
                 tta: Tta::OFF,
                 postprocess: true,
-                device: "cpu".into(),
+                device: crate::model::ComputeDevice::Cpu,
                 quiet: opts.quiet,
                 cache: None,
             })?;

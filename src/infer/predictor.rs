@@ -144,6 +144,7 @@ impl Predictor {
         step: f64,
         tta: Tta,
     ) -> Result<Self> {
+        model::device::check_model_fits(&config, 1, &device)?;
         let p = Predictor {
             model,
             config,

@@ -103,8 +103,8 @@ pub struct TrainOptions {
     pub cache: Option<PathBuf>,
     /// Continue from `RUN_DIR/checkpoints/latest`.
     pub resume: bool,
-    /// Compute device name (`cpu`, `cuda`, `wgpu`; see `crate::model::device_from_name`).
-    pub device: String,
+    /// Where the network trains.
+    pub device: model::ComputeDevice,
     /// No progress bars or per-epoch lines.
     pub quiet: bool,
     /// Text or JSON lines.
@@ -126,7 +126,7 @@ impl TrainOptions {
             split: None,
             cache: None,
             resume: false,
-            device: "cpu".into(),
+            device: model::ComputeDevice::Cpu,
             quiet: false,
             log_format: LogFormat::Text,
             handle_ctrl_c: false,
@@ -312,7 +312,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     };
 
     // ---- Run directory, model and optimiser. ----
-    let base_device = model::device_from_name(&opts.device)?;
+    let base_device = opts.device.open()?;
+    model::device::check_model_fits(&cfg.model, cfg.batch_size, &base_device)?;
     let device = base_device.clone().autodiff();
     let (mut model, mut optim, mut state) = if opts.resume {
         let latest = run.latest();
@@ -332,8 +333,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
             .with_context(|| format!("cannot read {}", path.display()))?;
         (m, o, TrainState::load(&latest)?)
     } else {
-        device.seed(rng::key(cfg.seed, &[rng::INIT]));
-        let m = stable_param_ids(cfg.model.init(&device));
+        let seed = rng::key(cfg.seed, &[rng::INIT]);
+        let m = stable_param_ids(model::device::init_seeded(&cfg.model, seed, &device));
         (m, build_optimizer(cfg), TrainState::new())
     };
     cfg.save(&run.config())?;
