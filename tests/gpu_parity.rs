@@ -101,7 +101,7 @@ fn on(device: &Device, x: &[(Modality, Vec<f32>)]) -> Vec<(Modality, Tensor<5>)>
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec().unwrap()
+    t.try_into_vec_as::<f32>().unwrap()
 }
 
 /// The largest absolute difference.
@@ -117,16 +117,36 @@ fn max_abs(a: &[f32]) -> f32 {
     a.iter().fold(0.0f32, |m, x| m.max(x.abs()))
 }
 
-/// Probabilities within [`PROB_TOL`] and the same decoded labels.
+/// The same labels, except where a region's probability (`probs`: one slice per region,
+/// same voxel order as the labels) is within [`PROB_TOL`] of the 0.5 threshold, where
+/// rounding may decide either way (random weights put many voxels near 0.5).
+fn assert_same_labels(what: &str, a: &[u8], b: &[u8], probs: &[&[f32]]) {
+    assert_eq!(a.len(), b.len());
+    let on_threshold = |v: usize| probs.iter().any(|p| (p[v] - 0.5).abs() < PROB_TOL);
+    let differ: Vec<usize> = (0..a.len()).filter(|&v| a[v] != b[v]).collect();
+    assert!(
+        differ.iter().all(|&v| on_threshold(v)),
+        "{what}: labels differ away from the threshold"
+    );
+    assert!(
+        differ.len() * 1000 <= a.len(),
+        "{what}: {} of {} labels differ",
+        differ.len(),
+        a.len()
+    );
+}
+
+/// Probabilities within [`PROB_TOL`] and the same decoded labels (regions: WT, TC, ET).
 fn assert_same_probabilities(cfg: &ModelConfig, what: &str, cpu: Tensor<5>, gpu: Tensor<5>) {
     let (pc, pg) = (probabilities(cfg, cpu), probabilities(cfg, gpu));
-    let d = max_diff(&values(pc.clone()), &values(pg.clone()));
+    let [_, k, z, y, x] = pc.dims();
+    let vc = values(pc.clone());
+    let d = max_diff(&vc, &values(pg.clone()));
     assert!(d < PROB_TOL, "{what}: probabilities differ by {d}");
-    assert_eq!(
-        decode_classes(cfg, pc),
-        decode_classes(cfg, pg),
-        "{what}: labels differ"
-    );
+    let n = z * y * x;
+    let probs: Vec<&[f32]> = (0..k).map(|c| &vc[c * n..(c + 1) * n]).collect();
+    let (lc, lg) = (decode_classes(cfg, pc), decode_classes(cfg, pg));
+    assert_same_labels(what, &lc, &lg, &probs);
 }
 
 /// Every output of the forward pass (fused, average and per-modality heads as
@@ -199,7 +219,7 @@ fn a_training_step_matches_flex() {
     let x = inputs(subset, 5);
     // Classes 0..=3 in blobs, so every region is present.
     let classes: Vec<i64> = (0..16 * 16 * 16)
-        .map(|v: i64| ((v / 7 + v / 256) % 4))
+        .map(|v: i64| (v / 7 + v / 256) % 4)
         .collect();
     let run = |m: &A2fseg, device: &Device| {
         let device = device.clone().autodiff();
@@ -286,7 +306,9 @@ fn assert_same_prediction(
         let d = max_diff(x.data(), y.data());
         assert!(d < PROB_TOL, "{what}: probabilities differ by {d}");
     }
-    assert_eq!(a.classes.data(), b.classes.data(), "{what}: labels differ");
+    let full = a.probabilities_full();
+    let probs: Vec<&[f32]> = full.iter().map(|g| g.data()).collect();
+    assert_same_labels(what, a.classes.data(), b.classes.data(), &probs);
     for ((m, x), (_, y)) in a.attention.iter().zip(&b.attention) {
         let d = max_diff(x.data(), y.data());
         assert!(d < PROB_TOL, "{what}: attention of {m:?} differs by {d}");
