@@ -291,14 +291,25 @@ fn wgpu(_adapter: WgpuAdapter) -> Device {
 
 /// Brings a GPU device up (Burn does so lazily, on first use, and panics when it cannot):
 /// the panic of a failed bring-up becomes the error returned here, and its message is kept
-/// off stderr.
+/// off stderr (the panic hook stays quiet on this thread only while bringing up).
 fn bring_up(device: &Device) -> Result<(), String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+    thread_local! {
+        static BRINGING_UP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !BRINGING_UP.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    BRINGING_UP.with(|b| b.set(true));
     let result = std::panic::catch_unwind(|| {
         adapter_name(device);
     });
-    std::panic::set_hook(hook);
+    BRINGING_UP.with(|b| b.set(false));
     result.map_err(|payload| {
         let text = payload
             .downcast_ref::<String>()

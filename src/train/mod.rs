@@ -205,6 +205,8 @@ impl RunDir {
 pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     let cfg = &opts.config;
     cfg.validate()?;
+    let base_device = opts.device.open()?;
+    model::device::check_model_fits(&cfg.model, cfg.batch_size, &base_device)?;
     let run = RunDir {
         root: opts.out.clone(),
     };
@@ -312,8 +314,6 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     };
 
     // ---- Run directory, model and optimiser. ----
-    let base_device = opts.device.open()?;
-    model::device::check_model_fits(&cfg.model, cfg.batch_size, &base_device)?;
     let device = base_device.clone().autodiff();
     let (mut model, mut optim, mut state) = if opts.resume {
         let latest = run.latest();
