@@ -19,6 +19,7 @@ use std::process::Command;
 use a2fseg::infer::evaluate::read_case_rows;
 use a2fseg::train::log::read_csv;
 use a2fseg::volume::read_volume;
+use common::max_diff;
 
 /// The `--device` value under test.
 fn gpu() -> String {
@@ -92,14 +93,6 @@ fn weights(dir: &Path) -> BTreeMap<String, Vec<f32>> {
             (name, v)
         })
         .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]
