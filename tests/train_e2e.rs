@@ -95,7 +95,7 @@ fn evaluate_validation(
         step: 0.5,
         tta: a2fseg::infer::Tta::OFF,
         postprocess: true,
-        device: "cpu".into(),
+        device: a2fseg::model::ComputeDevice::Cpu,
         quiet: true,
         cache: Some(data.with_extension("cache")),
     })

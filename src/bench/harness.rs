@@ -43,7 +43,7 @@ impl<'a> Bench<'a> {
     pub fn new(opts: &'a BenchOptions) -> Result<Self> {
         Ok(Bench {
             opts,
-            device: model::device_from_name("cpu")?,
+            device: opts.device.open()?,
             threads: rayon::current_num_threads(),
             results: Vec::new(),
             lines: String::new(),
@@ -66,7 +66,9 @@ impl<'a> Bench<'a> {
         };
         cfg.check_size(shape)
             .with_context(|| format!("--shape does not fit the {preset} preset"))?;
-        Ok(cfg.with_patch_size(shape))
+        let cfg = cfg.with_patch_size(shape);
+        model::device::check_model_fits(&cfg, 1, &self.device)?;
+        Ok(cfg)
     }
 
     /// A seeded, randomly initialised model of `cfg`, exported to `models/{preset}` if asked.
@@ -142,6 +144,11 @@ impl<'a> Bench<'a> {
         for i in 0..self.opts.warmup + self.opts.repeats {
             let t0 = Instant::now();
             f(i).with_context(|| format!("bench {} failed", spec.id))?;
+            if !self.opts.device.is_cpu() {
+                self.device
+                    .sync()
+                    .map_err(|e| anyhow::anyhow!("bench {}: the device failed: {e:?}", spec.id))?;
+            }
             let dt = t0.elapsed().as_secs_f64();
             if i >= self.opts.warmup {
                 times.push(dt);
@@ -178,6 +185,7 @@ impl<'a> Bench<'a> {
             flops: spec.flops,
             peak_rss_mb: peak,
             load_avg: load_average(),
+            device: self.opts.device.describe()?,
         };
         if !self.opts.quiet {
             let gf = m

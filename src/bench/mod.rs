@@ -113,6 +113,8 @@ pub struct BenchOptions {
     pub export: Option<PathBuf>,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// Where the network runs (each timed run waits for a GPU to finish).
+    pub device: crate::model::ComputeDevice,
 }
 
 impl Default for BenchOptions {
@@ -130,6 +132,7 @@ impl Default for BenchOptions {
             out: None,
             export: None,
             quiet: false,
+            device: crate::model::ComputeDevice::Cpu,
         }
     }
 }
@@ -180,6 +183,9 @@ pub struct Measurement {
     /// The machine's 1-minute load average after the measurement (`/proc/loadavg`): on a
     /// shared machine, how much else was running.
     pub load_avg: Option<f64>,
+    /// The GPU device and adapter (`--device`), absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
 /// Runs the selected measurements, prints each as a JSON line on stdout (and a progress

@@ -64,6 +64,11 @@ pub struct BenchArgs {
     /// (benches/reference/run.py) into this folder.
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
+
+    /// Compute device: cpu, cuda[:N], wgpu or wgpu:cpu|discrete:N|integrated:N (GPU builds
+    /// only).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: crate::model::ComputeDevice,
 }
 
 /// Runs `a2fseg bench`.
@@ -88,6 +93,7 @@ pub fn run(args: BenchArgs, global: Global) -> Result<()> {
         out: args.out,
         export: args.export,
         quiet: global.quiet,
+        device: args.device,
     };
     crate::bench::run(&opts)?;
     Ok(())

@@ -55,9 +55,10 @@ pub struct EvaluateArgs {
     /// brain mask alone).
     #[arg(long)]
     pub no_postprocess: bool,
-    /// Device: cpu, cuda or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Compute device: cpu, cuda[:N], wgpu or wgpu:cpu|discrete:N|integrated:N (GPU builds
+    /// only).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: crate::model::ComputeDevice,
     /// Preprocessing cache folder to read and fill, e.g. the training run's RUN_DIR/cache
     /// [default: none: every case is preprocessed afresh, as nnU-Net's prediction does].
     /// Cases are preprocessed with the settings each model was trained with either way.
@@ -93,6 +94,11 @@ pub fn parse_subsets(s: &str) -> Result<SubsetList, String> {
 
 /// Runs `a2fseg evaluate`.
 pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
+    if let Some(d) = args.device.describe()?
+        && !global.quiet
+    {
+        eprintln!("device {d}");
+    }
     let opts = EvaluateOptions {
         models: args.model,
         data: args.data,

@@ -74,9 +74,10 @@ pub struct PredictArgs {
     /// brain mask alone).
     #[arg(long)]
     pub no_postprocess: bool,
-    /// Device: cpu, cuda or wgpu.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Compute device: cpu, cuda[:N], wgpu or wgpu:cpu|discrete:N|integrated:N (GPU builds
+    /// only).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: crate::model::ComputeDevice,
 }
 
 /// Parses `brats` (also `brats2020`, `brats2021`), `brats2023` or `msd`.
@@ -108,7 +109,12 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
     if !files.is_empty() && args.input.is_some() {
         bail!("give either image files (--t1 …) or --input, not both");
     }
-    let device = crate::model::device_from_name(&args.device)?;
+    let device = args.device.open()?;
+    if let Some(d) = args.device.describe()?
+        && !global.quiet
+    {
+        eprintln!("device {d}");
+    }
     let mut predictor = Predictor::load(&args.model, device, args.step, args.tta)?;
     predictor.keep_attention = args.save_attention && predictor.is_adaptive();
     if args.no_postprocess {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Global;
-use crate::model::{Fusion, Targets};
+use crate::model::{ComputeDevice, Fusion, Targets};
 use crate::train::{
     LogFormat, ModalityDropout, OptimizerKind, TrainConfig, TrainOptions, TrainPreset,
 };
@@ -98,9 +98,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub resume: bool,
 
-    /// Compute device: cpu, cuda[:N] or wgpu (GPU builds only).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    /// Compute device: cpu, cuda[:N], wgpu or wgpu:cpu|discrete:N|integrated:N (GPU builds
+    /// only).
+    #[arg(long, default_value = "cpu", value_name = "DEVICE")]
+    pub device: ComputeDevice,
 
     /// Progress as text (bars and summary lines on stderr) or JSON lines on stdout.
     #[arg(long, value_enum, default_value = "text")]
@@ -177,11 +178,17 @@ fn apply_overrides(cfg: &mut TrainConfig, args: &TrainArgs) {
 /// Runs `a2fseg train`.
 pub fn run(args: TrainArgs, global: Global) -> Result<()> {
     let config = resolve_config(&args)?;
+    if let Some(d) = args.device.describe()?
+        && !global.quiet
+        && args.log_format == LogFormat::Text
+    {
+        eprintln!("device {d}");
+    }
     let opts = TrainOptions {
         split: args.split.clone(),
         cache: args.cache.clone(),
         resume: args.resume,
-        device: args.device.clone(),
+        device: args.device,
         quiet: global.quiet,
         log_format: args.log_format,
         handle_ctrl_c: true,

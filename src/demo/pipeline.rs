@@ -358,7 +358,7 @@ impl<'a> Demo<'a> {
                     step: 0.5,
                     tta: Tta::OFF,
                     postprocess: true,
-                    device: "cpu".into(),
+                    device: crate::model::ComputeDevice::Cpu,
                     quiet: opts.quiet,
                     cache: None,
                 })?;

@@ -136,8 +136,10 @@ struct Layout {
 }
 
 impl Predictor {
-    /// Wraps an already built network of any method.
+    /// Wraps an already built network of any method; fails with one line when its feature
+    /// maps cannot fit the device's buffers.
     pub fn new(model: impl Network, device: Device, step: f64, tta: Tta) -> Result<Self> {
+        model::device::check_model_fits(Network::config(&model), 1, &device)?;
         let p = Predictor {
             model: Box::new(model),
             device,

@@ -69,6 +69,7 @@ pub use dropout::ModalityDropout;
 pub use log::LogRow;
 pub use step::step;
 
+use crate::model;
 use crate::progress::{Output, Sink, Stream};
 
 /// How progress is reported.
@@ -96,8 +97,8 @@ pub struct TrainOptions {
     pub cache: Option<PathBuf>,
     /// Continue from `RUN_DIR/checkpoints/latest`.
     pub resume: bool,
-    /// Compute device name (`cpu`, `cuda`, `wgpu`; see `crate::model::device_from_name`).
-    pub device: String,
+    /// Where the network trains.
+    pub device: model::ComputeDevice,
     /// No progress bars or per-epoch lines.
     pub quiet: bool,
     /// Text or JSON lines.
@@ -130,7 +131,7 @@ impl TrainOptions {
             split: None,
             cache: None,
             resume: false,
-            device: "cpu".into(),
+            device: model::ComputeDevice::Cpu,
             quiet: false,
             log_format: LogFormat::Text,
             handle_ctrl_c: false,
@@ -182,6 +183,10 @@ pub fn ctrl_c_received() -> bool {
 /// Trains A2FSeg as `opts` says (see the module documentation).
 pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     opts.config.validate()?;
+    // The device first: a missing driver or a patch too large for its buffers stops here,
+    // before any case is read.
+    let base_device = opts.device.open()?;
+    model::device::check_model_fits(&opts.config.model, opts.config.batch_size, &base_device)?;
     let run = prepare::open_run_dir(opts)?;
     // From here on Ctrl-C stops cleanly (also while cases are being prepared): the flag is
     // checked before every step, and a stop saves `latest` first.
@@ -191,5 +196,5 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     }
     let sink = opts.sink();
     let data = prepare::load_data(opts, &run, &sink)?;
-    trainer::Trainer::init_or_resume(opts, run, data, sink)?.run()
+    trainer::Trainer::init_or_resume(opts, run, data, sink, base_device)?.run()
 }

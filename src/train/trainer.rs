@@ -65,9 +65,9 @@ impl<'a> Trainer<'a> {
         run: RunDir,
         data: Data,
         sink: Sink,
+        base_device: Device,
     ) -> Result<Trainer<'a>> {
         let cfg = &opts.config;
-        let base_device = model::device_from_name(&opts.device)?;
         let device = base_device.clone().autodiff();
         let (model, optim, state) = if opts.resume {
             let latest = run.latest();
@@ -84,8 +84,8 @@ impl<'a> Trainer<'a> {
                 .with_context(|| format!("cannot read {}", path.display()))?;
             (m, o, TrainState::load(&latest)?)
         } else {
-            device.seed(rng::key(cfg.seed, &[rng::INIT]));
-            let m = stable_param_ids(cfg.model.init(&device));
+            let seed = rng::key(cfg.seed, &[rng::INIT]);
+            let m = stable_param_ids(model::device::init_seeded(&cfg.model, seed, &device));
             (m, build_optimizer(cfg), TrainState::new())
         };
         cfg.save(&run.config())?;

@@ -165,3 +165,12 @@ pub fn synthetic_brats(dir: &Path, n: usize, dims: [usize; 3]) {
         .unwrap();
     }
 }
+
+/// The largest absolute difference between two equally long slices.
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}

@@ -82,8 +82,8 @@ pub struct EvaluateOptions {
     /// Post-process the label maps as each model folder says (`postprocess.json`, else the
     /// brain mask alone); false scores the network's label maps as decoded.
     pub postprocess: bool,
-    /// Device name (`cpu`, `cuda`, `wgpu`).
-    pub device: String,
+    /// Where the networks run.
+    pub device: crate::model::ComputeDevice,
     /// No progress bar.
     pub quiet: bool,
     /// Preprocessing cache folder (e.g. a training run's `RUN_DIR/cache`); `None`
@@ -110,7 +110,7 @@ pub struct EvaluateOutcome {
 pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     ensure!(!opts.models.is_empty(), "give at least one --model");
     ensure!(!opts.subsets.is_empty(), "no modality subset to evaluate");
-    let device = crate::model::device_from_name(&opts.device)?;
+    let device = opts.device.open()?;
     let names = model_names(&opts.models);
     let mut predictors = Vec::new();
     let mut resolved = Vec::new();

@@ -1,0 +1,393 @@
+//! The wgpu path gives the CPU's answers: the `small` preset's network, loaded from the same
+//! weights on flex and on a wgpu adapter, agrees on the forward pass (every fusion, several
+//! subsets), on one training step (loss, every gradient, the network after the step), on
+//! `predict` of a small case and on the 15-subset evaluation (probabilities within 1e-4,
+//! same labels). A model saved from either device loads on the other.
+//!
+//! Built only with `--features wgpu`. The adapter is `wgpu:cpu` (Mesa's lavapipe in CI) unless
+//! `A2FSEG_TEST_WGPU_DEVICE` names another (e.g. `wgpu` for a real GPU). Every test checks
+//! that the device is a wgpu adapter, never flex, and prints its name; with the default
+//! `wgpu:cpu` the name must be lavapipe's (`llvmpipe …`), so a silent fallback cannot pass.
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use std::path::Path;
+
+use a2fseg::infer::{Predictor, Tta};
+use a2fseg::labels::LabelConvention;
+use a2fseg::model::device::{adapter_name, max_buffer_bytes};
+use a2fseg::model::{
+    self, A2fseg, A2fsegOutput, ComputeDevice, Fusion, ModelConfig, decode_classes, probabilities,
+};
+use a2fseg::preprocess::{CropBox, PreprocessedCase};
+use a2fseg::volume::{Geometry, Grid};
+use a2fseg::{Modality, Subset};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::max_diff;
+
+/// Probabilities must agree to this (absolute).
+const PROB_TOL: f32 = 1e-4;
+
+/// Gradients must agree to this (relative L2 per tensor; see [`a_training_step_matches_flex`]).
+const GRAD_TOL: f64 = 1e-3;
+
+/// The wgpu device under test, after checking it is a real wgpu adapter.
+fn wgpu() -> Device {
+    let name = std::env::var("A2FSEG_TEST_WGPU_DEVICE").unwrap_or_else(|_| "wgpu:cpu".into());
+    let dev: ComputeDevice = name.parse().unwrap();
+    assert!(
+        matches!(dev, ComputeDevice::Wgpu(_)),
+        "{name} is not a wgpu device"
+    );
+    let device = dev.open().unwrap();
+    let adapter = adapter_name(&device).expect("the device reports no wgpu adapter: not wgpu");
+    eprintln!(
+        "wgpu adapter: {adapter} (largest buffer {} MiB)",
+        max_buffer_bytes(&device).unwrap() >> 20
+    );
+    if std::env::var("A2FSEG_TEST_WGPU_DEVICE").is_err() {
+        assert!(
+            adapter.to_lowercase().contains("llvmpipe"),
+            "wgpu:cpu should be Mesa's lavapipe (llvmpipe), got '{adapter}'"
+        );
+    }
+    device
+}
+
+/// The `small` preset with `fusion` and a 16³ patch (lavapipe is slow).
+fn config(fusion: Fusion) -> ModelConfig {
+    ModelConfig::preset("small")
+        .unwrap()
+        .with_fusion(fusion)
+        .with_patch_size([16, 16, 16])
+}
+
+/// One seeded network on flex, saved to `dir`, loaded back onto flex and onto `gpu` (so the
+/// weights are the same and the flex → wgpu load is exercised). `autodiff` wraps both devices.
+fn pair(cfg: &ModelConfig, dir: &Path, gpu: &Device, autodiff: bool) -> (A2fseg, A2fseg) {
+    let cpu = Device::flex();
+    cpu.seed(7);
+    model::save_model(dir, &cfg.init(&cpu), cfg).unwrap();
+    let on = |d: &Device| {
+        let d = if autodiff {
+            d.clone().autodiff()
+        } else {
+            d.clone()
+        };
+        model::load_model(dir, &d).unwrap().0
+    };
+    (on(&cpu), on(gpu))
+}
+
+/// `[1, 1, 16, 16, 16]` inputs of `subset`, the same values on both devices (a fixed
+/// pseudo-random formula: the device RNG is shared by the tests running in parallel).
+fn inputs(subset: Subset, seed: u64) -> Vec<(Modality, Vec<f32>)> {
+    subset
+        .modalities()
+        .map(|m| {
+            let k = (seed * 7 + m.index() as u64 + 1) as f32;
+            let v = (0..16 * 16 * 16)
+                .map(|i| ((i as f32 * 0.7548 * k).sin() * 43758.545).fract() * 2.0 - 1.0)
+                .collect();
+            (m, v)
+        })
+        .collect()
+}
+
+fn on(device: &Device, x: &[(Modality, Vec<f32>)]) -> Vec<(Modality, Tensor<5>)> {
+    x.iter()
+        .map(|(m, v)| {
+            let data = TensorData::new(v.clone(), [1, 1, 16, 16, 16]);
+            (*m, Tensor::<5>::from_data(data, device))
+        })
+        .collect()
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.try_into_vec_as::<f32>().unwrap()
+}
+
+fn max_abs(a: &[f32]) -> f32 {
+    a.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+}
+
+/// The same labels, except where a region's probability (`probs`: one slice per region,
+/// same voxel order as the labels) is within [`PROB_TOL`] of the 0.5 threshold, where
+/// rounding may decide either way (random weights put many voxels near 0.5).
+fn assert_same_labels(what: &str, a: &[u8], b: &[u8], probs: &[&[f32]]) {
+    assert_eq!(a.len(), b.len());
+    let on_threshold = |v: usize| probs.iter().any(|p| (p[v] - 0.5).abs() < PROB_TOL);
+    let differ: Vec<usize> = (0..a.len()).filter(|&v| a[v] != b[v]).collect();
+    assert!(
+        differ.iter().all(|&v| on_threshold(v)),
+        "{what}: labels differ away from the threshold"
+    );
+    assert!(
+        differ.len() * 1000 <= a.len(),
+        "{what}: {} of {} labels differ",
+        differ.len(),
+        a.len()
+    );
+}
+
+/// Probabilities within [`PROB_TOL`] and the same decoded labels (regions: WT, TC, ET).
+fn assert_same_probabilities(cfg: &ModelConfig, what: &str, cpu: Tensor<5>, gpu: Tensor<5>) {
+    let (pc, pg) = (probabilities(cfg, cpu), probabilities(cfg, gpu));
+    let [_, k, z, y, x] = pc.dims();
+    let vc = values(pc.clone());
+    let d = max_diff(&vc, &values(pg.clone()));
+    assert!(d < PROB_TOL, "{what}: probabilities differ by {d}");
+    let n = z * y * x;
+    let probs: Vec<&[f32]> = (0..k).map(|c| &vc[c * n..(c + 1) * n]).collect();
+    let (lc, lg) = (decode_classes(cfg, pc), decode_classes(cfg, pg));
+    assert_same_labels(what, &lc, &lg, &probs);
+}
+
+/// Every output of the forward pass (fused, average and per-modality heads as
+/// probabilities; attention maps) agrees.
+fn assert_same_output(cfg: &ModelConfig, what: &str, cpu: A2fsegOutput, gpu: A2fsegOutput) {
+    assert_same_probabilities(cfg, &format!("{what} fused"), cpu.fused, gpu.fused);
+    assert_same_probabilities(cfg, &format!("{what} average"), cpu.average, gpu.average);
+    for ((m, hc), (_, hg)) in cpu.per_modality.into_iter().zip(gpu.per_modality) {
+        for (l, (c, g)) in hc.into_iter().zip(hg).enumerate() {
+            assert_same_probabilities(cfg, &format!("{what} {m:?} head {l}"), c, g);
+        }
+    }
+    assert_eq!(cpu.attention.is_some(), gpu.attention.is_some());
+    for ((m, c), (_, g)) in cpu
+        .attention
+        .unwrap_or_default()
+        .into_iter()
+        .zip(gpu.attention.unwrap_or_default())
+    {
+        let d = max_diff(&values(c), &values(g));
+        assert!(d < PROB_TOL, "{what}: attention of {m:?} differs by {d}");
+    }
+}
+
+const SUBSETS: [&str; 4] = ["1000", "0101", "1110", "1111"];
+
+#[test]
+fn forward_matches_flex_for_every_fusion_and_subset() {
+    let gpu = wgpu();
+    for fusion in [Fusion::Adaptive, Fusion::Average, Fusion::Hemis] {
+        let cfg = config(fusion);
+        let dir = common::tempdir();
+        let (mc, mg) = pair(&cfg, dir.path(), &gpu, false);
+        for (i, s) in SUBSETS.iter().enumerate() {
+            let subset: Subset = s.parse().unwrap();
+            let x = inputs(subset, 100 + i as u64);
+            let oc = mc.forward(&on(&Device::flex(), &x)).unwrap();
+            let og = mg.forward(&on(&gpu, &x)).unwrap();
+            assert_same_output(&cfg, &format!("{fusion:?} {s}"), oc, og);
+        }
+    }
+}
+
+/// Every parameter's gradient, in module order (`None` where a parameter got none).
+fn gradients(model: &A2fseg, grads: &GradientsParams) -> Vec<Option<Vec<f32>>> {
+    struct Collect<'a> {
+        grads: &'a GradientsParams,
+        out: Vec<Option<Vec<f32>>>,
+    }
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.out.push(self.grads.get::<D>(param.id).map(values));
+        }
+    }
+    let mut c = Collect {
+        grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut c);
+    c.out
+}
+
+#[test]
+fn a_training_step_matches_flex() {
+    let gpu = wgpu();
+    let cfg = config(Fusion::Adaptive);
+    let dir = common::tempdir();
+    let (mc, mg) = pair(&cfg, dir.path(), &gpu, true);
+    let subset: Subset = "1011".parse().unwrap();
+    let x = inputs(subset, 5);
+    // Classes 0..=3 in blobs, so every region is present.
+    let classes: Vec<i64> = (0..16 * 16 * 16)
+        .map(|v: i64| (v / 7 + v / 256) % 4)
+        .collect();
+    let run = |m: &A2fseg, device: &Device| {
+        let device = device.clone().autodiff();
+        let out = m.forward(&on(&device, &x)).unwrap();
+        let t =
+            Tensor::<4, Int>::from_data(TensorData::new(classes.clone(), [1, 16, 16, 16]), &device);
+        let parts = model::loss(&cfg, &out, t);
+        let total = parts.total.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(parts.total.backward(), m);
+        (
+            total,
+            [parts.modality, parts.average, parts.adaptive],
+            grads,
+        )
+    };
+    let (lc, pc, gc) = run(&mc, &Device::flex());
+    let (lg, pg, gg) = run(&mg, &gpu);
+    eprintln!("loss: flex {lc}, wgpu {lg}");
+    assert!((lc - lg).abs() <= 1e-5 * lc.abs(), "loss {lc} vs {lg}");
+    for (a, b) in pc.iter().zip(&pg) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "loss parts {pc:?} vs {pg:?}"
+        );
+    }
+    let (grads_c, grads_g) = (gradients(&mc, &gc), gradients(&mg, &gg));
+    let (mut compared, mut worst) = (0, 0.0f64);
+    // The largest gradient of the whole network: the scale of "0 up to rounding".
+    let global = grads_c
+        .iter()
+        .flatten()
+        .map(|c| max_abs(c))
+        .fold(0.0, f32::max);
+    assert!(global > 0.0);
+    for (i, (c, g)) in grads_c.iter().zip(&grads_g).enumerate() {
+        assert_eq!(
+            c.is_some(),
+            g.is_some(),
+            "parameter {i}: gradient on one device only"
+        );
+        if let (Some(c), Some(g)) = (c, g) {
+            // Float sums run in another order on the GPU, and a weight's gradient sums many
+            // terms of both signs (the instance norm's backward subtracts means), so single
+            // elements may differ by far more than the rounding of their own size: the
+            // tensor as a whole agrees to 1e-3 (L2, relative), no element by more than 1% of
+            // the tensor's largest gradient. Gradients that are 0 up to rounding (the bias of a
+            // convolution followed by instance norm: the norm subtracts the mean) only have
+            // to agree to 1e-5 of the network's largest gradient.
+            let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+            let diff: Vec<f32> = c.iter().zip(g).map(|(a, b)| a - b).collect();
+            let rel = norm(&diff) / norm(c).max(1e-30);
+            let (d, scale) = (max_diff(c, g), max_abs(c));
+            assert!(
+                (rel <= GRAD_TOL && d as f64 <= 10.0 * GRAD_TOL * scale as f64)
+                    || d <= 1e-5 * global,
+                "parameter {i}: gradients differ by {rel:.2e} (L2, relative), {d} at most \
+                 (largest {scale})"
+            );
+            if d > 1e-5 * global {
+                worst = worst.max(rel);
+            }
+            compared += 1;
+        }
+    }
+    eprintln!(
+        "{compared} gradients compared (largest gradient {global:.3e}), largest relative L2 \
+         difference of those above the rounding floor {worst:.2e}"
+    );
+    // The MSFE of the missing modality gets no gradient; the rest do.
+    assert!(compared > grads_c.len() / 2, "only {compared} gradients");
+}
+
+/// A preprocessed 20×18×17 case with all four modalities, smooth enough to give the network
+/// structure to segment, over a crop inside a larger grid.
+fn case() -> PreprocessedCase {
+    let dims = [20, 18, 17];
+    let n: usize = dims.iter().product();
+    let images = std::array::from_fn(|i| {
+        let data = (0..n)
+            .map(|v| ((v * (i + 3)) as f32 * 0.173).sin() * 2.0 + (v as f32 * 0.01).cos())
+            .collect();
+        Some(Grid::from_vec(dims, data).unwrap())
+    });
+    let mut affine = [[0.0; 4]; 4];
+    for (a, row) in affine.iter_mut().enumerate() {
+        row[a] = 1.0;
+    }
+    PreprocessedCase {
+        id: "parity".into(),
+        images,
+        classes: None,
+        crop: CropBox {
+            start: [1, 2, 0],
+            dims,
+        },
+        geometry: Geometry::from_affine([23, 20, 18], affine),
+        convention: LabelConvention::Brats,
+    }
+}
+
+fn assert_same_prediction(
+    what: &str,
+    a: &a2fseg::infer::Prediction,
+    b: &a2fseg::infer::Prediction,
+) {
+    assert_eq!(a.subset, b.subset);
+    for (x, y) in a.probabilities.iter().zip(&b.probabilities) {
+        let d = max_diff(x.data(), y.data());
+        assert!(d < PROB_TOL, "{what}: probabilities differ by {d}");
+    }
+    let full = a.probabilities_full();
+    let probs: Vec<&[f32]> = full.iter().map(|g| g.data()).collect();
+    assert_same_labels(what, a.classes.data(), b.classes.data(), &probs);
+    for ((m, x), (_, y)) in a.attention.iter().zip(&b.attention) {
+        let d = max_diff(x.data(), y.data());
+        assert!(d < PROB_TOL, "{what}: attention of {m:?} differs by {d}");
+    }
+}
+
+#[test]
+fn predict_and_the_15_subset_evaluation_match_flex() {
+    let gpu = wgpu();
+    let cfg = config(Fusion::Adaptive);
+    let dir = common::tempdir();
+    let (mc, mg) = pair(&cfg, dir.path(), &gpu, false);
+    let predictor = |m: A2fseg, d: &Device| {
+        let mut p = Predictor::new(m, cfg.clone(), d.clone(), 0.5, Tta::OFF).unwrap();
+        p.keep_attention = true;
+        p
+    };
+    let (pc, pg) = (predictor(mc, &Device::flex()), predictor(mg, &gpu));
+    let case = case();
+    let full: Subset = "1111".parse().unwrap();
+    assert_same_prediction(
+        "predict 1111",
+        &pc.predict_case(&case, full).unwrap(),
+        &pg.predict_case(&case, full).unwrap(),
+    );
+    let subsets: Vec<Subset> = Subset::all_nonempty().collect();
+    assert_eq!(subsets.len(), 15);
+    let ec = pc.predict_subsets(&case, &subsets).unwrap();
+    let eg = pg.predict_subsets(&case, &subsets).unwrap();
+    for ((s, a), (_, b)) in ec.iter().zip(&eg) {
+        assert_same_prediction(&format!("evaluate {s}"), a, b);
+    }
+}
+
+#[test]
+fn a_model_saved_on_one_device_loads_on_the_other() {
+    let gpu = wgpu();
+    let cfg = config(Fusion::Hemis);
+    let dir = common::tempdir();
+    let (mc, mg) = pair(&cfg, &dir.path().join("from_cpu"), &gpu, false);
+    // wgpu → file → flex gives back the very same numbers.
+    let back = dir.path().join("from_wgpu");
+    model::save_model(&back, &mg, &cfg).unwrap();
+    let (mb, _) = model::load_model(&back, &Device::flex()).unwrap();
+    // Every tensor's bytes are the same (the metadata's key order may differ).
+    let tensors = |d: &Path| {
+        let bytes = std::fs::read(d.join(model::WEIGHTS_FILE)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        st.tensors()
+            .into_iter()
+            .map(|(name, view)| (name, view.shape().to_vec(), view.data().to_vec()))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let from_cpu = tensors(&dir.path().join("from_cpu"));
+    assert!(!from_cpu.is_empty());
+    assert_eq!(from_cpu, tensors(&back));
+    let x = inputs("0111".parse().unwrap(), 9);
+    let a = values(mc.forward(&on(&Device::flex(), &x)).unwrap().fused);
+    let b = values(mb.forward(&on(&Device::flex(), &x)).unwrap().fused);
+    assert_eq!(a, b);
+}
