@@ -174,3 +174,55 @@ fn a_second_evaluation_into_the_same_folder_is_refused() {
     assert!(ok, "{err}");
     assert!(out.join("cases.csv").is_file());
 }
+
+#[test]
+fn a_second_training_into_the_same_run_folder_is_refused() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("data");
+    common::synthetic_brats(&data, 3, [16, 16, 16]);
+    let cfg = tmp.path().join("tiny.toml");
+    std::fs::write(
+        &cfg,
+        "preset = \"small\"\nepochs = 1\niterations_per_epoch = 1\npatch_size = [8, 8, 8]\n\
+         validate_every = 0\nworkers = 1\ndetermine_postprocessing = false\n\
+         [model]\npoolings = 1\nbase_features = 4\nmax_features = 8\n",
+    )
+    .unwrap();
+    let run_dir = tmp.path().join("run");
+    let args = [
+        "-q",
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&run_dir),
+        "--config",
+        s(&cfg),
+    ];
+    let held = FolderLock::acquire(&run_dir, "test").unwrap();
+    let (ok, err) = run(&args);
+    assert!(!ok);
+    assert_one_line_error(&err, s(&run_dir));
+    assert!(
+        !run_dir.join("config.toml").exists(),
+        "the refused run wrote nothing"
+    );
+    drop(held);
+    let (ok, err) = run(&args);
+    assert!(ok, "{err}");
+    assert!(run_dir.join("checkpoints/latest/model.sha256").is_file());
+    // Resuming a folder that does not exist creates nothing.
+    let typo = tmp.path().join("typo");
+    let (ok, err) = run(&[
+        "-q",
+        "train",
+        "--data",
+        s(&data),
+        "--out",
+        s(&typo),
+        "--resume",
+    ]);
+    assert!(!ok);
+    assert_one_line_error(&err, "nothing to resume");
+    assert!(!typo.exists());
+}

@@ -15,6 +15,7 @@ use super::sampler::TrainCase;
 use super::store::{self, LazyCases};
 use super::{TrainConfig, TrainOptions, rng};
 use crate::dataset::{self, Dataset, Split};
+use crate::fsutil::FolderLock;
 use crate::modality::Subset;
 use crate::preprocess::{Cache, PreprocessedCase};
 use crate::progress::Sink;
@@ -22,6 +23,9 @@ use crate::progress::Sink;
 /// Paths inside a run directory.
 pub(super) struct RunDir {
     pub root: PathBuf,
+    /// This process's claim on the folder, held for the whole run: a second `train` into it
+    /// is refused instead of writing the same checkpoints.
+    _lock: FolderLock,
 }
 
 impl RunDir {
@@ -48,8 +52,14 @@ impl RunDir {
 /// Checks `opts.out` for what `opts` asks (finishes an interrupted checkpoint swap; a
 /// resume needs `latest`, a fresh run must not find one) and creates it.
 pub(super) fn open_run_dir(opts: &TrainOptions) -> Result<RunDir> {
+    ensure!(
+        !opts.resume || opts.out.is_dir(),
+        "nothing to resume: {} does not exist",
+        opts.out.display()
+    );
     let run = RunDir {
         root: opts.out.clone(),
+        _lock: FolderLock::acquire(&opts.out, "training")?,
     };
     checkpoint::recover(&run.latest())?;
     checkpoint::recover(&run.best())?;
