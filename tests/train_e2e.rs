@@ -293,11 +293,10 @@ fn small_preset_learns_the_phantoms() {
         serde_json::json!({"train": ids[..4], "validation": ids[4..], "test": []}).to_string(),
     )
     .unwrap();
-    let mut cfg = TrainConfig::preset(a2fseg::train::TrainPreset::Small);
+    let mut cfg = TrainConfig::preset(a2fseg::model::Preset::Small);
     cfg.model.poolings = 2;
     cfg.model.max_features = 16;
-    cfg.patch_size = [16, 16, 16];
-    cfg.model.patch_size = cfg.patch_size;
+    cfg.model.patch_size = [16, 16, 16];
     cfg.epochs = 3;
     cfg.iterations_per_epoch = 10;
     cfg.batch_size = 2;

@@ -14,8 +14,9 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use super::process::process_cpu_seconds;
 use crate::kernels::{cpu, fast_kernels_enabled, set_fast_kernels};
 use crate::modality::Modality;
+use crate::model::Preset;
 use crate::train::step::{build_optimizer, stable_param_ids};
-use crate::train::{self, TrainConfig, TrainPreset};
+use crate::train::{self, TrainConfig};
 
 /// One measurement: median and minimum seconds over the repeats.
 #[derive(Debug, Clone)]
@@ -123,8 +124,7 @@ pub fn training_step_timing(
     repeats: usize,
 ) -> Result<Timing> {
     let device = Device::flex().autodiff();
-    let mut train_cfg = TrainConfig::preset(TrainPreset::Small);
-    train_cfg.patch_size = [n; 3];
+    let mut train_cfg = TrainConfig::preset(Preset::Small);
     train_cfg.model = cfg.clone().with_patch_size([n; 3]);
     let mut slot = Some(stable_param_ids(train_cfg.model.init(&device)));
     let mut optim = build_optimizer(&train_cfg);

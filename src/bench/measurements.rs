@@ -14,10 +14,10 @@ use crate::infer::{Predictor, SlidingWindow, Tta};
 use crate::labels::LabelConvention;
 use crate::modality::{Modality, Subset};
 use crate::model::weights::load_weights;
-use crate::model::{ModelConfig, ModelSummary};
+use crate::model::{ModelConfig, ModelSummary, Preset};
 use crate::preprocess::{PreprocessSettings, PreprocessedCase, preprocess_case};
 use crate::train::step::build_optimizer;
-use crate::train::{self, TrainConfig, TrainPreset};
+use crate::train::{self, TrainConfig};
 
 impl Bench<'_> {
     /// conv_block, msfe_forward and forward_m1..4 of the main preset (and its export).
@@ -221,12 +221,11 @@ impl Bench<'_> {
     }
 }
 
-/// The training preset `preset` (a model preset name: `paper` or `small`) with the model
-/// `model`, whose patch size is the measured shape.
+/// The training preset `preset` with the model `model`, whose patch size is the measured
+/// shape.
 fn train_config(preset: &str, model: &ModelConfig) -> Result<TrainConfig> {
-    let preset = TrainPreset::from_str(preset).map_err(anyhow::Error::msg)?;
+    let preset = Preset::from_str(preset).map_err(anyhow::Error::msg)?;
     let mut cfg = TrainConfig::preset(preset);
-    cfg.patch_size = model.patch_size;
     cfg.model = model.clone();
     Ok(cfg)
 }

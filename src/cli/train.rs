@@ -6,10 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Global;
-use crate::model::{ComputeDevice, Fusion, Targets};
-use crate::train::{
-    LogFormat, ModalityDropout, OptimizerKind, TrainConfig, TrainOptions, TrainPreset,
-};
+use crate::model::{ComputeDevice, Fusion, Preset, Targets};
+use crate::train::{LogFormat, ModalityDropout, OptimizerKind, TrainConfig, TrainOptions};
 
 /// Arguments of `a2fseg train`.
 ///
@@ -29,7 +27,7 @@ pub struct TrainArgs {
     /// Defaults to start from: paper (Adam, 128³, 400 epochs), small (CPU-sized network,
     /// 32³), authors (SGD Nesterov, 800 epochs, as the authors' code).
     #[arg(long, value_enum)]
-    pub preset: Option<TrainPreset>,
+    pub preset: Option<Preset>,
 
     /// A TOML file with any keys of config.toml (tables like [augmentation] and [model]
     /// merge key by key); unknown keys are errors.
@@ -146,7 +144,6 @@ fn apply_overrides(cfg: &mut TrainConfig, args: &TrainArgs) {
         cfg.batch_size = v;
     }
     if let Some(v) = args.patch {
-        cfg.patch_size = v;
         cfg.model.patch_size = v;
     }
     if let Some(v) = args.lr {

@@ -18,13 +18,13 @@ use crate::infer::evaluate::{EvaluateOptions, evaluate};
 use crate::infer::{Predictor, Tta, postprocess, resolve_model_dir, window_starts};
 use crate::metrics::MetricOptions;
 use crate::modality::{Modality, Subset};
-use crate::model::Fusion;
+use crate::model::{Fusion, Preset};
 use crate::preprocess::{PreprocessSettings, preprocess_case};
 use crate::progress::{Output, Sink, Stream};
 use crate::report::charts::png_bytes;
 use crate::report::document::metric_conventions;
 use crate::report::slices::{PanelCase, slice_panel};
-use crate::train::{ModalityDropout, TrainConfig, TrainOptions, TrainPreset};
+use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
 
 /// Split ratios train/validation/test, as the paper.
 const RATIOS: [u32; 3] = [70, 10, 20];
@@ -57,7 +57,7 @@ fn time_left(deadline: Instant) -> String {
 
 /// The training configuration of the demo: the `small` preset, the paper's modality dropout.
 fn train_config(opts: &DemoOptions, fusion: Fusion, epochs: usize) -> TrainConfig {
-    let mut cfg = TrainConfig::preset(TrainPreset::Small);
+    let mut cfg = TrainConfig::preset(Preset::Small);
     cfg.modality_dropout = ModalityDropout::Paper;
     cfg.model.fusion = fusion;
     cfg.seed = opts.seed;
@@ -274,11 +274,11 @@ impl<'a> Demo<'a> {
         let long = timed_run("calibrate-long", 6)?;
         let step = (0.75 * (long - short) / 5.0).max(1e-3);
         let windows = |n: usize, p: usize| window_starts(n, p, 0.5).len();
-        let p = cfg.patch_size;
+        let p = cfg.model.patch_size;
         let per_case = (windows(opts.dims[0], p[0])
             * windows(opts.dims[1], p[1])
             * windows(opts.dims[2], p[2])) as f64;
-        let small = TrainConfig::preset(TrainPreset::Small);
+        let small = TrainConfig::preset(Preset::Small);
         let budget_inputs = BudgetInputs {
             total: opts.budget_minutes * 60.0,
             spent: self.start.elapsed().as_secs_f64(),
@@ -465,7 +465,7 @@ fn conventions(
             format!(
                 "preset small, patch {:?}, {} epochs × {} iterations, batch {}, {:?} lr {}, \
                  modality dropout paper, seed {}",
-                cfg.patch_size,
+                cfg.model.patch_size,
                 cfg.epochs,
                 cfg.iterations_per_epoch,
                 cfg.batch_size,

@@ -213,10 +213,7 @@ pub fn determine<'a>(
     let mut n = 0usize;
     for i in 0..count {
         let case = case(i)?;
-        let truth = case
-            .classes
-            .as_ref()
-            .with_context(|| format!("validation case {} has no segmentation", case.id))?;
+        let truth = case.truth("validation")?;
         let subsets: Vec<Subset> = Subset::all_nonempty()
             .filter(|s| s.is_subset_of(case.available()))
             .collect();

@@ -2,7 +2,7 @@
 //! plugged in beneath the model.
 //!
 //! Burn's `flex` backend runs a 3×3×3 conv at about half the speed of a plain tiled im2col +
-//! `gemm` conv, and loses most in the weight gradient (DESIGN.md, "Performance facts"). No
+//! `gemm` conv, and loses most in the weight gradient (measured: BENCHMARKS.md). No
 //! crate does 3D convolution well on the CPU, so the im2col/tiling here is hand-written: the
 //! column matrix is built one L2-sized tile at a time and multiplied with the `gemm` crate
 //! (the one flex itself uses), tiles spread over rayon's threads ([`cpu`]).

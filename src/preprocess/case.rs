@@ -58,6 +58,14 @@ impl PreprocessedCase {
         )
     }
 
+    /// The ground-truth class map, or an error naming the case (`role`: "validation", "test",
+    /// …) when it has no segmentation.
+    pub fn truth(&self, role: &str) -> anyhow::Result<&Grid<u8>> {
+        self.classes
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("{role} case {} has no segmentation", self.id))
+    }
+
     /// The image of `m`, if present.
     pub fn image(&self, m: Modality) -> Option<&Grid<f32>> {
         self.images[m.index()].as_ref()

@@ -8,60 +8,14 @@
 
 use std::fmt;
 use std::path::Path;
-use std::str::FromStr;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::dropout::ModalityDropout;
-use crate::model::ModelConfig;
+use crate::model::{ModelConfig, Preset};
 use crate::preprocess::PreprocessSettings;
-
-/// A named set of defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum TrainPreset {
-    /// The paper: Adam, lr 0.01, poly decay, 128³ patches, 400 epochs, the paper's network.
-    Paper,
-    /// A CPU-friendly setting: the small network with its 32³ patches, short epochs.
-    Small,
-    /// The authors' released code: SGD with Nesterov momentum 0.99, weight decay 3e-5,
-    /// 800 epochs × 250 iterations, gradient-norm clipping at 12.
-    Authors,
-}
-
-impl TrainPreset {
-    /// `paper`, `small` or `authors`.
-    pub fn name(self) -> &'static str {
-        match self {
-            TrainPreset::Paper => "paper",
-            TrainPreset::Small => "small",
-            TrainPreset::Authors => "authors",
-        }
-    }
-}
-
-impl fmt::Display for TrainPreset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TrainPreset {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "paper" => Ok(TrainPreset::Paper),
-            "small" => Ok(TrainPreset::Small),
-            "authors" => Ok(TrainPreset::Authors),
-            other => Err(format!(
-                "unknown preset '{other}' (expected paper, small or authors)"
-            )),
-        }
-    }
-}
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -87,16 +41,13 @@ impl fmt::Display for OptimizerKind {
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// The preset the defaults came from.
-    pub preset: TrainPreset,
+    pub preset: Preset,
     /// Epochs to train (the poly schedule reaches 0 after the last).
     pub epochs: usize,
     /// Optimiser steps per epoch (nnU-Net: 250).
     pub iterations_per_epoch: usize,
     /// Patches per step.
     pub batch_size: usize,
-    /// Patch size `[x, y, z]` in voxels; each a multiple of `2^model.poolings`.
-    /// `model.patch_size` always mirrors it.
-    pub patch_size: [usize; 3],
     /// `adam` or `sgd`.
     pub optimizer: OptimizerKind,
     /// Initial learning rate.
@@ -150,15 +101,13 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// The defaults of `preset`.
-    pub fn preset(preset: TrainPreset) -> TrainConfig {
-        let model_preset = |name: &str| ModelConfig::preset(name).expect("a built-in model preset");
-        let paper_model = model_preset("paper");
+    pub fn preset(preset: Preset) -> TrainConfig {
+        let paper_model = ModelConfig::of_preset(Preset::Paper);
         let paper = TrainConfig {
             preset,
             epochs: 400,
             iterations_per_epoch: 250,
             batch_size: 1,
-            patch_size: paper_model.patch_size,
             optimizer: OptimizerKind::Adam,
             lr: 0.01,
             poly_power: 0.9,
@@ -180,19 +129,18 @@ impl TrainConfig {
             model: paper_model,
         };
         match preset {
-            TrainPreset::Paper => paper,
-            TrainPreset::Small => {
-                let model = model_preset("small");
+            Preset::Paper => paper,
+            Preset::Small => {
+                let model = ModelConfig::of_preset(Preset::Small);
                 TrainConfig {
                     epochs: 50,
                     iterations_per_epoch: 50,
-                    patch_size: model.patch_size,
                     validate_every: 5,
                     model,
                     ..paper
                 }
             }
-            TrainPreset::Authors => TrainConfig {
+            Preset::Authors => TrainConfig {
                 epochs: 800,
                 optimizer: OptimizerKind::Sgd,
                 weight_decay: 3e-5,
@@ -205,11 +153,11 @@ impl TrainConfig {
     /// `paper`), then the keys of the TOML text `file` (if any). `origin` names the file in
     /// error messages.
     pub fn resolve(
-        preset: Option<TrainPreset>,
+        preset: Option<Preset>,
         file: Option<&str>,
         origin: &str,
     ) -> Result<TrainConfig> {
-        let user: toml::Table = match file {
+        let mut user: toml::Table = match file {
             Some(text) => {
                 toml::from_str(text).with_context(|| format!("{origin} is not valid TOML"))?
             }
@@ -217,37 +165,26 @@ impl TrainConfig {
         };
         let file_preset = match user.get("preset") {
             Some(toml::Value::String(s)) => Some(
-                s.parse::<TrainPreset>()
+                s.parse::<Preset>()
                     .map_err(anyhow::Error::msg)
                     .with_context(|| format!("bad key 'preset' in {origin}"))?,
             ),
             Some(_) => bail!("bad key 'preset' in {origin}: expected a string"),
             None => None,
         };
-        let preset = preset.or(file_preset).unwrap_or(TrainPreset::Paper);
+        let preset = preset.or(file_preset).unwrap_or(Preset::Paper);
         let base = TrainConfig::preset(preset);
         let mut merged = toml::Table::try_from(&base).context("cannot encode the preset")?;
+        lift_patch_size(&mut user);
         merge(&mut merged, &user, "", origin)?;
         merged.insert("preset".into(), toml::Value::String(preset.name().into()));
-        // `patch_size` is the training setting; `model.patch_size` mirrors it. A file that
-        // sets only the latter sets both.
-        let model_patch = user
-            .get("model")
-            .and_then(|m| m.get("patch_size"))
-            .filter(|_| !user.contains_key("patch_size"))
-            .cloned();
-        if let Some(p) = model_patch {
-            merged.insert("patch_size".into(), p);
-        }
-        let mut cfg: TrainConfig = merged
+        merged
             .try_into()
-            .with_context(|| format!("bad configuration in {origin}"))?;
-        cfg.model.patch_size = cfg.patch_size;
-        Ok(cfg)
+            .with_context(|| format!("bad configuration in {origin}"))
     }
 
     /// Reads and resolves a TOML file (see [`TrainConfig::resolve`]).
-    pub fn load(path: &Path, preset: Option<TrainPreset>) -> Result<TrainConfig> {
+    pub fn load(path: &Path, preset: Option<Preset>) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         Self::resolve(preset, Some(&text), &path.display().to_string())
@@ -256,7 +193,9 @@ impl TrainConfig {
     /// Parses a complete configuration (as written by [`TrainConfig::to_toml`]); every key
     /// must be present and known.
     pub fn from_toml(text: &str) -> Result<TrainConfig> {
-        Ok(toml::from_str(text)?)
+        let mut table: toml::Table = toml::from_str(text)?;
+        lift_patch_size(&mut table);
+        Ok(table.try_into()?)
     }
 
     /// The configuration as TOML text.
@@ -282,9 +221,9 @@ impl TrainConfig {
         );
         ensure!(self.batch_size >= 1, "batch_size must be at least 1");
         ensure!(
-            self.patch_size.iter().all(|&p| p >= 1),
+            self.model.patch_size.iter().all(|&p| p >= 1),
             "patch_size must be three positive sizes [x, y, z], got {:?}",
-            self.patch_size
+            self.model.patch_size
         );
         ensure!(
             self.lr.is_finite() && self.lr > 0.0,
@@ -322,14 +261,8 @@ impl TrainConfig {
         self.augmentation.validate()?;
         self.model.validate().context("bad [model] settings")?;
         self.model
-            .check_size(self.patch_size)
+            .check_size(self.model.patch_size)
             .context("bad patch_size")?;
-        ensure!(
-            self.model.patch_size == self.patch_size,
-            "model.patch_size {:?} differs from patch_size {:?}",
-            self.model.patch_size,
-            self.patch_size
-        );
         Ok(())
     }
 }
@@ -342,6 +275,21 @@ fn default_max_cases_in_memory() -> usize {
 
 fn default_true() -> bool {
     true
+}
+
+/// The patch size is the network's setting (`[model] patch_size`, its one owner). A file may
+/// still give it as a top-level `patch_size` key (the documented short form, and what files
+/// written before the model owned it hold): that key is moved into `[model]`, where it wins
+/// over a `[model] patch_size` of the same file.
+fn lift_patch_size(table: &mut toml::Table) {
+    if let Some(patch) = table.remove("patch_size") {
+        let model = table
+            .entry("model")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(model) = model {
+            model.insert("patch_size".into(), patch);
+        }
+    }
 }
 
 /// Overrides `base` with `user`, recursing into tables; keys of `user` missing from `base`
@@ -368,11 +316,10 @@ mod tests {
 
     #[test]
     fn toml_round_trip_keeps_every_setting() {
-        for p in [TrainPreset::Paper, TrainPreset::Small, TrainPreset::Authors] {
+        for p in [Preset::Paper, Preset::Small, Preset::Authors] {
             let mut c = TrainConfig::preset(p);
             c.seed = 12345;
-            c.patch_size = [96, 64, 128];
-            c.model.patch_size = c.patch_size;
+            c.model.patch_size = [96, 64, 128];
             c.model.fusion = crate::model::Fusion::Hemis;
             c.augmentation.gamma_p = 0.25;
             c.preprocess.margin = 3;
@@ -391,7 +338,7 @@ mod tests {
     fn files_override_the_preset_key_by_key() {
         let text = "preset = \"authors\"\nepochs = 3\n[augmentation]\nmirror_p = 0.0\n";
         let c = TrainConfig::resolve(None, Some(text), "f.toml").unwrap();
-        assert_eq!(c.preset, TrainPreset::Authors);
+        assert_eq!(c.preset, Preset::Authors);
         assert_eq!(c.optimizer, OptimizerKind::Sgd);
         assert_eq!(c.epochs, 3);
         assert_eq!(c.augmentation.mirror_p, 0.0);
@@ -400,25 +347,35 @@ mod tests {
         let c = TrainConfig::resolve(None, Some("[preprocess]\nmargin = 2\n"), "f.toml").unwrap();
         assert_eq!((c.preprocess.margin, c.preprocess.crop), (2, true));
         // A complete file of an older version, without [preprocess], still reads.
-        let mut table = toml::Table::try_from(TrainConfig::preset(TrainPreset::Small)).unwrap();
+        let mut table = toml::Table::try_from(TrainConfig::preset(Preset::Small)).unwrap();
         table.remove("preprocess");
         table.remove("max_cases_in_memory");
         let old = TrainConfig::from_toml(&toml::to_string(&table).unwrap()).unwrap();
         assert_eq!(old.preprocess, PreprocessSettings::default());
         assert_eq!(old.max_cases_in_memory, 64);
         let model_text = "[model]\npoolings = 2\npatch_size = [16, 16, 8]\nfusion = \"average\"\n";
-        let c = TrainConfig::resolve(Some(TrainPreset::Small), Some(model_text), "f.toml").unwrap();
-        assert_eq!(
-            (c.patch_size, c.model.patch_size),
-            ([16, 16, 8], [16, 16, 8])
+        let c = TrainConfig::resolve(Some(Preset::Small), Some(model_text), "f.toml").unwrap();
+        assert_eq!(c.model.patch_size, [16, 16, 8]);
+        // The top-level short form (and files written before the model owned the patch
+        // size) set the model's, and win over its key in the same file.
+        let both = "patch_size = [8, 8, 8]\n[model]\npoolings = 2\npatch_size = [16, 16, 8]\n";
+        let c = TrainConfig::resolve(Some(Preset::Small), Some(both), "f.toml").unwrap();
+        assert_eq!(c.model.patch_size, [8, 8, 8]);
+        let mut old = toml::Table::try_from(TrainConfig::preset(Preset::Small)).unwrap();
+        old.insert(
+            "patch_size".into(),
+            toml::Value::try_from([32, 32, 16]).unwrap(),
         );
+        let old = TrainConfig::from_toml(&toml::to_string(&old).unwrap()).unwrap();
+        assert_eq!(old.model.patch_size, [32, 32, 16]);
+        let c = TrainConfig::resolve(Some(Preset::Small), Some(model_text), "f.toml").unwrap();
         assert_eq!(c.model.fusion, crate::model::Fusion::Average);
         c.validate().unwrap();
         // The command line's preset wins over the file's.
-        let c = TrainConfig::resolve(Some(TrainPreset::Small), Some(text), "f.toml").unwrap();
+        let c = TrainConfig::resolve(Some(Preset::Small), Some(text), "f.toml").unwrap();
         assert_eq!(c.optimizer, OptimizerKind::Adam);
         assert_eq!(
-            c.patch_size,
+            c.model.patch_size,
             ModelConfig::preset("small").unwrap().patch_size
         );
     }
@@ -439,7 +396,7 @@ mod tests {
         let e =
             TrainConfig::resolve(None, Some("optimizer = \"rmsprop\"\n"), "f.toml").unwrap_err();
         assert!(format!("{e:#}").contains("f.toml"), "{e:#}");
-        let mut c = TrainConfig::preset(TrainPreset::Small);
+        let mut c = TrainConfig::preset(Preset::Small);
         c.foreground_fraction = 1.5;
         assert!(
             c.validate()
@@ -447,21 +404,20 @@ mod tests {
                 .to_string()
                 .contains("foreground_fraction")
         );
-        let mut c = TrainConfig::preset(TrainPreset::Small);
-        c.patch_size = [30, 32, 32];
-        c.model.patch_size = c.patch_size;
+        let mut c = TrainConfig::preset(Preset::Small);
+        c.model.patch_size = [30, 32, 32];
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("patch_size"));
     }
 
     #[test]
     fn presets_match_the_paper_and_the_authors_code() {
-        let p = TrainConfig::preset(TrainPreset::Paper);
+        let p = TrainConfig::preset(Preset::Paper);
         assert_eq!(
             (p.optimizer, p.lr, p.epochs),
             (OptimizerKind::Adam, 0.01, 400)
         );
-        assert_eq!(p.patch_size, [128, 128, 128]);
-        let a = TrainConfig::preset(TrainPreset::Authors);
+        assert_eq!(p.model.patch_size, [128, 128, 128]);
+        let a = TrainConfig::preset(Preset::Authors);
         assert_eq!(
             (a.optimizer, a.momentum, a.nesterov),
             (OptimizerKind::Sgd, 0.99, true)

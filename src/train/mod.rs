@@ -64,7 +64,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 
 pub use checkpoint::{Best, TrainState};
-pub use config::{OptimizerKind, TrainConfig, TrainPreset};
+pub use config::{OptimizerKind, TrainConfig};
 pub use dropout::ModalityDropout;
 pub use log::LogRow;
 pub use step::step;

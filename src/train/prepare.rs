@@ -216,7 +216,7 @@ fn prepare_case(
     id: &str,
     cfg: &TrainConfig,
 ) -> Result<PreprocessedCase> {
-    let patch = cfg.patch_size;
+    let patch = cfg.model.patch_size;
     let files = dataset
         .case(id)
         .with_context(|| format!("case {id} is not in {}", dataset.root.display()))?;

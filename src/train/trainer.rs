@@ -92,7 +92,7 @@ impl<'a> Trainer<'a> {
         let spec = Arc::new(BatchSpec {
             seed: cfg.seed,
             batch_size: cfg.batch_size,
-            patch: cfg.patch_size,
+            patch: cfg.model.patch_size,
             foreground_fraction: cfg.foreground_fraction,
             dropout: cfg.modality_dropout,
             augment: cfg.augmentation.clone(),
@@ -107,7 +107,7 @@ impl<'a> Trainer<'a> {
             parameters: model.num_params(),
             epochs: cfg.epochs,
             iterations_per_epoch: cfg.iterations_per_epoch,
-            patch_size: cfg.patch_size,
+            patch_size: cfg.model.patch_size,
             resume: opts.resume,
             resume_epoch: state.next_epoch,
             resume_iteration: state.next_iteration,

@@ -38,10 +38,7 @@ pub fn validate<'a>(
     let mut total = [0f64; 3];
     for i in 0..count {
         let case = case(i)?;
-        let truth = case
-            .classes
-            .as_ref()
-            .with_context(|| format!("validation case {} has no segmentation", case.id))?;
+        let truth = case.truth("validation")?;
         let pred = predictor
             .predict_case(&case, case.available())
             .with_context(|| format!("cannot validate on case {}", case.id))?;
