@@ -30,6 +30,26 @@ fn assert_one_line_error(stderr: &str, what: &str) {
     assert!(lines[0].contains(what), "{stderr}");
 }
 
+/// Runs `args` while this test holds the lock of `folder` (as another process writing it
+/// would): refused with a one-line error naming the folder, and `output` not written. Then,
+/// the lock released, the same command succeeds and writes `output`.
+fn refused_while_locked(folder: &Path, args: &[&str], output: &Path) {
+    let held = FolderLock::acquire(folder, "test").unwrap();
+    let (ok, err) = run(args);
+    assert!(!ok);
+    assert_one_line_error(&err, s(folder));
+    assert!(err.contains("in use by another a2fseg process"), "{err}");
+    assert!(
+        !output.exists(),
+        "the refused run wrote {}",
+        output.display()
+    );
+    drop(held);
+    let (ok, err) = run(args);
+    assert!(ok, "{err}");
+    assert!(output.exists(), "{} missing", output.display());
+}
+
 #[test]
 fn predict_never_overwrites_one_of_its_inputs() {
     let tmp = common::tempdir();
@@ -128,18 +148,7 @@ fn a_folder_being_written_is_refused_to_a_second_process() {
         "--output",
         s(&preds),
     ];
-    // Another process (here: this test) is writing the folder.
-    let held = FolderLock::acquire(&preds, "test").unwrap();
-    let (ok, err) = run(&args);
-    assert!(!ok);
-    assert_one_line_error(&err, s(&preds));
-    assert!(err.contains("in use by another a2fseg process"), "{err}");
-    assert!(!preds.join("BraTS20_Training_001.nii.gz").exists());
-    // Once it is done, the folder is free again.
-    drop(held);
-    let (ok, err) = run(&args);
-    assert!(ok, "{err}");
-    assert!(preds.join("BraTS20_Training_001.nii.gz").is_file());
+    refused_while_locked(&preds, &args, &preds.join("BraTS20_Training_001.nii.gz"));
 }
 
 #[test]
@@ -161,18 +170,7 @@ fn a_second_evaluation_into_the_same_folder_is_refused() {
         "--out",
         s(&out),
     ];
-    let held = FolderLock::acquire(&out, "test").unwrap();
-    let (ok, err) = run(&args);
-    assert!(!ok);
-    assert_one_line_error(&err, s(&out));
-    assert!(
-        !out.join("cases.csv").exists(),
-        "the refused run wrote nothing"
-    );
-    drop(held);
-    let (ok, err) = run(&args);
-    assert!(ok, "{err}");
-    assert!(out.join("cases.csv").is_file());
+    refused_while_locked(&out, &args, &out.join("cases.csv"));
 }
 
 #[test]
@@ -199,17 +197,7 @@ fn a_second_training_into_the_same_run_folder_is_refused() {
         "--config",
         s(&cfg),
     ];
-    let held = FolderLock::acquire(&run_dir, "test").unwrap();
-    let (ok, err) = run(&args);
-    assert!(!ok);
-    assert_one_line_error(&err, s(&run_dir));
-    assert!(
-        !run_dir.join("config.toml").exists(),
-        "the refused run wrote nothing"
-    );
-    drop(held);
-    let (ok, err) = run(&args);
-    assert!(ok, "{err}");
+    refused_while_locked(&run_dir, &args, &run_dir.join("config.toml"));
     assert!(run_dir.join("checkpoints/latest/model.sha256").is_file());
     // Resuming a folder that does not exist creates nothing.
     let typo = tmp.path().join("typo");
