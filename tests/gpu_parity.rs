@@ -343,7 +343,7 @@ fn predict_and_the_15_subset_evaluation_match_flex() {
     let dir = common::tempdir();
     let (mc, mg) = pair(&cfg, dir.path(), &gpu, false);
     let predictor = |m: A2fseg, d: &Device| {
-        let mut p = Predictor::new(m, cfg.clone(), d.clone(), 0.5, Tta::OFF).unwrap();
+        let mut p = Predictor::new(m, d.clone(), 0.5, Tta::OFF).unwrap();
         p.keep_attention = true;
         p
     };
