@@ -11,7 +11,7 @@ use super::Global;
 use crate::dataset;
 use crate::fsutil;
 use crate::infer::evaluate::select_cases;
-use crate::infer::{Prediction, Predictor, Tta, progress_bar};
+use crate::infer::{Prediction, Predictor, Tta};
 use crate::labels::{LabelConvention, Region, TumourClass};
 use crate::modality::{Modality, Subset};
 use crate::preprocess;
@@ -205,7 +205,7 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
     ensure!(!ids.is_empty(), "no case to predict in {}", input.display());
     let _lock = fsutil::FolderLock::acquire(&args.output, "prediction")?;
     let convention = args.convention.unwrap_or(ds.convention);
-    let bar = progress_bar(ids.len() as u64, "cases", global.quiet);
+    let bar = crate::progress::bar(ids.len() as u64, "cases", global.quiet);
     for id in &ids {
         bar.set_message(id.clone());
         let case = ds

@@ -16,6 +16,3 @@ pub use postprocess::Postprocess;
 pub use predictor::{Prediction, Predictor, model_preprocess_settings, resolve_model_dir};
 pub use tta::Tta;
 pub use window::{SlidingWindow, window_starts};
-
-/// The crate's progress bar (kept under this name for the prediction paths).
-pub use crate::progress::bar as progress_bar;

@@ -203,8 +203,8 @@ impl Predictor {
         }
     }
 
-    /// Segments `case` from the modalities of `subset` (encode its modalities, decode: the
-    /// same computation as [`Segmenter::segment`] per window).
+    /// Segments `case` from the modalities of `subset` (per window: encode its modalities,
+    /// decode).
     pub fn predict_case(&self, case: &PreprocessedCase, subset: Subset) -> Result<Prediction> {
         self.predict_case_with_progress(case, subset, &mut |_, _| {})
     }

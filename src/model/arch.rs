@@ -64,16 +64,6 @@ pub trait Network: Module + 'static {
     /// the encodings of the available modalities.
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput>;
 
-    /// Inference from the images of the available modalities: [`Network::encode`] each,
-    /// then [`Network::decode`].
-    fn segment(&self, inputs: &[(Modality, Tensor<5>)]) -> Result<FusedOutput> {
-        let encodings = inputs
-            .iter()
-            .map(|(m, x)| Ok((*m, self.encode(*m, x.clone())?)))
-            .collect::<Result<Vec<_>>>()?;
-        self.decode(&encodings)
-    }
-
     /// A freshly initialised network of `config` on `device` (seeded by the device's RNG).
     fn init(config: &ModelConfig, device: &Device) -> Self;
 
@@ -91,8 +81,6 @@ pub trait Segmenter: Send {
     fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding>;
     /// See [`Network::decode`].
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput>;
-    /// See [`Network::segment`].
-    fn segment(&self, inputs: &[(Modality, Tensor<5>)]) -> Result<FusedOutput>;
 }
 
 impl<N: Network> Segmenter for N {
@@ -104,8 +92,5 @@ impl<N: Network> Segmenter for N {
     }
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput> {
         Network::decode(self, encodings)
-    }
-    fn segment(&self, inputs: &[(Modality, Tensor<5>)]) -> Result<FusedOutput> {
-        Network::segment(self, inputs)
     }
 }

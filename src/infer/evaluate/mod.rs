@@ -155,7 +155,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         Some(dir) => Some(preprocess::Cache::open(dir)?),
         None => None,
     };
-    let bar = crate::infer::progress_bar(ids.len() as u64, "cases", opts.quiet);
+    let bar = crate::progress::bar(ids.len() as u64, "cases", opts.quiet);
     let (mut scored, mut resumed, mut unlabelled) = (0, 0, Vec::new());
     for id in &ids {
         let case = by_id[id.as_str()];
