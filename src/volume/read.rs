@@ -1,8 +1,9 @@
-//! Reading NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img` pairs, `.img.gz`) into f32
-//! grids, with the values nibabel's `get_fdata()` gives.
+//! Reading NIfTI-1 and NIfTI-2 files (`.nii`, `.nii.gz`, `.hdr`/`.img` pairs, `.img.gz`)
+//! into f32 grids, with the values nibabel's `get_fdata()` gives.
 //!
-//! The `nifti` crate (0.18) parses the 348-byte header; everything else is done here,
-//! because its reader was found wrong on files nibabel reads correctly:
+//! Headers are parsed in [`super::header`] (NIfTI-1 by the `nifti` crate); everything else
+//! is done here, because the crate's reader was found wrong on files nibabel reads
+//! correctly (and it has no NIfTI-2 support):
 //! - it ignores `vox_offset` in `.nii` files (data assumed right after the extensions),
 //! - it applies `scl_slope = NaN` as a real slope (nibabel: NaN or 0 means no scaling),
 //! - it panics on a `bitpix` that does not match the datatype,
@@ -18,14 +19,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use flate2::read::MultiGzDecoder;
-use nifti::{Endianness, NiftiHeader};
 
+use super::header::{Header, V2_SIZE, parse_header};
 use super::{Geometry, Grid};
-
-/// Size of a NIfTI-1 header, and the smallest `vox_offset` of a single-file `.nii`
-/// (header plus the 4-byte extension flag).
-const HEADER_SIZE: usize = 348;
-const MIN_SINGLE_VOX_OFFSET: f32 = 352.0;
 
 /// A volume read from disk: its geometry and its voxels, scaled by `scl_slope` /
 /// `scl_inter` and converted to f32.
@@ -42,20 +38,20 @@ pub struct Volume {
     pub shape: Vec<usize>,
 }
 
-/// Reads a NIfTI-1 volume. Fails with a one-line message naming the file on anything
-/// unreadable: missing or truncated file, corrupt gzip, NIfTI-2 or non-NIfTI data, an
-/// unsupported datatype (RGB, complex, float128), more than 4 dimensions, or a NaN or
-/// infinite voxel value after scaling.
+/// Reads a NIfTI-1 or NIfTI-2 volume. Fails with a one-line message naming the file on
+/// anything unreadable: missing or truncated file, corrupt gzip, non-NIfTI data (ANALYZE
+/// 7.5 included), an unsupported datatype (RGB, complex, float128), more than 4
+/// dimensions, or a NaN or infinite voxel value after scaling.
 pub fn read_volume(path: &Path) -> Result<Volume> {
     read_volume_inner(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Reads only the header of a NIfTI-1 file and returns its geometry (cheap: voxel data
-/// is neither read nor checked).
+/// Reads only the header of a NIfTI-1 or NIfTI-2 file and returns its geometry (cheap:
+/// voxel data is neither read nor checked).
 pub fn read_geometry(path: &Path) -> Result<Geometry> {
     let inner = || -> Result<Geometry> {
         let (header_path, _) = resolve(path)?;
-        let bytes = read_prefix(&header_path, HEADER_SIZE)?;
+        let bytes = read_prefix(&header_path, V2_SIZE)?;
         Geometry::from_header(parse_header(&bytes)?)
     };
     inner().with_context(|| format!("cannot read {}", path.display()))
@@ -152,43 +148,6 @@ fn read_prefix(path: &Path, n: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Parses a NIfTI-1 header (either byte order) with the `nifti` crate, after checking
-/// what the crate does not: the header size (NIfTI-2 has 540) and a consistent byte order.
-pub(crate) fn parse_header(bytes: &[u8]) -> Result<NiftiHeader> {
-    if bytes.len() < 4 {
-        bail!("not a NIfTI file: only {} bytes", bytes.len());
-    }
-    let first = [bytes[0], bytes[1], bytes[2], bytes[3]];
-    let (le, be) = (i32::from_le_bytes(first), i32::from_be_bytes(first));
-    if le == 540 || be == 540 {
-        bail!("NIfTI-2 files are not supported; convert it to NIfTI-1 (e.g. with nibabel)");
-    }
-    if le != HEADER_SIZE as i32 && be != HEADER_SIZE as i32 {
-        bail!("not a NIfTI-1 file (the header size field is not 348)");
-    }
-    if bytes.len() < HEADER_SIZE {
-        bail!(
-            "truncated NIfTI-1 header ({} of {HEADER_SIZE} bytes)",
-            bytes.len()
-        );
-    }
-    let h = NiftiHeader::from_reader(&bytes[..HEADER_SIZE]).map_err(|e| match e {
-        nifti::NiftiError::InvalidFormat => anyhow::anyhow!(
-            "not a NIfTI-1 file (no 'n+1' or 'ni1' magic; ANALYZE 7.5 is not supported)"
-        ),
-        other => anyhow::anyhow!("invalid NIfTI-1 header: {other}"),
-    })?;
-    // The crate picks the byte order from dim[0] alone; a header whose size field and
-    // dim[0] disagree is corrupt.
-    if h.sizeof_hdr != HEADER_SIZE as i32 {
-        bail!(
-            "invalid NIfTI-1 header: dim[0] = {} is not a number of dimensions",
-            h.dim[0] as i16
-        );
-    }
-    Ok(h)
-}
-
 /// The voxel types this reader decodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DataType {
@@ -256,9 +215,9 @@ impl DataType {
 
 /// `scl_slope` / `scl_inter` as nibabel's `get_slope_inter`: a zero or non-finite slope
 /// means no scaling (`None`); a valid slope with a non-finite intercept is an error.
-fn slope_inter(h: &NiftiHeader) -> Result<Option<(f64, f64)>> {
-    let slope = f64::from(h.scl_slope);
-    let inter = f64::from(h.scl_inter);
+fn slope_inter(h: &Header) -> Result<Option<(f64, f64)>> {
+    let slope = h.scl_slope;
+    let inter = h.scl_inter;
     if slope == 0.0 || !slope.is_finite() {
         return Ok(None);
     }
@@ -316,10 +275,12 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
     let dt = DataType::from_code(header.datatype)?;
     let geometry = Geometry::from_header(header.clone())?;
     let ndim = header.dim[0] as usize;
-    let shape: Vec<usize> = (1..=ndim).map(|i| header.dim[i] as i16 as usize).collect();
-    if let Some(i) = (1..=ndim).find(|&i| (header.dim[i] as i16) <= 0) {
-        bail!("invalid dimension dim[{i}] = {}", header.dim[i] as i16);
+    if let Some(i) = (1..=ndim).find(|&i| header.dim[i] <= 0) {
+        bail!("invalid dimension dim[{i}] = {}", header.dim[i]);
     }
+    let shape = (1..=ndim)
+        .map(|i| usize::try_from(header.dim[i]))
+        .collect::<Result<Vec<usize>, _>>()?;
     if shape.len() > 4 && shape[4..].iter().any(|&d| d != 1) {
         bail!("{ndim}D images (shape {shape:?}) are not supported, only 3D and 4D");
     }
@@ -338,11 +299,13 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
     }
     let (data, data_name) = match &image_path {
         None => {
-            // nibabel refuses 0 < vox_offset < 352 in a single file; with 0 it would read
-            // the header bytes as voxels, which is never what a file means.
-            if vox_offset < MIN_SINGLE_VOX_OFFSET {
+            // nibabel refuses 0 < vox_offset < 352 (544 for NIfTI-2) in a single file; with
+            // 0 it would read the header bytes as voxels, which is never what a file means.
+            let min = header.version.single_vox_offset();
+            if vox_offset < min as f64 {
                 bail!(
-                    "vox_offset {vox_offset} is below 352, the minimum for a single-file NIfTI-1"
+                    "vox_offset {vox_offset} is below {min}, the minimum for a single-file {}",
+                    header.version.name()
                 );
             }
             (header_bytes, &header_path)
@@ -359,7 +322,7 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
             dt.name()
         );
     }
-    let big = header.endianness == Endianness::Big;
+    let big = header.big_endian;
     let scale = slope_inter(&header)?;
     let mut values = Vec::with_capacity(n_values);
     decode(&data[offset..offset + n_bytes], dt, big, scale, &mut values);
@@ -394,7 +357,8 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume::geometry::encode_header;
+    use crate::volume::header::tests::encode_v1 as encode_header;
+    use nifti::NiftiHeader;
 
     /// A minimal single-file NIfTI-1 image: header, 4 zero bytes, then `data`.
     fn nii(h: &NiftiHeader, data: &[u8]) -> Vec<u8> {
