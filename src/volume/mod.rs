@@ -22,7 +22,7 @@ mod write;
 pub use geometry::{Geometry, SAME_GRID_TOLERANCE_MM};
 pub use header::NiftiVersion;
 pub use inspect::{VolumeInfo, volume_info};
-pub use read::{Volume, read_geometry, read_volume};
+pub use read::{NonFinite, Volume, read_geometry, read_volume, read_volume_with};
 pub use write::{write_float, write_labels};
 
 /// A dense 3D grid of voxels, x fastest (NIfTI order).

@@ -36,6 +36,21 @@ pub struct Volume {
     pub datatype: String,
     /// The array shape as nibabel reports it: `dim[1..=dim[0]]` (e.g. `[x, y, z, t]`).
     pub shape: Vec<usize>,
+    /// How many voxels were NaN or infinite after scaling (over every channel); what
+    /// became of them depends on the [`NonFinite`] policy of the read.
+    pub non_finite: usize,
+}
+
+/// What reading does with voxels that are NaN or infinite after scaling (resampling tools
+/// leave NaN outside the field of view; nibabel reads such files as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonFinite {
+    /// The read fails, naming the file, the count and the first such voxel.
+    Refuse,
+    /// The values are kept as they are (for `info`, which reports them).
+    Keep,
+    /// The values become 0, which every stage reads as outside the brain.
+    Zero,
 }
 
 /// Reads a NIfTI-1 or NIfTI-2 volume. Fails with a one-line message naming the file on
@@ -43,7 +58,13 @@ pub struct Volume {
 /// 7.5 included), an unsupported datatype (RGB, complex, float128), more than 4
 /// dimensions, or a NaN or infinite voxel value after scaling.
 pub fn read_volume(path: &Path) -> Result<Volume> {
-    read_volume_inner(path).with_context(|| format!("cannot read {}", path.display()))
+    read_volume_with(path, NonFinite::Refuse)
+}
+
+/// [`read_volume`] with a choice of what happens to NaN or infinite voxels; the count of
+/// such voxels is [`Volume::non_finite`] either way.
+pub fn read_volume_with(path: &Path, non_finite: NonFinite) -> Result<Volume> {
+    read_volume_inner(path, non_finite).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Reads only the header of a NIfTI-1 or NIfTI-2 file and returns its geometry (cheap:
@@ -263,7 +284,7 @@ fn decode(bytes: &[u8], dt: DataType, big: bool, scale: Option<(f64, f64)>, out:
     }
 }
 
-fn read_volume_inner(path: &Path) -> Result<Volume> {
+fn read_volume_inner(path: &Path, policy: NonFinite) -> Result<Volume> {
     let (header_path, image_path) = resolve(path)?;
     let header_bytes = read_all(&header_path)?;
     let header = match (parse_header(&header_bytes), &image_path) {
@@ -328,15 +349,25 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
     decode(&data[offset..offset + n_bytes], dt, big, scale, &mut values);
     drop(data);
 
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        let bad = values.iter().filter(|v| !v.is_finite()).count();
-        let (t, r) = (i / per_channel, i % per_channel);
-        bail!(
-            "{bad} voxel value(s) are NaN or infinite after scaling (first at x={}, y={}, z={}, volume {t})",
-            r % nx,
-            (r / nx) % ny,
-            r / (nx * ny)
-        );
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        match policy {
+            NonFinite::Refuse => {
+                let i = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                let (t, r) = (i / per_channel, i % per_channel);
+                bail!(
+                    "{bad} voxel value(s) are NaN or infinite after scaling (first at x={}, y={}, z={}, volume {t})",
+                    r % nx,
+                    (r / nx) % ny,
+                    r / (nx * ny)
+                );
+            }
+            NonFinite::Keep => {}
+            NonFinite::Zero => values
+                .iter_mut()
+                .filter(|v| !v.is_finite())
+                .for_each(|v| *v = 0.0),
+        }
     }
     let channels = if n_channels == 1 {
         vec![Grid::from_vec(geometry.dims, values).context("internal size mismatch")?]
@@ -351,6 +382,7 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
         channels,
         datatype: dt.name().to_string(),
         shape,
+        non_finite: bad,
     })
 }
 
@@ -453,6 +485,25 @@ mod tests {
             e.contains("2 voxel value(s) are NaN") && e.contains("n.nii"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn non_finite_voxels_are_refused_kept_or_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = [1.0f32, f32::NAN, f32::NEG_INFINITY, 2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let p = write(dir.path(), "n.nii", &nii(&header([2, 2, 1], 16), &data));
+        let e = format!("{:#}", read_volume_with(&p, NonFinite::Refuse).unwrap_err());
+        assert!(e.contains("n.nii") && e.contains("2 voxel value(s)"), "{e}");
+        let kept = read_volume_with(&p, NonFinite::Keep).unwrap();
+        assert_eq!(kept.non_finite, 2);
+        assert!(kept.channels[0].data()[1].is_nan());
+        assert_eq!(kept.channels[0].data()[2], f32::NEG_INFINITY);
+        let zeroed = read_volume_with(&p, NonFinite::Zero).unwrap();
+        assert_eq!(zeroed.non_finite, 2);
+        assert_eq!(zeroed.channels[0].data(), &[1.0, 0.0, 0.0, 2.0]);
     }
 
     #[test]
