@@ -152,20 +152,13 @@ mod tests {
 
     #[test]
     fn non_finite_voxels_are_counted_not_summed() {
-        let g = Geometry::from_affine(
-            [4, 1, 1],
-            [
-                [1.0, 0.0, 0.0, 0.0],
-                [0.0, 1.0, 0.0, 0.0],
-                [0.0, 0.0, 1.0, 0.0],
-                [0.0, 0.0, 0.0, 1.0],
-            ],
-        );
+        let grid = Grid::from_vec([4, 1, 1], vec![1.0, f32::NAN, 3.0, f32::INFINITY]).unwrap();
         let v = Volume {
-            geometry: g,
-            channels: vec![
-                Grid::from_vec([4, 1, 1], vec![1.0, f32::NAN, 3.0, f32::INFINITY]).unwrap(),
-            ],
+            geometry: Geometry::from_affine(
+                [4, 1, 1],
+                std::array::from_fn(|i| std::array::from_fn(|j| f64::from(u8::from(i == j)))),
+            ),
+            channels: vec![grid],
             datatype: "float32".into(),
             shape: vec![4, 1, 1],
             non_finite: 2,

@@ -307,7 +307,11 @@ fn read_volume_inner(path: &Path, policy: NonFinite) -> Result<Volume> {
     }
     let n_channels = shape.get(3).copied().unwrap_or(1);
     let [nx, ny, nz] = geometry.dims;
-    let per_channel = nx * ny * nz;
+    // NIfTI-2 dims are 64-bit: a header can claim more voxels than any file holds.
+    let per_channel = nx
+        .checked_mul(ny)
+        .and_then(|n| n.checked_mul(nz))
+        .with_context(|| format!("shape {shape:?} is too large"))?;
     let n_values = per_channel
         .checked_mul(n_channels)
         .filter(|n| n.checked_mul(dt.size()).is_some())
@@ -504,6 +508,37 @@ mod tests {
         let zeroed = read_volume_with(&p, NonFinite::Zero).unwrap();
         assert_eq!(zeroed.non_finite, 2);
         assert_eq!(zeroed.channels[0].data(), &[1.0, 0.0, 0.0, 2.0]);
+    }
+
+    #[test]
+    fn huge_nifti2_dims_are_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = crate::volume::Geometry::from_affine([2, 2, 2], identity()).header_bytes();
+        // Rewrite it as a NIfTI-2 header with dims of 2^40 along x, y and z.
+        let mut h = crate::volume::header::parse_header(&b).unwrap();
+        h.version = crate::volume::NiftiVersion::Two;
+        h.magic = *b"n+2\0";
+        h.vox_offset = 544.0;
+        h.datatype = 2;
+        h.dim = [3, 1 << 40, 1 << 40, 1 << 40, 1, 1, 1, 1];
+        b = h.encode();
+        b.extend_from_slice(&[0; 4 + 8]);
+        let p = write(dir.path(), "huge.nii", &b);
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(e.contains("huge.nii") && e.contains("too large"), "{e}");
+        h.dim = [3, 1 << 20, 1 << 20, 1, 1, 1, 1, 1];
+        let mut b = h.encode();
+        b.extend_from_slice(&[0; 4 + 8]);
+        let p = write(dir.path(), "big.nii", &b);
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(
+            e.contains("big.nii") && e.contains("truncated voxel data"),
+            "{e}"
+        );
+    }
+
+    fn identity() -> [[f64; 4]; 4] {
+        std::array::from_fn(|i| std::array::from_fn(|j| f64::from(u8::from(i == j))))
     }
 
     #[test]
