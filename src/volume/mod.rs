@@ -17,6 +17,7 @@ mod geometry;
 mod header;
 mod inspect;
 mod read;
+mod voxels;
 mod write;
 
 pub use geometry::{Geometry, SAME_GRID_TOLERANCE_MM};
