@@ -165,17 +165,21 @@ fn predict_writes_nifti2_for_nifti2_input_and_repairs_or_refuses_nan() {
     }
     let input = dir.path().join("case_flair.nii");
     write_nifti2(&input, dims, &flair);
+    let predict = |modality: &str, input: &Path, out: &Path, extra: Option<&str>| {
+        let mut args = vec![
+            "predict",
+            "--quiet",
+            "--model",
+            s(&run_dir),
+            modality,
+            s(input),
+        ];
+        args.extend(["--output", s(out)]);
+        args.extend(extra);
+        run(&args)
+    };
     let out = dir.path().join("pred.nii.gz");
-    let (code, _, stderr) = run(&[
-        "predict",
-        "--quiet",
-        "--model",
-        s(&run_dir),
-        "--flair",
-        s(&input),
-        "--output",
-        s(&out),
-    ]);
+    let (code, _, stderr) = predict("--flair", &input, &out, None);
     assert_eq!(code, 0, "{stderr}");
     let warned = lines_with(&stderr, "warning: ", "case_flair.nii");
     assert_eq!(warned.len(), 1, "{stderr}");
@@ -198,17 +202,7 @@ fn predict_writes_nifti2_for_nifti2_input_and_repairs_or_refuses_nan() {
 
     // --strict-finite: refused before anything is written.
     let strict_out = dir.path().join("strict.nii.gz");
-    let (code, _, stderr) = run(&[
-        "predict",
-        "--quiet",
-        "--model",
-        s(&run_dir),
-        "--flair",
-        s(&input),
-        "--output",
-        s(&strict_out),
-        "--strict-finite",
-    ]);
+    let (code, _, stderr) = predict("--flair", &input, &strict_out, Some("--strict-finite"));
     assert_one_line_error(code, &stderr, &["case_flair.nii", "40 voxel value(s)"]);
     assert!(!strict_out.exists());
 
@@ -217,16 +211,7 @@ fn predict_writes_nifti2_for_nifti2_input_and_repairs_or_refuses_nan() {
     let raw = dir.path().join("raw_t1c.nii");
     let noise: Vec<f32> = (0..16 * 16 * 16).map(|i| 20.0 + (i % 11) as f32).collect();
     write_nifti2(&raw, dims, &noise);
-    let (code, _, stderr) = run(&[
-        "predict",
-        "--quiet",
-        "--model",
-        s(&run_dir),
-        "--t1c",
-        s(&raw),
-        "--output",
-        s(&dir.path().join("raw_pred.nii")),
-    ]);
+    let (code, _, stderr) = predict("--t1c", &raw, &dir.path().join("raw_pred.nii"), None);
     assert_eq!(code, 0, "{stderr}");
     let warned = lines_with(&stderr, "warning: ", "raw_t1c.nii");
     assert_eq!(warned.len(), 1, "{stderr}");
