@@ -170,7 +170,22 @@ pub struct ModelConfig {
     /// Training patch size in voxels, `[x, y, z]`; each a multiple of `2^poolings`.
     #[config(default = "[128, 128, 128]")]
     pub patch_size: [usize; 3],
+    /// U-HVED only: weight of the KL term of the loss (the official code: 0.1).
+    #[config(default = 0.1)]
+    pub kl_weight: f64,
+    /// U-HVED only: weight of the image-reconstruction MSE of the loss (the official code:
+    /// 0.1).
+    #[config(default = 0.1)]
+    pub reconstruction_weight: f64,
+    /// U-HVED only: latent log-variances are clipped to `[−logvar_clip, logvar_clip]` so
+    /// that `exp(lv)` stays finite (the official code: 50).
+    #[config(default = 50.0)]
+    pub logvar_clip: f64,
 }
+
+/// Keys added after model folders were first written: an older `config.json` without them
+/// loads with their defaults (every other key must be present).
+const LATER_KEYS: [&str; 3] = ["kl_weight", "reconstruction_weight", "logvar_clip"];
 
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -266,9 +281,19 @@ impl ModelConfig {
     }
 
     /// Parses a configuration from JSON text; unknown keys are an error, so a typo never
-    /// silently falls back to a default.
+    /// silently falls back to a default. Of the missing keys, only those added later (`LATER_KEYS`) default.
     pub fn from_json(text: &str) -> Result<ModelConfig> {
-        let value: serde_json::Value = serde_json::from_str(text)?;
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        if let (Some(given), serde_json::Value::Object(defaults)) = (
+            value.as_object_mut(),
+            serde_json::to_value(ModelConfig::new())?,
+        ) {
+            for key in LATER_KEYS {
+                if !given.contains_key(key) {
+                    given.insert(key.to_string(), defaults[key].clone());
+                }
+            }
+        }
         let cfg: ModelConfig = serde_json::from_value(value.clone())?;
         let known = serde_json::to_value(&cfg)?;
         if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {

@@ -23,7 +23,9 @@ pub mod fusion;
 pub mod loss;
 pub mod msfe;
 pub mod network;
+pub mod ops;
 pub mod summary;
+pub mod uhved;
 pub mod weights;
 
 use anyhow::Result;
@@ -35,6 +37,7 @@ pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
 pub use summary::ModelSummary;
+pub use uhved::Uhved;
 pub use weights::{CONFIG_FILE, WEIGHTS_FILE, load_model, save_model};
 
 /// The compute device named `name` (see [`ComputeDevice`] for the names), opened.
