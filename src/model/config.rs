@@ -50,16 +50,19 @@ pub enum Arch {
     /// (adaptive, and the average and HeMIS ablations). The default.
     #[default]
     A2fseg,
+    /// U-HVED, the hetero-modal variational encoder-decoder ([`super::Uhved`]).
+    Uhved,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 1] = [Arch::A2fseg];
+    pub const ALL: [Arch; 2] = [Arch::A2fseg, Arch::Uhved];
 
     /// The name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Arch::A2fseg => "a2fseg",
+            Arch::Uhved => "uhved",
         }
     }
 }
@@ -213,7 +216,7 @@ pub struct ModelConfig {
 
 /// Keys added after model folders were first written: an older `config.json` without them
 /// loads with their defaults (every other key must be present).
-const LATER_KEYS: [&str; 3] = ["kl_weight", "reconstruction_weight", "logvar_clip"];
+const LATER_KEYS: [&str; 4] = ["arch", "kl_weight", "reconstruction_weight", "logvar_clip"];
 
 impl Default for ModelConfig {
     fn default() -> Self {

@@ -46,10 +46,10 @@ mod tests;
 
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 
-use super::arch::{Encoding, Network, StepLoss};
-use super::config::{ModelConfig, Preset, Targets};
+use super::arch::{Encoding, Network, StepLoss, TrainInputs};
+use super::config::{Arch, ModelConfig, Preset, Targets};
 use super::network::FusedOutput;
 use super::summary::ModelSummary;
 use crate::modality::{Modality, Subset};
@@ -188,29 +188,6 @@ impl Uhved {
         Ok(())
     }
 
-    /// The network configuration of `preset`: the native size (base 8, 3 poolings, four
-    /// classes, 112³ patches) for `paper` and `authors`; the same network on 32³ patches
-    /// for `small` (it is small already, and trains on the phantoms on a 2-core CPU).
-    pub fn preset(preset: Preset) -> ModelConfig {
-        let native = ModelConfig::new()
-            .with_poolings(3)
-            .with_base_features(8)
-            .with_max_features(64)
-            .with_leaky_slope(0.01)
-            .with_deep_supervision(false)
-            .with_targets(Targets::Classes);
-        match preset {
-            Preset::Paper | Preset::Authors => native.with_patch_size([112, 112, 112]),
-            Preset::Small => native.with_patch_size([32, 32, 32]),
-        }
-    }
-
-    /// U-HVED reconstructs every modality the batch has, the missing ones of the drawn
-    /// subset included, so training needs all of them.
-    pub fn trains_on_all_modalities(_config: &ModelConfig) -> bool {
-        true
-    }
-
     /// Checks one image or a set of same-grid tensors: `[B, channels, D, H, W]`, sizes
     /// multiples of `2^poolings`.
     fn check_image(&self, m: Modality, x: &Tensor<5>) -> Result<()> {
@@ -272,6 +249,8 @@ fn check_modalities(modalities: impl Iterator<Item = Modality>) -> Result<Subset
 /// log-variance per scale, full resolution first: `[μ_0, lv_0, μ_1, lv_1, …]`, scale `s`
 /// `[B, f(s)/2, D/2^s, H/2^s, W/2^s]`; they do not depend on the other modalities.
 impl Network for Uhved {
+    const ARCH: Arch = Arch::Uhved;
+
     fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -280,13 +259,8 @@ impl Network for Uhved {
         &loss::TERMS
     }
 
-    fn training_loss(
-        &self,
-        inputs: &[(Modality, Tensor<5>)],
-        classes: Tensor<4, Int>,
-    ) -> Result<StepLoss> {
-        let subset = check_modalities(inputs.iter().map(|(m, _)| *m))?;
-        self.loss(subset, inputs, classes)
+    fn training_loss(&self, step: TrainInputs) -> Result<StepLoss> {
+        self.loss(step.subset, &step.images, step.classes)
     }
 
     fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding> {
@@ -326,6 +300,30 @@ impl Network for Uhved {
 
     fn init(config: &ModelConfig, device: &Device) -> Self {
         Uhved::new(config, device)
+    }
+
+    /// The network configuration of `preset`: the native size (base 8, 3 poolings, four
+    /// classes, 112³ patches) for `paper` and `authors`; the same network on 32³ patches
+    /// for `small` (it is small already, and trains on the phantoms on a 2-core CPU).
+    fn preset(preset: Preset) -> ModelConfig {
+        let native = ModelConfig::new()
+            .with_arch(Arch::Uhved)
+            .with_poolings(3)
+            .with_base_features(8)
+            .with_max_features(64)
+            .with_leaky_slope(0.01)
+            .with_deep_supervision(false)
+            .with_targets(Targets::Classes);
+        match preset {
+            Preset::Paper | Preset::Authors => native.with_patch_size([112, 112, 112]),
+            Preset::Small => native.with_patch_size([32, 32, 32]),
+        }
+    }
+
+    /// U-HVED reconstructs every modality the batch has, the missing ones of the drawn
+    /// subset included, so training needs all of them.
+    fn trains_on_all_modalities(_config: &ModelConfig) -> bool {
+        true
     }
 
     fn describe(config: &ModelConfig) -> ModelSummary {
