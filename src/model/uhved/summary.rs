@@ -172,3 +172,33 @@ pub fn describe(cfg: &ModelConfig) -> ModelSummary {
         layers,
     }
 }
+
+/// U-HVED's headline, parameter rows and name of one modality's branch for
+/// [`ModelSummary::to_text`].
+pub fn text_parts(summary: &ModelSummary) -> (String, Vec<(&'static str, usize)>, &'static str) {
+    let cfg = &summary.config;
+    let join = |v: &[usize]| {
+        v.iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join("-")
+    };
+    let latents: Vec<usize> = summary.features.iter().map(|f| f / 2).collect();
+    let headline = format!(
+        "U-HVED: targets {} ({}), features {}, latents {} (mean and log-variance each)",
+        cfg.targets,
+        cfg.channel_names().join(", "),
+        join(&summary.features),
+        join(&latents),
+    );
+    let c = counts(cfg);
+    let rows = vec![
+        ("parameters per encoder", c.encoder),
+        ("4 encoders", 4 * c.encoder),
+        ("image decoder (each)", c.image_decoder),
+        ("4 image decoders", 4 * c.image_decoder),
+        ("segmentation decoder", c.segmentation_decoder),
+        ("total", c.total),
+    ];
+    (headline, rows, "one encoder")
+}

@@ -31,6 +31,16 @@ fn native_size_has_the_official_parameter_count() {
     assert_eq!(c.image_decoder, 72_860);
     assert_eq!(c.segmentation_decoder, 72_872);
     assert_eq!(c.total, 1_250_552);
+    let text = <Uhved as Network>::describe(&Uhved::preset(Preset::Paper)).to_text();
+    assert!(text.starts_with("U-HVED: targets classes"), "{text}");
+    assert!(
+        text.contains("1,250,552") && text.contains("221,560"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decoders.seg.levels.2.convs.0.conv"),
+        "{text}"
+    );
 }
 
 #[test]
