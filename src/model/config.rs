@@ -214,10 +214,6 @@ pub struct ModelConfig {
     pub logvar_clip: f64,
 }
 
-/// Keys added after model folders were first written: an older `config.json` without them
-/// loads with their defaults (every other key must be present).
-const LATER_KEYS: [&str; 4] = ["arch", "kl_weight", "reconstruction_weight", "logvar_clip"];
-
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig::new()
@@ -311,17 +307,21 @@ impl ModelConfig {
     }
 
     /// Parses a configuration from JSON text; unknown keys are an error, so a typo never
-    /// silently falls back to a default. Of the missing keys, only those added later (`LATER_KEYS`) default.
+    /// silently falls back to a default.
     pub fn from_json(text: &str) -> Result<ModelConfig> {
         let mut value: serde_json::Value = serde_json::from_str(text)?;
-        if let (Some(given), serde_json::Value::Object(defaults)) = (
-            value.as_object_mut(),
-            serde_json::to_value(ModelConfig::new())?,
-        ) {
-            for key in LATER_KEYS {
-                if !given.contains_key(key) {
-                    given.insert(key.to_string(), defaults[key].clone());
-                }
+        if let Some(map) = value.as_object_mut() {
+            // Files written before methods existed hold A2FSeg models.
+            map.entry("arch")
+                .or_insert_with(|| Arch::A2fseg.name().into());
+            // Files written before U-HVED's settings existed take their defaults.
+            let d = ModelConfig::new();
+            for (key, v) in [
+                ("kl_weight", d.kl_weight),
+                ("reconstruction_weight", d.reconstruction_weight),
+                ("logvar_clip", d.logvar_clip),
+            ] {
+                map.entry(key).or_insert_with(|| v.into());
             }
         }
         let cfg: ModelConfig = serde_json::from_value(value.clone())?;

@@ -24,6 +24,7 @@ pub mod loss;
 pub mod msfe;
 pub mod network;
 pub mod ops;
+pub mod per_modality;
 pub mod summary;
 pub mod uhved;
 pub mod weights;

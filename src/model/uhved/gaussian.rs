@@ -8,7 +8,7 @@
 //! - `KL(p₁‖p₂) = ½ · mean(−1 + lv₂ − lv₁ + (v₁ + (μ₁ − μ₂)²) / (v₂ + ε))` with
 //!   `v = exp(lv)`, the mean over every element (batch, channel, voxel).
 
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::Tensor;
 
 /// The ε of the precisions, the log-variance of the product and the KL's denominator.
 pub const EPS: f64 = 1e-7;
@@ -32,14 +32,9 @@ impl Gaussian {
         }
     }
 
-    /// A reparameterised sample `μ + exp(lv / 2) · e`, `e ~ N(0, 1)` drawn from the device's
-    /// generator (so a seeded device gives the same sample).
-    pub fn sample(&self) -> Tensor<5> {
-        let e = Tensor::random(
-            self.mu.shape(),
-            Distribution::Normal(0.0, 1.0),
-            &self.mu.device(),
-        );
+    /// The reparameterised sample `μ + exp(lv / 2) · e` for standard normal noise `e` of
+    /// the same shape (training draws it from [`super::super::TrainInputs::standard_normal`]).
+    pub fn sample(&self, e: Tensor<5>) -> Tensor<5> {
         self.mu.clone() + self.logvar.clone().mul_scalar(0.5).exp() * e
     }
 

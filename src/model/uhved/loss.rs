@@ -16,7 +16,7 @@ use anyhow::{Result, bail};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
-use super::super::arch::StepLoss;
+use super::super::arch::{StepLoss, TrainInputs};
 use super::super::config::Targets;
 use super::super::loss::{head_loss, target_channels};
 use super::gaussian::{Expert, Gaussian, product_with_prior};
@@ -56,15 +56,12 @@ fn mean_of(terms: Vec<Tensor<1>>) -> Option<Tensor<1>> {
 }
 
 impl Uhved {
-    /// The loss of one training step: `subset` (non-empty) is the drawn subset, `images`
-    /// `[B, 1, D, H, W]` every modality the batch has (a superset of `subset`), `classes`
-    /// `[B, D, H, W]`. Draws the reparameterised samples from the device's generator.
-    pub fn loss(
-        &self,
-        subset: Subset,
-        images: &[(Modality, Tensor<5>)],
-        classes: Tensor<4, Int>,
-    ) -> Result<StepLoss> {
+    /// The loss of one training step: `step.subset` (non-empty) is the drawn subset,
+    /// `step.images` `[B, 1, D, H, W]` every modality the batch has (a superset of the
+    /// subset), `step.classes` `[B, D, H, W]`. The reparameterised sample of scale `s` uses
+    /// the noise stream `s` of [`TrainInputs::standard_normal`].
+    pub fn loss(&self, step: &TrainInputs) -> Result<StepLoss> {
+        let (subset, images) = (step.subset, &step.images);
         let available = check_modalities(images.iter().map(|(m, _)| *m))?;
         if subset.is_empty() || !subset.is_subset_of(available) {
             bail!(
@@ -101,7 +98,8 @@ impl Uhved {
         let mut kl_scales = Vec::with_capacity(scales);
         for s in 0..scales {
             let drawn = product(s, subset);
-            samples.push(drawn.sample());
+            let noise = step.standard_normal(s as u64, drawn.mu.dims(), &drawn.mu.device());
+            samples.push(drawn.sample(noise));
             let mut inter = Vec::new();
             let mut prior = Vec::new();
             for &other in &subsets {
@@ -119,16 +117,16 @@ impl Uhved {
         }
         let kl = mean_of(kl_scales).expect("at least one scale");
 
-        let logits = self.decoders.seg.forward(&samples);
+        let logits = self.segmentation.forward(&samples);
         let segmentation = match cfg.targets {
-            Targets::Classes => ce_dice_all_classes(logits, classes),
-            Targets::Regions => head_loss(cfg, logits, classes),
+            Targets::Classes => ce_dice_all_classes(logits, step.classes.clone()),
+            Targets::Regions => head_loss(cfg, logits, step.classes.clone()),
         };
         let reconstruction = mean_of(
             images
                 .iter()
                 .map(|(m, x)| {
-                    let diff = self.decoders.image(*m).forward(&samples) - x.clone();
+                    let diff = self.reconstructions.get(*m).forward(&samples) - x.clone();
                     (diff.clone() * diff).mean()
                 })
                 .collect(),

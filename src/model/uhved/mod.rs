@@ -8,7 +8,8 @@
 //!   log-variance (clipped to ±`logvar_clip`), width `f(s) / 2`.
 //! - Per scale, the product of the *available* modalities' Gaussians with the N(0, 1) prior
 //!   expert ([`gaussian`]): a missing modality is simply not a factor. Training decodes a
-//!   reparameterised sample, inference the mean (deterministic).
+//!   reparameterised sample (noise from [`TrainInputs::standard_normal`], so runs and resumes
+//!   are reproducible), inference the mean (deterministic).
 //! - Five decoders ([`Decoder`]): the reconstructions of T1, T1c, T2 and FLAIR (training
 //!   only) and the segmentation, each from the samples at every scale.
 //! - The loss ([`loss`](mod@loss)): CE + Dice of the segmentation, plus `kl_weight` · KL
@@ -28,13 +29,14 @@
 //! | `encoders.{m}.input.weight` | `[f(0), 1, 1, 1, 1]` | input 1×1×1 conv |
 //! | `encoders.{m}.blocks.{s}.convs.{i}.norm.gamma` / `.beta` | `[in]` | norm before conv `i` of scale `s` |
 //! | `encoders.{m}.blocks.{s}.convs.{i}.conv.weight` | `[f(s), in, 3, 3, 3]` | conv `i` of scale `s`; `in` = `f(s−1)` (`f(0)` at `s = 0`) for `i = 0`, else `f(s)` |
-//! | `decoders.{d}.levels.{l}.convs.0.norm.gamma` / `.beta` | `[f(l+1)/2 + f(l)/2]` | norm of the input `[upsampled; z_l]` of level `l` |
-//! | `decoders.{d}.levels.{l}.convs.0.conv.weight` | `[f(l), f(l+1)/2 + f(l)/2, 3, 3, 3]` | first conv of level `l` |
-//! | `decoders.{d}.levels.{l}.convs.1.norm.gamma` / `.beta` | `[f(l)]` | |
-//! | `decoders.{d}.levels.{l}.convs.1.conv.weight` | `[f(l)/2, f(l), 3, 3, 3]` | second conv of level `l` |
-//! | `decoders.{d}.output.weight` | `[out, f(0)/2, 1, 1, 1]` | output conv: `out` = 1 for an image, K for `seg` |
+//! | `{d}.levels.{l}.convs.0.norm.gamma` / `.beta` | `[f(l+1)/2 + f(l)/2]` | norm of the input `[upsampled; z_l]` of level `l` |
+//! | `{d}.levels.{l}.convs.0.conv.weight` | `[f(l), f(l+1)/2 + f(l)/2, 3, 3, 3]` | first conv of level `l` |
+//! | `{d}.levels.{l}.convs.1.norm.gamma` / `.beta` | `[f(l)]` | |
+//! | `{d}.levels.{l}.convs.1.conv.weight` | `[f(l)/2, f(l), 3, 3, 3]` | second conv of level `l` |
+//! | `{d}.output.weight` | `[out, f(0)/2, 1, 1, 1]` | output conv: `out` = 1 for an image, K for the segmentation |
 //!
-//! `{m}` is `t1`, `t1c`, `t2` or `flair`; `{d}` one of those or `seg`; `l = 0..poolings`
+//! `{m}` is `t1`, `t1c`, `t2` or `flair`; `{d}` is `reconstructions.{m}` (an image decoder)
+//! or `segmentation`; `l = 0..poolings`
 //! (level `l` produces scale `l`); no tensor has a bias.
 
 pub mod gaussian;
@@ -51,70 +53,21 @@ use burn::tensor::{Device, Tensor};
 use super::arch::{Encoding, Network, StepLoss, TrainInputs};
 use super::config::{Arch, ModelConfig, Preset, Targets};
 use super::network::FusedOutput;
+use super::per_modality::PerModality;
 use super::summary::ModelSummary;
 use crate::modality::{Modality, Subset};
 pub use gaussian::{Expert, Gaussian, product_with_prior};
 pub use layers::{Block, Decoder, Encoder, PreActConv};
 
-/// The four encoders (tensor names `encoders.t1.…`, `encoders.t1c.…`, …).
-#[derive(Module, Debug)]
-pub struct Encoders {
-    /// Encoder of T1.
-    pub t1: Encoder,
-    /// Encoder of T1c.
-    pub t1c: Encoder,
-    /// Encoder of T2.
-    pub t2: Encoder,
-    /// Encoder of FLAIR.
-    pub flair: Encoder,
-}
-
-/// The five decoders (tensor names `decoders.t1.…`, …, `decoders.seg.…`).
-#[derive(Module, Debug)]
-pub struct Decoders {
-    /// Reconstruction of T1 (1 channel).
-    pub t1: Decoder,
-    /// Reconstruction of T1c.
-    pub t1c: Decoder,
-    /// Reconstruction of T2.
-    pub t2: Decoder,
-    /// Reconstruction of FLAIR.
-    pub flair: Decoder,
-    /// The segmentation (K channels).
-    pub seg: Decoder,
-}
-
-impl Encoders {
-    /// The encoder of modality `m`.
-    pub fn get(&self, m: Modality) -> &Encoder {
-        match m {
-            Modality::T1 => &self.t1,
-            Modality::T1c => &self.t1c,
-            Modality::T2 => &self.t2,
-            Modality::Flair => &self.flair,
-        }
-    }
-}
-
-impl Decoders {
-    /// The reconstruction decoder of modality `m`.
-    pub fn image(&self, m: Modality) -> &Decoder {
-        match m {
-            Modality::T1 => &self.t1,
-            Modality::T1c => &self.t1c,
-            Modality::T2 => &self.t2,
-            Modality::Flair => &self.flair,
-        }
-    }
-}
-
 /// The whole U-HVED network. Build it with [`Network::init`].
 #[derive(Module, Debug)]
 pub struct Uhved {
     /// The modality encoders.
-    pub encoders: Encoders,
-    /// The image and segmentation decoders.
-    pub decoders: Decoders,
+    pub encoders: PerModality<Encoder>,
+    /// The image decoders, one per modality (training only).
+    pub reconstructions: PerModality<Decoder>,
+    /// The segmentation decoder (K channels).
+    pub segmentation: Decoder,
     /// The configuration the network was built from.
     #[module(skip)]
     pub config: ModelConfig,
@@ -151,19 +104,9 @@ impl Uhved {
         }
         let k = config.out_channels();
         Uhved {
-            encoders: Encoders {
-                t1: Encoder::new(config, device),
-                t1c: Encoder::new(config, device),
-                t2: Encoder::new(config, device),
-                flair: Encoder::new(config, device),
-            },
-            decoders: Decoders {
-                t1: Decoder::new(1, config, device),
-                t1c: Decoder::new(1, config, device),
-                t2: Decoder::new(1, config, device),
-                flair: Decoder::new(1, config, device),
-                seg: Decoder::new(k, config, device),
-            },
+            encoders: PerModality::new(|_| Encoder::new(config, device)),
+            reconstructions: PerModality::new(|_| Decoder::new(1, config, device)),
+            segmentation: Decoder::new(k, config, device),
             config: config.clone(),
         }
     }
@@ -260,7 +203,7 @@ impl Network for Uhved {
     }
 
     fn training_loss(&self, step: TrainInputs) -> Result<StepLoss> {
-        self.loss(step.subset, &step.images, step.classes)
+        self.loss(&step)
     }
 
     fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding> {
@@ -293,7 +236,7 @@ impl Network for Uhved {
             .collect::<Result<Vec<_>>>()?;
         let means: Vec<Tensor<5>> = self.fuse(&latents)?.into_iter().map(|g| g.mu).collect();
         Ok(FusedOutput {
-            logits: self.decoders.seg.forward(&means),
+            logits: self.segmentation.forward(&means),
             attention: None,
         })
     }

@@ -97,7 +97,7 @@ pub fn encoder_layers(cfg: &ModelConfig) -> Vec<LayerInfo> {
     out
 }
 
-/// The layers of one decoder named `decoders.{name}` with `out` output channels.
+/// The layers of one decoder named `name` with `out` output channels.
 pub fn decoder_layers(cfg: &ModelConfig, name: &str, out: usize) -> Vec<LayerInfo> {
     let f = cfg.features();
     let mut layers = Vec::new();
@@ -105,14 +105,14 @@ pub fn decoder_layers(cfg: &ModelConfig, name: &str, out: usize) -> Vec<LayerInf
         let cin = f[l + 1] / 2 + f[l] / 2;
         layers.extend(block(
             cfg,
-            &format!("decoders.{name}.levels.{l}"),
+            &format!("{name}.levels.{l}"),
             (cin, f[l], f[l] / 2),
             l,
         ));
     }
     layers.push(layer(
         cfg,
-        format!("decoders.{name}.output"),
+        format!("{name}.output"),
         "head",
         (f[0] / 2, out, 1),
         0,
@@ -131,8 +131,8 @@ fn macs(layers: &[LayerInfo]) -> u64 {
 /// Parameter counts of the network `cfg` describes.
 pub fn counts(cfg: &ModelConfig) -> UhvedCounts {
     let encoder = params(&encoder_layers(cfg));
-    let image_decoder = params(&decoder_layers(cfg, "{m}", 1));
-    let segmentation_decoder = params(&decoder_layers(cfg, "seg", cfg.out_channels()));
+    let image_decoder = params(&decoder_layers(cfg, "reconstructions.{m}", 1));
+    let segmentation_decoder = params(&decoder_layers(cfg, "segmentation", cfg.out_channels()));
     UhvedCounts {
         encoder,
         image_decoder,
@@ -147,9 +147,9 @@ pub fn counts(cfg: &ModelConfig) -> UhvedCounts {
 /// the inference pass (the available encoders and the segmentation decoder).
 pub fn describe(cfg: &ModelConfig) -> ModelSummary {
     let enc = encoder_layers(cfg);
-    let seg = decoder_layers(cfg, "seg", cfg.out_channels());
+    let seg = decoder_layers(cfg, "segmentation", cfg.out_channels());
     let mut layers = enc.clone();
-    layers.extend(decoder_layers(cfg, "{m}", 1));
+    layers.extend(decoder_layers(cfg, "reconstructions.{m}", 1));
     layers.extend(seg.clone());
     let c = counts(cfg);
     let macs_per_encoder = macs(&enc);

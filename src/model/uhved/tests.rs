@@ -38,7 +38,7 @@ fn native_size_has_the_official_parameter_count() {
         "{text}"
     );
     assert!(
-        text.contains("decoders.seg.levels.2.convs.0.conv"),
+        text.contains("segmentation.levels.2.convs.0.conv"),
         "{text}"
     );
 }
@@ -57,8 +57,8 @@ fn description_matches_the_built_network() {
         assert_eq!(summary.parameters_total, model.num_params());
         let c = counts(&cfg);
         assert_eq!(c.encoder, model.encoders.t1.num_params());
-        assert_eq!(c.image_decoder, model.decoders.flair.num_params());
-        assert_eq!(c.segmentation_decoder, model.decoders.seg.num_params());
+        assert_eq!(c.image_decoder, model.reconstructions.flair.num_params());
+        assert_eq!(c.segmentation_decoder, model.segmentation.num_params());
         let layer_sum: usize = summary.layers.iter().map(|l| l.parameters).sum();
         assert_eq!(
             layer_sum,
@@ -187,6 +187,20 @@ fn classes(device: &Device, dims: [usize; 4]) -> Tensor<4, Int> {
     Tensor::<4>::random(dims, Distribution::Uniform(0.0, 4.0), device).int()
 }
 
+fn inputs(
+    subset: &[Modality],
+    images: &[(Modality, Tensor<5>)],
+    classes: &Tensor<4, Int>,
+    noise_seed: u64,
+) -> TrainInputs {
+    TrainInputs {
+        subset: Subset::from_modalities(subset.iter().copied()),
+        images: images.to_vec(),
+        classes: classes.clone(),
+        noise_seed,
+    }
+}
+
 #[test]
 fn loss_samples_and_reaches_every_part() {
     let device = Device::flex().autodiff();
@@ -197,14 +211,13 @@ fn loss_samples_and_reaches_every_part() {
         .map(|&m| (m, image(&device, [1, 1, 8, 8, 8])))
         .collect();
     let y = classes(&device, [1, 8, 8, 8]);
-    let subset = Subset::from_modalities([Modality::T1c]);
     let step = |seed| {
-        device.seed(seed);
-        model.loss(subset, &images, y.clone()).unwrap()
+        model
+            .loss(&inputs(&[Modality::T1c], &images, &y, seed))
+            .unwrap()
     };
-    // (That one seed gives one sample is checked in tests/uhved_reference.rs: flex's
-    // generator is process-wide, and unit tests draw from it in parallel.)
     let a = step(1);
+    assert_eq!(a.terms, step(1).terms, "one noise seed, one sample");
     assert_ne!(a.terms, step(2).terms, "the sample is random");
     assert_eq!(
         a.terms[1],
@@ -229,10 +242,10 @@ fn loss_samples_and_reaches_every_part() {
     };
     assert!(grad_norm(model.encoders.flair.input.weight.val()) > 0.0);
     assert!(grad_norm(model.encoders.t1c.blocks[2].convs[1].conv.weight.val()) > 0.0);
-    assert!(grad_norm(model.decoders.t2.output.weight.val()) > 0.0);
-    assert!(grad_norm(model.decoders.seg.levels[0].convs[0].conv.weight.val()) > 0.0);
+    assert!(grad_norm(model.reconstructions.t2.output.weight.val()) > 0.0);
+    assert!(grad_norm(model.segmentation.levels[0].convs[0].conv.weight.val()) > 0.0);
     // The drawn subset must be among the batch's modalities.
-    let bad = model.loss(Subset::from_modalities([Modality::T1]), &images[1..], y);
+    let bad = model.loss(&inputs(&[Modality::T1], &images[1..], &y, 1));
     assert!(bad.is_err());
 }
 
@@ -247,9 +260,9 @@ fn kl_term_follows_the_formula() {
         .iter()
         .map(|&m| (m, image(&device, [1, 1, 8, 8, 8])))
         .collect();
-    let drawn = Subset::from_modalities([Modality::Flair]);
+    let y = classes(&device, [1, 8, 8, 8]);
     let step = model
-        .loss(drawn, &images, classes(&device, [1, 8, 8, 8]))
+        .loss(&inputs(&[Modality::Flair], &images, &y, 0))
         .unwrap();
     let latents: Vec<(Modality, Vec<Gaussian>)> = images
         .iter()
