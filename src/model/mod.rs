@@ -10,6 +10,10 @@
 //! - [`network`]: [`A2fseg`], its forward pass, and the shared-MSFE path
 //!   ([`A2fseg::msfe_features`] + [`A2fseg::fuse`]) for evaluating many subsets.
 //! - [`loss`](mod@loss): CE/BCE + soft Dice per head, summed as Eq. 5.
+//! - [`uhved`]: [`Uhved`], the U-HVED baseline (product of Gaussians over the available
+//!   modalities' latents), behind the same seam.
+//! - [`ops`]: 3D max-pooling and trilinear ×2 upsampling, which Burn lacks.
+//! - [`per_modality`]: one sub-network per modality under the modality's key.
 //! - [`device`]: [`ComputeDevice`], the `--device` names and the devices' limits.
 //! - [`weights`]: `config.json` + `model.safetensors` (naming scheme documented there).
 //!
