@@ -162,6 +162,10 @@ macro_rules! with_network {
                 type $n = $crate::model::A2fseg;
                 $body
             }
+            $crate::model::Arch::Uhved => {
+                type $n = $crate::model::Uhved;
+                $body
+            }
         }
     };
 }

@@ -50,16 +50,19 @@ pub enum Arch {
     /// (adaptive, and the average and HeMIS ablations). The default.
     #[default]
     A2fseg,
+    /// U-HVED, the hetero-modal variational encoder-decoder ([`super::Uhved`]).
+    Uhved,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 1] = [Arch::A2fseg];
+    pub const ALL: [Arch; 2] = [Arch::A2fseg, Arch::Uhved];
 
     /// The name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Arch::A2fseg => "a2fseg",
+            Arch::Uhved => "uhved",
         }
     }
 }
@@ -198,6 +201,17 @@ pub struct ModelConfig {
     /// Training patch size in voxels, `[x, y, z]`; each a multiple of `2^poolings`.
     #[config(default = "[128, 128, 128]")]
     pub patch_size: [usize; 3],
+    /// U-HVED only: weight of the KL term of the loss (the official code: 0.1).
+    #[config(default = 0.1)]
+    pub kl_weight: f64,
+    /// U-HVED only: weight of the image-reconstruction MSE of the loss (the official code:
+    /// 0.1).
+    #[config(default = 0.1)]
+    pub reconstruction_weight: f64,
+    /// U-HVED only: latent log-variances are clipped to `[−logvar_clip, logvar_clip]` so
+    /// that `exp(lv)` stays finite (the official code: 50).
+    #[config(default = 50.0)]
+    pub logvar_clip: f64,
 }
 
 impl Default for ModelConfig {
@@ -300,6 +314,15 @@ impl ModelConfig {
             // Files written before methods existed hold A2FSeg models.
             map.entry("arch")
                 .or_insert_with(|| Arch::A2fseg.name().into());
+            // Files written before U-HVED's settings existed take their defaults.
+            let d = ModelConfig::new();
+            for (key, v) in [
+                ("kl_weight", d.kl_weight),
+                ("reconstruction_weight", d.reconstruction_weight),
+                ("logvar_clip", d.logvar_clip),
+            ] {
+                map.entry(key).or_insert_with(|| v.into());
+            }
         }
         let cfg: ModelConfig = serde_json::from_value(value.clone())?;
         let known = serde_json::to_value(&cfg)?;

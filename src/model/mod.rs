@@ -10,6 +10,10 @@
 //! - [`network`]: [`A2fseg`], its forward pass, and the shared-MSFE path
 //!   ([`A2fseg::msfe_features`] + [`A2fseg::fuse`]) for evaluating many subsets.
 //! - [`loss`](mod@loss): CE/BCE + soft Dice per head, summed as Eq. 5.
+//! - [`uhved`]: [`Uhved`], the U-HVED baseline (product of Gaussians over the available
+//!   modalities' latents), behind the same seam.
+//! - [`ops`]: 3D max-pooling and trilinear ×2 upsampling, which Burn lacks.
+//! - [`per_modality`]: one sub-network per modality under the modality's key.
 //! - [`device`]: [`ComputeDevice`], the `--device` names and the devices' limits.
 //! - [`weights`]: `config.json` + `model.safetensors` (naming scheme documented there).
 //!
@@ -23,7 +27,10 @@ pub mod fusion;
 pub mod loss;
 pub mod msfe;
 pub mod network;
+pub mod ops;
+pub mod per_modality;
 pub mod summary;
+pub mod uhved;
 pub mod weights;
 
 use anyhow::Result;
@@ -35,6 +42,7 @@ pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
 pub use summary::ModelSummary;
+pub use uhved::Uhved;
 pub use weights::{CONFIG_FILE, WEIGHTS_FILE, load_model, save_model};
 
 /// The compute device named `name` (see [`ComputeDevice`] for the names), opened.

@@ -8,35 +8,14 @@ use super::arch::{Encoding, Network, StepLoss, TrainInputs};
 use super::config::{Arch, Fusion, ModelConfig, Preset};
 use super::fusion::{self, FusionModule};
 use super::msfe::Msfe;
+use super::per_modality::PerModality;
 use super::summary::ModelSummary;
 use crate::kernels::conv3d_module;
 use crate::modality::{Modality, Subset};
 
 /// The four MSFEs, one per modality (tensor names `msfe.t1.…`, `msfe.t1c.…`, `msfe.t2.…`,
 /// `msfe.flair.…`).
-#[derive(Module, Debug)]
-pub struct Msfes {
-    /// MSFE of T1.
-    pub t1: Msfe,
-    /// MSFE of T1c.
-    pub t1c: Msfe,
-    /// MSFE of T2.
-    pub t2: Msfe,
-    /// MSFE of FLAIR.
-    pub flair: Msfe,
-}
-
-impl Msfes {
-    /// The MSFE of modality `m`.
-    pub fn get(&self, m: Modality) -> &Msfe {
-        match m {
-            Modality::T1 => &self.t1,
-            Modality::T1c => &self.t1c,
-            Modality::T2 => &self.t2,
-            Modality::Flair => &self.flair,
-        }
-    }
-}
+pub type Msfes = PerModality<Msfe>;
 
 /// The whole network. Build it with [`ModelConfig::init`] or load it with
 /// [`load_model`](super::load_model).
@@ -84,12 +63,7 @@ impl ModelConfig {
             panic!("invalid model configuration: {e:#}");
         }
         A2fseg {
-            msfe: Msfes {
-                t1: Msfe::new(self, device),
-                t1c: Msfe::new(self, device),
-                t2: Msfe::new(self, device),
-                flair: Msfe::new(self, device),
-            },
+            msfe: Msfes::new(|_| Msfe::new(self, device)),
             fusion: FusionModule::new(self, device),
             config: self.clone(),
         }

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::config::{Fusion, ModelConfig};
+use super::config::{Arch, Fusion, ModelConfig};
 
 /// One layer of the network.
 #[derive(Debug, Clone, Serialize)]
@@ -250,14 +250,11 @@ impl ModelSummary {
         }
     }
 
-    /// A human-readable table of the layers and the totals.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write;
+    /// A2FSeg's headline, parameter rows and name of one modality's branch for
+    /// [`ModelSummary::to_text`].
+    fn a2fseg_text_parts(&self) -> (String, Vec<(&'static str, usize)>, &'static str) {
         let cfg = &self.config;
-        let mut s = String::new();
-        let p = cfg.patch_size;
-        let _ = writeln!(
-            s,
+        let headline = format!(
             "A2FSeg: fusion {}, targets {} ({}), features {}, {} conv(s) per stage, deep supervision {}",
             cfg.fusion,
             cfg.targets,
@@ -270,6 +267,29 @@ impl ModelSummary {
             cfg.convs_per_stage,
             if cfg.deep_supervision { "on" } else { "off" },
         );
+        let rows = vec![
+            ("parameters per MSFE", self.parameters_per_msfe),
+            ("  encoder + decoder", self.parameters_per_msfe_body),
+            ("  segmentation heads", self.parameters_per_msfe_heads),
+            ("4 MSFEs", 4 * self.parameters_per_msfe),
+            ("attention convolutions", self.parameters_attention),
+            ("fusion heads", self.parameters_fusion_heads),
+            ("total", self.parameters_total),
+        ];
+        (headline, rows, "one MSFE")
+    }
+
+    /// A human-readable table of the layers and the totals.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let cfg = &self.config;
+        let mut s = String::new();
+        let p = cfg.patch_size;
+        let (headline, rows, unit) = match cfg.arch {
+            Arch::Uhved => super::uhved::summary::text_parts(self),
+            _ => self.a2fseg_text_parts(),
+        };
+        let _ = writeln!(s, "{headline}");
         let _ = writeln!(s, "patch size [x, y, z] = [{}, {}, {}]\n", p[0], p[1], p[2]);
         let _ = writeln!(
             s,
@@ -301,15 +321,6 @@ impl ModelSummary {
             );
         }
         let _ = writeln!(s);
-        let rows = [
-            ("parameters per MSFE", self.parameters_per_msfe),
-            ("  encoder + decoder", self.parameters_per_msfe_body),
-            ("  segmentation heads", self.parameters_per_msfe_heads),
-            ("4 MSFEs", 4 * self.parameters_per_msfe),
-            ("attention convolutions", self.parameters_attention),
-            ("fusion heads", self.parameters_fusion_heads),
-            ("total", self.parameters_total),
-        ];
         for (name, n) in rows {
             let _ = writeln!(s, "{name:<26} {:>14}", group(n as u64));
         }
@@ -320,7 +331,7 @@ impl ModelSummary {
         let _ = writeln!(
             s,
             "{:<26} {:>14.1} GMAC",
-            "one MSFE",
+            unit,
             self.macs_per_msfe as f64 / 1e9
         );
         for m in &self.macs_by_modalities {
@@ -340,7 +351,7 @@ impl ModelSummary {
 }
 
 /// `31193184` → `31,193,184`.
-fn group(n: u64) -> String {
+pub(crate) fn group(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
