@@ -18,7 +18,8 @@ use a2fseg::infer::{Predictor, Tta};
 use a2fseg::labels::LabelConvention;
 use a2fseg::model::device::{adapter_name, max_buffer_bytes};
 use a2fseg::model::{
-    self, A2fseg, A2fsegOutput, ComputeDevice, Fusion, ModelConfig, decode_classes, probabilities,
+    self, A2fseg, A2fsegOutput, Arch, ComputeDevice, Fusion, ModelConfig, Network, Preset,
+    TrainInputs, decode_classes, probabilities,
 };
 use a2fseg::preprocess::{CropBox, PreprocessedCase};
 use a2fseg::volume::{Geometry, Grid};
@@ -114,12 +115,20 @@ fn max_abs(a: &[f32]) -> f32 {
     a.iter().fold(0.0f32, |m, x| m.max(x.abs()))
 }
 
-/// The same labels, except where a region's probability (`probs`: one slice per region,
-/// same voxel order as the labels) is within [`PROB_TOL`] of the 0.5 threshold, where
-/// rounding may decide either way (random weights put many voxels near 0.5).
+/// The same labels, except where rounding may decide either way: a channel's probability
+/// (`probs`: one slice per channel, same voxel order as the labels) within [`PROB_TOL`] of
+/// the 0.5 threshold (regions; random weights put many voxels near 0.5), or two channels
+/// within `2 · PROB_TOL` of each other (the argmax of classes).
 fn assert_same_labels(what: &str, a: &[u8], b: &[u8], probs: &[&[f32]]) {
     assert_eq!(a.len(), b.len());
-    let on_threshold = |v: usize| probs.iter().any(|p| (p[v] - 0.5).abs() < PROB_TOL);
+    let on_threshold = |v: usize| {
+        probs.iter().any(|p| (p[v] - 0.5).abs() < PROB_TOL)
+            || probs.iter().enumerate().any(|(i, p)| {
+                probs[i + 1..]
+                    .iter()
+                    .any(|q| (p[v] - q[v]).abs() < 2.0 * PROB_TOL)
+            })
+    };
     let differ: Vec<usize> = (0..a.len()).filter(|&v| a[v] != b[v]).collect();
     assert!(
         differ.iter().all(|&v| on_threshold(v)),
@@ -188,7 +197,7 @@ fn forward_matches_flex_for_every_fusion_and_subset() {
 }
 
 /// Every parameter's gradient, in module order (`None` where a parameter got none).
-fn gradients(model: &A2fseg, grads: &GradientsParams) -> Vec<Option<Vec<f32>>> {
+fn gradients<M: Module>(model: &M, grads: &GradientsParams) -> Vec<Option<Vec<f32>>> {
     struct Collect<'a> {
         grads: &'a GradientsParams,
         out: Vec<Option<Vec<f32>>>,
@@ -242,7 +251,12 @@ fn a_training_step_matches_flex() {
             "loss parts {pc:?} vs {pg:?}"
         );
     }
-    let (grads_c, grads_g) = (gradients(&mc, &gc), gradients(&mg, &gg));
+    assert_same_gradients("A2FSeg", &gradients(&mc, &gc), &gradients(&mg, &gg));
+}
+
+/// Gradients of the same parameters on flex (`grads_c`) and on the GPU (`grads_g`) agree
+/// (see the tolerance below); more than half of the parameters have one.
+fn assert_same_gradients(what: &str, grads_c: &[Option<Vec<f32>>], grads_g: &[Option<Vec<f32>>]) {
     let (mut compared, mut worst) = (0, 0.0f64);
     // The largest gradient of the whole network: the scale of "0 up to rounding".
     let global = grads_c
@@ -250,12 +264,12 @@ fn a_training_step_matches_flex() {
         .flatten()
         .map(|c| max_abs(c))
         .fold(0.0, f32::max);
-    assert!(global > 0.0);
-    for (i, (c, g)) in grads_c.iter().zip(&grads_g).enumerate() {
+    assert!(global > 0.0, "{what}: no gradient");
+    for (i, (c, g)) in grads_c.iter().zip(grads_g).enumerate() {
         assert_eq!(
             c.is_some(),
             g.is_some(),
-            "parameter {i}: gradient on one device only"
+            "{what}: parameter {i}: gradient on one device only"
         );
         if let (Some(c), Some(g)) = (c, g) {
             // Float sums run in another order on the GPU, and a weight's gradient sums many
@@ -272,8 +286,8 @@ fn a_training_step_matches_flex() {
             assert!(
                 (rel <= GRAD_TOL && d as f64 <= 10.0 * GRAD_TOL * scale as f64)
                     || d <= 1e-5 * global,
-                "parameter {i}: gradients differ by {rel:.2e} (L2, relative), {d} at most \
-                 (largest {scale})"
+                "{what}: parameter {i}: gradients differ by {rel:.2e} (L2, relative), {d} at \
+                 most (largest {scale})"
             );
             if d > 1e-5 * global {
                 worst = worst.max(rel);
@@ -282,11 +296,11 @@ fn a_training_step_matches_flex() {
         }
     }
     eprintln!(
-        "{compared} gradients compared (largest gradient {global:.3e}), largest relative L2 \
-         difference of those above the rounding floor {worst:.2e}"
+        "{what}: {compared} gradients compared (largest gradient {global:.3e}), largest \
+         relative L2 difference of those above the rounding floor {worst:.2e}"
     );
-    // The MSFE of the missing modality gets no gradient; the rest do.
-    assert!(compared > grads_c.len() / 2, "only {compared} gradients");
+    // The extractor of a missing modality gets no gradient; the rest do.
+    assert!(compared > grads_c.len() / 2, "{what}: only {compared} gradients");
 }
 
 /// A preprocessed 20×18×17 case with all four modalities, smooth enough to give the network
@@ -390,4 +404,87 @@ fn a_model_saved_on_one_device_loads_on_the_other() {
     let a = values(mc.forward(&on(&Device::flex(), &x)).unwrap().fused);
     let b = values(mb.forward(&on(&Device::flex(), &x)).unwrap().fused);
     assert_eq!(a, b);
+}
+
+/// Every method (`Arch::ALL`) through the seam, at its `small` preset with 16³ patches: the
+/// inference forward (`encode` + `decode`) for several subsets, one training step
+/// (`training_loss`: loss, its terms, every gradient; the same noise seed on both devices)
+/// and `predict` + the 15-subset evaluation of a case.
+#[test]
+fn every_method_matches_flex_through_the_seam() {
+    let gpu = wgpu();
+    for arch in Arch::ALL {
+        a2fseg::with_network!(arch, N => method_parity::<N>(arch, &gpu));
+    }
+}
+
+fn method_parity<N: Network>(arch: Arch, gpu: &Device) {
+    let cfg = ModelConfig::of(arch, Preset::Small).with_patch_size([16, 16, 16]);
+    let dir = common::tempdir();
+    let cpu = Device::flex();
+    cpu.seed(7);
+    model::save_model(dir.path(), &N::init(&cfg, &cpu), &cfg).unwrap();
+    let load = |d: &Device| model::load_model::<N>(dir.path(), d).unwrap().0;
+
+    let (mc, mg) = (load(&cpu), load(gpu));
+    let logits = |m: &N, d: &Device, x: &[(Modality, Vec<f32>)]| {
+        let encodings: Vec<_> = on(d, x)
+            .into_iter()
+            .map(|(md, t)| (md, m.encode(md, t).unwrap()))
+            .collect();
+        m.decode(&encodings).unwrap().logits
+    };
+    for (i, s) in SUBSETS.iter().enumerate() {
+        let x = inputs(s.parse().unwrap(), 200 + i as u64);
+        let what = format!("{arch} {s}");
+        assert_same_probabilities(&cfg, &what, logits(&mc, &cpu, &x), logits(&mg, gpu, &x));
+    }
+
+    let subset: Subset = "1011".parse().unwrap();
+    let loaded = if N::trains_on_all_modalities(&cfg) {
+        Subset::FULL
+    } else {
+        subset
+    };
+    let x = inputs(loaded, 5);
+    let classes: Vec<i64> = (0..16 * 16 * 16)
+        .map(|v: i64| (v / 7 + v / 256) % 4)
+        .collect();
+    let step = |d: &Device| {
+        let d = d.clone().autodiff();
+        let m = load(&d);
+        let step = TrainInputs {
+            subset,
+            images: on(&d, &x),
+            classes: Tensor::<4, Int>::from_data(
+                TensorData::new(classes.clone(), [1, 16, 16, 16]),
+                &d,
+            ),
+            noise_seed: 3,
+        };
+        let loss = m.training_loss(step).unwrap();
+        let total = loss.total.clone().into_scalar::<f32>();
+        let grads = GradientsParams::from_grads(loss.total.backward(), &m);
+        (total, loss.terms, gradients(&m, &grads))
+    };
+    let ((lc, tc, gc), (lg, tg, gg)) = (step(&cpu), step(gpu));
+    eprintln!("{arch} loss: flex {lc}, wgpu {lg}");
+    assert!((lc - lg).abs() <= 1e-5 * lc.abs().max(1.0), "{arch}: loss {lc} vs {lg}");
+    for (a, b) in tc.iter().zip(&tg) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "{arch}: loss terms {tc:?} vs {tg:?}"
+        );
+    }
+    assert_same_gradients(&arch.to_string(), &gc, &gg);
+
+    let predictor = |d: &Device| Predictor::new(load(d), d.clone(), 0.5, Tta::OFF).unwrap();
+    let (pc, pg) = (predictor(&cpu), predictor(gpu));
+    let case = case();
+    let subsets: Vec<Subset> = Subset::all_nonempty().collect();
+    let ec = pc.predict_subsets(&case, &subsets).unwrap();
+    let eg = pg.predict_subsets(&case, &subsets).unwrap();
+    for ((s, a), (_, b)) in ec.iter().zip(&eg) {
+        assert_same_prediction(&format!("{arch} evaluate {s}"), a, b);
+    }
 }
