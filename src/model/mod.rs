@@ -23,6 +23,7 @@ pub mod fusion;
 pub mod loss;
 pub mod msfe;
 pub mod network;
+pub mod released;
 pub mod summary;
 pub mod weights;
 
@@ -34,6 +35,7 @@ pub use config::{Fusion, ModelConfig, PRESETS, Preset, Targets};
 pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
+pub use released::A2fsegReleased;
 pub use summary::ModelSummary;
 pub use weights::{CONFIG_FILE, WEIGHTS_FILE, load_model, save_model};
 
@@ -45,4 +47,4 @@ pub fn device_from_name(name: &str) -> Result<Device> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
