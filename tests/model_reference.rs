@@ -4,126 +4,22 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use a2fseg::Modality;
 use a2fseg::model::{Fusion, ModelConfig, Targets, save_model};
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
+use common::reference::{NUMPY_LAYERS, Randomise, to_vec, write_tensors};
 
-/// Replaces every parameter by N(0, 0.3) values, so that the norms' affine parameters and
-/// the biases are non-trivial too.
-struct Randomise;
-
-impl ModuleMapper for Randomise {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|t| {
-            let shape = t.shape();
-            let device = t.device();
-            Tensor::random(shape, Distribution::Normal(0.0, 0.3), &device)
-        })
-    }
-}
-
-fn to_vec(t: Tensor<5>) -> (Vec<usize>, Vec<f32>) {
-    let dims = t.dims().to_vec();
-    (dims, t.into_data().convert::<f32>().try_into_vec().unwrap())
-}
-
-/// Writes `tensors` (f32) as a safetensors file.
-fn write_tensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
-    let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(k, (s, v))| {
-            (
-                k,
-                (s.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-            )
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
-        .iter()
-        .map(|(k, (s, b))| {
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                .unwrap();
-            ((*k).clone(), view)
-        })
-        .collect();
-    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
-}
-
+/// The forward pass of A2FSeg after [`common::reference::NUMPY_LAYERS`].
 const SCRIPT: &str = r#"
-import json, sys
-import numpy as np
-from safetensors.numpy import load_file
-
-folder = sys.argv[1]
-cfg = json.load(open(folder + "/config.json"))
-W = {k: v.astype(np.float64) for k, v in load_file(folder + "/model.safetensors").items()}
-io = {k: v.astype(np.float64) for k, v in load_file(folder + "/io.safetensors").items()}
-mods = ["t1", "t1c", "t2", "flair"]
-slope, eps = cfg["leaky_slope"], cfg["norm_epsilon"]
-
-def conv(x, w, b=None, stride=1):
-    # x [C, D, H, W], w [O, C, k, k, k]; zero padding k // 2 (cross-correlation).
-    k = w.shape[2]
-    p = k // 2
-    xp = np.pad(x, ((0, 0), (p, p), (p, p), (p, p)))
-    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k, k), axis=(1, 2, 3))
-    win = win[:, ::stride, ::stride, ::stride]
-    y = np.einsum("cdhwijk,ocijk->odhw", win, w)
-    if b is not None:
-        y = y + b[:, None, None, None]
-    return y
-
-def up(x, w):
-    # ConvTranspose3d k2 s2: w [C, O, 2, 2, 2].
-    c, d, h, ww = x.shape
-    y = np.einsum("cdhw,coijk->odihjwk", x, w)
-    return y.reshape(w.shape[1], 2 * d, 2 * h, 2 * ww)
-
-def block(x, name, stride=1):
-    y = conv(x, W[name + ".conv.weight"], W[name + ".conv.bias"], stride)
-    mu = y.mean(axis=(1, 2, 3), keepdims=True)
-    var = y.var(axis=(1, 2, 3), keepdims=True)
-    y = (y - mu) / np.sqrt(var + eps)
-    y = y * W[name + ".norm.gamma"][:, None, None, None] + W[name + ".norm.beta"][:, None, None, None]
-    return np.where(y > 0, y, slope * y)
-
-def msfe(x, m):
-    P, n = cfg["poolings"], cfg["convs_per_stage"]
-    skips = []
-    for s in range(P + 1):
-        for i in range(n):
-            x = block(x, f"msfe.{m}.encoder.{s}.convs.{i}", 2 if (s > 0 and i == 0) else 1)
-        if s < P:
-            skips.append(x)
-    levels = {}
-    for l in reversed(range(P)):
-        x = np.concatenate([up(x, W[f"msfe.{m}.decoder.{l}.up.weight"]), skips[l]], axis=0)
-        for i in range(n):
-            x = block(x, f"msfe.{m}.decoder.{l}.convs.{i}")
-        levels[l] = x
-    nheads = P if cfg["deep_supervision"] else 1
-    logits = [conv(levels[l], W[f"msfe.{m}.heads.{l}.weight"]) for l in range(nheads)]
-    return levels[0], logits
-
-worst = 0.0
-checked = set()
-def check(name, ours, b):
-    global worst
-    checked.add(name)
-    ref = io[name][b]
-    assert ref.shape == ours.shape, (name, ref.shape, ours.shape)
-    worst = max(worst, float(np.abs(ref - ours).max()))
-
 present = [m for m in mods if "input." + m in io]
 batch = io["input." + present[0]].shape[0]
 for b in range(batch):
     feats = {}
     for m in present:
-        f, logits = msfe(io["input." + m][b], m)
-        feats[m] = f
+        levels, logits = msfe(io["input." + m][b], m)
+        feats[m] = levels[0]
         for l, lg in enumerate(logits):
             check(f"per_modality.{m}.{l}", lg, b)
     fs = [feats[m] for m in present]
@@ -179,7 +75,8 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
         io.insert(format!("attention.{}", m.key()), to_vec(a.clone()));
     }
     write_tensors(&dir.path().join("io.safetensors"), &io);
-    let printed = common::run_python(SCRIPT, &[dir.path().to_str().unwrap()]);
+    let script = format!("{NUMPY_LAYERS}{SCRIPT}");
+    let printed = common::run_python(&script, &[dir.path().to_str().unwrap()]);
     let mut fields = printed.split_whitespace();
     let worst: f64 = fields.next().unwrap().parse().unwrap();
     let checked: usize = fields.next().unwrap().parse().unwrap();

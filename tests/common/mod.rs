@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub mod reference;
+
 /// The Python interpreter used for reference computations (`A2FSEG_PYTHON` or `python3`).
 pub fn python() -> String {
     std::env::var("A2FSEG_PYTHON").unwrap_or_else(|_| "python3".to_string())

@@ -1,0 +1,141 @@
+//! The inference forward pass of fixed tiny `a2fseg-released` networks (encode each modality,
+//! decode the subset), recomputed independently in numpy from the saved `model.safetensors`
+//! and `config.json`, must match to 1e-4 for subsets of 1, 2, 3 and 4 modalities; so must
+//! the training forward pass's deep-supervision logits.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use a2fseg::Modality;
+use a2fseg::model::{A2fsegReleased, ModelConfig, Network, Targets};
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Distribution, Tensor};
+use common::reference::{NUMPY_LAYERS, Randomise, to_vec, write_tensors};
+
+/// The released network's fusion after [`common::reference::NUMPY_LAYERS`]: the fusion
+/// decoder on the modality means, the attention, the head.
+const SCRIPT: &str = r#"
+present = [m for m in mods if "input." + m in io]
+batch = io["input." + present[0]].shape[0]
+for b in range(batch):
+    pyr = {}
+    for m in present:
+        pyr[m], logits = msfe(io["input." + m][b], m)
+        for l, lg in enumerate(logits):
+            check(f"per_modality.{m}.{l}", lg, b)
+    means = {l: sum(pyr[m][l] for m in present) / len(present) for l in range(P + 1)}
+    fd = decoder(means[P], means, "fusion_decoder")
+    for l, lg in enumerate(heads(fd, "fusion_decoder")):
+        check(f"fusion_decoder.{l}", lg, b)
+    scores = []
+    for m in present:
+        a = block(np.concatenate([pyr[m][0], fd[0]]), f"attention.{m}.block")
+        scores.append(lrelu(conv(a, W[f"attention.{m}.conv.weight"], W[f"attention.{m}.conv.bias"])))
+    scores = np.stack(scores)
+    e = np.exp(scores - scores.max(axis=0, keepdims=True))
+    att = e / e.sum(axis=0, keepdims=True)
+    fused = sum(att[i] * pyr[m][0] for i, m in enumerate(present))
+    for i, m in enumerate(present):
+        check("attention." + m, att[i], b)
+    h = block(np.concatenate([fused, fd[0]]), "head.block")
+    check("logits", conv(h, W["head.output.weight"]), b)
+print(worst, len(checked))
+"#;
+
+/// Saves `model` and its configuration into `dir` as a model folder does: burn-store
+/// safetensors by module path, and `config.json`.
+fn save(dir: &Path, model: &A2fsegReleased, cfg: &ModelConfig) {
+    let mut store = SafetensorsStore::from_bytes(None);
+    model.save_into(&mut store).unwrap();
+    std::fs::write(dir.join("model.safetensors"), store.get_bytes().unwrap()).unwrap();
+    cfg.save_json(&dir.join("config.json")).unwrap();
+}
+
+fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
+    let device = Device::flex();
+    device.seed(seed);
+    let model = A2fsegReleased::new(&cfg, &device).map(&mut Randomise);
+    let dir = common::tempdir();
+    save(dir.path(), &model, &cfg);
+    // Input [B, 1, D, H, W] with D ≠ H ≠ W to catch axis mix-ups.
+    let inputs: Vec<(Modality, Tensor<5>)> = present
+        .iter()
+        .map(|&m| {
+            (
+                m,
+                Tensor::random([2, 1, 4, 8, 12], Distribution::Normal(0.0, 1.0), &device),
+            )
+        })
+        .collect();
+    let mut io = BTreeMap::new();
+    for (m, x) in &inputs {
+        io.insert(format!("input.{}", m.key()), to_vec(x.clone()));
+    }
+    // Inference: encode each modality alone, then decode the subset.
+    let encodings: Vec<_> = inputs
+        .iter()
+        .map(|(m, x)| (*m, model.encode(*m, x.clone()).unwrap()))
+        .collect();
+    let fused = model.decode(&encodings).unwrap();
+    io.insert("logits".into(), to_vec(fused.logits));
+    for (m, a) in fused.attention.iter().flatten() {
+        io.insert(format!("attention.{}", m.key()), to_vec(a.clone()));
+    }
+    // Training: every deep-supervision head.
+    let out = model.forward(&inputs).unwrap();
+    for (m, logits) in &out.per_modality {
+        for (l, t) in logits.iter().enumerate() {
+            io.insert(format!("per_modality.{}.{l}", m.key()), to_vec(t.clone()));
+        }
+    }
+    for (l, t) in out.fusion_decoder.iter().enumerate() {
+        io.insert(format!("fusion_decoder.{l}"), to_vec(t.clone()));
+    }
+    write_tensors(&dir.path().join("io.safetensors"), &io);
+    let script = format!("{NUMPY_LAYERS}{SCRIPT}");
+    let printed = common::run_python(&script, &[dir.path().to_str().unwrap()]);
+    let mut fields = printed.split_whitespace();
+    let worst: f64 = fields.next().unwrap().parse().unwrap();
+    let checked: usize = fields.next().unwrap().parse().unwrap();
+    eprintln!(
+        "{} modalities, targets {}: {checked} outputs, largest difference from numpy {worst:e}",
+        present.len(),
+        cfg.targets
+    );
+    // Every output the network produced was recomputed (all but the inputs).
+    assert_eq!(checked, io.len() - inputs.len());
+    assert!(worst < 1e-4, "largest difference from numpy: {worst}");
+}
+
+fn tiny() -> ModelConfig {
+    ModelConfig::new()
+        .with_poolings(2)
+        .with_base_features(4)
+        .with_max_features(6)
+        .with_patch_size([4, 4, 4])
+}
+
+#[test]
+fn forward_matches_numpy_reference() {
+    if !common::python_has(&["numpy", "safetensors"]) {
+        return;
+    }
+    run_case(tiny(), &[Modality::T2], 1);
+    run_case(
+        tiny()
+            .with_targets(Targets::Classes)
+            .with_deep_supervision(false)
+            .with_leaky_slope(0.2),
+        &[Modality::T1, Modality::Flair],
+        2,
+    );
+    run_case(
+        tiny().with_convs_per_stage(1),
+        &[Modality::T1c, Modality::T2, Modality::Flair],
+        3,
+    );
+    run_case(tiny(), &Modality::ALL, 4);
+}
