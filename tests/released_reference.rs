@@ -6,12 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use a2fseg::Modality;
-use a2fseg::model::{A2fsegReleased, ModelConfig, Network, Targets};
+use a2fseg::model::{A2fsegReleased, Arch, ModelConfig, Network, Targets, save_model};
 use burn::module::Module;
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Distribution, Tensor};
 use common::reference::{NUMPY_LAYERS, Randomise, to_vec, write_tensors};
 
@@ -45,21 +43,12 @@ for b in range(batch):
 print(worst, len(checked))
 "#;
 
-/// Saves `model` and its configuration into `dir` as a model folder does: burn-store
-/// safetensors by module path, and `config.json`.
-fn save(dir: &Path, model: &A2fsegReleased, cfg: &ModelConfig) {
-    let mut store = SafetensorsStore::from_bytes(None);
-    model.save_into(&mut store).unwrap();
-    std::fs::write(dir.join("model.safetensors"), store.get_bytes().unwrap()).unwrap();
-    cfg.save_json(&dir.join("config.json")).unwrap();
-}
-
 fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
     let device = Device::flex();
     device.seed(seed);
     let model = A2fsegReleased::new(&cfg, &device).map(&mut Randomise);
     let dir = common::tempdir();
-    save(dir.path(), &model, &cfg);
+    save_model(dir.path(), &model, &cfg).unwrap();
     // Input [B, 1, D, H, W] with D ≠ H ≠ W to catch axis mix-ups.
     let inputs: Vec<(Modality, Tensor<5>)> = present
         .iter()
@@ -112,6 +101,7 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
 
 fn tiny() -> ModelConfig {
     ModelConfig::new()
+        .with_arch(Arch::A2fsegReleased)
         .with_poolings(2)
         .with_base_features(4)
         .with_max_features(6)

@@ -143,6 +143,10 @@ macro_rules! with_network {
                 type $n = $crate::model::A2fseg;
                 $body
             }
+            $crate::model::Arch::A2fsegReleased => {
+                type $n = $crate::model::A2fsegReleased;
+                $body
+            }
         }
     };
 }

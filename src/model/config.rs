@@ -50,16 +50,19 @@ pub enum Arch {
     /// (adaptive, and the average and HeMIS ablations). The default.
     #[default]
     A2fseg,
+    /// A2FSeg as the authors' released code computes it ([`super::A2fsegReleased`]).
+    A2fsegReleased,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 1] = [Arch::A2fseg];
+    pub const ALL: [Arch; 2] = [Arch::A2fseg, Arch::A2fsegReleased];
 
     /// The name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Arch::A2fseg => "a2fseg",
+            Arch::A2fsegReleased => "a2fseg-released",
         }
     }
 }

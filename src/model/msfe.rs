@@ -59,7 +59,13 @@ pub struct ConvBlock {
 
 impl ConvBlock {
     /// A freshly initialised block: `cin` → `cout` channels, the convolution's stride `stride`.
-    pub(crate) fn new(cin: usize, cout: usize, stride: usize, cfg: &ModelConfig, device: &Device) -> Self {
+    pub(crate) fn new(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Self {
         ConvBlock {
             conv: conv3d(cin, cout, 3, stride, true, cfg.leaky_slope, device),
             norm: InstanceNormConfig::new(cout)

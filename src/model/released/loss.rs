@@ -84,12 +84,15 @@ pub fn loss(cfg: &ModelConfig, output: &ReleasedOutput, classes: Tensor<4, Int>)
         .filter_map(|(_, lg)| deep_supervision(cfg, lg, &targets, &weights))
         .reduce(|a, t| a + t);
     let fusion_decoder = deep_supervision(cfg, &output.fusion_decoder, &targets, &weights);
-    let last = per_sample_head_loss(cfg, output.logits.clone(), targets[0].clone())
-        .mul_scalar(weights[0]);
+    let last =
+        per_sample_head_loss(cfg, output.logits.clone(), targets[0].clone()).mul_scalar(weights[0]);
     let parts = [modality, fusion_decoder, Some(last)];
     let terms = parts
         .iter()
-        .map(|t| t.as_ref().map_or(0.0, |t| t.clone().into_scalar::<f32>() as f64))
+        .map(|t| {
+            t.as_ref()
+                .map_or(0.0, |t| t.clone().into_scalar::<f32>() as f64)
+        })
         .collect();
     let total = parts
         .into_iter()

@@ -57,16 +57,16 @@ mod summary;
 
 use anyhow::{Result, bail, ensure};
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 
 pub use parts::{Attentions, ConcatHead, FusionDecoder, ModalityAttention};
 pub use summary::{ReleasedParameters, describe};
 
-use super::arch::{Encoding, Network, StepLoss};
-use super::config::{ModelConfig, Preset};
+use super::arch::{Encoding, Network, StepLoss, TrainInputs};
+use super::config::{Arch, ModelConfig, Preset};
 use super::fusion;
 use super::msfe::Msfe;
-use super::network::{FusedOutput, Msfes};
+use super::network::{A2fseg, FusedOutput, Msfes};
 use super::summary::ModelSummary;
 use crate::modality::{Modality, Subset};
 
@@ -129,13 +129,6 @@ impl A2fsegReleased {
             head: ConcatHead::new(config, device),
             config: config.clone(),
         }
-    }
-
-    /// The network configuration of `preset`: `small` as A2FSeg's small preset, `paper`
-    /// and `authors` the released native size (nnU-Net MSFEs 32-64-128-256-320-320, 128³
-    /// patches).
-    pub fn preset_config(preset: Preset) -> ModelConfig {
-        ModelConfig::of_preset(preset)
     }
 
     /// Checks images `[B, 1, D, H, W]`: non-empty, no modality twice, one shape, sizes
@@ -261,6 +254,8 @@ impl A2fsegReleased {
 /// The released network behind the method seam: the encoding of a modality is its MSFE's
 /// pyramid (`poolings` decoder levels, full resolution first, then the bottleneck).
 impl Network for A2fsegReleased {
+    const ARCH: Arch = Arch::A2fsegReleased;
+
     fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -269,13 +264,9 @@ impl Network for A2fsegReleased {
         &loss::TERMS
     }
 
-    fn training_loss(
-        &self,
-        inputs: &[(Modality, Tensor<5>)],
-        classes: Tensor<4, Int>,
-    ) -> Result<StepLoss> {
-        let out = self.forward(inputs)?;
-        Ok(loss::loss(&self.config, &out, classes))
+    fn training_loss(&self, step: TrainInputs) -> Result<StepLoss> {
+        let out = self.forward(&step.subset_images())?;
+        Ok(loss::loss(&self.config, &out, step.classes))
     }
 
     fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding> {
@@ -288,6 +279,13 @@ impl Network for A2fsegReleased {
 
     fn init(config: &ModelConfig, device: &Device) -> Self {
         A2fsegReleased::new(config, device)
+    }
+
+    /// The MSFEs of A2FSeg's presets (the released code's are the paper's nnU-Net):
+    /// `paper` and `authors` the native size (features 32-64-128-256-320-320, 5 poolings,
+    /// 128³ patches), `small` features 8-16-32-64, 3 poolings, 32³ patches.
+    fn preset(preset: Preset) -> ModelConfig {
+        <A2fseg as Network>::preset(preset).with_arch(Arch::A2fsegReleased)
     }
 
     fn describe(config: &ModelConfig) -> ModelSummary {

@@ -7,9 +7,9 @@ use burn::tensor::activation::{leaky_relu, softmax};
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels::conv3d_module;
+use crate::modality::Modality;
 use crate::model::config::ModelConfig;
 use crate::model::msfe::{ConvBlock, DecoderStage, conv3d, decoder_stages, segmentation_heads};
-use crate::modality::Modality;
 
 /// A second U-Net decoder (the released code's "average fusion"): the MSFE decoder's
 /// stages and deep-supervision heads, fed with modality means instead of one encoder's

@@ -10,6 +10,7 @@ use crate::model::tests::{Poison, device, grad_count, image, max_abs_diff, value
 /// A tiny network: 2 poolings, features 4-8-8, 8³ inputs.
 fn tiny() -> ModelConfig {
     ModelConfig::new()
+        .with_arch(Arch::A2fsegReleased)
         .with_poolings(2)
         .with_base_features(4)
         .with_max_features(8)
@@ -23,7 +24,7 @@ fn classes(d: &Device, b: usize) -> Tensor<4, Int> {
 #[test]
 fn counts_match_the_built_network_and_the_released_code() {
     for preset in [Preset::Small, Preset::Paper] {
-        let cfg = A2fsegReleased::preset_config(preset);
+        let cfg = <A2fsegReleased as Network>::preset(preset);
         let parts = ReleasedParameters::of(&cfg);
         let s = describe(&cfg);
         let model = A2fsegReleased::new(&cfg, &device());
@@ -36,7 +37,7 @@ fn counts_match_the_built_network_and_the_released_code() {
         assert_eq!(s.parameters_per_msfe, model.msfe.t1.num_params());
     }
     // The released code's model class at its native size, measured by building it.
-    let paper = ReleasedParameters::of(&A2fsegReleased::preset_config(Preset::Paper));
+    let paper = ReleasedParameters::of(&<A2fsegReleased as Network>::preset(Preset::Paper));
     assert_eq!(
         paper,
         ReleasedParameters {
@@ -47,7 +48,7 @@ fn counts_match_the_built_network_and_the_released_code() {
         }
     );
     assert_eq!(paper.total(), 142_340_576);
-    let s = describe(&A2fsegReleased::preset_config(Preset::Paper));
+    let s = describe(&<A2fsegReleased as Network>::preset(Preset::Paper));
     // Four MSFEs and four attention modules cost more than the shared decoder and head.
     assert!(s.macs_by_modalities[3].macs > 4 * s.macs_per_msfe);
     assert!(s.macs_by_modalities[0].macs > s.macs_per_msfe);
@@ -180,7 +181,13 @@ fn loss_is_per_sample_and_covers_every_branch_that_ran() {
     let inputs = vec![(Modality::T1, x(0)), (Modality::Flair, x(1))];
     let y = classes(&d, 2);
     let out = model.forward(&inputs).unwrap();
-    let step = model.training_loss(&inputs, y.clone()).unwrap();
+    let step = model
+        .training_loss(TrainInputs {
+            subset: Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
+            images: inputs.clone(),
+            classes: y.clone(),
+        })
+        .unwrap();
     assert_eq!(model.loss_terms(), &["modality", "fusion_decoder", "final"]);
     let total = step.total.clone().into_scalar::<f32>() as f64;
     let sum: f64 = step.terms.iter().sum();
@@ -190,8 +197,8 @@ fn loss_is_per_sample_and_covers_every_branch_that_ran() {
     let per_sample: f64 = (0..2)
         .map(|i| {
             let one = |t: Tensor<5>| t.narrow(0, i, 1);
-            head_loss(&cfg, one(out.logits.clone()), y.clone().narrow(0, i, 1))
-                .into_scalar::<f32>() as f64
+            head_loss(&cfg, one(out.logits.clone()), y.clone().narrow(0, i, 1)).into_scalar::<f32>()
+                as f64
         })
         .sum::<f64>()
         / 2.0;
@@ -231,10 +238,7 @@ fn per_sample_dice_differs_from_batch_dice() {
     );
     let per_sample = loss::per_sample_head_loss(&cfg, logits.clone(), y.clone());
     let batch = head_loss(&cfg, logits.clone(), y.clone());
-    let (a, b) = (
-        per_sample.into_scalar::<f32>(),
-        batch.into_scalar::<f32>(),
-    );
+    let (a, b) = (per_sample.into_scalar::<f32>(), batch.into_scalar::<f32>());
     assert!((a - b).abs() > 0.05, "{a} {b}");
     // With one sample they agree.
     let one = |t: Tensor<5>| t.narrow(0, 0, 1);
