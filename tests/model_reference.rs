@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use a2fseg::Modality;
 use a2fseg::model::{Fusion, ModelConfig, Targets, save_model};
 use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor};
-use common::reference::{NUMPY_LAYERS, Randomise, to_vec, write_tensors};
+use burn::tensor::Device;
+use common::reference::{Randomise, check_against_numpy, random_inputs, to_vec};
 
 /// The forward pass of A2FSeg after [`common::reference::NUMPY_LAYERS`].
 const SCRIPT: &str = r#"
@@ -49,21 +47,8 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
     let model = cfg.init(&device).map(&mut Randomise);
     let dir = common::tempdir();
     save_model(dir.path(), &model, &cfg).unwrap();
-    // Input [B, 1, D, H, W] with D ≠ H ≠ W to catch axis mix-ups.
-    let inputs: Vec<(Modality, Tensor<5>)> = present
-        .iter()
-        .map(|&m| {
-            (
-                m,
-                Tensor::random([2, 1, 4, 8, 12], Distribution::Normal(0.0, 1.0), &device),
-            )
-        })
-        .collect();
+    let (inputs, mut io) = random_inputs(present, &device);
     let out = model.forward(&inputs).unwrap();
-    let mut io = BTreeMap::new();
-    for (m, x) in &inputs {
-        io.insert(format!("input.{}", m.key()), to_vec(x.clone()));
-    }
     for (m, logits) in &out.per_modality {
         for (l, t) in logits.iter().enumerate() {
             io.insert(format!("per_modality.{}.{l}", m.key()), to_vec(t.clone()));
@@ -74,19 +59,8 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
     for (m, a) in out.attention.iter().flatten() {
         io.insert(format!("attention.{}", m.key()), to_vec(a.clone()));
     }
-    write_tensors(&dir.path().join("io.safetensors"), &io);
-    let script = format!("{NUMPY_LAYERS}{SCRIPT}");
-    let printed = common::run_python(&script, &[dir.path().to_str().unwrap()]);
-    let mut fields = printed.split_whitespace();
-    let worst: f64 = fields.next().unwrap().parse().unwrap();
-    let checked: usize = fields.next().unwrap().parse().unwrap();
-    eprintln!(
-        "fusion {}, targets {}: {checked} outputs, largest difference from numpy {worst:e}",
-        cfg.fusion, cfg.targets
-    );
-    // Every output the network produced was recomputed (all but the inputs).
-    assert_eq!(checked, io.len() - inputs.len());
-    assert!(worst < 1e-4, "largest difference from numpy: {worst}");
+    let what = format!("fusion {}, targets {}", cfg.fusion, cfg.targets);
+    check_against_numpy(dir.path(), SCRIPT, &io, inputs.len(), &what);
 }
 
 fn tiny() -> ModelConfig {

@@ -5,13 +5,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use a2fseg::Modality;
 use a2fseg::model::{A2fsegReleased, Arch, ModelConfig, Network, Targets, save_model};
 use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor};
-use common::reference::{NUMPY_LAYERS, Randomise, to_vec, write_tensors};
+use burn::tensor::Device;
+use common::reference::{Randomise, check_against_numpy, random_inputs, to_vec};
 
 /// The released network's fusion after [`common::reference::NUMPY_LAYERS`]: the fusion
 /// decoder on the modality means, the attention, the head.
@@ -49,20 +47,7 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
     let model = A2fsegReleased::new(&cfg, &device).map(&mut Randomise);
     let dir = common::tempdir();
     save_model(dir.path(), &model, &cfg).unwrap();
-    // Input [B, 1, D, H, W] with D ≠ H ≠ W to catch axis mix-ups.
-    let inputs: Vec<(Modality, Tensor<5>)> = present
-        .iter()
-        .map(|&m| {
-            (
-                m,
-                Tensor::random([2, 1, 4, 8, 12], Distribution::Normal(0.0, 1.0), &device),
-            )
-        })
-        .collect();
-    let mut io = BTreeMap::new();
-    for (m, x) in &inputs {
-        io.insert(format!("input.{}", m.key()), to_vec(x.clone()));
-    }
+    let (inputs, mut io) = random_inputs(present, &device);
     // Inference: encode each modality alone, then decode the subset.
     let encodings: Vec<_> = inputs
         .iter()
@@ -83,20 +68,8 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
     for (l, t) in out.fusion_decoder.iter().enumerate() {
         io.insert(format!("fusion_decoder.{l}"), to_vec(t.clone()));
     }
-    write_tensors(&dir.path().join("io.safetensors"), &io);
-    let script = format!("{NUMPY_LAYERS}{SCRIPT}");
-    let printed = common::run_python(&script, &[dir.path().to_str().unwrap()]);
-    let mut fields = printed.split_whitespace();
-    let worst: f64 = fields.next().unwrap().parse().unwrap();
-    let checked: usize = fields.next().unwrap().parse().unwrap();
-    eprintln!(
-        "{} modalities, targets {}: {checked} outputs, largest difference from numpy {worst:e}",
-        present.len(),
-        cfg.targets
-    );
-    // Every output the network produced was recomputed (all but the inputs).
-    assert_eq!(checked, io.len() - inputs.len());
-    assert!(worst < 1e-4, "largest difference from numpy: {worst}");
+    let what = format!("{} modalities, targets {}", present.len(), cfg.targets);
+    check_against_numpy(dir.path(), SCRIPT, &io, inputs.len(), &what);
 }
 
 fn tiny() -> ModelConfig {

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use a2fseg::Modality;
 use burn::module::{ModuleMapper, Param};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 
 /// Replaces every parameter by N(0, 0.3) values, so that the norms' affine parameters and
 /// the biases are non-trivial too.
@@ -28,7 +29,7 @@ pub fn to_vec(t: Tensor<5>) -> (Vec<usize>, Vec<f32>) {
 }
 
 /// Writes `tensors` (f32) as a safetensors file.
-pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+pub fn write_tensors(path: &Path, tensors: &Named) {
     let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, (s, v))| {
@@ -47,6 +48,43 @@ pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f3
         })
         .collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// Tensors by name, as [`write_tensors`] writes them.
+pub type Named = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Random images `[2, 1, 4, 8, 12]` (D ≠ H ≠ W to catch axis mix-ups) of the modalities
+/// `present`, and the same as named tensors `input.{m}`.
+pub fn random_inputs(present: &[Modality], device: &Device) -> (Vec<(Modality, Tensor<5>)>, Named) {
+    let inputs: Vec<(Modality, Tensor<5>)> = present
+        .iter()
+        .map(|&m| {
+            let x = Tensor::random([2, 1, 4, 8, 12], Distribution::Normal(0.0, 1.0), device);
+            (m, x)
+        })
+        .collect();
+    let io = inputs
+        .iter()
+        .map(|(m, x)| (format!("input.{}", m.key()), to_vec(x.clone())))
+        .collect();
+    (inputs, io)
+}
+
+/// Writes `io` (inputs and outputs) as `io.safetensors` into the model folder `dir`, runs
+/// [`NUMPY_LAYERS`] followed by `script` on it, and asserts that numpy recomputed every
+/// output (all but the `inputs` input tensors) to within 1e-4. `what` names the case in the
+/// printed line.
+pub fn check_against_numpy(dir: &Path, script: &str, io: &Named, inputs: usize, what: &str) {
+    write_tensors(&dir.join("io.safetensors"), io);
+    let script = format!("{NUMPY_LAYERS}{script}");
+    let printed = super::run_python(&script, &[dir.to_str().unwrap()]);
+    let mut fields = printed.split_whitespace();
+    let worst: f64 = fields.next().unwrap().parse().unwrap();
+    let checked: usize = fields.next().unwrap().parse().unwrap();
+    eprintln!("{what}: {checked} outputs, largest difference from numpy {worst:e}");
+    // Every output the network produced was recomputed (all but the inputs).
+    assert_eq!(checked, io.len() - inputs);
+    assert!(worst < 1e-4, "largest difference from numpy: {worst}");
 }
 
 /// The numpy layers of the nnU-Net building blocks, written from their definitions (not
