@@ -4,10 +4,10 @@
 mod common;
 
 use a2fseg::Modality;
-use a2fseg::model::{Fusion, ModelConfig, Targets, save_model};
-use burn::module::Module;
-use burn::tensor::Device;
-use common::reference::{Randomise, check_against_numpy, random_inputs, to_vec};
+use a2fseg::model::{A2fseg, Fusion, ModelConfig, Targets};
+use common::reference::{
+    check_against_numpy, random_inputs, saved_random_model, tiny_config, to_vec,
+};
 
 /// The forward pass of A2FSeg after [`common::reference::NUMPY_LAYERS`].
 const SCRIPT: &str = r#"
@@ -42,11 +42,7 @@ print(worst, len(checked))
 "#;
 
 fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
-    let device = Device::flex();
-    device.seed(seed);
-    let model = cfg.init(&device).map(&mut Randomise);
-    let dir = common::tempdir();
-    save_model(dir.path(), &model, &cfg).unwrap();
+    let (model, dir, device) = saved_random_model::<A2fseg>(&cfg, seed);
     let (inputs, mut io) = random_inputs(present, &device);
     let out = model.forward(&inputs).unwrap();
     for (m, logits) in &out.per_modality {
@@ -64,11 +60,7 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
 }
 
 fn tiny() -> ModelConfig {
-    ModelConfig::new()
-        .with_poolings(2)
-        .with_base_features(4)
-        .with_max_features(6)
-        .with_patch_size([4, 4, 4])
+    tiny_config()
 }
 
 #[test]

@@ -6,10 +6,10 @@
 mod common;
 
 use a2fseg::Modality;
-use a2fseg::model::{A2fsegReleased, Arch, ModelConfig, Network, Targets, save_model};
-use burn::module::Module;
-use burn::tensor::Device;
-use common::reference::{Randomise, check_against_numpy, random_inputs, to_vec};
+use a2fseg::model::{A2fsegReleased, Arch, ModelConfig, Network, Targets};
+use common::reference::{
+    check_against_numpy, random_inputs, saved_random_model, tiny_config, to_vec,
+};
 
 /// The released network's fusion after [`common::reference::NUMPY_LAYERS`]: the fusion
 /// decoder on the modality means, the attention, the head.
@@ -42,11 +42,7 @@ print(worst, len(checked))
 "#;
 
 fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
-    let device = Device::flex();
-    device.seed(seed);
-    let model = A2fsegReleased::new(&cfg, &device).map(&mut Randomise);
-    let dir = common::tempdir();
-    save_model(dir.path(), &model, &cfg).unwrap();
+    let (model, dir, device) = saved_random_model::<A2fsegReleased>(&cfg, seed);
     let (inputs, mut io) = random_inputs(present, &device);
     // Inference: encode each modality alone, then decode the subset.
     let encodings: Vec<_> = inputs
@@ -73,12 +69,7 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
 }
 
 fn tiny() -> ModelConfig {
-    ModelConfig::new()
-        .with_arch(Arch::A2fsegReleased)
-        .with_poolings(2)
-        .with_base_features(4)
-        .with_max_features(6)
-        .with_patch_size([4, 4, 4])
+    tiny_config().with_arch(Arch::A2fsegReleased)
 }
 
 #[test]

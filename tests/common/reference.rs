@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use a2fseg::Modality;
+use a2fseg::model::{ModelConfig, Network, save_model};
 use burn::module::{ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -48,6 +49,29 @@ pub fn write_tensors(path: &Path, tensors: &Named) {
         })
         .collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// A tiny network for reference computations: 2 poolings, features 4-6-6, 4³ patches.
+pub fn tiny_config() -> ModelConfig {
+    ModelConfig::new()
+        .with_poolings(2)
+        .with_base_features(4)
+        .with_max_features(6)
+        .with_patch_size([4, 4, 4])
+}
+
+/// The network of `cfg` with [`Randomise`]d parameters (device seeded with `seed`), saved
+/// by [`save_model`] into a fresh folder; returns the network, the folder and the device.
+pub fn saved_random_model<N: Network>(
+    cfg: &ModelConfig,
+    seed: u64,
+) -> (N, tempfile::TempDir, Device) {
+    let device = Device::flex();
+    device.seed(seed);
+    let model = N::init(cfg, &device).map(&mut Randomise);
+    let dir = super::tempdir();
+    save_model(dir.path(), &model, cfg).unwrap();
+    (model, dir, device)
 }
 
 /// Tensors by name, as [`write_tensors`] writes them.
