@@ -17,6 +17,10 @@
 //!   vector, plus the deep-supervision loss of every branch that ran (each MSFE and the
 //!   fusion decoder).
 //!
+//! Initialisation is nnU-Net's He normal everywhere; the released code leaves its attention
+//! modules and head at PyTorch's default (uniform) initialisation, the only difference from
+//! its network.
+//!
 //! A missing modality is not an input: its MSFE and attention module do not run, and it is
 //! in no mean and no softmax.
 //!
