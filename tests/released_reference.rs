@@ -1,12 +1,12 @@
 //! The inference forward pass of fixed tiny `a2fseg-released` networks (encode each modality,
 //! decode the subset), recomputed independently in numpy from the saved `model.safetensors`
-//! and `config.json`, must match to 1e-4 for subsets of 1, 2, 3 and 4 modalities; so must
-//! the training forward pass's deep-supervision logits.
+//! and `config.json`, must match to 1e-4 for subsets of 1, 2, 3 and 4 modalities and for the
+//! `post` variant; so must the training forward pass's deep-supervision logits.
 
 mod common;
 
 use a2fseg::Modality;
-use a2fseg::model::{A2fsegReleased, Arch, ModelConfig, Network, Targets};
+use a2fseg::model::{A2fsegReleased, Arch, ModelConfig, Network, ReleasedVariant, Targets};
 use common::reference::{
     check_against_numpy, random_inputs, saved_random_model, tiny_config, to_vec,
 };
@@ -23,20 +23,26 @@ for b in range(batch):
         for l, lg in enumerate(logits):
             check(f"per_modality.{m}.{l}", lg, b)
     means = {l: sum(pyr[m][l] for m in present) / len(present) for l in range(P + 1)}
-    fd = decoder(means[P], means, "fusion_decoder")
-    for l, lg in enumerate(heads(fd, "fusion_decoder")):
-        check(f"fusion_decoder.{l}", lg, b)
+    post = cfg["released_variant"] == "post"
+    if post:
+        ref = means[0]
+    else:
+        fd = decoder(means[P], means, "fusion_decoder")
+        for l, lg in enumerate(heads(fd, "fusion_decoder")):
+            check(f"fusion_decoder.{l}", lg, b)
+        ref = fd[0]
     scores = []
     for m in present:
-        a = block(np.concatenate([pyr[m][0], fd[0]]), f"attention.{m}.block")
-        scores.append(lrelu(conv(a, W[f"attention.{m}.conv.weight"], W[f"attention.{m}.conv.bias"])))
+        a = block(np.concatenate([pyr[m][0], ref]), f"attention.{m}.block")
+        a = conv(a, W[f"attention.{m}.conv.weight"], W[f"attention.{m}.conv.bias"])
+        scores.append(1 / (1 + np.exp(-a)) if post else lrelu(a))
     scores = np.stack(scores)
     e = np.exp(scores - scores.max(axis=0, keepdims=True))
     att = e / e.sum(axis=0, keepdims=True)
     fused = sum(att[i] * pyr[m][0] for i, m in enumerate(present))
     for i, m in enumerate(present):
         check("attention." + m, att[i], b)
-    h = block(np.concatenate([fused, fd[0]]), "head.block")
+    h = block(np.concatenate([fused, ref]), "head.block")
     check("logits", conv(h, W["head.output.weight"]), b)
 print(worst, len(checked))
 "#;
@@ -64,7 +70,12 @@ fn run_case(cfg: ModelConfig, present: &[Modality], seed: u64) {
     for (l, t) in out.fusion_decoder.iter().enumerate() {
         io.insert(format!("fusion_decoder.{l}"), to_vec(t.clone()));
     }
-    let what = format!("{} modalities, targets {}", present.len(), cfg.targets);
+    let what = format!(
+        "{}, {} modalities, targets {}",
+        cfg.released_variant,
+        present.len(),
+        cfg.targets
+    );
     check_against_numpy(dir.path(), SCRIPT, &io, inputs.len(), &what);
 }
 
@@ -92,4 +103,9 @@ fn forward_matches_numpy_reference() {
         3,
     );
     run_case(tiny(), &Modality::ALL, 4);
+    run_case(
+        tiny().with_released_variant(ReleasedVariant::Post),
+        &[Modality::T1, Modality::T1c, Modality::Flair],
+        5,
+    );
 }

@@ -67,6 +67,31 @@ impl Arch {
     }
 }
 
+/// Which network of the authors' released code `a2fseg-released` builds (the other methods
+/// ignore it). Named after the released files `generic_MAML3_channel{,_post}.py`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleasedVariant {
+    /// The fusion decoder on the modality means, LeakyReLU attention on `[F_m; F_fd]`, the
+    /// head on `[F̂; F_fd]`. The default.
+    Channel,
+    /// No fusion decoder: the attention (ending in a sigmoid) reads `[F_m; F̄]` and the head
+    /// `[F̂; F̄]`, with F̄ the mean of the MSFE features; closest to the paper.
+    Post,
+}
+
+impl ReleasedVariant {
+    /// Both variants.
+    pub const ALL: [ReleasedVariant; 2] = [ReleasedVariant::Channel, ReleasedVariant::Post];
+
+    /// The name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReleasedVariant::Channel => "channel",
+            ReleasedVariant::Post => "post",
+        }
+    }
+}
+
 /// What the heads predict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Targets {
@@ -142,6 +167,7 @@ macro_rules! named_enum {
 named_enum!(Arch, "architecture");
 named_enum!(Fusion, "fusion");
 named_enum!(Targets, "targets");
+named_enum!(ReleasedVariant, "released variant");
 
 /// The network a model folder holds and what it is trained to predict.
 ///
@@ -184,6 +210,9 @@ pub struct ModelConfig {
     /// Fusion strategy: `adaptive` (A2FSeg), `average` (Table 2 baseline) or `hemis`.
     #[config(default = "Fusion::Adaptive")]
     pub fusion: Fusion,
+    /// `a2fseg-released` only: `channel` (the released default) or `post`.
+    #[config(default = "ReleasedVariant::Channel")]
+    pub released_variant: ReleasedVariant,
     /// Channels of each attention map W_m: 1 (one weight per voxel and modality) or
     /// `base_features` (one weight per voxel, channel and modality).
     #[config(default = 1)]

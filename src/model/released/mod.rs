@@ -24,9 +24,14 @@
 //! A missing modality is not an input: its MSFE and attention module do not run, and it is
 //! in no mean and no softmax.
 //!
+//! The `post` variant (`released_variant: post`, the released `_post` file) has no fusion
+//! decoder: the attention reads `[F_m; F̄]` and ends in a sigmoid instead of the LeakyReLU,
+//! and the head reads `[F̂; F̄]`, with F̄ the mean of the available MSFE features; its
+//! encoding of a modality is F_m alone.
+//!
 //! Configuration fields read: `poolings`, `base_features`, `max_features`,
 //! `convs_per_stage`, `leaky_slope`, `norm_epsilon`, `deep_supervision`, `targets`,
-//! `dice_smooth`, `patch_size`; `fusion`, `attention_channels` and `attention_kernel`
+//! `dice_smooth`, `patch_size`, `released_variant`; `fusion`, `attention_channels` and `attention_kernel`
 //! belong to [`A2fseg`](super::A2fseg) and are ignored.
 //!
 //! # Tensor names
@@ -36,7 +41,7 @@
 //! | `msfe.{m}.…` | | the MSFEs, named as in [`weights`](super::weights) |
 //! | `fusion_decoder.decoder.{l}.up.weight` | `[f(l+1), f(l), 2, 2, 2]` | transposed conv producing level `l` (no bias) |
 //! | `fusion_decoder.decoder.{l}.convs.{i}.conv.weight` / `.bias`, `.norm.gamma` / `.beta` | | its blocks; block 0 reads `[upsampled; mean of level l]` (`2·f(l)` channels) |
-//! | `fusion_decoder.heads.{l}.weight` | `[K, f(l), 1, 1, 1]` | its deep-supervision head on level `l` (no bias) |
+//! | `fusion_decoder.heads.{l}.weight` | `[K, f(l), 1, 1, 1]` | its deep-supervision head on level `l` (no bias); no `fusion_decoder` in `post` |
 //! | `attention.{m}.block.conv.weight` / `.bias` | `[C, 2C, 3, 3, 3]`, `[C]` | first attention conv, input `[F_m; F_fd]` |
 //! | `attention.{m}.block.norm.gamma` / `.beta` | `[C]` | its instance norm |
 //! | `attention.{m}.conv.weight` / `.bias` | `[C, C, 3, 3, 3]`, `[C]` | second attention conv |
@@ -67,7 +72,7 @@ pub use parts::{Attentions, ConcatHead, FusionDecoder, ModalityAttention};
 pub use summary::{ReleasedParameters, describe};
 
 use super::arch::{Encoding, Network, StepLoss, TrainInputs};
-use super::config::{Arch, ModelConfig, Preset};
+use super::config::{Arch, ModelConfig, Preset, ReleasedVariant};
 use super::fusion;
 use super::msfe::Msfe;
 use super::network::{A2fseg, FusedOutput, Msfes};
@@ -79,8 +84,8 @@ use crate::modality::{Modality, Subset};
 pub struct A2fsegReleased {
     /// The modality-specific feature extractors.
     pub msfe: Msfes,
-    /// The second decoder on the modality means.
-    pub fusion_decoder: FusionDecoder,
+    /// The second decoder on the modality means (absent in the `post` variant).
+    pub fusion_decoder: Option<FusionDecoder>,
     /// One attention module per modality.
     pub attention: Attentions,
     /// The concatenating head.
@@ -96,7 +101,7 @@ pub struct ReleasedOutput {
     /// For each available modality (canonical order): its MSFE's head logits, full
     /// resolution first (`[B, K, D/2^l, H/2^l, W/2^l]`).
     pub per_modality: Vec<(Modality, Vec<Tensor<5>>)>,
-    /// The fusion decoder's head logits, full resolution first.
+    /// The fusion decoder's head logits, full resolution first (none in `post`).
     pub fusion_decoder: Vec<Tensor<5>>,
     /// The final logits `[B, K, D, H, W]` of the concatenating head.
     pub logits: Tensor<5>,
@@ -106,7 +111,7 @@ pub struct ReleasedOutput {
 
 /// What the fusion part computes from the pyramids of the available modalities.
 struct Fused {
-    /// The fusion decoder's outputs, full resolution first.
+    /// The fusion decoder's outputs, full resolution first (none in `post`).
     levels: Vec<Tensor<5>>,
     /// Final logits `[B, K, D, H, W]`.
     logits: Tensor<5>,
@@ -128,7 +133,8 @@ impl A2fsegReleased {
                 t2: Msfe::new(config, device),
                 flair: Msfe::new(config, device),
             },
-            fusion_decoder: FusionDecoder::new(config, device),
+            fusion_decoder: (config.released_variant == ReleasedVariant::Channel)
+                .then(|| FusionDecoder::new(config, device)),
             attention: Attentions::new(config, device),
             head: ConcatHead::new(config, device),
             config: config.clone(),
@@ -159,22 +165,32 @@ impl A2fsegReleased {
         self.config.check_size([dims0[4], dims0[3], dims0[2]])
     }
 
+    /// Tensors per encoding: `poolings + 1` (decoder levels and bottleneck), or 1 (F_m) in
+    /// `post`.
+    fn encoding_len(&self) -> usize {
+        match self.fusion_decoder {
+            Some(_) => self.config.poolings + 1,
+            None => 1,
+        }
+    }
+
     /// Checks encodings from [`A2fsegReleased::pyramid`]: non-empty, no modality twice,
-    /// `poolings + 1` tensors each with the channels of their level and one shape per level.
+    /// [`A2fsegReleased::encoding_len`] tensors each with the channels of their level and
+    /// one shape per level.
     fn check_pyramids(&self, pyramids: &[(Modality, Encoding)]) -> Result<()> {
         let Some((first, p0)) = pyramids.first() else {
             bail!("no modality given: A2FSeg needs at least one of T1, T1c, T2, FLAIR");
         };
         let f = self.config.features();
+        let len = self.encoding_len();
         let mut seen = Subset::EMPTY;
         for (m, p) in pyramids {
             ensure!(!seen.contains(*m), "modality {m} given twice");
             seen = seen.with(*m);
             ensure!(
-                p.len() == f.len(),
-                "{m}: an a2fseg-released encoding is {} tensors (decoder levels and \
-                 bottleneck), got {}",
-                f.len(),
+                p.len() == len,
+                "{m}: an a2fseg-released ({}) encoding is {len} tensor(s), got {}",
+                self.config.released_variant,
                 p.len()
             );
             for (l, (t, t0)) in p.iter().zip(p0).enumerate() {
@@ -208,18 +224,25 @@ impl A2fsegReleased {
         let fused = self.fuse_parts(&pyramids);
         Ok(ReleasedOutput {
             per_modality,
-            fusion_decoder: self.fusion_decoder.head_logits(&fused.levels),
+            fusion_decoder: self
+                .fusion_decoder
+                .as_ref()
+                .map_or_else(Vec::new, |fd| fd.head_logits(&fused.levels)),
             logits: fused.logits,
             attention: fused.attention,
         })
     }
 
     /// The encoding of modality `m` from its image `[B, 1, D, H, W]`: its MSFE's
-    /// [`Msfe::pyramid`] (decoder levels full resolution first, then the bottleneck), which
-    /// does not depend on the other modalities.
+    /// [`Msfe::pyramid`] (decoder levels full resolution first, then the bottleneck), or its
+    /// feature F_m alone in `post`; it does not depend on the other modalities.
     pub fn pyramid(&self, m: Modality, x: Tensor<5>) -> Result<Vec<Tensor<5>>> {
         self.check_images(&[(m, x.clone())])?;
-        Ok(self.msfe.get(m).pyramid(x))
+        let msfe = self.msfe.get(m);
+        Ok(match self.fusion_decoder {
+            Some(_) => msfe.pyramid(x),
+            None => vec![msfe.features(x)],
+        })
     }
 
     /// The final logits and attention maps from the pyramids of the available modalities
@@ -240,13 +263,19 @@ impl A2fsegReleased {
         let level = |l: usize| -> Vec<(Modality, Tensor<5>)> {
             pyramids.iter().map(|(m, p)| (*m, p[l].clone())).collect()
         };
-        let means: Vec<Tensor<5>> = (0..=self.config.poolings)
-            .map(|l| fusion::average(&level(l)))
-            .collect();
-        let levels = self.fusion_decoder.forward(&means);
-        let fd = levels[0].clone();
-        let (attended, attention) = self.attention.fuse(&level(0), &fd);
-        let logits = self.head.forward(attended, fd);
+        let (levels, reference) = match &self.fusion_decoder {
+            Some(decoder) => {
+                let means: Vec<Tensor<5>> = (0..=self.config.poolings)
+                    .map(|l| fusion::average(&level(l)))
+                    .collect();
+                let levels = decoder.forward(&means);
+                let fd = levels[0].clone();
+                (levels, fd)
+            }
+            None => (Vec::new(), fusion::average(&level(0))),
+        };
+        let (attended, attention) = self.attention.fuse(&level(0), &reference);
+        let logits = self.head.forward(attended, reference);
         Fused {
             levels,
             logits,
@@ -256,7 +285,8 @@ impl A2fsegReleased {
 }
 
 /// The released network behind the method seam: the encoding of a modality is its MSFE's
-/// pyramid (`poolings` decoder levels, full resolution first, then the bottleneck).
+/// pyramid (`poolings` decoder levels, full resolution first, then the bottleneck; F_m alone
+/// in `post`).
 impl Network for A2fsegReleased {
     const ARCH: Arch = Arch::A2fsegReleased;
 

@@ -3,12 +3,12 @@
 
 use burn::module::Module;
 use burn::nn::conv::Conv3d;
-use burn::tensor::activation::{leaky_relu, softmax};
+use burn::tensor::activation::{leaky_relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use crate::kernels::conv3d_module;
 use crate::modality::Modality;
-use crate::model::config::ModelConfig;
+use crate::model::config::{ModelConfig, ReleasedVariant};
 use crate::model::msfe::{ConvBlock, DecoderStage, conv3d, decoder_stages, segmentation_heads};
 
 /// A second U-Net decoder (the released code's "average fusion"): the MSFE decoder's
@@ -66,7 +66,8 @@ impl FusionDecoder {
 }
 
 /// The attention module of one modality: Conv3³(2C → C, bias) → InstanceNorm → LeakyReLU
-/// → Conv3³(C → C, bias) → LeakyReLU, on `[F_m; F_fd]`. Tensor names
+/// → Conv3³(C → C, bias) → LeakyReLU (sigmoid in the `post` variant), on `[F_m; F_fd]`
+/// (`[F_m; F̄]` in `post`). Tensor names
 /// `attention.{m}.block.conv.weight` `[C, 2C, 3, 3, 3]`, `….block.conv.bias`,
 /// `….block.norm.gamma` / `.beta` `[C]`, `attention.{m}.conv.weight` `[C, C, 3, 3, 3]`,
 /// `attention.{m}.conv.bias` `[C]`.
@@ -77,6 +78,9 @@ pub struct ModalityAttention {
     /// The second convolution (its LeakyReLU has the slope of the blocks, 0.01 as PyTorch's
     /// default that the released code uses there).
     pub conv: Conv3d,
+    /// End in a sigmoid instead of the LeakyReLU (the `post` variant).
+    #[module(skip)]
+    pub sigmoid: bool,
 }
 
 impl ModalityAttention {
@@ -85,14 +89,20 @@ impl ModalityAttention {
         ModalityAttention {
             block: ConvBlock::new(2 * c, c, 1, cfg, device),
             conv: conv3d(c, c, 3, 1, true, cfg.leaky_slope, device),
+            sigmoid: cfg.released_variant == ReleasedVariant::Post,
         }
     }
 
     /// The unnormalised attention `[B, C, D, H, W]` of a modality from its feature and the
-    /// fusion decoder's, both `[B, C, D, H, W]`.
-    pub fn forward(&self, feature: Tensor<5>, fused: Tensor<5>) -> Tensor<5> {
-        let x = self.block.forward(Tensor::cat(vec![feature, fused], 1));
-        leaky_relu(conv3d_module(&self.conv, x), self.block.slope)
+    /// reference feature (F_fd, or F̄ in `post`), both `[B, C, D, H, W]`.
+    pub fn forward(&self, feature: Tensor<5>, reference: Tensor<5>) -> Tensor<5> {
+        let x = self.block.forward(Tensor::cat(vec![feature, reference], 1));
+        let x = conv3d_module(&self.conv, x);
+        if self.sigmoid {
+            sigmoid(x)
+        } else {
+            leaky_relu(x, self.block.slope)
+        }
     }
 }
 
@@ -131,9 +141,10 @@ impl Attentions {
         }
     }
 
-    /// Attention fusion over the available modalities: A_m = attention_m([F_m; F_fd]),
+    /// Attention fusion over the available modalities: A_m = attention_m([F_m; R]),
     /// Ŵ = softmax over the modalities of the A_m (per voxel and channel), F̂ = Σ_m Ŵ_m ⊙ F_m.
-    /// `features`: the available F_m `[B, C, D, H, W]` (non-empty); `fused`: F_fd. Returns F̂
+    /// `features`: the available F_m `[B, C, D, H, W]` (non-empty); `fused`: the reference
+    /// R (F_fd, or F̄ in `post`). Returns F̂
     /// `[B, C, D, H, W]` and the maps Ŵ_m `[B, C, D, H, W]` in the order of `features`. With
     /// one modality Ŵ is 1 and F̂ is its feature.
     pub fn fuse(
@@ -163,7 +174,7 @@ impl Attentions {
     }
 }
 
-/// The concatenating head: Conv3³ on `[F̂; F_fd]` (2C → C, bias) → InstanceNorm →
+/// The concatenating head: Conv3³ on `[F̂; F_fd]` (`[F̂; F̄]` in `post`) (2C → C, bias) → InstanceNorm →
 /// LeakyReLU, then a 1×1×1 convolution without bias (C → K). Tensor names
 /// `head.block.conv.weight` `[C, 2C, 3, 3, 3]`, `head.block.conv.bias`,
 /// `head.block.norm.gamma` / `.beta` `[C]`, `head.output.weight` `[K, C, 1, 1, 1]`.
@@ -185,9 +196,12 @@ impl ConcatHead {
         }
     }
 
-    /// Final logits `[B, K, D, H, W]` from F̂ and F_fd, both `[B, C, D, H, W]`.
-    pub fn forward(&self, attended: Tensor<5>, fused: Tensor<5>) -> Tensor<5> {
-        let x = self.block.forward(Tensor::cat(vec![attended, fused], 1));
+    /// Final logits `[B, K, D, H, W]` from F̂ and the reference (F_fd or F̄), both
+    /// `[B, C, D, H, W]`.
+    pub fn forward(&self, attended: Tensor<5>, reference: Tensor<5>) -> Tensor<5> {
+        let x = self
+            .block
+            .forward(Tensor::cat(vec![attended, reference], 1));
         conv3d_module(&self.output, x)
     }
 }

@@ -4,17 +4,17 @@
 
 use serde::Serialize;
 
-use crate::model::config::ModelConfig;
+use crate::model::config::{ModelConfig, ReleasedVariant};
 use crate::model::summary::{Builder, MacsByModalities, ModelSummary};
 
 /// Parameters of each part of the released network. At the native size (`paper`): MSFEs
 /// 4 × 31,195,584 = 124,782,336, fusion decoder 17,170,464, attention 332,288, head 55,488,
-/// total 142,340,576.
+/// total 142,340,576; `post` has no fusion decoder (total 125,170,112).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ReleasedParameters {
     /// The four MSFEs with their heads.
     pub msfes: usize,
-    /// The fusion decoder with its heads.
+    /// The fusion decoder with its heads (0 in `post`).
     pub fusion_decoder: usize,
     /// The four attention modules.
     pub attention: usize,
@@ -56,8 +56,10 @@ impl Layers {
         let msfe_body_parameters =
             b.parameters_from(0) - b.parameters_from(msfe_end - cfg.heads_per_msfe());
         let msfe_macs = b.macs_from(0);
-        b.decoder(cfg, "fusion_decoder");
-        b.heads(cfg, "fusion_decoder");
+        if cfg.released_variant == ReleasedVariant::Channel {
+            b.decoder(cfg, "fusion_decoder");
+            b.heads(cfg, "fusion_decoder");
+        }
         let decoder_end = b.layers.len();
         b.block("attention.{m}.block".into(), 2 * c, c, 1, 0);
         b.conv("attention.{m}.conv".into(), "conv3d", c, c, 3, 1, 0, true);

@@ -23,8 +23,12 @@ fn classes(d: &Device, b: usize) -> Tensor<4, Int> {
 
 #[test]
 fn counts_match_the_built_network_and_the_released_code() {
-    for preset in [Preset::Small, Preset::Paper] {
-        let cfg = <A2fsegReleased as Network>::preset(preset);
+    for (preset, variant) in [
+        (Preset::Small, ReleasedVariant::Channel),
+        (Preset::Small, ReleasedVariant::Post),
+        (Preset::Paper, ReleasedVariant::Channel),
+    ] {
+        let cfg = <A2fsegReleased as Network>::preset(preset).with_released_variant(variant);
         let parts = ReleasedParameters::of(&cfg);
         let s = describe(&cfg);
         let model = A2fsegReleased::new(&cfg, &device());
@@ -48,6 +52,9 @@ fn counts_match_the_built_network_and_the_released_code() {
         }
     );
     assert_eq!(paper.total(), 142_340_576);
+    let post = <A2fsegReleased as Network>::preset(Preset::Paper)
+        .with_released_variant(ReleasedVariant::Post);
+    assert_eq!(ReleasedParameters::of(&post).total(), 125_170_112);
     let s = describe(&<A2fsegReleased as Network>::preset(Preset::Paper));
     // Four MSFEs and four attention modules cost more than the shared decoder and head.
     assert!(s.macs_by_modalities[3].macs > 4 * s.macs_per_msfe);
@@ -162,7 +169,7 @@ fn encodings_are_the_pyramid_and_bad_ones_are_errors() {
     let err = |r: Result<FusedOutput>| r.unwrap_err().to_string();
     assert!(err(model.decode(&[])).contains("no modality"));
     let short = vec![(Modality::T2, e[..2].to_vec())];
-    assert!(err(model.decode(&short)).contains("3 tensors"));
+    assert!(err(model.decode(&short)).contains("encoding is 3 tensor(s), got 2"));
     let twice = vec![(Modality::T2, e.clone()), (Modality::T2, e.clone())];
     assert!(err(model.decode(&twice)).contains("twice"));
     let other = model.encode(Modality::T1, image(&d, [8, 8, 8])).unwrap();
@@ -245,4 +252,44 @@ fn per_sample_dice_differs_from_batch_dice() {
     let a = loss::per_sample_head_loss(&cfg, one(logits.clone()), y.clone().narrow(0, 0, 1));
     let b = head_loss(&cfg, one(logits), y.narrow(0, 0, 1));
     assert_eq!(a.into_scalar::<f32>(), b.into_scalar::<f32>());
+}
+
+#[test]
+fn the_post_variant_attends_to_the_mean_without_a_fusion_decoder() {
+    let d = device().autodiff();
+    let cfg = tiny().with_released_variant(ReleasedVariant::Post);
+    let model = A2fsegReleased::new(&cfg, &d);
+    assert!(model.fusion_decoder.is_none());
+    let inputs: Vec<(Modality, Tensor<5>)> = [Modality::T1c, Modality::T2]
+        .into_iter()
+        .map(|m| (m, image(&d, [8, 8, 8])))
+        .collect();
+    // The encoding is F_m alone, and encode + decode is the training forward pass.
+    let encodings: Vec<(Modality, Encoding)> = inputs
+        .iter()
+        .map(|(m, x)| (*m, model.encode(*m, x.clone()).unwrap()))
+        .collect();
+    assert!(encodings.iter().all(|(_, e)| e.len() == 1));
+    assert_eq!(encodings[0].1[0].dims(), [1, 4, 8, 8, 8]);
+    let fused = model.decode(&encodings).unwrap();
+    let out = model.forward(&inputs).unwrap();
+    assert!(out.fusion_decoder.is_empty());
+    let diff = max_abs_diff(&values(fused.logits), &values(out.logits.clone()));
+    assert!(diff < 1e-5, "{diff}");
+    // A sigmoid before the softmax: the scores lie in (0, 1), so no weight of two modalities
+    // leaves (1 / (1 + e), e / (1 + e)).
+    let e = std::f32::consts::E;
+    let w = values(out.attention[0].1.clone());
+    assert!(w.iter().all(|&w| w > 1.0 / (1.0 + e) && w < e / (1.0 + e)));
+    let step = model
+        .training_loss(TrainInputs {
+            subset: Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
+            images: inputs,
+            classes: classes(&d, 1),
+        })
+        .unwrap();
+    assert_eq!(step.terms[1], 0.0);
+    assert!(step.terms[0] > 0.0 && step.terms[2] > 0.0);
+    let grads = step.total.backward();
+    assert_eq!(grad_count(&model.attention.t2, &grads).1, 0);
 }
