@@ -361,6 +361,7 @@ impl<'a> Demo<'a> {
                     device: crate::model::ComputeDevice::Cpu,
                     quiet: opts.quiet,
                     cache: None,
+                    strict_finite: false,
                 })?;
                 Ok(json!({ "scored": outcome.scored }))
             })?;
