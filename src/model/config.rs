@@ -332,6 +332,9 @@ impl ModelConfig {
             // Files written before methods existed hold A2FSeg models.
             map.entry("arch")
                 .or_insert_with(|| Arch::A2fseg.name().into());
+            // Files written before the released variants existed build the default one.
+            map.entry("released_variant")
+                .or_insert_with(|| ReleasedVariant::Channel.name().into());
         }
         let cfg: ModelConfig = serde_json::from_value(value.clone())?;
         let known = serde_json::to_value(&cfg)?;
@@ -542,6 +545,19 @@ mod tests {
                 c.validate().unwrap();
             }
         }
+    }
+
+    #[test]
+    fn files_without_released_variant_build_the_default() {
+        let c = ModelConfig::preset("small")
+            .unwrap()
+            .with_arch(Arch::A2fsegReleased);
+        let mut value: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(value["released_variant"], "channel");
+        value.as_object_mut().unwrap().remove("released_variant");
+        assert_eq!(ModelConfig::from_json(&value.to_string()).unwrap(), c);
+        let post = c.with_released_variant(ReleasedVariant::Post);
+        assert_eq!(ModelConfig::from_json(&post.to_json()).unwrap(), post);
     }
 
     #[test]

@@ -193,6 +193,7 @@ fn loss_is_per_sample_and_covers_every_branch_that_ran() {
             subset: Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
             images: inputs.clone(),
             classes: y.clone(),
+            noise_seed: 0,
         })
         .unwrap();
     assert_eq!(model.loss_terms(), &["modality", "fusion_decoder", "final"]);
@@ -286,6 +287,7 @@ fn the_post_variant_attends_to_the_mean_without_a_fusion_decoder() {
             subset: Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
             images: inputs,
             classes: classes(&d, 1),
+            noise_seed: 0,
         })
         .unwrap();
     assert_eq!(step.terms[1], 0.0);
