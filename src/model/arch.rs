@@ -166,6 +166,10 @@ macro_rules! with_network {
                 type $n = $crate::model::Uhved;
                 $body
             }
+            $crate::model::Arch::A2fsegReleased => {
+                type $n = $crate::model::A2fsegReleased;
+                $body
+            }
         }
     };
 }

@@ -50,19 +50,47 @@ pub enum Arch {
     /// (adaptive, and the average and HeMIS ablations). The default.
     #[default]
     A2fseg,
+    /// A2FSeg as the authors' released code computes it ([`super::A2fsegReleased`]).
+    A2fsegReleased,
     /// U-HVED, the hetero-modal variational encoder-decoder ([`super::Uhved`]).
     Uhved,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 2] = [Arch::A2fseg, Arch::Uhved];
+    pub const ALL: [Arch; 3] = [Arch::A2fseg, Arch::A2fsegReleased, Arch::Uhved];
 
     /// The name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             Arch::A2fseg => "a2fseg",
+            Arch::A2fsegReleased => "a2fseg-released",
             Arch::Uhved => "uhved",
+        }
+    }
+}
+
+/// Which network of the authors' released code `a2fseg-released` builds (the other methods
+/// ignore it). Named after the released files `generic_MAML3_channel{,_post}.py`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReleasedVariant {
+    /// The fusion decoder on the modality means, LeakyReLU attention on `[F_m; F_fd]`, the
+    /// head on `[F̂; F_fd]`. The default.
+    Channel,
+    /// No fusion decoder: the attention (ending in a sigmoid) reads `[F_m; F̄]` and the head
+    /// `[F̂; F̄]`, with F̄ the mean of the MSFE features; closest to the paper.
+    Post,
+}
+
+impl ReleasedVariant {
+    /// Both variants.
+    pub const ALL: [ReleasedVariant; 2] = [ReleasedVariant::Channel, ReleasedVariant::Post];
+
+    /// The name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReleasedVariant::Channel => "channel",
+            ReleasedVariant::Post => "post",
         }
     }
 }
@@ -142,6 +170,7 @@ macro_rules! named_enum {
 named_enum!(Arch, "architecture");
 named_enum!(Fusion, "fusion");
 named_enum!(Targets, "targets");
+named_enum!(ReleasedVariant, "released variant");
 
 /// The network a model folder holds and what it is trained to predict.
 ///
@@ -184,6 +213,9 @@ pub struct ModelConfig {
     /// Fusion strategy: `adaptive` (A2FSeg), `average` (Table 2 baseline) or `hemis`.
     #[config(default = "Fusion::Adaptive")]
     pub fusion: Fusion,
+    /// `a2fseg-released` only: `channel` (the released default) or `post`.
+    #[config(default = "ReleasedVariant::Channel")]
+    pub released_variant: ReleasedVariant,
     /// Channels of each attention map W_m: 1 (one weight per voxel and modality) or
     /// `base_features` (one weight per voxel, channel and modality).
     #[config(default = 1)]
@@ -310,18 +342,13 @@ impl ModelConfig {
     /// silently falls back to a default.
     pub fn from_json(text: &str) -> Result<ModelConfig> {
         let mut value: serde_json::Value = serde_json::from_str(text)?;
-        if let Some(map) = value.as_object_mut() {
-            // Files written before methods existed hold A2FSeg models.
-            map.entry("arch")
-                .or_insert_with(|| Arch::A2fseg.name().into());
-            // Files written before U-HVED's settings existed take their defaults.
-            let d = ModelConfig::new();
-            for (key, v) in [
-                ("kl_weight", d.kl_weight),
-                ("reconstruction_weight", d.reconstruction_weight),
-                ("logvar_clip", d.logvar_clip),
-            ] {
-                map.entry(key).or_insert_with(|| v.into());
+        if let (Some(map), serde_json::Value::Object(defaults)) =
+            (value.as_object_mut(), serde_json::to_value(ModelConfig::new())?)
+        {
+            // A key the file lacks takes its default: files written before a setting existed
+            // (before methods existed: A2FSeg models) still load as they were meant.
+            for (key, v) in defaults {
+                map.entry(key).or_insert(v);
             }
         }
         let cfg: ModelConfig = serde_json::from_value(value.clone())?;
@@ -533,6 +560,19 @@ mod tests {
                 c.validate().unwrap();
             }
         }
+    }
+
+    #[test]
+    fn files_without_released_variant_build_the_default() {
+        let c = ModelConfig::preset("small")
+            .unwrap()
+            .with_arch(Arch::A2fsegReleased);
+        let mut value: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(value["released_variant"], "channel");
+        value.as_object_mut().unwrap().remove("released_variant");
+        assert_eq!(ModelConfig::from_json(&value.to_string()).unwrap(), c);
+        let post = c.with_released_variant(ReleasedVariant::Post);
+        assert_eq!(ModelConfig::from_json(&post.to_json()).unwrap(), post);
     }
 
     #[test]

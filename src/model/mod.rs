@@ -29,6 +29,7 @@ pub mod msfe;
 pub mod network;
 pub mod ops;
 pub mod per_modality;
+pub mod released;
 pub mod summary;
 pub mod uhved;
 pub mod weights;
@@ -37,10 +38,11 @@ use anyhow::Result;
 use burn::tensor::Device;
 
 pub use arch::{Encoding, Network, Segmenter, StepLoss, TrainInputs};
-pub use config::{Arch, Fusion, ModelConfig, PRESETS, Preset, Targets};
+pub use config::{Arch, Fusion, ModelConfig, PRESETS, Preset, ReleasedVariant, Targets};
 pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
+pub use released::A2fsegReleased;
 pub use summary::ModelSummary;
 pub use uhved::Uhved;
 pub use weights::{CONFIG_FILE, WEIGHTS_FILE, load_model, save_model};
@@ -53,4 +55,4 @@ pub fn device_from_name(name: &str) -> Result<Device> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

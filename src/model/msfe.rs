@@ -58,7 +58,14 @@ pub struct ConvBlock {
 }
 
 impl ConvBlock {
-    fn new(cin: usize, cout: usize, stride: usize, cfg: &ModelConfig, device: &Device) -> Self {
+    /// A freshly initialised block: `cin` → `cout` channels, the convolution's stride `stride`.
+    pub(crate) fn new(
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Self {
         ConvBlock {
             conv: conv3d(cin, cout, 3, stride, true, cfg.leaky_slope, device),
             norm: InstanceNormConfig::new(cout)
@@ -113,6 +120,48 @@ impl DecoderStage {
     }
 }
 
+/// The `poolings` decoder stages of a U-Net of `cfg`, freshly initialised; stage `l`
+/// upsamples `f(l+1)` → `f(l)` channels and its first block reads `[upsampled; skip]`
+/// (`2 · f(l)` channels). Shared by the MSFE and the released code's fusion decoder.
+pub(crate) fn decoder_stages(cfg: &ModelConfig, device: &Device) -> Vec<DecoderStage> {
+    let f = cfg.features();
+    (0..cfg.poolings)
+        .map(|l| {
+            let up = ConvTranspose3dConfig::new([f[l + 1], f[l]], [2; 3])
+                .with_stride([2; 3])
+                .with_bias(false)
+                .with_initializer(he_init(cfg.leaky_slope))
+                .init(device);
+            let convs = (0..cfg.convs_per_stage)
+                .map(|i| {
+                    let inc = if i == 0 { 2 * f[l] } else { f[l] };
+                    ConvBlock::new(inc, f[l], 1, cfg, device)
+                })
+                .collect();
+            DecoderStage { up, convs }
+        })
+        .collect()
+}
+
+/// The 1×1×1 segmentation heads (no bias) on decoder levels `0..cfg.heads_per_msfe()`:
+/// head `l` maps `f(l)` → K channels.
+pub(crate) fn segmentation_heads(cfg: &ModelConfig, device: &Device) -> Vec<Conv3d> {
+    let f = cfg.features();
+    (0..cfg.heads_per_msfe())
+        .map(|l| {
+            conv3d(
+                f[l],
+                cfg.out_channels(),
+                1,
+                1,
+                false,
+                cfg.leaky_slope,
+                device,
+            )
+        })
+        .collect()
+}
+
 /// A modality-specific feature extractor (one per modality, same architecture, own weights).
 #[derive(Module, Debug)]
 pub struct Msfe {
@@ -143,35 +192,8 @@ impl Msfe {
                 EncoderStage { convs }
             })
             .collect();
-        let decoder = (0..cfg.poolings)
-            .map(|l| {
-                let up = ConvTranspose3dConfig::new([f[l + 1], f[l]], [2; 3])
-                    .with_stride([2; 3])
-                    .with_bias(false)
-                    .with_initializer(he_init(cfg.leaky_slope))
-                    .init(device);
-                let convs = (0..cfg.convs_per_stage)
-                    .map(|i| {
-                        let inc = if i == 0 { 2 * f[l] } else { f[l] };
-                        ConvBlock::new(inc, f[l], 1, cfg, device)
-                    })
-                    .collect();
-                DecoderStage { up, convs }
-            })
-            .collect();
-        let heads = (0..cfg.heads_per_msfe())
-            .map(|l| {
-                conv3d(
-                    f[l],
-                    cfg.out_channels(),
-                    1,
-                    1,
-                    false,
-                    cfg.leaky_slope,
-                    device,
-                )
-            })
-            .collect();
+        let decoder = decoder_stages(cfg, device);
+        let heads = segmentation_heads(cfg, device);
         Msfe {
             encoder,
             decoder,
@@ -180,8 +202,10 @@ impl Msfe {
     }
 
     /// Decoder outputs, full resolution first: level `l` is `[B, f(l), D/2^l, H/2^l, W/2^l]`.
-    /// Only the first `levels` are kept (the deeper ones are computed but dropped).
-    fn decode(&self, x: Tensor<5>, levels: usize) -> Vec<Tensor<5>> {
+    /// Only the first `levels` are kept (the deeper ones are computed but dropped); with
+    /// `bottleneck`, the last encoder stage's output `[B, f(P), D/2^P, H/2^P, W/2^P]`
+    /// follows them.
+    fn decode(&self, x: Tensor<5>, levels: usize, bottleneck: bool) -> Vec<Tensor<5>> {
         let mut skips = Vec::with_capacity(self.encoder.len());
         let mut x = x;
         for (s, stage) in self.encoder.iter().enumerate() {
@@ -190,7 +214,8 @@ impl Msfe {
                 skips.push(x.clone());
             }
         }
-        let mut outs: Vec<Tensor<5>> = Vec::with_capacity(levels);
+        let deepest = bottleneck.then(|| x.clone());
+        let mut outs: Vec<Tensor<5>> = Vec::with_capacity(levels + 1);
         for l in (0..self.decoder.len()).rev() {
             let skip = skips.pop().expect("one skip per decoder level");
             x = self.decoder[l].forward(x, skip);
@@ -199,24 +224,46 @@ impl Msfe {
             }
         }
         outs.reverse();
+        outs.extend(deepest);
         outs
+    }
+
+    /// The head logits of decoder levels `levels` (full resolution first), one per head:
+    /// `[B, K, D/2^l, H/2^l, W/2^l]` for head `l`.
+    fn head_logits(&self, levels: &[Tensor<5>]) -> Vec<Tensor<5>> {
+        self.heads
+            .iter()
+            .zip(levels)
+            .map(|(h, f)| conv3d_module(h, f.clone()))
+            .collect()
     }
 
     /// The feature F_m `[B, C, D, H, W]` of an input `[B, 1, D, H, W]` (no heads).
     pub fn features(&self, x: Tensor<5>) -> Tensor<5> {
-        self.decode(x, 1).remove(0)
+        self.decode(x, 1, false).remove(0)
     }
 
     /// The feature F_m `[B, C, D, H, W]` and the head logits, full resolution first
     /// (`[B, K, D/2^l, H/2^l, W/2^l]` for head `l`).
     pub fn forward(&self, x: Tensor<5>) -> (Tensor<5>, Vec<Tensor<5>>) {
-        let levels = self.decode(x, self.heads.len());
-        let logits = self
-            .heads
-            .iter()
-            .zip(&levels)
-            .map(|(h, f)| conv3d_module(h, f.clone()))
-            .collect();
+        let levels = self.decode(x, self.heads.len(), false);
+        let logits = self.head_logits(&levels);
         (levels[0].clone(), logits)
+    }
+
+    /// Every decoder level's output and the bottleneck of an input `[B, 1, D, H, W]`
+    /// (no heads): `poolings + 1` tensors, element `l` at `1 / 2^l` resolution,
+    /// `[B, f(l), D/2^l, H/2^l, W/2^l]`; element 0 is F_m and element `poolings` the
+    /// bottleneck (the last encoder stage's output). The released code's fusion decoder
+    /// reads all of them.
+    pub fn pyramid(&self, x: Tensor<5>) -> Vec<Tensor<5>> {
+        self.decode(x, self.decoder.len(), true)
+    }
+
+    /// [`Msfe::pyramid`] and the head logits of its decoder levels, full resolution first.
+    pub fn forward_pyramid(&self, x: Tensor<5>) -> (Vec<Tensor<5>>, Vec<Tensor<5>>) {
+        let pyramid = self.pyramid(x);
+        let logits = self.head_logits(&pyramid);
+        (pyramid, logits)
     }
 }

@@ -73,14 +73,26 @@ pub struct ModelSummary {
     pub layers: Vec<LayerInfo>,
 }
 
-struct Builder {
-    layers: Vec<LayerInfo>,
+/// Accumulates the layers of a description; shared with the other methods' descriptions.
+pub(crate) struct Builder {
+    /// The layers so far, in forward order.
+    pub(crate) layers: Vec<LayerInfo>,
     patch: [usize; 3],
 }
 
 impl Builder {
+    /// An empty description at patch size `patch` `[x, y, z]`.
+    pub(crate) fn new(patch: [usize; 3]) -> Builder {
+        Builder {
+            layers: Vec::new(),
+            patch,
+        }
+    }
+
+    /// Adds a convolution of `kind` (`conv3d`, `conv_transpose3d` or `head`) whose output is
+    /// at `1 / 2^level` of the patch size.
     #[allow(clippy::too_many_arguments)]
-    fn conv(
+    pub(crate) fn conv(
         &mut self,
         name: String,
         kind: &'static str,
@@ -109,7 +121,8 @@ impl Builder {
         });
     }
 
-    fn norm(&mut self, name: String, channels: usize, level: usize) {
+    /// Adds an affine instance normalisation of `channels` at `1 / 2^level` resolution.
+    pub(crate) fn norm(&mut self, name: String, channels: usize, level: usize) {
         self.layers.push(LayerInfo {
             name,
             kind: "instance_norm",
@@ -123,7 +136,15 @@ impl Builder {
         });
     }
 
-    fn block(&mut self, prefix: String, cin: usize, cout: usize, stride: usize, level: usize) {
+    /// Adds a [`ConvBlock`](super::msfe::ConvBlock): Conv3d(k3, bias) and its norm.
+    pub(crate) fn block(
+        &mut self,
+        prefix: String,
+        cin: usize,
+        cout: usize,
+        stride: usize,
+        level: usize,
+    ) {
         self.conv(
             format!("{prefix}.conv"),
             "conv3d",
@@ -138,16 +159,10 @@ impl Builder {
     }
 }
 
-impl ModelSummary {
-    /// Describes the network of `cfg` at `cfg.patch_size`.
-    pub fn new(cfg: &ModelConfig) -> ModelSummary {
+impl Builder {
+    /// Adds the layers of one MSFE (names `msfe.{m}.…`): encoder, decoder, then heads.
+    pub(crate) fn msfe(&mut self, cfg: &ModelConfig) {
         let f = cfg.features();
-        let k = cfg.out_channels();
-        let c = cfg.feature_channels();
-        let mut b = Builder {
-            layers: Vec::new(),
-            patch: cfg.patch_size,
-        };
         for s in 0..=cfg.poolings {
             for i in 0..cfg.convs_per_stage {
                 let cin = match (s, i) {
@@ -156,7 +171,7 @@ impl ModelSummary {
                     _ => f[s],
                 };
                 let stride = if s > 0 && i == 0 { 2 } else { 1 };
-                b.block(
+                self.block(
                     format!("msfe.{{m}}.encoder.{s}.convs.{i}"),
                     cin,
                     f[s],
@@ -165,9 +180,16 @@ impl ModelSummary {
                 );
             }
         }
+        self.decoder(cfg, "msfe.{m}");
+        self.heads(cfg, "msfe.{m}");
+    }
+
+    /// Adds the decoder stages of a U-Net of `cfg`, deepest first, named `{prefix}.decoder.…`.
+    pub(crate) fn decoder(&mut self, cfg: &ModelConfig, prefix: &str) {
+        let f = cfg.features();
         for l in (0..cfg.poolings).rev() {
-            b.conv(
-                format!("msfe.{{m}}.decoder.{l}.up"),
+            self.conv(
+                format!("{prefix}.decoder.{l}.up"),
                 "conv_transpose3d",
                 f[l + 1],
                 f[l],
@@ -178,22 +200,48 @@ impl ModelSummary {
             );
             for i in 0..cfg.convs_per_stage {
                 let cin = if i == 0 { 2 * f[l] } else { f[l] };
-                b.block(format!("msfe.{{m}}.decoder.{l}.convs.{i}"), cin, f[l], 1, l);
+                self.block(format!("{prefix}.decoder.{l}.convs.{i}"), cin, f[l], 1, l);
             }
         }
-        let body_layers = b.layers.len();
+    }
+
+    /// Adds the segmentation heads of a U-Net of `cfg`, named `{prefix}.heads.{l}`.
+    pub(crate) fn heads(&mut self, cfg: &ModelConfig, prefix: &str) {
+        let f = cfg.features();
         for (l, &fl) in f.iter().enumerate().take(cfg.heads_per_msfe()) {
-            b.conv(
-                format!("msfe.{{m}}.heads.{l}"),
+            self.conv(
+                format!("{prefix}.heads.{l}"),
                 "head",
                 fl,
-                k,
+                cfg.out_channels(),
                 1,
                 1,
                 l,
                 false,
             );
         }
+    }
+
+    /// Parameters of the layers from index `from` on.
+    pub(crate) fn parameters_from(&self, from: usize) -> usize {
+        self.layers[from..].iter().map(|l| l.parameters).sum()
+    }
+
+    /// Multiply-accumulates of the layers from index `from` on.
+    pub(crate) fn macs_from(&self, from: usize) -> u64 {
+        self.layers[from..].iter().map(|l| l.macs).sum()
+    }
+}
+
+impl ModelSummary {
+    /// Describes the network of `cfg` at `cfg.patch_size`.
+    pub fn new(cfg: &ModelConfig) -> ModelSummary {
+        let f = cfg.features();
+        let k = cfg.out_channels();
+        let c = cfg.feature_channels();
+        let mut b = Builder::new(cfg.patch_size);
+        b.msfe(cfg);
+        let body_layers = b.layers.len() - cfg.heads_per_msfe();
         let msfe_layers = b.layers.len();
         let sum_params = |ls: &[LayerInfo]| ls.iter().map(|l| l.parameters).sum::<usize>();
         let body = sum_params(&b.layers[..body_layers]);

@@ -15,11 +15,11 @@ fn tiny() -> ModelConfig {
         .with_patch_size([8, 8, 8])
 }
 
-fn device() -> Device {
+pub(crate) fn device() -> Device {
     Device::flex()
 }
 
-fn image(device: &Device, dims: [usize; 3]) -> Tensor<5> {
+pub(crate) fn image(device: &Device, dims: [usize; 3]) -> Tensor<5> {
     Tensor::random(
         [1, 1, dims[2], dims[1], dims[0]],
         Distribution::Normal(0.0, 1.0),
@@ -27,11 +27,11 @@ fn image(device: &Device, dims: [usize; 3]) -> Tensor<5> {
     )
 }
 
-fn values(t: Tensor<5>) -> Vec<f32> {
+pub(crate) fn values(t: Tensor<5>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec().unwrap()
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(b)
@@ -40,7 +40,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Multiplies every parameter by NaN: any use of a poisoned module poisons the output.
-struct Poison;
+pub(crate) struct Poison;
 
 impl ModuleMapper for Poison {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -140,7 +140,7 @@ impl ModuleVisitor for GradCount<'_> {
     }
 }
 
-fn grad_count<M: Module>(m: &M, grads: &Gradients) -> (usize, usize) {
+pub(crate) fn grad_count<M: Module>(m: &M, grads: &Gradients) -> (usize, usize) {
     let mut v = GradCount {
         grads,
         with: 0,

@@ -237,10 +237,10 @@ impl TrainConfig {
         let mut table: toml::Table = toml::from_str(text)?;
         lift_patch_size(&mut table);
         if let Some(toml::Value::Table(model)) = table.get_mut("model") {
-            // Files written before methods existed hold A2FSeg models.
-            model
-                .entry("arch")
-                .or_insert_with(|| toml::Value::String(Arch::A2fseg.name().into()));
+            // A model key the file lacks takes its default (see `ModelConfig::from_json`).
+            for (key, v) in toml::Table::try_from(ModelConfig::new())? {
+                model.entry(key).or_insert(v);
+            }
         }
         Ok(table.try_into()?)
     }

@@ -1,10 +1,13 @@
-//! Helpers of the numpy reference tests: randomised weights, tensors out to numpy.
+//! Helpers of the reference tests: randomised parameters, safetensors files of the network's
+//! inputs and outputs, and the numpy layers every reference computation shares.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use a2fseg::Modality;
+use a2fseg::model::{ModelConfig, Network, save_model};
 use burn::module::{ModuleMapper, Param};
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 
 /// Replaces every parameter by N(0, 0.3) values, so that the norms' affine parameters and
 /// the biases are non-trivial too.
@@ -20,14 +23,14 @@ impl ModuleMapper for Randomise {
     }
 }
 
-/// A tensor's shape and f32 values, for [`write_tensors`].
+/// The shape and f32 values of `t`.
 pub fn to_vec(t: Tensor<5>) -> (Vec<usize>, Vec<f32>) {
     let dims = t.dims().to_vec();
     (dims, t.into_data().convert::<f32>().try_into_vec().unwrap())
 }
 
 /// Writes `tensors` (f32) as a safetensors file.
-pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f32>)>) {
+pub fn write_tensors(path: &Path, tensors: &Named) {
     let bytes: BTreeMap<&String, (Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(k, (s, v))| {
@@ -47,3 +50,147 @@ pub fn write_tensors(path: &Path, tensors: &BTreeMap<String, (Vec<usize>, Vec<f3
         .collect();
     std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
+
+/// A tiny network for reference computations: 2 poolings, features 4-6-6, 4³ patches.
+pub fn tiny_config() -> ModelConfig {
+    ModelConfig::new()
+        .with_poolings(2)
+        .with_base_features(4)
+        .with_max_features(6)
+        .with_patch_size([4, 4, 4])
+}
+
+/// The network of `cfg` with [`Randomise`]d parameters (device seeded with `seed`), saved
+/// by [`save_model`] into a fresh folder; returns the network, the folder and the device.
+pub fn saved_random_model<N: Network>(
+    cfg: &ModelConfig,
+    seed: u64,
+) -> (N, tempfile::TempDir, Device) {
+    let device = Device::flex();
+    device.seed(seed);
+    let model = N::init(cfg, &device).map(&mut Randomise);
+    let dir = super::tempdir();
+    save_model(dir.path(), &model, cfg).unwrap();
+    (model, dir, device)
+}
+
+/// Tensors by name, as [`write_tensors`] writes them.
+pub type Named = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
+/// Random images `[2, 1, 4, 8, 12]` (D ≠ H ≠ W to catch axis mix-ups) of the modalities
+/// `present`, and the same as named tensors `input.{m}`.
+pub fn random_inputs(present: &[Modality], device: &Device) -> (Vec<(Modality, Tensor<5>)>, Named) {
+    let inputs: Vec<(Modality, Tensor<5>)> = present
+        .iter()
+        .map(|&m| {
+            let x = Tensor::random([2, 1, 4, 8, 12], Distribution::Normal(0.0, 1.0), device);
+            (m, x)
+        })
+        .collect();
+    let io = inputs
+        .iter()
+        .map(|(m, x)| (format!("input.{}", m.key()), to_vec(x.clone())))
+        .collect();
+    (inputs, io)
+}
+
+/// Writes `io` (inputs and outputs) as `io.safetensors` into the model folder `dir`, runs
+/// [`NUMPY_LAYERS`] followed by `script` on it, and asserts that numpy recomputed every
+/// output (all but the `inputs` input tensors) to within 1e-4. `what` names the case in the
+/// printed line.
+pub fn check_against_numpy(dir: &Path, script: &str, io: &Named, inputs: usize, what: &str) {
+    write_tensors(&dir.join("io.safetensors"), io);
+    let script = format!("{NUMPY_LAYERS}{script}");
+    let printed = super::run_python(&script, &[dir.to_str().unwrap()]);
+    let mut fields = printed.split_whitespace();
+    let worst: f64 = fields.next().unwrap().parse().unwrap();
+    let checked: usize = fields.next().unwrap().parse().unwrap();
+    eprintln!("{what}: {checked} outputs, largest difference from numpy {worst:e}");
+    // Every output the network produced was recomputed (all but the inputs).
+    assert_eq!(checked, io.len() - inputs);
+    assert!(worst < 1e-4, "largest difference from numpy: {worst}");
+}
+
+/// The numpy layers of the nnU-Net building blocks, written from their definitions (not
+/// from the crate): reads the model folder `sys.argv[1]` (`config.json`,
+/// `model.safetensors`, and `io.safetensors` with the network's inputs and outputs) into
+/// `cfg`, `W` and `io`, and defines `conv`, `up`, `block`, `decoder` and `msfe` on one
+/// sample `[C, D, H, W]` in float64. A script appends its own forward pass and checks.
+pub const NUMPY_LAYERS: &str = r#"
+import json, sys
+import numpy as np
+from safetensors.numpy import load_file
+
+folder = sys.argv[1]
+cfg = json.load(open(folder + "/config.json"))
+W = {k: v.astype(np.float64) for k, v in load_file(folder + "/model.safetensors").items()}
+io = {k: v.astype(np.float64) for k, v in load_file(folder + "/io.safetensors").items()}
+mods = ["t1", "t1c", "t2", "flair"]
+slope, eps = cfg["leaky_slope"], cfg["norm_epsilon"]
+P, n = cfg["poolings"], cfg["convs_per_stage"]
+nheads = P if cfg["deep_supervision"] else 1
+
+def lrelu(y):
+    return np.where(y > 0, y, slope * y)
+
+def conv(x, w, b=None, stride=1):
+    # x [C, D, H, W], w [O, C, k, k, k]; zero padding k // 2 (cross-correlation).
+    k = w.shape[2]
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k, k), axis=(1, 2, 3))
+    win = win[:, ::stride, ::stride, ::stride]
+    y = np.einsum("cdhwijk,ocijk->odhw", win, w)
+    if b is not None:
+        y = y + b[:, None, None, None]
+    return y
+
+def up(x, w):
+    # ConvTranspose3d k2 s2: w [C, O, 2, 2, 2].
+    c, d, h, ww = x.shape
+    y = np.einsum("cdhw,coijk->odihjwk", x, w)
+    return y.reshape(w.shape[1], 2 * d, 2 * h, 2 * ww)
+
+def block(x, name, stride=1):
+    y = conv(x, W[name + ".conv.weight"], W[name + ".conv.bias"], stride)
+    mu = y.mean(axis=(1, 2, 3), keepdims=True)
+    var = y.var(axis=(1, 2, 3), keepdims=True)
+    y = (y - mu) / np.sqrt(var + eps)
+    y = y * W[name + ".norm.gamma"][:, None, None, None] + W[name + ".norm.beta"][:, None, None, None]
+    return lrelu(y)
+
+def decoder(x, skips, prefix):
+    # U-Net decoder from the deepest tensor x: skips[l] is concatenated after the upsampled
+    # tensor at level l. Returns the stage outputs {l: [f(l), ...]}.
+    levels = {}
+    for l in reversed(range(P)):
+        x = np.concatenate([up(x, W[f"{prefix}.decoder.{l}.up.weight"]), skips[l]], axis=0)
+        for i in range(n):
+            x = block(x, f"{prefix}.decoder.{l}.convs.{i}")
+        levels[l] = x
+    return levels
+
+def heads(levels, prefix):
+    return [conv(levels[l], W[f"{prefix}.heads.{l}.weight"]) for l in range(nheads)]
+
+def msfe(x, m):
+    # Returns {l: decoder level l, P: bottleneck} and the head logits.
+    skips = []
+    for s in range(P + 1):
+        for i in range(n):
+            x = block(x, f"msfe.{m}.encoder.{s}.convs.{i}", 2 if (s > 0 and i == 0) else 1)
+        if s < P:
+            skips.append(x)
+    levels = decoder(x, skips, f"msfe.{m}")
+    levels[P] = x
+    return levels, heads(levels, f"msfe.{m}")
+
+worst = 0.0
+checked = set()
+def check(name, ours, b):
+    global worst
+    checked.add(name)
+    ref = io[name][b]
+    assert ref.shape == ours.shape, (name, ref.shape, ours.shape)
+    worst = max(worst, float(np.abs(ref - ours).max()))
+"#;
