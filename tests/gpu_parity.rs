@@ -300,7 +300,10 @@ fn assert_same_gradients(what: &str, grads_c: &[Option<Vec<f32>>], grads_g: &[Op
          relative L2 difference of those above the rounding floor {worst:.2e}"
     );
     // The extractor of a missing modality gets no gradient; the rest do.
-    assert!(compared > grads_c.len() / 2, "{what}: only {compared} gradients");
+    assert!(
+        compared > grads_c.len() / 2,
+        "{what}: only {compared} gradients"
+    );
 }
 
 /// A preprocessed 20×18×17 case with all four modalities, smooth enough to give the network
@@ -469,7 +472,10 @@ fn method_parity<N: Network>(arch: Arch, gpu: &Device) {
     };
     let ((lc, tc, gc), (lg, tg, gg)) = (step(&cpu), step(gpu));
     eprintln!("{arch} loss: flex {lc}, wgpu {lg}");
-    assert!((lc - lg).abs() <= 1e-5 * lc.abs().max(1.0), "{arch}: loss {lc} vs {lg}");
+    assert!(
+        (lc - lg).abs() <= 1e-5 * lc.abs().max(1.0),
+        "{arch}: loss {lc} vs {lg}"
+    );
     for (a, b) in tc.iter().zip(&tg) {
         assert!(
             (a - b).abs() <= 1e-5 * a.abs().max(1.0),

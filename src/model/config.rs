@@ -342,9 +342,10 @@ impl ModelConfig {
     /// silently falls back to a default.
     pub fn from_json(text: &str) -> Result<ModelConfig> {
         let mut value: serde_json::Value = serde_json::from_str(text)?;
-        if let (Some(map), serde_json::Value::Object(defaults)) =
-            (value.as_object_mut(), serde_json::to_value(ModelConfig::new())?)
-        {
+        if let (Some(map), serde_json::Value::Object(defaults)) = (
+            value.as_object_mut(),
+            serde_json::to_value(ModelConfig::new())?,
+        ) {
             // A key the file lacks takes its default: files written before a setting existed
             // (before methods existed: A2FSeg models) still load as they were meant.
             for (key, v) in defaults {
