@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Global;
@@ -20,8 +20,8 @@ pub struct CompareArgs {
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
     /// Comma-separated methods: a2fseg, average, hemis.
-    #[arg(long, value_name = "LIST", value_parser = parse_method_list)]
-    pub methods: MethodList,
+    #[arg(long, value_name = "LIST")]
+    pub methods: String,
     /// Output folder: compare.json, split.json, <method>/run, <method>/eval, summary.md,
     /// summary.csv, summary.json, report.html; rerunning reuses and resumes.
     #[arg(long, value_name = "DIR")]
@@ -55,13 +55,10 @@ pub struct CompareArgs {
     pub device: ComputeDevice,
 }
 
-/// A parsed `--methods` value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MethodList(pub Vec<Method>);
-
-/// Parses `--methods` (see [`parse_methods`]).
-pub fn parse_method_list(s: &str) -> Result<MethodList, String> {
-    parse_methods(s).map(MethodList).map_err(|e| e.to_string())
+/// Parses a `--methods` value (see [`parse_methods`]); the error names the option and the
+/// known methods, on one line.
+pub fn methods_option(s: &str) -> Result<Vec<Method>> {
+    parse_methods(s).context("--methods")
 }
 
 /// Runs `a2fseg compare`.
@@ -71,9 +68,10 @@ pub fn run(args: CompareArgs, global: Global) -> Result<()> {
     {
         eprintln!("device {d}");
     }
+    let methods = methods_option(&args.methods)?;
     let opts = CompareOptions {
         data: args.data,
-        methods: args.methods.0,
+        methods,
         out: args.out,
         split: args.split,
         preset: args.preset,

@@ -28,8 +28,8 @@ pub struct DemoArgs {
     pub shape: [usize; 3],
     /// Compare these methods (comma-separated: a2fseg, average, hemis) on the phantoms, as
     /// `a2fseg compare` does, into OUT/compare, instead of the single-model demo.
-    #[arg(long, value_name = "LIST", value_parser = super::compare::parse_method_list)]
-    pub methods: Option<super::compare::MethodList>,
+    #[arg(long, value_name = "LIST")]
+    pub methods: Option<String>,
     /// Optimiser steps per epoch (for fast end-to-end tests of the pipeline).
     #[arg(long, value_name = "N", hide = true)]
     pub iterations_per_epoch: Option<usize>,
@@ -58,8 +58,9 @@ pub fn run(args: DemoArgs, global: Global) -> Result<()> {
         quiet: global.quiet,
         iterations_per_epoch: args.iterations_per_epoch,
     };
-    if let Some(methods) = args.methods {
-        let outcome = run_demo_compare(&opts, &methods.0)?;
+    if let Some(list) = &args.methods {
+        let methods = super::compare::methods_option(list)?;
+        let outcome = run_demo_compare(&opts, &methods)?;
         println!("{}", outcome.html.display());
         return Ok(());
     }

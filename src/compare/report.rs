@@ -169,8 +169,9 @@ pub fn report_blocks(s: &CompareSummary, ctx: &DocumentContext) -> Result<Vec<Bl
     Ok(b)
 }
 
-/// Writes `summary.md` (title and tables) and `report.html` (everything, figures embedded)
-/// in `out`, each atomically; returns their paths.
+/// Writes `summary.md` (title and tables), `report.html` (everything, figures embedded) and
+/// the figures as PNG files under `out/figures/`, each atomically; returns the paths of
+/// the two documents.
 pub fn write_documents(
     out: &Path,
     s: &CompareSummary,
@@ -182,6 +183,12 @@ pub fn write_documents(
     crate::fsutil::atomic_write_bytes(&md, render_markdown(&md_blocks).as_bytes())?;
     let html = out.join("report.html");
     let blocks = report_blocks(s, ctx)?;
+    for b in &blocks {
+        if let Block::Figure { file, png, .. } = b {
+            // The panel is already this file: rewriting identical bytes is harmless.
+            crate::fsutil::atomic_write_bytes(&out.join("figures").join(file), png)?;
+        }
+    }
     crate::fsutil::atomic_write_bytes(&html, render_html(&blocks).as_bytes())?;
     Ok((md, html))
 }
