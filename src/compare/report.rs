@@ -223,7 +223,7 @@ fn tests_table(s: &CompareSummary) -> Table {
         "Other",
         "Region",
         "Cases",
-        "Mean Dice difference",
+        "Mean Dice difference (points)",
         "W",
         "p",
         "p from",

@@ -89,12 +89,12 @@ pub fn signed_rank(diffs: &[f64]) -> Option<SignedRank> {
     let zeros = diffs.len() - n;
     let abs: Vec<f64> = nonzero.iter().map(|d| d.abs()).collect();
     let (ranks, ties) = mean_ranks(&abs);
-    let w_plus: f64 = nonzero
+    // A fold from +0 (an empty f64 sum is −0, which would print as "-0").
+    let w_plus = nonzero
         .iter()
         .zip(&ranks)
         .filter(|(d, _)| **d > 0.0)
-        .map(|(_, r)| r)
-        .sum();
+        .fold(0.0, |s, (_, r)| s + r);
     let total = (n * (n + 1)) as f64 / 2.0;
     let has_ties = ties.iter().any(|&t| t > 1);
     let (p_value, method) = if diffs.len() <= EXACT_MAX && !has_ties && zeros == 0 {
@@ -184,6 +184,9 @@ mod tests {
         assert_eq!(r.statistic, 0.0);
         assert!((r.p_value - 0.125).abs() < 1e-15);
         // A symmetric outcome has p = 1.
+        let r = signed_rank(&[-0.5]).unwrap();
+        assert_eq!(r.w_plus.to_string(), "0");
+        assert_eq!(r.statistic.to_string(), "0");
         let r = signed_rank(&[1.0, -2.0, -3.0, 4.0]).unwrap();
         assert_eq!(r.w_plus, 5.0);
         assert_eq!(r.p_value, 1.0);
