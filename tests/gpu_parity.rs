@@ -77,7 +77,7 @@ fn pair(cfg: &ModelConfig, dir: &Path, gpu: &Device, autodiff: bool) -> (A2fseg,
         } else {
             d.clone()
         };
-        model::load_model(dir, &d).unwrap().0
+        model::load_model::<A2fseg>(dir, &d).unwrap().0
     };
     (on(&cpu), on(gpu))
 }
@@ -373,7 +373,7 @@ fn a_model_saved_on_one_device_loads_on_the_other() {
     // wgpu → file → flex gives back the very same numbers.
     let back = dir.path().join("from_wgpu");
     model::save_model(&back, &mg, &cfg).unwrap();
-    let (mb, _) = model::load_model(&back, &Device::flex()).unwrap();
+    let (mb, _) = model::load_model::<A2fseg>(&back, &Device::flex()).unwrap();
     // Every tensor's bytes are the same (the metadata's key order may differ).
     let tensors = |d: &Path| {
         let bytes = std::fs::read(d.join(model::WEIGHTS_FILE)).unwrap();

@@ -286,7 +286,7 @@ fn assert_no_corrupt_checkpoint(run: &Path) -> bool {
             }
         }
         assert!(path.is_dir(), "{name} is not a checkpoint folder");
-        a2fseg::model::load_model(&path, &burn::tensor::Device::flex())
+        a2fseg::model::load_model::<a2fseg::model::A2fseg>(&path, &burn::tensor::Device::flex())
             .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         a2fseg::train::TrainState::load(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         assert!(path.join("optimizer.bpk").is_file(), "{name}: no optimizer");

@@ -43,7 +43,7 @@ fn phantoms(dir: &Path, n: usize) {
 }
 
 fn tiny() -> TrainConfig {
-    TrainConfig::resolve(None, Some(TINY), "test config").unwrap()
+    TrainConfig::resolve(None, None, Some(TINY), "test config").unwrap()
 }
 
 fn quiet(data: &Path, out: &Path, cfg: TrainConfig) -> TrainOptions {
@@ -140,10 +140,11 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
             assert!(dir.join(f).is_file(), "{ck}/{f} missing");
         }
         // A checkpoint is a model folder.
-        a2fseg::model::load_model(&dir, &burn::tensor::Device::flex()).unwrap();
+        a2fseg::model::load_model::<a2fseg::model::A2fseg>(&dir, &burn::tensor::Device::flex())
+            .unwrap();
     }
     // The resolved configuration is written and reads back to the same settings.
-    let saved = TrainConfig::load(&out.join("config.toml"), None).unwrap();
+    let saved = TrainConfig::load(&out.join("config.toml"), None, None).unwrap();
     assert_eq!(saved.epochs, 6);
     assert_eq!(saved.model.base_features, 4);
 

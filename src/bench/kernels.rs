@@ -147,7 +147,11 @@ pub fn training_step_timing(
             let Some(model) = slot.take() else {
                 return;
             };
-            let step_inputs = (inputs.clone(), classes.clone());
+            let step_inputs = crate::model::TrainInputs {
+                subset: crate::modality::Subset::FULL,
+                images: inputs.clone(),
+                classes: classes.clone(),
+            };
             match train::step(model, &mut optim, step_inputs, &train_cfg, train_cfg.lr) {
                 Ok((model, _)) => slot = Some(model),
                 Err(e) => failure = Some(e),

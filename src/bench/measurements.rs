@@ -14,7 +14,7 @@ use crate::infer::{Predictor, SlidingWindow, Tta};
 use crate::labels::LabelConvention;
 use crate::modality::{Modality, Subset};
 use crate::model::weights::load_weights;
-use crate::model::{ModelConfig, ModelSummary, Preset};
+use crate::model::{A2fseg, ModelConfig, ModelSummary, Preset, TrainInputs};
 use crate::preprocess::{PreprocessSettings, PreprocessedCase, preprocess_case};
 use crate::train::step::build_optimizer;
 use crate::train::{self, TrainConfig};
@@ -114,7 +114,7 @@ impl Bench<'_> {
         let cfg = self.config(preset, main)?;
         let (_, bytes) = self.model(preset, &cfg)?;
         let ad = self.device.clone().autodiff();
-        let mut slot = Some(load_weights(&cfg, bytes, &ad)?);
+        let mut slot = Some(load_weights::<A2fseg>(&cfg, bytes, &ad)?);
         let train_cfg = train_config(preset, &cfg)?;
         let mut optim = build_optimizer(&train_cfg);
         let [x, y, z] = cfg.patch_size;
@@ -144,7 +144,11 @@ impl Bench<'_> {
             let model = slot
                 .take()
                 .context("the model is gone after a failed step")?;
-            let step_inputs = (inputs.clone(), classes.clone());
+            let step_inputs = TrainInputs {
+                subset: Subset::FULL,
+                images: inputs.clone(),
+                classes: classes.clone(),
+            };
             let (model, _) = train::step(model, &mut optim, step_inputs, &train_cfg, train_cfg.lr)?;
             slot = Some(model);
             Ok(())

@@ -6,14 +6,18 @@ use anyhow::Result;
 use clap::Subcommand;
 
 use super::Global;
-use crate::model::{A2fseg, Fusion, ModelConfig, Network, Targets};
+use crate::model::{Arch, Fusion, ModelConfig, Network, Targets};
 
 /// Subcommands of `a2fseg model`.
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
     /// Print layers, parameter counts and multiply-accumulates.
     Summary {
-        /// Model preset: `paper` (the authors' network) or `small` (CPU-sized).
+        /// The method: a2fseg (default), … (see `a2fseg train --help`).
+        #[arg(long, value_name = "ARCH", conflicts_with = "config")]
+        arch: Option<Arch>,
+        /// Model preset: `paper` (the method's native size), `small` (CPU-sized) or
+        /// `authors` (the authors' released code).
         #[arg(long, value_name = "P", conflicts_with = "config")]
         preset: Option<String>,
         /// A model configuration JSON file (e.g. a model folder's config.json).
@@ -38,6 +42,7 @@ pub enum ModelCommand {
 pub fn run(cmd: ModelCommand, _global: Global) -> Result<()> {
     match cmd {
         ModelCommand::Summary {
+            arch,
             preset,
             config,
             fusion,
@@ -47,8 +52,10 @@ pub fn run(cmd: ModelCommand, _global: Global) -> Result<()> {
         } => {
             let mut cfg = match (&preset, &config) {
                 (_, Some(path)) => ModelConfig::load_json(path)?,
-                (Some(p), None) => ModelConfig::preset(p)?,
-                (None, None) => ModelConfig::preset("paper")?,
+                (p, None) => ModelConfig::named_preset(
+                    arch.unwrap_or_default(),
+                    p.as_deref().unwrap_or("paper"),
+                )?,
             };
             if let Some(f) = fusion {
                 cfg.fusion = f;
@@ -60,7 +67,7 @@ pub fn run(cmd: ModelCommand, _global: Global) -> Result<()> {
                 cfg.patch_size = p;
             }
             cfg.validate()?;
-            let summary = A2fseg::describe(&cfg);
+            let summary = crate::with_network!(cfg.arch, N => N::describe(&cfg));
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::Global;
-use crate::model::{ComputeDevice, Fusion, Preset, Targets};
+use crate::model::{Arch, ComputeDevice, Fusion, Preset, Targets};
 use crate::train::{LogFormat, ModalityDropout, OptimizerKind, TrainConfig, TrainOptions};
 
 /// Arguments of `a2fseg train`.
@@ -23,6 +23,11 @@ pub struct TrainArgs {
     /// Run directory: config.toml, split.json, log.csv, progress.png, checkpoints/.
     #[arg(long, value_name = "RUN_DIR")]
     pub out: PathBuf,
+
+    /// The method to train: a2fseg (the default; see --fusion for its ablations). Its
+    /// recipe (network, optimiser, schedule, modality draw) is the starting point.
+    #[arg(long, value_name = "ARCH")]
+    pub arch: Option<Arch>,
 
     /// Defaults to start from: paper (Adam, 128³, 400 epochs), small (CPU-sized network,
     /// 32³), authors (SGD Nesterov, 800 epochs, as the authors' code).
@@ -122,11 +127,11 @@ fn parse_targets(s: &str) -> Result<Targets, String> {
 pub fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
     let saved = args.out.join("config.toml");
     let mut cfg = if args.resume && saved.is_file() {
-        TrainConfig::load(&saved, None)?
+        TrainConfig::load(&saved, None, None)?
     } else if let Some(path) = &args.config {
-        TrainConfig::load(path, args.preset)?
+        TrainConfig::load(path, args.arch, args.preset)?
     } else {
-        TrainConfig::resolve(args.preset, None, "the preset")?
+        TrainConfig::resolve(args.arch, args.preset, None, "the preset")?
     };
     apply_overrides(&mut cfg, args);
     cfg.validate().context("invalid training settings")?;

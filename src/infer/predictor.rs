@@ -159,9 +159,14 @@ impl Predictor {
     /// ([`Postprocess::load`]).
     pub fn load(path: &Path, device: Device, step: f64, tta: Tta) -> Result<Self> {
         let dir = resolve_model_dir(path)?;
-        let (model, _) = model::load_model(&dir, &device)
-            .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-        let mut p = Self::new(model, device, step, tta)?;
+        let arch = ModelConfig::load_json(&dir.join(model::CONFIG_FILE))
+            .with_context(|| format!("cannot load the model in {}", dir.display()))?
+            .arch;
+        let mut p = crate::with_network!(arch, N => {
+            let (model, _) = model::load_model::<N>(&dir, &device)
+                .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+            Self::new(model, device, step, tta)?
+        });
         p.preprocess = model_preprocess_settings(&dir)?;
         p.postprocess = Postprocess::load(&dir)?;
         Ok(p)

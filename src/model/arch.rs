@@ -17,10 +17,10 @@ use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::config::ModelConfig;
+use super::config::{Arch, ModelConfig, Preset};
 use super::network::FusedOutput;
 use super::summary::ModelSummary;
-use crate::modality::Modality;
+use crate::modality::{Modality, Subset};
 
 /// What [`Network::encode`] produces for one modality of one window: the tensors the method
 /// keeps per modality (A2FSeg: its MSFE's feature map `[B, C, D, H, W]`), in an order the
@@ -36,25 +36,55 @@ pub struct StepLoss {
     pub terms: Vec<f64>,
 }
 
+/// What a training step hands the network.
+#[derive(Debug, Clone)]
+pub struct TrainInputs {
+    /// The modalities drawn for this step (non-empty): the network sees only these.
+    pub subset: Subset,
+    /// Images `[B, 1, D, H, W]` in canonical modality order: those of `subset`, or, for a
+    /// network whose [`Network::trains_on_all_modalities`] holds, every modality the batch's
+    /// cases have (a superset of `subset`; all four with complete cases), for targets such as
+    /// reconstructions of the hidden modalities.
+    pub images: Vec<(Modality, Tensor<5>)>,
+    /// Class indices `[B, D, H, W]` ([`crate::labels::TumourClass`]).
+    pub classes: Tensor<4, Int>,
+}
+
+impl TrainInputs {
+    /// The images of the drawn subset only.
+    pub fn subset_images(&self) -> Vec<(Modality, Tensor<5>)> {
+        self.images
+            .iter()
+            .filter(|(m, _)| self.subset.contains(*m))
+            .cloned()
+            .collect()
+    }
+}
+
 /// A segmentation network from any subset of the four modalities, as every pipeline stage
 /// uses it. `inputs` always list only the available modalities, each with its image
 /// `[B, 1, D, H, W]` (D, H, W multiples of the network's size divisor); a method that
 /// represents a missing modality in some way (zeros, a mask) does so inside these methods.
 pub trait Network: Module + 'static {
+    /// The method's name in configurations (`config.json`'s `arch`).
+    const ARCH: Arch;
+
     /// The configuration the network was built from (patch size, targets, …).
     fn config(&self) -> &ModelConfig;
 
     /// Names of the loss terms a training step reports besides the total, for the log.
     fn loss_terms(&self) -> &'static [&'static str];
 
-    /// The training forward pass and its loss against `classes` `[B, D, H, W]`
-    /// ([`crate::labels::TumourClass`] indices): everything of a training step that depends
-    /// on the method.
-    fn training_loss(
-        &self,
-        inputs: &[(Modality, Tensor<5>)],
-        classes: Tensor<4, Int>,
-    ) -> Result<StepLoss>;
+    /// Whether a training step must load every modality the cases have, not only the drawn
+    /// subset (see [`TrainInputs::images`]). False unless the method's loss needs them.
+    fn trains_on_all_modalities(_config: &ModelConfig) -> bool {
+        false
+    }
+
+    /// The training forward pass and its loss: everything of a training step that depends
+    /// on the method. Random draws (a reparameterised sample, say) come from the device's
+    /// generator, which the trainer seeds before every step.
+    fn training_loss(&self, step: TrainInputs) -> Result<StepLoss>;
 
     /// The part of inference that depends on modality `m` alone, from its image
     /// `[B, 1, D, H, W]`.
@@ -66,6 +96,10 @@ pub trait Network: Module + 'static {
 
     /// A freshly initialised network of `config` on `device` (seeded by the device's RNG).
     fn init(config: &ModelConfig, device: &Device) -> Self;
+
+    /// The method's network for `preset`: `small` (minutes on a 2-core CPU), `paper` (the
+    /// method's native size) and `authors` (the size of the authors' released code).
+    fn preset(preset: Preset) -> ModelConfig;
 
     /// Layers, parameter counts and multiply-accumulates of the network `config` describes,
     /// computed without building it (`a2fseg model summary`, `bench`'s GFLOP/s).
@@ -93,4 +127,22 @@ impl<N: Network> Segmenter for N {
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput> {
         Network::decode(self, encodings)
     }
+}
+
+/// Runs `$body` with the type alias `$n` standing for the [`Network`] implementation of
+/// `$arch` (a [`super::Arch`]): the one place a method name becomes a type.
+///
+/// ```ignore
+/// let summary = a2fseg::with_network!(cfg.arch, N => N::describe(&cfg));
+/// ```
+#[macro_export]
+macro_rules! with_network {
+    ($arch:expr, $n:ident => $body:expr) => {
+        match $arch {
+            $crate::model::Arch::A2fseg => {
+                type $n = $crate::model::A2fseg;
+                $body
+            }
+        }
+    };
 }

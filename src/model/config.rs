@@ -42,6 +42,28 @@ impl Fusion {
     }
 }
 
+/// Which segmentation method a [`ModelConfig`] builds: one [`super::Network`] each, chosen by
+/// [`crate::with_network!`]. The `arch` key of `config.json` and `--arch` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Arch {
+    /// A2FSeg as the paper describes it ([`super::A2fseg`]), with its [`Fusion`] options
+    /// (adaptive, and the average and HeMIS ablations). The default.
+    #[default]
+    A2fseg,
+}
+
+impl Arch {
+    /// All methods.
+    pub const ALL: [Arch; 1] = [Arch::A2fseg];
+
+    /// The name used in JSON and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::A2fseg => "a2fseg",
+        }
+    }
+}
+
 /// What the heads predict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Targets {
@@ -114,12 +136,14 @@ macro_rules! named_enum {
     };
 }
 
+named_enum!(Arch, "architecture");
 named_enum!(Fusion, "fusion");
 named_enum!(Targets, "targets");
 
-/// The architecture of A2FSeg and what it is trained to predict.
+/// The network a model folder holds and what it is trained to predict.
 ///
-/// Every MSFE is an nnU-Net-style 3D U-Net with `poolings + 1` stages; stage `s` has
+/// `arch` names the method; the other fields are read by the methods they concern (each
+/// method's documentation lists them). For A2FSeg: every MSFE is an nnU-Net-style 3D U-Net with `poolings + 1` stages; stage `s` has
 /// `min(base_features · 2^s, max_features)` channels and `convs_per_stage` blocks of
 /// Conv3d(k3, bias) → InstanceNorm(affine) → LeakyReLU. Stages after the first start with a
 /// stride-2 convolution; the decoder upsamples with ConvTranspose3d(k2, s2, no bias) and
@@ -127,6 +151,10 @@ named_enum!(Targets, "targets");
 /// is the last decoder stage's output: C = `base_features` channels at input resolution.
 #[derive(Config, Debug, PartialEq)]
 pub struct ModelConfig {
+    /// The segmentation method (`a2fseg`, …). Files written before methods existed have no
+    /// `arch` key and are A2FSeg models.
+    #[config(default = "Arch::A2fseg")]
+    pub arch: Arch,
     /// Number of stride-2 downsamplings per MSFE (the U-Net has `poolings + 1` stages).
     /// Input sizes must be multiples of `2^poolings` in every dimension.
     #[config(default = 5)]
@@ -232,20 +260,19 @@ impl FromStr for Preset {
 }
 
 impl ModelConfig {
-    /// The network of `preset` (`authors` uses the paper's network).
-    pub fn of_preset(preset: Preset) -> ModelConfig {
-        match preset {
-            Preset::Paper | Preset::Authors => ModelConfig::new(),
-            Preset::Small => ModelConfig::new()
-                .with_poolings(3)
-                .with_base_features(8)
-                .with_max_features(64)
-                .with_patch_size([32, 32, 32]),
-        }
+    /// The network of `arch` for `preset` (see [`super::Network::preset`]).
+    pub fn of(arch: Arch, preset: Preset) -> ModelConfig {
+        crate::with_network!(arch, N => <N as super::Network>::preset(preset)).with_arch(arch)
     }
 
-    /// The network of the preset named `name` (see [`Preset`]).
+    /// A2FSeg's network of the preset named `name` (see [`Preset`]).
     pub fn preset(name: &str) -> Result<ModelConfig> {
+        Self::named_preset(Arch::A2fseg, name)
+    }
+
+    /// The network of `arch` for the preset named `name`; an unknown name is an error
+    /// listing the presets.
+    pub fn named_preset(arch: Arch, name: &str) -> Result<ModelConfig> {
         let preset: Preset = name.parse().map_err(|_| {
             anyhow::anyhow!(
                 "unknown model preset '{}' (expected one of {})",
@@ -253,7 +280,7 @@ impl ModelConfig {
                 PRESETS.join(", ")
             )
         })?;
-        Ok(Self::of_preset(preset))
+        Ok(Self::of(arch, preset))
     }
 
     /// Reads a configuration from a JSON file (as written by [`ModelConfig::save_json`]),
@@ -455,6 +482,29 @@ mod tests {
         assert!(c.to_json().contains("\"hemis\""));
         let bad = c.to_json().replace("\"poolings\"", "\"pooling\"");
         assert!(ModelConfig::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn files_without_arch_are_a2fseg_models() {
+        let c = ModelConfig::preset("small").unwrap();
+        let mut value: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        assert_eq!(value["arch"], "a2fseg");
+        value.as_object_mut().unwrap().remove("arch");
+        let back = ModelConfig::from_json(&value.to_string()).unwrap();
+        assert_eq!(back.arch, Arch::A2fseg);
+        assert_eq!(back, c);
+        let e = "unet".parse::<Arch>().unwrap_err();
+        assert!(
+            e.contains("unknown architecture 'unet'") && e.contains("a2fseg"),
+            "{e}"
+        );
+        for arch in Arch::ALL {
+            for preset in [Preset::Paper, Preset::Small, Preset::Authors] {
+                let c = ModelConfig::of(arch, preset);
+                assert_eq!(c.arch, arch);
+                c.validate().unwrap();
+            }
+        }
     }
 
     #[test]

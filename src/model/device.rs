@@ -17,10 +17,10 @@ use std::fmt;
 use std::str::FromStr;
 
 use anyhow::{Result, bail};
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 
-use super::{A2fseg, ModelConfig};
+use super::{ModelConfig, Network};
 
 /// Which wgpu adapter a [`ComputeDevice::Wgpu`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,11 +215,11 @@ pub fn check_fits(device: &Device, what: &str, shape: &[usize]) -> Result<()> {
 /// GPU backends have random generators of their own). On flex this is exactly
 /// `device.seed(seed); config.init(device)`; elsewhere the CPU's draw is moved to `device`
 /// (with autodiff if `device` has it).
-pub fn init_seeded(config: &ModelConfig, seed: u64, device: &Device) -> A2fseg {
+pub fn init_seeded<N: Network>(config: &ModelConfig, seed: u64, device: &Device) -> N {
     let flex = Device::flex();
     if *device == flex {
         device.seed(seed);
-        return config.init(device);
+        return N::init(config, device);
     }
     let cpu = if device.is_autodiff() {
         flex.autodiff()
@@ -227,7 +227,7 @@ pub fn init_seeded(config: &ModelConfig, seed: u64, device: &Device) -> A2fseg {
         flex
     };
     cpu.seed(seed);
-    let model = config.init(&cpu);
+    let model = N::init(config, &cpu);
     // Burn draws a parameter's values when it is first used: draw them all now, in module
     // order (the order the CPU path draws them in), before the move.
     struct Draw;

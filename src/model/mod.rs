@@ -29,8 +29,8 @@ pub mod weights;
 use anyhow::Result;
 use burn::tensor::Device;
 
-pub use arch::{Encoding, Network, Segmenter, StepLoss};
-pub use config::{Fusion, ModelConfig, PRESETS, Preset, Targets};
+pub use arch::{Encoding, Network, Segmenter, StepLoss, TrainInputs};
+pub use config::{Arch, Fusion, ModelConfig, PRESETS, Preset, Targets};
 pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};

@@ -2,10 +2,10 @@
 
 use anyhow::{Result, bail};
 use burn::module::Module;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Tensor};
 
-use super::arch::{Encoding, Network, StepLoss};
-use super::config::{Fusion, ModelConfig};
+use super::arch::{Encoding, Network, StepLoss, TrainInputs};
+use super::config::{Arch, Fusion, ModelConfig, Preset};
 use super::fusion::{self, FusionModule};
 use super::msfe::Msfe;
 use super::summary::ModelSummary;
@@ -203,6 +203,8 @@ impl A2fseg {
 /// A2FSeg behind the method seam: the encoding of a modality is its MSFE's feature map
 /// `[B, C, D, H, W]` (one tensor), which does not depend on the other modalities.
 impl Network for A2fseg {
+    const ARCH: Arch = Arch::A2fseg;
+
     fn config(&self) -> &ModelConfig {
         &self.config
     }
@@ -211,13 +213,9 @@ impl Network for A2fseg {
         &["modality", "average", "adaptive"]
     }
 
-    fn training_loss(
-        &self,
-        inputs: &[(Modality, Tensor<5>)],
-        classes: Tensor<4, Int>,
-    ) -> Result<StepLoss> {
-        let out = self.forward(inputs)?;
-        let parts = super::loss::loss(&self.config, &out, classes);
+    fn training_loss(&self, step: TrainInputs) -> Result<StepLoss> {
+        let out = self.forward(&step.subset_images())?;
+        let parts = super::loss::loss(&self.config, &out, step.classes);
         Ok(StepLoss {
             total: parts.total,
             terms: vec![
@@ -248,6 +246,19 @@ impl Network for A2fseg {
 
     fn init(config: &ModelConfig, device: &Device) -> Self {
         config.init(device)
+    }
+
+    /// `paper` and `authors`: the authors' nnU-Net MSFEs (5 poolings, features
+    /// 32-64-128-256-320-320, 128³ patches); `small`: features 8-16-32-64, 3 poolings, 32³.
+    fn preset(preset: Preset) -> ModelConfig {
+        match preset {
+            Preset::Paper | Preset::Authors => ModelConfig::new(),
+            Preset::Small => ModelConfig::new()
+                .with_poolings(3)
+                .with_base_features(8)
+                .with_max_features(64)
+                .with_patch_size([32, 32, 32]),
+        }
     }
 
     fn describe(config: &ModelConfig) -> ModelSummary {

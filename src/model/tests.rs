@@ -217,7 +217,7 @@ fn save_load_round_trip_is_bit_identical() {
         let model = cfg.init(&d);
         let path = dir.path().join(fusion.name());
         save_model(&path, &model, &cfg).unwrap();
-        let (loaded, cfg2) = load_model(&path, &d).unwrap();
+        let (loaded, cfg2) = load_model::<A2fseg>(&path, &d).unwrap();
         assert_eq!(cfg2, cfg);
         let x = vec![
             (Modality::T1c, image(&d, [8, 8, 8])),
@@ -247,13 +247,13 @@ fn a_damaged_weights_file_is_named_not_loaded() {
     *flipped.last_mut().unwrap() ^= 1;
     for damaged in [flipped, good[..good.len() - 7].to_vec()] {
         std::fs::write(&weights, &damaged).unwrap();
-        let msg = format!("{:#}", load_model(dir.path(), &d).unwrap_err());
+        let msg = format!("{:#}", load_model::<A2fseg>(dir.path(), &d).unwrap_err());
         assert!(msg.contains("model.safetensors is damaged"), "{msg}");
     }
     // A folder from before the record existed loads as before.
     std::fs::write(&weights, &good).unwrap();
     std::fs::remove_file(dir.path().join(weights::CHECKSUM_FILE)).unwrap();
-    load_model(dir.path(), &d).unwrap();
+    load_model::<A2fseg>(dir.path(), &d).unwrap();
 }
 
 #[test]
@@ -300,7 +300,7 @@ fn mismatched_config_is_an_error_naming_the_files() {
         .with_patch_size([8, 8, 8])
         .save_json(&dir.path().join(CONFIG_FILE))
         .unwrap();
-    let e = format!("{:#}", load_model(dir.path(), &d).unwrap_err());
+    let e = format!("{:#}", load_model::<A2fseg>(dir.path(), &d).unwrap_err());
     assert!(
         e.contains("model.safetensors") && e.contains("config.json"),
         "{e}"
@@ -310,11 +310,11 @@ fn mismatched_config_is_an_error_naming_the_files() {
         .with_fusion(Fusion::Average)
         .save_json(&dir.path().join(CONFIG_FILE))
         .unwrap();
-    let e = format!("{:#}", load_model(dir.path(), &d).unwrap_err());
+    let e = format!("{:#}", load_model::<A2fseg>(dir.path(), &d).unwrap_err());
     assert!(e.contains("unexpected"), "{e}");
     // A broken config file.
     std::fs::write(dir.path().join(CONFIG_FILE), "{").unwrap();
-    let e = format!("{:#}", load_model(dir.path(), &d).unwrap_err());
+    let e = format!("{:#}", load_model::<A2fseg>(dir.path(), &d).unwrap_err());
     assert!(e.contains("config.json"), "{e}");
 }
 
@@ -441,7 +441,7 @@ fn a_loaded_model_trains_on_an_autodiff_device() {
     let cfg = tiny();
     save_model(dir.path(), &cfg.init(&device()), &cfg).unwrap();
     let d = device().autodiff();
-    let (model, _) = load_model(dir.path(), &d).unwrap();
+    let (model, _) = load_model::<A2fseg>(dir.path(), &d).unwrap();
     let out = model
         .forward(&[(Modality::T2, image(&d, [8, 8, 8]))])
         .unwrap();

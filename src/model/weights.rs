@@ -37,8 +37,8 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use sha2::{Digest, Sha256};
 
+use super::arch::Network;
 use super::config::ModelConfig;
-use super::network::A2fseg;
 use crate::fsutil::atomic_write_bytes;
 
 /// File name of the configuration in a model folder.
@@ -74,7 +74,7 @@ fn verify_checksum(dir: &Path, weights: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `config.json`, `model.safetensors` and its checksum `model.sha256` into `dir`
 /// (created if needed), each atomically.
-pub fn save_model(dir: &Path, model: &A2fseg, config: &ModelConfig) -> Result<()> {
+pub fn save_model<N: Network>(dir: &Path, model: &N, config: &ModelConfig) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create folder {}", dir.display()))?;
     let weights = dir.join(WEIGHTS_FILE);
@@ -92,13 +92,23 @@ pub fn save_model(dir: &Path, model: &A2fseg, config: &ModelConfig) -> Result<()
     config.save_json(&dir.join(CONFIG_FILE))
 }
 
-/// Reads a model folder written by [`save_model`] onto `device`.
+/// Reads a model folder written by [`save_model`] onto `device`, as the method `N`; its
+/// `config.json` must name that method (see [`ModelConfig::load_json`] to read the
+/// configuration first and choose `N` by [`crate::with_network!`]).
 ///
 /// The network is built from `config.json`, then every tensor of `model.safetensors` must
 /// match it by name and shape: a missing, extra or mis-shaped tensor is an error naming the
 /// file, never a partial load.
-pub fn load_model(dir: &Path, device: &Device) -> Result<(A2fseg, ModelConfig)> {
+pub fn load_model<N: Network>(dir: &Path, device: &Device) -> Result<(N, ModelConfig)> {
     let config = ModelConfig::load_json(&dir.join(CONFIG_FILE))?;
+    if config.arch != N::ARCH {
+        bail!(
+            "{} is a {} model, not {}",
+            dir.join(CONFIG_FILE).display(),
+            config.arch,
+            N::ARCH
+        );
+    }
     let weights = dir.join(WEIGHTS_FILE);
     let bytes =
         std::fs::read(&weights).with_context(|| format!("cannot read {}", weights.display()))?;
@@ -114,8 +124,12 @@ pub fn load_model(dir: &Path, device: &Device) -> Result<(A2fseg, ModelConfig)> 
 }
 
 /// Builds the network of `config` and fills it from safetensors `bytes`, strictly.
-pub fn load_weights(config: &ModelConfig, bytes: Vec<u8>, device: &Device) -> Result<A2fseg> {
-    let mut model = config.init(device);
+pub fn load_weights<N: Network>(
+    config: &ModelConfig,
+    bytes: Vec<u8>,
+    device: &Device,
+) -> Result<N> {
+    let mut model = N::init(config, device);
     let mut store = SafetensorsStore::from_bytes(Some(bytes)).allow_partial(true);
     let result = model
         .load_from(&mut store)

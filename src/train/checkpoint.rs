@@ -30,19 +30,60 @@ pub const TRAIN_CONFIG_FILE: &str = "train.toml";
 
 /// Sums over the steps done so far in the current epoch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "EpochSumsFile")]
 pub struct EpochSums {
     /// Steps summed.
     pub steps: usize,
     /// Σ total loss.
     pub total: f64,
-    /// Σ modality losses.
-    pub modality: f64,
-    /// Σ average-head losses.
-    pub average: f64,
-    /// Σ adaptive-head losses.
-    pub adaptive: f64,
+    /// Σ of each loss term of the network ([`crate::model::Network::loss_terms`], in that
+    /// order); empty before the first step.
+    pub terms: Vec<f64>,
     /// Seconds spent on the epoch so far.
     pub seconds: f64,
+}
+
+impl EpochSums {
+    /// Adds one step's losses: the total, then the terms.
+    pub fn add(&mut self, losses: &[f64]) {
+        self.steps += 1;
+        self.total += losses[0];
+        let terms = &losses[1..];
+        self.terms.resize(terms.len(), 0.0);
+        for (sum, v) in self.terms.iter_mut().zip(terms) {
+            *sum += v;
+        }
+    }
+}
+
+/// [`EpochSums`] as `state.json` holds it: also the A2FSeg-only fields `modality`,
+/// `average` and `adaptive` of checkpoints written before loss terms were named by the
+/// network, which become its three terms.
+#[derive(Deserialize)]
+struct EpochSumsFile {
+    steps: usize,
+    total: f64,
+    #[serde(default)]
+    terms: Vec<f64>,
+    modality: Option<f64>,
+    average: Option<f64>,
+    adaptive: Option<f64>,
+    seconds: f64,
+}
+
+impl From<EpochSumsFile> for EpochSums {
+    fn from(f: EpochSumsFile) -> EpochSums {
+        let terms = match (f.modality, f.average, f.adaptive) {
+            (Some(m), Some(a), Some(d)) if f.terms.is_empty() => vec![m, a, d],
+            _ => f.terms,
+        };
+        EpochSums {
+            steps: f.steps,
+            total: f.total,
+            terms,
+            seconds: f.seconds,
+        }
+    }
 }
 
 /// The best validation score so far.
@@ -194,6 +235,7 @@ pub fn write_atomically(target: &Path, fill: impl FnOnce(&Path) -> Result<()>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::log::LossTerms;
 
     #[test]
     fn atomic_folder_swap_and_recovery() {
@@ -253,7 +295,7 @@ mod tests {
         ];
         let dir = tempfile::tempdir().unwrap();
         let mut s = TrainState::new();
-        s.partial.adaptive = hard[0];
+        s.partial.terms = vec![0.0, 0.0, hard[0]];
         s.partial.total = hard[1];
         s.best = Some(Best {
             epoch: 2,
@@ -264,9 +306,11 @@ mod tests {
                 epoch: i + 1,
                 lr: v,
                 loss_total: v * 3.0,
-                loss_modality: v / 7.0,
-                loss_average: -v,
-                loss_adaptive: v,
+                loss_terms: LossTerms(vec![
+                    ("modality".into(), v / 7.0),
+                    ("average".into(), -v),
+                    ("adaptive".into(), v),
+                ]),
                 val_dice_wt: Some(v / 11.0),
                 val_dice_tc: None,
                 val_dice_et: Some(v),
@@ -276,6 +320,31 @@ mod tests {
         s.save(dir.path()).unwrap();
         let back = TrainState::load(dir.path()).unwrap();
         assert_eq!(back, s);
-        assert_eq!(back.partial.adaptive.to_bits(), hard[0].to_bits());
+        assert_eq!(back.partial.terms[2].to_bits(), hard[0].to_bits());
+        assert_eq!(back.rows[0].loss_terms.0[2].1.to_bits(), hard[0].to_bits());
+    }
+
+    #[test]
+    fn states_written_before_named_loss_terms_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = r#"{"format": 1, "next_epoch": 1, "next_iteration": 2,
+            "partial": {"steps": 2, "total": 3.0, "modality": 1.0, "average": 0.5,
+                        "adaptive": 0.25, "seconds": 4.0},
+            "rows": [{"epoch": 1, "lr": 0.01, "loss_total": 2.0, "loss_modality": 1.0,
+                      "loss_average": 0.5, "loss_adaptive": 0.5, "val_dice_wt": null,
+                      "val_dice_tc": null, "val_dice_et": null, "seconds": 1.0}],
+            "best": null, "steps": 7}"#
+            .replace("\"format\": 1", &format!("\"format\": {STATE_FORMAT}"));
+        std::fs::write(dir.path().join(STATE_FILE), old).unwrap();
+        let s = TrainState::load(dir.path()).unwrap();
+        assert_eq!(s.partial.terms, vec![1.0, 0.5, 0.25]);
+        assert_eq!(s.partial.steps, 2);
+        let names: Vec<&str> = s.rows[0]
+            .loss_terms
+            .0
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(names, ["modality", "average", "adaptive"]);
     }
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::dropout::ModalityDropout;
-use crate::model::{ModelConfig, Preset};
+use crate::model::{Arch, ModelConfig, Preset};
 use crate::preprocess::PreprocessSettings;
 
 /// The optimiser.
@@ -100,9 +100,16 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// The defaults of `preset`.
+    /// A2FSeg's training recipe of `preset` (see [`TrainConfig::recipe`]).
     pub fn preset(preset: Preset) -> TrainConfig {
-        let paper_model = ModelConfig::of_preset(Preset::Paper);
+        Self::recipe(Arch::A2fseg, preset)
+    }
+
+    /// The training recipe of method `arch` at `preset`: its network
+    /// ([`ModelConfig::of`]) and the optimiser, schedule, modality draw and epochs its
+    /// authors train it with, scaled down for `small`.
+    pub fn recipe(arch: Arch, preset: Preset) -> TrainConfig {
+        let paper_model = ModelConfig::of(arch, Preset::Paper);
         let paper = TrainConfig {
             preset,
             epochs: 400,
@@ -131,7 +138,7 @@ impl TrainConfig {
         match preset {
             Preset::Paper => paper,
             Preset::Small => {
-                let model = ModelConfig::of_preset(Preset::Small);
+                let model = ModelConfig::of(arch, Preset::Small);
                 TrainConfig {
                     epochs: 50,
                     iterations_per_epoch: 50,
@@ -144,15 +151,18 @@ impl TrainConfig {
                 epochs: 800,
                 optimizer: OptimizerKind::Sgd,
                 weight_decay: 3e-5,
+                model: ModelConfig::of(arch, Preset::Authors),
                 ..paper
             },
         }
     }
 
-    /// Resolves a configuration: the preset (`preset`, else the file's `preset` key, else
-    /// `paper`), then the keys of the TOML text `file` (if any). `origin` names the file in
-    /// error messages.
+    /// Resolves a configuration: the recipe of the method (`arch`, else the file's
+    /// `[model] arch` key, else `a2fseg`) at the preset (`preset`, else the file's `preset`
+    /// key, else `paper`), then the keys of the TOML text `file` (if any). `origin` names the
+    /// file in error messages.
     pub fn resolve(
+        arch: Option<Arch>,
         preset: Option<Preset>,
         file: Option<&str>,
         origin: &str,
@@ -173,21 +183,38 @@ impl TrainConfig {
             None => None,
         };
         let preset = preset.or(file_preset).unwrap_or(Preset::Paper);
-        let base = TrainConfig::preset(preset);
+        let file_arch = match user
+            .get("model")
+            .and_then(|m| m.as_table())
+            .and_then(|m| m.get("arch"))
+        {
+            Some(toml::Value::String(s)) => Some(
+                s.parse::<Arch>()
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("bad key 'model.arch' in {origin}"))?,
+            ),
+            Some(_) => bail!("bad key 'model.arch' in {origin}: expected a string"),
+            None => None,
+        };
+        let arch = arch.or(file_arch).unwrap_or_default();
+        let base = TrainConfig::recipe(arch, preset);
         let mut merged = toml::Table::try_from(&base).context("cannot encode the preset")?;
         lift_patch_size(&mut user);
         merge(&mut merged, &user, "", origin)?;
         merged.insert("preset".into(), toml::Value::String(preset.name().into()));
+        if let Some(toml::Value::Table(model)) = merged.get_mut("model") {
+            model.insert("arch".into(), toml::Value::String(arch.name().into()));
+        }
         merged
             .try_into()
             .with_context(|| format!("bad configuration in {origin}"))
     }
 
     /// Reads and resolves a TOML file (see [`TrainConfig::resolve`]).
-    pub fn load(path: &Path, preset: Option<Preset>) -> Result<TrainConfig> {
+    pub fn load(path: &Path, arch: Option<Arch>, preset: Option<Preset>) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        Self::resolve(preset, Some(&text), &path.display().to_string())
+        Self::resolve(arch, preset, Some(&text), &path.display().to_string())
     }
 
     /// Parses a complete configuration (as written by [`TrainConfig::to_toml`]); every key
@@ -327,7 +354,7 @@ mod tests {
             let text = c.to_toml().unwrap();
             assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
             assert_eq!(
-                TrainConfig::resolve(None, Some(&text), "x.toml").unwrap(),
+                TrainConfig::resolve(None, None, Some(&text), "x.toml").unwrap(),
                 c
             );
             c.validate().unwrap();
@@ -337,14 +364,15 @@ mod tests {
     #[test]
     fn files_override_the_preset_key_by_key() {
         let text = "preset = \"authors\"\nepochs = 3\n[augmentation]\nmirror_p = 0.0\n";
-        let c = TrainConfig::resolve(None, Some(text), "f.toml").unwrap();
+        let c = TrainConfig::resolve(None, None, Some(text), "f.toml").unwrap();
         assert_eq!(c.preset, Preset::Authors);
         assert_eq!(c.optimizer, OptimizerKind::Sgd);
         assert_eq!(c.epochs, 3);
         assert_eq!(c.augmentation.mirror_p, 0.0);
         assert_eq!(c.augmentation.gamma_p, 0.3);
         assert_eq!(c.preprocess, PreprocessSettings::default());
-        let c = TrainConfig::resolve(None, Some("[preprocess]\nmargin = 2\n"), "f.toml").unwrap();
+        let c =
+            TrainConfig::resolve(None, None, Some("[preprocess]\nmargin = 2\n"), "f.toml").unwrap();
         assert_eq!((c.preprocess.margin, c.preprocess.crop), (2, true));
         // A complete file of an older version, without [preprocess], still reads.
         let mut table = toml::Table::try_from(TrainConfig::preset(Preset::Small)).unwrap();
@@ -354,12 +382,13 @@ mod tests {
         assert_eq!(old.preprocess, PreprocessSettings::default());
         assert_eq!(old.max_cases_in_memory, 64);
         let model_text = "[model]\npoolings = 2\npatch_size = [16, 16, 8]\nfusion = \"average\"\n";
-        let c = TrainConfig::resolve(Some(Preset::Small), Some(model_text), "f.toml").unwrap();
+        let c =
+            TrainConfig::resolve(None, Some(Preset::Small), Some(model_text), "f.toml").unwrap();
         assert_eq!(c.model.patch_size, [16, 16, 8]);
         // The top-level short form (and files written before the model owned the patch
         // size) set the model's, and win over its key in the same file.
         let both = "patch_size = [8, 8, 8]\n[model]\npoolings = 2\npatch_size = [16, 16, 8]\n";
-        let c = TrainConfig::resolve(Some(Preset::Small), Some(both), "f.toml").unwrap();
+        let c = TrainConfig::resolve(None, Some(Preset::Small), Some(both), "f.toml").unwrap();
         assert_eq!(c.model.patch_size, [8, 8, 8]);
         let mut old = toml::Table::try_from(TrainConfig::preset(Preset::Small)).unwrap();
         old.insert(
@@ -368,11 +397,12 @@ mod tests {
         );
         let old = TrainConfig::from_toml(&toml::to_string(&old).unwrap()).unwrap();
         assert_eq!(old.model.patch_size, [32, 32, 16]);
-        let c = TrainConfig::resolve(Some(Preset::Small), Some(model_text), "f.toml").unwrap();
+        let c =
+            TrainConfig::resolve(None, Some(Preset::Small), Some(model_text), "f.toml").unwrap();
         assert_eq!(c.model.fusion, crate::model::Fusion::Average);
         c.validate().unwrap();
         // The command line's preset wins over the file's.
-        let c = TrainConfig::resolve(Some(Preset::Small), Some(text), "f.toml").unwrap();
+        let c = TrainConfig::resolve(None, Some(Preset::Small), Some(text), "f.toml").unwrap();
         assert_eq!(c.optimizer, OptimizerKind::Adam);
         assert_eq!(
             c.model.patch_size,
@@ -382,19 +412,20 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
-        let e = TrainConfig::resolve(None, Some("epoch = 3\n"), "f.toml").unwrap_err();
+        let e = TrainConfig::resolve(None, None, Some("epoch = 3\n"), "f.toml").unwrap_err();
         assert!(
             format!("{e:#}").contains("unknown key 'epoch' in f.toml"),
             "{e:#}"
         );
-        let e =
-            TrainConfig::resolve(None, Some("[augmentation]\nflip = 1\n"), "f.toml").unwrap_err();
+        let e = TrainConfig::resolve(None, None, Some("[augmentation]\nflip = 1\n"), "f.toml")
+            .unwrap_err();
         assert!(format!("{e:#}").contains("augmentation.flip"), "{e:#}");
-        let e = TrainConfig::resolve(None, Some("[model]\nlayers = 3\n"), "f.toml").unwrap_err();
+        let e =
+            TrainConfig::resolve(None, None, Some("[model]\nlayers = 3\n"), "f.toml").unwrap_err();
         assert!(format!("{e:#}").contains("model.layers"), "{e:#}");
         assert!(TrainConfig::from_toml("epoch = 3").is_err());
-        let e =
-            TrainConfig::resolve(None, Some("optimizer = \"rmsprop\"\n"), "f.toml").unwrap_err();
+        let e = TrainConfig::resolve(None, None, Some("optimizer = \"rmsprop\"\n"), "f.toml")
+            .unwrap_err();
         assert!(format!("{e:#}").contains("f.toml"), "{e:#}");
         let mut c = TrainConfig::preset(Preset::Small);
         c.foreground_fraction = 1.5;

@@ -120,17 +120,20 @@ impl Event for TrainEvent<'_> {
                     }
                     _ => String::new(),
                 };
+                let terms: Vec<String> = row
+                    .loss_terms
+                    .0
+                    .iter()
+                    .map(|(name, value)| format!("{name} {value:.4}"))
+                    .collect();
+                let terms = if terms.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", terms.join(", "))
+                };
                 Some(format!(
-                    "epoch {}/{}  lr {:.5}  loss {:.4} (modality {:.4}, average {:.4}, adaptive {:.4}){}  {:.1} s",
-                    row.epoch,
-                    epochs,
-                    row.lr,
-                    row.loss_total,
-                    row.loss_modality,
-                    row.loss_average,
-                    row.loss_adaptive,
-                    dice,
-                    row.seconds
+                    "epoch {}/{}  lr {:.5}  loss {:.4}{terms}{}  {:.1} s",
+                    row.epoch, epochs, row.lr, row.loss_total, dice, row.seconds
                 ))
             }
             TrainEvent::Postprocessing(d) => Some(format!("post-processing: {}", d.summary())),
@@ -191,9 +194,11 @@ mod tests {
             epoch: 2,
             lr: 0.01,
             loss_total: 1.5,
-            loss_modality: 0.5,
-            loss_average: 0.5,
-            loss_adaptive: 0.5,
+            loss_terms: crate::train::log::LossTerms(vec![
+                ("modality".into(), 0.5),
+                ("average".into(), 0.5),
+                ("adaptive".into(), 0.5),
+            ]),
             val_dice_wt: Some(0.9),
             val_dice_tc: Some(0.8),
             val_dice_et: Some(0.7),

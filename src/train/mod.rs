@@ -180,7 +180,8 @@ pub fn ctrl_c_received() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// Trains A2FSeg as `opts` says (see the module documentation).
+/// Trains the network `opts.config.model` names as `opts` says (see the module
+/// documentation).
 pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     opts.config.validate()?;
     // The device first: a missing driver or a patch too large for its buffers stops here,
@@ -196,5 +197,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainOutcome> {
     }
     let sink = opts.sink();
     let data = prepare::load_data(opts, &run, &sink)?;
-    trainer::Trainer::init_or_resume(opts, run, data, sink, base_device)?.run()
+    crate::with_network!(opts.config.model.arch, N => {
+        trainer::Trainer::<N>::init_or_resume(opts, run, data, sink, base_device)?.run()
+    })
 }

@@ -13,19 +13,14 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::config::{OptimizerKind, TrainConfig};
 use super::loader::Batch;
 use super::rng;
-use crate::modality::Modality;
-use crate::model::{self, A2fseg};
+use crate::model::{Network, TrainInputs};
 
-/// The network inputs of a step: per modality `[B, 1, D, H, W]`, and the class map
-/// `[B, D, H, W]`.
-pub type StepInputs = (Vec<(Modality, Tensor<5>)>, Tensor<4, Int>);
+/// The losses of one step: the total, then the terms the network names
+/// ([`Network::loss_terms`]), in that order.
+pub type StepLosses = Vec<f64>;
 
-/// Mean losses of one step: `[total, modality, average, adaptive]` (the head groups of
-/// `crate::model::loss`).
-pub type StepLosses = [f64; 4];
-
-/// `batch` as tensors on `device` (see [`StepInputs`]).
-pub fn batch_tensors(batch: &Batch, device: &Device) -> StepInputs {
+/// `batch` as tensors on `device`.
+pub fn batch_tensors(batch: &Batch, device: &Device) -> TrainInputs {
     let shape = batch.image_shape();
     let inputs = batch
         .images
@@ -40,35 +35,33 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> StepInputs {
     let classes: Vec<i64> = batch.classes.iter().map(|&c| c as i64).collect();
     let classes =
         Tensor::<4, Int>::from_data(TensorData::new(classes, batch.class_shape()), device);
-    (inputs, classes)
+    TrainInputs {
+        subset: batch.subset,
+        images: inputs,
+        classes,
+    }
 }
 
 /// One optimiser step of `model` (on an autodiff device) on `inputs` at learning rate `lr`,
 /// with the gradients clipped to `cfg.grad_clip_norm`; returns the updated model and the
 /// losses. Fails only if the forward pass does (an input the model cannot take).
-pub fn step(
-    model: A2fseg,
+pub fn step<N: Network>(
+    model: N,
     optim: &mut ModuleOptimizer,
-    (inputs, classes): StepInputs,
+    inputs: TrainInputs,
     cfg: &TrainConfig,
     lr: f64,
-) -> Result<(A2fseg, StepLosses)> {
-    let out = model.forward(&inputs)?;
-    let parts = model::loss(&cfg.model, &out, classes);
-    let total = parts.total.clone().into_scalar::<f32>() as f64;
-    let grads = parts.total.backward();
+) -> Result<(N, StepLosses)> {
+    let loss = model.training_loss(inputs)?;
+    let total = loss.total.clone().into_scalar::<f32>() as f64;
+    let grads = loss.total.backward();
     let mut grads = GradientsParams::from_grads(grads, &model);
     clip_global_norm(&model, &mut grads, cfg.grad_clip_norm);
     let model = optim.step(lr, model, grads);
-    Ok((
-        model,
-        [
-            total,
-            parts.modality as f64,
-            parts.average as f64,
-            parts.adaptive as f64,
-        ],
-    ))
+    let mut losses = Vec::with_capacity(1 + loss.terms.len());
+    losses.push(total);
+    losses.extend(loss.terms);
+    Ok((model, losses))
 }
 
 /// The optimiser `cfg` names (Adam with PyTorch's ε, or SGD with momentum), with its weight

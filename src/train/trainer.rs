@@ -9,23 +9,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 
 use super::checkpoint::{self, Best, TrainState};
 use super::events::{StartInfo, TrainEvent};
 use super::loader::{BatchSpec, Loader};
-use super::log::{self, LogRow};
+use super::log::{self, LogRow, LossTerms};
 use super::prepare::{Data, RunDir};
 use super::step::{batch_tensors, build_optimizer, stable_param_ids, step};
 use super::{TrainConfig, TrainOptions, TrainOutcome, ctrl_c_received, rng, schedule, validate};
 use crate::infer::{Predictor, Tta, postprocess};
-use crate::model::{self, A2fseg};
+use crate::model::{self, Network};
 use crate::progress::Sink;
 
 /// A training run between its preparation and its end.
-pub(super) struct Trainer<'a> {
+pub(super) struct Trainer<'a, N: Network> {
     opts: &'a TrainOptions,
     cfg: &'a TrainConfig,
     run: RunDir,
@@ -37,7 +36,7 @@ pub(super) struct Trainer<'a> {
     device: Device,
     /// The model being trained; `None` only while a step has it (the optimiser consumes
     /// and returns it).
-    model: Option<A2fseg>,
+    model: Option<N>,
     optim: ModuleOptimizer,
     state: TrainState,
     spec: Arc<BatchSpec>,
@@ -57,7 +56,7 @@ impl EpochClock {
     }
 }
 
-impl<'a> Trainer<'a> {
+impl<'a, N: Network> Trainer<'a, N> {
     /// The model, optimiser and state: from `latest` when resuming, else freshly initialised
     /// from the run seed. Saves `config.toml` and reports the start.
     pub fn init_or_resume(
@@ -66,16 +65,16 @@ impl<'a> Trainer<'a> {
         data: Data,
         sink: Sink,
         base_device: Device,
-    ) -> Result<Trainer<'a>> {
+    ) -> Result<Trainer<'a, N>> {
         let cfg = &opts.config;
         let device = base_device.clone().autodiff();
         let (model, optim, state) = if opts.resume {
             let latest = run.latest();
-            let saved = TrainConfig::load(&latest.join(checkpoint::TRAIN_CONFIG_FILE), None)?;
+            let saved = TrainConfig::load(&latest.join(checkpoint::TRAIN_CONFIG_FILE), None, None)?;
             if &saved != cfg {
                 sink.emit(&TrainEvent::ConfigDiffers);
             }
-            let (m, _) = model::load_model(&latest, &device)?;
+            let (m, _) = model::load_model::<N>(&latest, &device)?;
             let m = stable_param_ids(m);
             let path = latest.join(checkpoint::OPTIMIZER_FILE);
             let o = build_optimizer(cfg)
@@ -85,7 +84,7 @@ impl<'a> Trainer<'a> {
             (m, o, TrainState::load(&latest)?)
         } else {
             let seed = rng::key(cfg.seed, &[rng::INIT]);
-            let m = stable_param_ids(model::device::init_seeded(&cfg.model, seed, &device));
+            let m = stable_param_ids(model::device::init_seeded::<N>(&cfg.model, seed, &device));
             (m, build_optimizer(cfg), TrainState::new())
         };
         cfg.save(&run.config())?;
@@ -153,7 +152,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// The model (an error only after a failed step, which ends the run anyway).
-    fn model(&self) -> Result<&A2fseg> {
+    fn model(&self) -> Result<&N> {
         self.model
             .as_ref()
             .context("the model was lost in a failed step")
@@ -198,7 +197,12 @@ impl<'a> Trainer<'a> {
                 .model
                 .take()
                 .context("the model was lost in a failed step")?;
-            let (m, parts) = step(
+            // The step's random draws, if the method has any, are a function of the step.
+            self.device.seed(rng::key(
+                cfg.seed,
+                &[rng::STEP, batch.epoch as u64, batch.iteration as u64],
+            ));
+            let (m, losses) = step(
                 model,
                 &mut self.optim,
                 batch_tensors(&batch, &self.device),
@@ -214,11 +218,7 @@ impl<'a> Trainer<'a> {
             })?;
             self.model = Some(m);
             let p = &mut self.state.partial;
-            p.steps += 1;
-            p.total += parts[0];
-            p.modality += parts[1];
-            p.average += parts[2];
-            p.adaptive += parts[3];
+            p.add(&losses);
             self.state.next_iteration += 1;
             self.state.steps += 1;
             self.session_steps += 1;
@@ -258,9 +258,14 @@ impl<'a> Trainer<'a> {
             epoch: epoch + 1,
             lr,
             loss_total: p.total / n,
-            loss_modality: p.modality / n,
-            loss_average: p.average / n,
-            loss_adaptive: p.adaptive / n,
+            loss_terms: LossTerms(
+                self.model()?
+                    .loss_terms()
+                    .iter()
+                    .zip(p.terms.iter().chain(std::iter::repeat(&0.0)))
+                    .map(|(name, sum)| (name.to_string(), sum / n))
+                    .collect(),
+            ),
             val_dice_wt: dice.map(|d| d[0]),
             val_dice_tc: dice.map(|d| d[1]),
             val_dice_et: dice.map(|d| d[2]),

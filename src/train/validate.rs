@@ -19,7 +19,7 @@ use burn::tensor::Device;
 
 use crate::infer::{Predictor, Tta};
 use crate::metrics::region_dice;
-use crate::model::A2fseg;
+use crate::model::Network;
 use crate::preprocess::PreprocessedCase;
 
 /// Sliding-window step of validation (as `evaluate`'s default).
@@ -29,7 +29,7 @@ pub const STEP: f64 = 0.5;
 /// segmentation) of `model` (a non-autodiff copy, `model.valid()`) predicting from every
 /// modality each case has. Cases are asked for one at a time.
 pub fn validate<'a>(
-    model: A2fseg,
+    model: impl Network,
     count: usize,
     case: impl Fn(usize) -> Result<Cow<'a, PreprocessedCase>>,
     device: &Device,
