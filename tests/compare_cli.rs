@@ -265,3 +265,55 @@ fn unknown_methods_and_bad_options_are_one_line_errors() {
     assert!(err.contains("--data") && err.contains("none"), "{err}");
     assert!(!out.join("compare.json").exists());
 }
+
+#[test]
+fn demo_methods_compares_on_phantoms_within_a_budget() {
+    let tmp = common::tempdir();
+    let out = tmp.path().join("demo");
+    let o = Command::new(common::bin())
+        .args(["--quiet", "demo", "--out"])
+        .arg(&out)
+        .args([
+            "--methods",
+            "a2fseg,hemis",
+            "--cases",
+            "5",
+            "--shape",
+            "32,32,32",
+            "--budget-minutes",
+            "0.1",
+            "--iterations-per-epoch",
+            "2",
+            "--seed",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    ok(&o);
+    let cmp = out.join("compare");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        cmp.join("report.html").display().to_string()
+    );
+    assert!(out.join("phantoms/data").is_dir());
+    // The budget was planned from measured step times, a share per method; the
+    // calibration runs are gone.
+    let plan = json(&cmp.join("compare.json"));
+    assert_eq!(plan["settings"]["budget_minutes"], 0.1);
+    for p in plan["plan"].as_array().unwrap() {
+        assert!(p["step_seconds"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["epochs"].as_u64().unwrap() >= 1);
+    }
+    assert!(!cmp.join("calibrate").exists());
+    let s = json(&cmp.join("summary.json"));
+    let names: Vec<&str> = s["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a2fseg", "hemis"]);
+    let md = std::fs::read_to_string(cmp.join("summary.md")).unwrap();
+    assert!(md.contains("WT · HeMIS fusion"));
+    assert!(!md.contains("Table 2"), "no average fusion: no Table 2");
+}

@@ -19,7 +19,8 @@ pub struct CompareArgs {
     /// Dataset folder.
     #[arg(long, value_name = "DIR")]
     pub data: PathBuf,
-    /// Comma-separated methods: a2fseg, average, hemis.
+    /// Comma-separated methods: a2fseg, average, hemis (A2FSeg's network with each fusion)
+    /// and every other architecture of `--arch` by its name.
     #[arg(long, value_name = "LIST")]
     pub methods: String,
     /// Output folder: compare.json, split.json, <method>/run, <method>/eval, summary.md,

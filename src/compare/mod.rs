@@ -43,8 +43,9 @@ use crate::infer::Tta;
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
 use crate::metrics::MetricOptions;
 use crate::modality::Subset;
+use crate::model::Network;
 use crate::model::{ComputeDevice, Preset};
-use crate::train::{TrainConfig, TrainOptions};
+use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
 
 /// Split ratios train/validation/test when no split file is given, as the paper.
 const RATIOS: [u32; 3] = [70, 10, 20];
@@ -156,7 +157,7 @@ pub fn run_compare(opts: &CompareOptions) -> Result<CompareOutcome> {
             o.split = Some(split_path.clone());
             o.cache = Some(cache.clone());
             o.resume = d.join("checkpoints").join("latest").exists();
-            o.device = opts.device.clone();
+            o.device = opts.device;
             o.quiet = opts.quiet;
             o.handle_ctrl_c = true;
             let outcome = crate::train::train(&o)?;
@@ -302,7 +303,7 @@ fn evaluate_options(
         step: 0.5,
         tta: Tta::OFF,
         postprocess: true,
-        device: opts.device.clone(),
+        device: opts.device,
         quiet: opts.quiet,
         cache: Some(opts.out.join("cache")),
     }
@@ -338,6 +339,11 @@ fn plan(
         ),
     );
     let calibration = opts.out.join("calibrate");
+    // Runs left by an interrupted calibration would refuse to start again.
+    if calibration.exists() {
+        std::fs::remove_dir_all(&calibration)
+            .with_context(|| format!("cannot remove {}", calibration.display()))?;
+    }
     let first = config_of(opts, opts.methods[0], 1);
     budget::warm_up(
         &opts.data,
@@ -351,7 +357,7 @@ fn plan(
         let cfg = config_of(opts, m, 1);
         let full =
             budget::measure_step(&opts.data, split_path, &cfg, cache, &calibration, m.name())?;
-        steps.push(budget::PAPER_DROPOUT_STEP_SHARE * full);
+        steps.push(step_share(&cfg) * full);
     }
     // The calibration runs are only timings.
     std::fs::remove_dir_all(&calibration)
@@ -400,6 +406,18 @@ fn plan(
         });
     }
     Ok(out)
+}
+
+/// The cost of a mean training step of `cfg` as a share of a four-modality step (what the
+/// calibration measures): 1 when every step sees every modality (`full` dropout, or a
+/// method that trains on all modalities), else the `paper` dropout's share.
+fn step_share(cfg: &TrainConfig) -> f64 {
+    let all = crate::with_network!(cfg.model.arch, N => N::trains_on_all_modalities(&cfg.model));
+    if all || cfg.modality_dropout == ModalityDropout::Full {
+        1.0
+    } else {
+        budget::PAPER_DROPOUT_STEP_SHARE
+    }
 }
 
 /// The grid of the first test case (its first image), for the evaluation estimate.

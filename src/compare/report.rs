@@ -98,7 +98,7 @@ pub fn table_blocks(s: &CompareSummary) -> Vec<Block> {
         Block::Heading(2, "Table 1 — HD95 (mm) per modality subset".into()),
         Block::Table(tables::table1_methods(&methods, Metric::Hd95)),
     ];
-    if let (Some(a), Some(avg)) = (s.method(Method::A2fseg), s.method(Method::Average)) {
+    if let (Some(a), Some(avg)) = (s.method(Method::A2FSEG), s.method(Method::AVERAGE)) {
         b.push(Block::Heading(
             2,
             "Table 2 — average fusion vs adaptive fusion".into(),

@@ -123,7 +123,7 @@ mod tests {
         CompareSettings {
             data: "/d".into(),
             split: None,
-            methods: vec![Method::A2fseg, Method::Average],
+            methods: vec![Method::A2FSEG, Method::AVERAGE],
             preset: Preset::Small,
             recipe: Recipe::Own,
             budget_minutes: None,
@@ -144,7 +144,7 @@ mod tests {
         let file = CompareFile {
             settings: settings(),
             plan: vec![MethodPlan {
-                method: Method::A2fseg,
+                method: Method::A2FSEG,
                 epochs: 2,
                 step_seconds: None,
                 share_seconds: None,
@@ -155,9 +155,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(back, file);
-        assert_eq!(back.plan_of(Method::A2fseg).unwrap().epochs, 2);
+        assert_eq!(back.plan_of(Method::A2FSEG).unwrap().epochs, 2);
         let mut other = settings();
-        other.methods = vec![Method::A2fseg, Method::Hemis];
+        other.methods = vec![Method::A2FSEG, Method::HEMIS];
         other.epochs = Some(3);
         let e = CompareFile::load_matching(dir.path(), &other)
             .unwrap_err()

@@ -120,7 +120,7 @@ impl CompareSummary {
         let mut tests = Vec::new();
         let reference = methods
             .iter()
-            .find(|m| m.method == Method::A2fseg)
+            .find(|m| m.method == Method::A2FSEG)
             .or(methods.first());
         if let Some(reference) = reference {
             for other in methods.iter().filter(|m| m.method != reference.method) {
@@ -262,8 +262,8 @@ mod tests {
 
     #[test]
     fn wins_count_ties_for_every_tied_method() {
-        let a = result(Method::A2fseg, 0.8, &[("c1", 0.8)]);
-        let b = result(Method::Average, 0.7, &[("c1", 0.7)]);
+        let a = result(Method::A2FSEG, 0.8, &[("c1", 0.8)]);
+        let b = result(Method::AVERAGE, 0.7, &[("c1", 0.7)]);
         let s = CompareSummary::new(vec![a, b]);
         // 14 subsets won by A2FSeg per region, 1111 tied (0.5 for both).
         assert_eq!(s.wins[0].regions, [15, 15, 15]);
@@ -289,14 +289,14 @@ mod tests {
         ];
         // The reference is A2FSeg even when listed second.
         let s = CompareSummary::new(vec![
-            result(Method::Hemis, 0.7, &cases_b),
-            result(Method::A2fseg, 0.8, &cases_a),
+            result(Method::HEMIS, 0.7, &cases_b),
+            result(Method::A2FSEG, 0.8, &cases_a),
         ]);
         assert_eq!(s.tests.len(), 3);
         let t = &s.tests[0];
         assert_eq!(
             (t.reference, t.other, t.region),
-            (Method::A2fseg, Method::Hemis, Region::Wt)
+            (Method::A2FSEG, Method::HEMIS, Region::Wt)
         );
         assert_eq!(t.cases, 4);
         assert!((t.mean_difference - 0.075).abs() < 1e-12);
