@@ -273,20 +273,8 @@ fn demo_methods_compares_on_phantoms_within_a_budget() {
     let o = Command::new(common::bin())
         .args(["--quiet", "demo", "--out"])
         .arg(&out)
-        .args([
-            "--methods",
-            "a2fseg,hemis",
-            "--cases",
-            "5",
-            "--shape",
-            "32,32,32",
-            "--budget-minutes",
-            "0.1",
-            "--iterations-per-epoch",
-            "2",
-            "--seed",
-            "3",
-        ])
+        .args(["--methods", "a2fseg,hemis"])
+        .args(common::TOY_DEMO)
         .output()
         .unwrap();
     ok(&o);

@@ -254,15 +254,7 @@ fn ensure_split(opts: &CompareOptions) -> Result<PathBuf> {
         Some(given) => {
             Split::load(given).with_context(|| format!("--split {}", given.display()))?
         }
-        None => {
-            let labelled: Vec<String> = ds
-                .cases
-                .iter()
-                .filter(|c| c.has_seg())
-                .map(|c| c.id.clone())
-                .collect();
-            Split::random(&labelled, opts.seed, RATIOS)?
-        }
+        None => Split::random(&ds.labelled_ids(), opts.seed, RATIOS)?,
     };
     split.validate(&ds)?;
     ensure!(

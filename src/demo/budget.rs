@@ -29,22 +29,12 @@ pub fn measure_step(
     dir: &Path,
     name: &str,
 ) -> Result<f64> {
-    let short = timed_run(
-        data,
-        split,
-        cfg,
-        cache,
-        &dir.join(format!("{name}-short")),
-        1,
-    )?;
-    let long = timed_run(
-        data,
-        split,
-        cfg,
-        cache,
-        &dir.join(format!("{name}-long")),
-        6,
-    )?;
+    let run = |suffix: &str, iterations| {
+        let run_dir = dir.join(format!("{name}-{suffix}"));
+        timed_run(data, split, cfg, cache, &run_dir, iterations)
+    };
+    let short = run("short", 1)?;
+    let long = run("long", 6)?;
     Ok(((long - short) / 5.0).max(1e-3))
 }
 

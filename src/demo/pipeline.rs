@@ -16,15 +16,12 @@ use super::{DemoModel, DemoOptions, build_report, model_label};
 use crate::compare::{CompareOptions, CompareOutcome, Method, Recipe, run_compare};
 use crate::dataset::{self, Split};
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
-use crate::infer::{Predictor, Tta, postprocess, resolve_model_dir};
+use crate::infer::{Tta, postprocess, resolve_model_dir};
 use crate::metrics::MetricOptions;
-use crate::modality::{Modality, Subset};
+use crate::modality::Subset;
 use crate::model::{Fusion, Preset};
-use crate::preprocess::{PreprocessSettings, preprocess_case};
 use crate::progress::{Output, Sink, Stream};
-use crate::report::charts::png_bytes;
 use crate::report::document::metric_conventions;
-use crate::report::slices::{PanelCase, slice_panel};
 use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
 
 /// Split ratios train/validation/test, as the paper.
@@ -554,41 +551,10 @@ fn timings(root: &Path) -> String {
 }
 
 /// Predicts test case `id` from FLAIR, FLAIR + T1c and all four with the model of
-/// `run_dir`, and writes the Fig.-2 panel to `path`. Returns its caption.
+/// `run_dir`, and writes the Fig.-2 panel to `path` (the comparison's panel with one
+/// unlabelled row). Returns its caption.
 fn render_panel(data: &Path, id: &str, run_dir: &Path, path: &Path) -> Result<String> {
-    let ds = dataset::discover(data)?;
-    let case = ds
-        .case(id)
-        .with_context(|| format!("test case {id} is not in {}", data.display()))?;
-    let loaded = dataset::load_case(&ds, case)?;
-    let pre = preprocess_case(&loaded, &PreprocessSettings::default())?;
-    let device = crate::model::device_from_name("cpu")?;
-    let predictor = Predictor::load(run_dir, device, 0.5, Tta::OFF)?;
-    let subsets = [
-        Subset::from_modalities([Modality::Flair]),
-        Subset::from_modalities([Modality::T1c, Modality::Flair]),
-        Subset::FULL,
-    ];
-    let preds: Vec<(Subset, crate::volume::Grid<u8>)> = predictor
-        .predict_subsets(&pre, &subsets)?
-        .into_iter()
-        .map(|(s, p)| (s, p.classes))
-        .collect();
-    let truth = loaded
-        .classes
-        .as_ref()
-        .with_context(|| format!("test case {id} has no segmentation"))?;
-    let images = [0, 1, 2, 3].map(|i| loaded.images[i].as_ref());
-    let (img, _) = slice_panel(
-        &PanelCase {
-            id,
-            images,
-            truth,
-            predictions: &preds,
-        },
-        None,
-    )?;
-    crate::fsutil::atomic_write_bytes(path, &png_bytes(&img)?)?;
+    crate::compare::report::render_panel(data, id, &[("", run_dir)], path)?;
     Ok(format!(
         "Test case {id}: axial slice with the most tumour; top: T1, T1c, T2, FLAIR; bottom: the \
          adaptive model's prediction over FLAIR from FLAIR, FLAIR + T1c and all four, then the \
