@@ -196,6 +196,20 @@ fn compare_writes_every_output_reuses_and_resumes() {
         "same models, same scores"
     );
 
+    // Killed after average's last checkpoint but before its training was marked done: the
+    // rerun resumes that training (nothing left to train) and evaluates it again.
+    std::fs::remove_file(out.join("average/run/.done.json")).unwrap();
+    std::fs::remove_dir_all(out.join("average/eval")).unwrap();
+    let fourth = compare(&data, &out, &[]);
+    ok(&fourth);
+    assert!(out.join("average/run/.done.json").is_file());
+    assert_eq!(mtime(&out.join("a2fseg/run/log.csv")), before[0]);
+    assert_eq!(
+        json(&out.join("summary.json")),
+        s,
+        "the resumed model is the same"
+    );
+
     // Other settings are refused, naming what differs.
     let other = compare(&data, &out, &["--recipe", "common"]);
     assert_eq!(other.status.code(), Some(1));

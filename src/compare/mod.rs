@@ -156,7 +156,7 @@ pub fn run_compare(opts: &CompareOptions) -> Result<CompareOutcome> {
             let mut o = TrainOptions::new(&opts.data, d, cfg.clone());
             o.split = Some(split_path.clone());
             o.cache = Some(cache.clone());
-            o.resume = d.join("checkpoints").join("latest").exists();
+            o.resume = has_checkpoint(d);
             o.device = opts.device;
             o.quiet = opts.quiet;
             o.handle_ctrl_c = true;
@@ -208,6 +208,14 @@ pub fn run_compare(opts: &CompareOptions) -> Result<CompareOutcome> {
         html,
         reused,
     })
+}
+
+/// Whether the run folder `run` holds a checkpoint to resume: `checkpoints/latest`, or
+/// only `checkpoints/.latest.old` after a crash between the two renames of a checkpoint
+/// swap (training restores it).
+pub fn has_checkpoint(run: &Path) -> bool {
+    let dir = run.join("checkpoints");
+    dir.join("latest").exists() || dir.join(".latest.old").exists()
 }
 
 /// A stage line on stderr unless quiet.
@@ -520,4 +528,21 @@ fn document_context(
         panel,
         conventions,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_is_found_also_mid_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path();
+        assert!(!has_checkpoint(run));
+        std::fs::create_dir_all(run.join("checkpoints/.latest.old")).unwrap();
+        assert!(has_checkpoint(run));
+        std::fs::remove_dir_all(run.join("checkpoints/.latest.old")).unwrap();
+        std::fs::create_dir_all(run.join("checkpoints/latest")).unwrap();
+        assert!(has_checkpoint(run));
+    }
 }

@@ -343,7 +343,7 @@ impl<'a> Demo<'a> {
                 status: status(train_stage),
             });
             let (_, r) = train_stage.run(true, |d| {
-                let resume = d.join("checkpoints").join("latest").exists();
+                let resume = crate::compare::has_checkpoint(d);
                 let mut o = TrainOptions::new(&inputs.data, d, cfg.clone());
                 o.split = Some(inputs.split_path.clone());
                 o.resume = resume;
