@@ -117,6 +117,35 @@ fn only_selects_by_name_and_id() {
 }
 
 #[test]
+fn arch_measures_each_method_forward_and_training_step() {
+    let archs: Vec<String> = a2fseg::model::Arch::ALL
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let ids: Vec<String> = archs
+        .iter()
+        .flat_map(|a| [format!("forward_{a}"), format!("train_step_{a}_small")])
+        .collect();
+    let (stdout, _) = bench(&["--arch", &archs.join(","), "--only", &ids.join(",")]);
+    let rows = lines(&stdout);
+    let got: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(got, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    for r in &rows {
+        assert_eq!(r["subset"], "1111");
+        assert!(r["median_s"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["flops"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let out = Command::new(common::bin())
+        .args(["bench", "--quick", "--arch", "unet"])
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("unet") && err.contains("a2fseg"), "{err}");
+}
+
+#[test]
 fn bad_options_are_errors() {
     for args in [
         vec!["--only", "nonsense"],

@@ -10,7 +10,7 @@ use super::export::safetensors_bytes;
 use super::process::{load_average, peak_rss_mb, reset_peak_rss};
 use super::{BenchOptions, Measurement, all_ids, name_of, quick_shape};
 use crate::modality::Subset;
-use crate::model::{self, A2fseg, ModelConfig};
+use crate::model::{self, A2fseg, Arch, ModelConfig};
 
 /// A benchmark run: its options, its device and the measurements so far.
 pub(super) struct Bench<'a> {
@@ -54,9 +54,16 @@ impl<'a> Bench<'a> {
         self.opts.only.is_empty() || self.opts.only.iter().any(|o| o == id || o == name)
     }
 
-    /// The configuration of `preset` with its patch size set to the measured shape.
+    /// A2FSeg's configuration of `preset` with its patch size set to the measured shape.
     pub fn config(&self, preset: &str, main: bool) -> Result<ModelConfig> {
-        let cfg = ModelConfig::preset(preset)?;
+        self.config_of(Arch::A2fseg, preset, main)
+    }
+
+    /// The configuration of method `arch` at `preset`, its patch size set to the measured
+    /// shape: `--shape` for the main preset (`main`), else the preset's patch (tiny with
+    /// `--quick`); checked against the device's buffer limit.
+    pub fn config_of(&self, arch: Arch, preset: &str, main: bool) -> Result<ModelConfig> {
+        let cfg = ModelConfig::named_preset(arch, preset)?;
         let shape = if self.opts.quick {
             quick_shape(&cfg)
         } else if main {
@@ -65,7 +72,7 @@ impl<'a> Bench<'a> {
             cfg.patch_size
         };
         cfg.check_size(shape)
-            .with_context(|| format!("--shape does not fit the {preset} preset"))?;
+            .with_context(|| format!("--shape does not fit the {preset} preset of {arch}"))?;
         let cfg = cfg.with_patch_size(shape);
         model::device::check_model_fits(&cfg, 1, &self.device)?;
         Ok(cfg)
@@ -84,7 +91,7 @@ impl<'a> Bench<'a> {
     }
 
     pub fn run_all(&mut self) -> Result<()> {
-        let ids = all_ids(&self.opts.train_presets);
+        let ids = all_ids(&self.opts.train_presets, &[]);
         let main_needed = ids
             .iter()
             .any(|id| !id.starts_with("train_step") && self.wanted(id, name_of(id)))
@@ -103,6 +110,9 @@ impl<'a> Bench<'a> {
             || self.wanted("evaluate_separate", "evaluate")
         {
             self.case_level()?;
+        }
+        for arch in self.opts.archs.clone() {
+            self.method(arch)?;
         }
         Ok(())
     }

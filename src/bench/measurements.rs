@@ -4,20 +4,19 @@
 use std::str::FromStr;
 
 use anyhow::{Context, Result, ensure};
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Tensor};
 
 use super::QUICK_CASE;
-use super::export::{class_pattern, export_case, export_check};
+use super::export::{export_case, export_check};
 use super::harness::{Bench, Spec, sync};
 use crate::dataset::LoadedCase;
 use crate::infer::{Predictor, SlidingWindow, Tta};
 use crate::labels::LabelConvention;
 use crate::modality::{Modality, Subset};
 use crate::model::weights::load_weights;
-use crate::model::{A2fseg, ModelConfig, ModelSummary, Preset, TrainInputs};
+use crate::model::{A2fseg, ModelConfig, ModelSummary, Preset};
 use crate::preprocess::{PreprocessSettings, PreprocessedCase, preprocess_case};
-use crate::train::step::build_optimizer;
-use crate::train::{self, TrainConfig};
+use crate::train::TrainConfig;
 
 impl Bench<'_> {
     /// conv_block, msfe_forward and forward_m1..4 of the main preset (and its export).
@@ -114,22 +113,8 @@ impl Bench<'_> {
         let cfg = self.config(preset, main)?;
         let (_, bytes) = self.model(preset, &cfg)?;
         let ad = self.device.clone().autodiff();
-        let mut slot = Some(load_weights::<A2fseg>(&cfg, bytes, &ad)?);
+        let model = load_weights::<A2fseg>(&cfg, bytes, &ad)?;
         let train_cfg = train_config(preset, &cfg)?;
-        let mut optim = build_optimizer(&train_cfg);
-        let [x, y, z] = cfg.patch_size;
-        ad.seed(self.opts.seed.wrapping_add(1));
-        let inputs: Vec<(Modality, Tensor<5>)> = Modality::ALL
-            .into_iter()
-            .map(|m| {
-                let t = Tensor::<5>::random([1, 1, z, y, x], Distribution::Normal(0.0, 1.0), &ad);
-                (m, t)
-            })
-            .collect();
-        let classes = Tensor::<4, Int>::from_data(
-            TensorData::new(class_pattern([x, y, z]), [1, z, y, x]),
-            &ad,
-        );
         let summary = ModelSummary::new(&cfg);
         let spec = Spec {
             id: format!("train_step_{preset}"),
@@ -140,19 +125,7 @@ impl Bench<'_> {
             subsets: 1,
             flops: Some(3.0 * 2.0 * summary.macs_by_modalities[3].macs as f64),
         };
-        self.measure(spec, |_| {
-            let model = slot
-                .take()
-                .context("the model is gone after a failed step")?;
-            let step_inputs = TrainInputs {
-                subset: Subset::FULL,
-                images: inputs.clone(),
-                classes: classes.clone(),
-            };
-            let (model, _) = train::step(model, &mut optim, step_inputs, &train_cfg, train_cfg.lr)?;
-            slot = Some(model);
-            Ok(())
-        })
+        self.time_train_step(spec, model, &train_cfg, &ad)
     }
 
     /// predict, evaluate_shared and evaluate_separate on one phantom case.

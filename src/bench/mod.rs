@@ -12,6 +12,8 @@
 //! | `predict` | [`crate::infer::Predictor::predict_case`] of one phantom case (default 240×240×155) with 4 modalities, no TTA |
 //! | `evaluate_shared` | [`crate::infer::Predictor::predict_subsets`] of that case over all 15 subsets (each MSFE once per window) |
 //! | `evaluate_separate` | 15 separate [`crate::infer::Predictor::predict_case`] calls, one per subset |
+//! | `forward_{arch}` | with `--arch`: that method's inference forward from all four modalities (encode each, decode), at `--preset` |
+//! | `train_step_{arch}_{preset}` | with `--arch`: [`crate::train::step`] of that method with its own recipe at each training preset |
 //!
 //! `--only` selects by id or by name (`conv_block`, `msfe_forward`, `forward`, `train_step`,
 //! `predict`, `evaluate`). Everything except the training step runs without autodiff.
@@ -59,6 +61,7 @@ pub mod export;
 mod harness;
 pub mod kernels;
 mod measurements;
+mod methods;
 pub mod process;
 
 use std::path::PathBuf;
@@ -115,6 +118,9 @@ pub struct BenchOptions {
     pub quiet: bool,
     /// Where the network runs (each timed run waits for a GPU to finish).
     pub device: crate::model::ComputeDevice,
+    /// Methods whose forward pass and training step are measured as well (`--arch`), after
+    /// the A2FSeg measurements above.
+    pub archs: Vec<crate::model::Arch>,
 }
 
 impl Default for BenchOptions {
@@ -133,6 +139,7 @@ impl Default for BenchOptions {
             export: None,
             quiet: false,
             device: crate::model::ComputeDevice::Cpu,
+            archs: Vec::new(),
         }
     }
 }
@@ -197,7 +204,8 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<Measurement>> {
         ModelConfig::preset(p).context("--train-presets")?;
     }
     for o in &opts.only {
-        let known = NAMES.contains(&o.as_str()) || all_ids(&opts.train_presets).contains(o);
+        let known =
+            NAMES.contains(&o.as_str()) || all_ids(&opts.train_presets, &opts.archs).contains(o);
         ensure!(
             known,
             "--only: unknown measurement '{o}' (expected one of {} or an id such as forward_m2)",
@@ -210,7 +218,7 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<Measurement>> {
 }
 
 /// Every measurement id, in run order.
-fn all_ids(train_presets: &[String]) -> Vec<String> {
+fn all_ids(train_presets: &[String], archs: &[crate::model::Arch]) -> Vec<String> {
     let mut ids = vec!["conv_block".to_string(), "msfe_forward".to_string()];
     ids.extend((1..=4).map(|n| format!("forward_m{n}")));
     ids.extend(train_presets.iter().map(|p| format!("train_step_{p}")));
@@ -219,6 +227,14 @@ fn all_ids(train_presets: &[String]) -> Vec<String> {
             .iter()
             .map(|s| s.to_string()),
     );
+    for arch in archs {
+        ids.push(format!("forward_{arch}"));
+        ids.extend(
+            train_presets
+                .iter()
+                .map(|p| format!("train_step_{arch}_{p}")),
+        );
+    }
     ids
 }
 

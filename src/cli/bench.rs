@@ -69,6 +69,11 @@ pub struct BenchArgs {
     /// only).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: crate::model::ComputeDevice,
+
+    /// Also measure these methods' forward pass (forward_ARCH, at --preset) and training step
+    /// (train_step_ARCH_PRESET, each with its own recipe), e.g. --arch a2fseg,uhved.
+    #[arg(long, value_delimiter = ',', value_name = "ARCH[,ARCH]")]
+    pub arch: Vec<crate::model::Arch>,
 }
 
 /// Runs `a2fseg bench`.
@@ -94,6 +99,7 @@ pub fn run(args: BenchArgs, global: Global) -> Result<()> {
         export: args.export,
         quiet: global.quiet,
         device: args.device,
+        archs: args.arch,
     };
     crate::bench::run(&opts)?;
     Ok(())

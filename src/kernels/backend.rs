@@ -6,7 +6,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, ExtensionType, Flex, backend_extension};
@@ -77,50 +77,41 @@ fn tensor(values: Vec<f32>, dims: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, dims))
 }
 
-fn flex_conv3d(
+/// A conv kernel of [`cpu`]: `(x, x dims, weight, weight dims, bias)` → `(y, y dims)`.
+type ConvKernel<'a> =
+    dyn FnOnce(&[f32], Dims5, &[f32], Dims5, Option<&[f32]>) -> (Vec<f32>, Dims5) + 'a;
+
+/// Runs `kernel` on contiguous views of `x`, `w` and `bias`.
+fn flex_conv(
     x: &FlexTensor,
     w: &FlexTensor,
     bias: Option<&FlexTensor>,
-    stride: [usize; 3],
-    padding: [usize; 3],
+    kernel: Box<ConvKernel<'_>>,
 ) -> FlexTensor {
     let (x, xd) = contiguous(x);
     let (w, wd) = contiguous(w);
     let bias = bias.map(FlexTensor::to_contiguous);
-    let (y, yd) = cpu::conv3d_forward(
-        slice(&x),
-        xd,
-        slice(&w),
-        wd,
-        bias.as_ref().map(slice),
-        stride,
-        padding,
-    );
+    let (y, yd) = kernel(slice(&x), xd, slice(&w), wd, bias.as_ref().map(slice));
     tensor(y, yd.to_vec())
 }
 
-fn flex_conv_transpose3d(
-    x: &FlexTensor,
-    w: &FlexTensor,
-    bias: Option<&FlexTensor>,
+/// The forward of a conv (`transposed` false) or transposed conv on flex tensors.
+fn flex_forward(
+    transposed: bool,
     stride: [usize; 3],
     padding: [usize; 3],
     padding_out: [usize; 3],
-) -> FlexTensor {
-    let (x, xd) = contiguous(x);
-    let (w, wd) = contiguous(w);
-    let bias = bias.map(FlexTensor::to_contiguous);
-    let (y, yd) = cpu::conv_transpose3d_forward(
-        slice(&x),
-        xd,
-        slice(&w),
-        wd,
-        bias.as_ref().map(slice),
-        stride,
-        padding,
-        padding_out,
-    );
-    tensor(y, yd.to_vec())
+) -> impl Fn(&FlexTensor, &FlexTensor, Option<&FlexTensor>) -> FlexTensor {
+    move |x, w, bias| {
+        let kernel: Box<ConvKernel<'_>> = if transposed {
+            Box::new(move |x, xd, w, wd, b| {
+                cpu::conv_transpose3d_forward(x, xd, w, wd, b, stride, padding, padding_out)
+            })
+        } else {
+            Box::new(move |x, xd, w, wd, b| cpu::conv3d_forward(x, xd, w, wd, b, stride, padding))
+        };
+        flex_conv(x, w, bias, kernel)
+    }
 }
 
 impl FastConvBackend for Flex {
@@ -131,7 +122,7 @@ impl FastConvBackend for Flex {
         stride: [usize; 3],
         padding: [usize; 3],
     ) -> FlexTensor {
-        flex_conv3d(&x, &weight, bias.into_option().as_ref(), stride, padding)
+        flex_forward(false, stride, padding, [0; 3])(&x, &weight, bias.into_option().as_ref())
     }
 
     fn fast_conv_transpose3d(
@@ -142,14 +133,7 @@ impl FastConvBackend for Flex {
         padding: [usize; 3],
         padding_out: [usize; 3],
     ) -> FlexTensor {
-        flex_conv_transpose3d(
-            &x,
-            &weight,
-            bias.into_option().as_ref(),
-            stride,
-            padding,
-            padding_out,
-        )
+        flex_forward(true, stride, padding, padding_out)(&x, &weight, bias.into_option().as_ref())
     }
 }
 
@@ -160,8 +144,12 @@ struct ConvGrads {
     bias: bool,
 }
 
-/// `(dx, dw, db)` of `y = conv3d(x, w) + b` given `dy`, each only if asked for.
-fn conv3d_grads(
+/// `(dx, dw, db)` of `y = conv3d(x, w) + b` (`transposed` false) or of
+/// `y = conv_transpose3d(x, w) + b` given `dy`, each only if asked for. For the transposed
+/// conv the input gradient is a conv of `dy` with `w`, and the weight gradient a conv
+/// weight gradient with `x` and `dy` swapped.
+fn conv_grads(
+    transposed: bool,
     x: &FlexTensor,
     w: &FlexTensor,
     dy: &FlexTensor,
@@ -172,103 +160,41 @@ fn conv3d_grads(
     let (x, xd) = contiguous(x);
     let (w, wd) = contiguous(w);
     let (dy, dyd) = contiguous(dy);
+    let (xs, ws, dys) = (slice(&x), slice(&w), slice(&dy));
     let dx = want.x.then(|| {
-        let v = cpu::conv3d_input_grad(
-            slice(&dy),
-            dyd,
-            slice(&w),
-            wd,
-            stride,
-            padding,
-            [xd[2], xd[3], xd[4]],
-        );
+        let v = if transposed {
+            let (v, vd) = cpu::conv3d_forward(dys, dyd, ws, wd, None, stride, padding);
+            assert_eq!(vd, xd, "conv_transpose3d backward: input gradient shape");
+            v
+        } else {
+            let spatial = [xd[2], xd[3], xd[4]];
+            cpu::conv3d_input_grad(dys, dyd, ws, wd, stride, padding, spatial)
+        };
         tensor(v, xd.to_vec())
     });
     let dw = want.weight.then(|| {
-        let v = cpu::conv3d_weight_grad(
-            slice(&x),
-            xd,
-            slice(&dy),
-            dyd,
-            [wd[2], wd[3], wd[4]],
-            stride,
-            padding,
-        );
+        let ((a, ad), (b, bd)) = if transposed {
+            ((dys, dyd), (xs, xd))
+        } else {
+            ((xs, xd), (dys, dyd))
+        };
+        let v = cpu::conv3d_weight_grad(a, ad, b, bd, [wd[2], wd[3], wd[4]], stride, padding);
         tensor(v, wd.to_vec())
     });
     let db = want
         .bias
-        .then(|| tensor(cpu::conv3d_bias_grad(slice(&dy), dyd), vec![dyd[1]]));
-    (dx, dw, db)
-}
-
-/// `(dx, dw, db)` of `y = conv_transpose3d(x, w) + b` given `dy`: the input gradient is a
-/// conv of `dy` with `w`, the weight gradient a conv weight gradient with `x` and `dy`
-/// swapped.
-fn conv_transpose3d_grads(
-    x: &FlexTensor,
-    w: &FlexTensor,
-    dy: &FlexTensor,
-    stride: [usize; 3],
-    padding: [usize; 3],
-    want: ConvGrads,
-) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
-    let (x, xd) = contiguous(x);
-    let (w, wd) = contiguous(w);
-    let (dy, dyd) = contiguous(dy);
-    let dx = want.x.then(|| {
-        let (v, vd) = cpu::conv3d_forward(slice(&dy), dyd, slice(&w), wd, None, stride, padding);
-        assert_eq!(vd, xd, "conv_transpose3d backward: input gradient shape");
-        tensor(v, xd.to_vec())
-    });
-    let dw = want.weight.then(|| {
-        let v = cpu::conv3d_weight_grad(
-            slice(&dy),
-            dyd,
-            slice(&x),
-            xd,
-            [wd[2], wd[3], wd[4]],
-            stride,
-            padding,
-        );
-        tensor(v, wd.to_vec())
-    });
-    let db = want
-        .bias
-        .then(|| tensor(cpu::conv3d_bias_grad(slice(&dy), dyd), vec![dyd[1]]));
+        .then(|| tensor(cpu::conv3d_bias_grad(dys, dyd), vec![dyd[1]]));
     (dx, dw, db)
 }
 
 /// The saved forward inputs and options of a conv node.
 type ConvState = (NodeId, NodeId, [usize; 3], [usize; 3]);
 
-/// Backward of a conv (`transposed` false) or transposed conv with bias.
+/// Backward of a conv (`transposed` false) or transposed conv; its parents are the input,
+/// the weight and, with `N` = 3, the bias.
 #[derive(Debug)]
-struct WithBias {
+struct ConvBackward {
     transposed: bool,
-}
-
-/// Backward of a conv or transposed conv without bias.
-#[derive(Debug)]
-struct NoBias {
-    transposed: bool,
-}
-
-fn run_backward(
-    transposed: bool,
-    state: ConvState,
-    dy: &FlexTensor,
-    checkpointer: &mut Checkpointer,
-    want: ConvGrads,
-) -> (Option<FlexTensor>, Option<FlexTensor>, Option<FlexTensor>) {
-    let (x_id, w_id, stride, padding) = state;
-    let x = checkpointer.retrieve_node_output::<FlexTensor>(x_id);
-    let w = checkpointer.retrieve_node_output::<FlexTensor>(w_id);
-    if transposed {
-        conv_transpose3d_grads(&x, &w, dy, stride, padding, want)
-    } else {
-        conv3d_grads(&x, &w, dy, stride, padding, want)
-    }
 }
 
 /// Registers each computed gradient for its parent node (parents not tracked, or gradients
@@ -284,47 +210,28 @@ fn register_grads<const N: usize>(
     }
 }
 
-impl Backward<Flex, 3> for WithBias {
+impl<const N: usize> Backward<Flex, N> for ConvBackward {
     type State = ConvState;
 
     fn backward(
         self,
-        ops: Ops<Self::State, 3>,
+        ops: Ops<Self::State, N>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_w, node_b] = ops.parents;
+        let ids = ops.parents.map(|n| n.map(|n| n.id));
+        let bias_id = if N == 3 { ids[2] } else { None };
         let dy = grads.consume::<Flex>(&ops.node);
         let want = ConvGrads {
-            x: node_x.is_some(),
-            weight: node_w.is_some(),
-            bias: node_b.is_some(),
+            x: ids[0].is_some(),
+            weight: ids[1].is_some(),
+            bias: bias_id.is_some(),
         };
-        let (dx, dw, db) = run_backward(self.transposed, ops.state, &dy, checkpointer, want);
-        let ids = [node_x, node_w, node_b].map(|n| n.map(|n| n.id));
-        register_grads(grads, [(ids[0], dx), (ids[1], dw), (ids[2], db)]);
-    }
-}
-
-impl Backward<Flex, 2> for NoBias {
-    type State = ConvState;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x, node_w] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let want = ConvGrads {
-            x: node_x.is_some(),
-            weight: node_w.is_some(),
-            bias: false,
-        };
-        let (dx, dw, _) = run_backward(self.transposed, ops.state, &dy, checkpointer, want);
-        let ids = [node_x, node_w].map(|n| n.map(|n| n.id));
-        register_grads(grads, [(ids[0], dx), (ids[1], dw)]);
+        let (x_id, w_id, stride, padding) = ops.state;
+        let x = checkpointer.retrieve_node_output::<FlexTensor>(x_id);
+        let w = checkpointer.retrieve_node_output::<FlexTensor>(w_id);
+        let (dx, dw, db) = conv_grads(self.transposed, &x, &w, &dy, stride, padding, want);
+        register_grads(grads, [(ids[0], dx), (ids[1], dw), (bias_id, db)]);
     }
 }
 
@@ -338,39 +245,51 @@ fn tracked_conv<C: CheckpointStrategy>(
     transposed: bool,
     forward: impl FnOnce(&FlexTensor, &FlexTensor, Option<&FlexTensor>) -> FlexTensor,
 ) -> FloatTensor<Autodiff<Flex, C>> {
-    match bias {
-        Some(bias) => match (WithBias { transposed })
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let w_state = prep.checkpoint(&weight);
-                let out = forward(x.primitive(), weight.primitive(), Some(bias.primitive()));
-                prep.finish((x_state, w_state, stride, padding), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(forward(
-                x.primitive(),
-                weight.primitive(),
-                Some(bias.primitive()),
-            )),
-        },
-        None => match (NoBias { transposed })
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let x_state = prep.checkpoint(&x);
-                let w_state = prep.checkpoint(&weight);
-                let out = forward(x.primitive(), weight.primitive(), None);
-                prep.finish((x_state, w_state, stride, padding), out)
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(forward(x.primitive(), weight.primitive(), None))
-            }
-        },
+    let run = || {
+        forward(
+            x.primitive(),
+            weight.primitive(),
+            bias.as_ref().map(|b| b.primitive()),
+        )
+    };
+    let backward = ConvBackward { transposed };
+    match &bias {
+        Some(b) => conv_node::<C, 3>(
+            backward,
+            [x.node(), weight.node(), b.node()],
+            &x,
+            &weight,
+            (stride, padding),
+            run,
+        ),
+        None => conv_node::<C, 2>(
+            backward,
+            [x.node(), weight.node()],
+            &x,
+            &weight,
+            (stride, padding),
+            run,
+        ),
+    }
+}
+
+/// The node of [`tracked_conv`] with parents `parents` (input, weight and maybe bias):
+/// checkpoints the input and weight for the backward when tracked.
+fn conv_node<C: CheckpointStrategy, const N: usize>(
+    backward: ConvBackward,
+    parents: [NodeGuard; N],
+    x: &FloatTensor<Autodiff<Flex, C>>,
+    weight: &FloatTensor<Autodiff<Flex, C>>,
+    (stride, padding): ([usize; 3], [usize; 3]),
+    run: impl FnOnce() -> FlexTensor,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    match backward.prepare::<C>(parents).compute_bound().stateful() {
+        OpsKind::Tracked(mut prep) => {
+            let x_state = prep.checkpoint(x);
+            let w_state = prep.checkpoint(weight);
+            prep.finish((x_state, w_state, stride, padding), run())
+        }
+        OpsKind::UnTracked(prep) => prep.finish(run()),
     }
 }
 
@@ -382,6 +301,7 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
         stride: [usize; 3],
         padding: [usize; 3],
     ) -> FloatTensor<Self> {
+        let forward = flex_forward(false, stride, padding, [0; 3]);
         tracked_conv::<C>(
             x,
             weight,
@@ -389,7 +309,7 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
             stride,
             padding,
             false,
-            |x, w, b| flex_conv3d(x, w, b, stride, padding),
+            forward,
         )
     }
 
@@ -401,6 +321,7 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
         padding: [usize; 3],
         padding_out: [usize; 3],
     ) -> FloatTensor<Self> {
+        let forward = flex_forward(true, stride, padding, padding_out);
         tracked_conv::<C>(
             x,
             weight,
@@ -408,7 +329,7 @@ impl<C: CheckpointStrategy> FastConvBackend for Autodiff<Flex, C> {
             stride,
             padding,
             true,
-            |x, w, b| flex_conv_transpose3d(x, w, b, stride, padding, padding_out),
+            forward,
         )
     }
 }

@@ -361,52 +361,69 @@ fn fast_path_is_taken_on_flex_only_for_f32() {
     assert!(!super::fast_path(&xf64, super::conv_dtypes(&w, None)));
 }
 
+/// An extension op (`fast` true) against Burn's (`fast` false) on the same random inputs of
+/// dims `[x, weight, y]`: the values, and the gradients of `sum(y · r)` for x, the weight
+/// and the bias (`[y channels]`, when `with_bias`).
+fn compare_with_burn(
+    [xd, wd, yd]: [Dims5; 3],
+    seed: u64,
+    with_bias: bool,
+    op: impl Fn(bool, Tensor<5>, Tensor<5>, Option<Tensor<1>>) -> Tensor<5>,
+    what: &str,
+) {
+    let device = Device::flex().autodiff();
+    let x = values(xd.iter().product(), seed);
+    let w = values(wd.iter().product(), seed + 1);
+    let b = values(yd[1], seed + 2);
+    let r = values(yd.iter().product(), seed + 3);
+    let run = |fast: bool| {
+        let xt = tensor5(x.clone(), xd, &device).require_grad();
+        let wt = tensor5(w.clone(), wd, &device).require_grad();
+        let bt = with_bias
+            .then(|| Tensor::<1>::from_data(TensorData::new(b.clone(), [yd[1]]), &device))
+            .map(Tensor::require_grad);
+        let y = op(fast, xt.clone(), wt.clone(), bt.clone());
+        let rt = tensor5(r.clone(), yd, &device);
+        let grads = (y.clone() * rt).sum().backward();
+        (
+            data(y),
+            data(xt.grad(&grads).unwrap()),
+            data(wt.grad(&grads).unwrap()),
+            bt.map(|bt| data1(bt.grad(&grads).unwrap())),
+        )
+    };
+    let (got, want) = (run(true), run(false));
+    assert_close(&got.0, &want.0, &format!("values {what}"));
+    assert_close(&got.1, &want.1, &format!("x.grad {what}"));
+    assert_close(&got.2, &want.2, &format!("weight.grad {what}"));
+    match (got.3, want.3) {
+        (Some(g), Some(w)) => assert_close(&g, &w, &format!("bias.grad {what}")),
+        (None, None) => {}
+        _ => panic!("bias gradient presence differs: {what}"),
+    }
+}
+
 /// Values and autodiff gradients of [`super::conv3d`] against Burn's conv on the same
 /// inputs: `sum(conv(x, w, b) · r)` differentiated for x, w and b.
 #[test]
 fn conv3d_extension_matches_burn_values_and_gradients() {
-    let device = Device::flex().autodiff();
     for (i, c) in cases().into_iter().enumerate().step_by(2) {
         for with_bias in [true, false] {
-            let x = values(c.xd().iter().product(), 11 * i as u64);
-            let w = values(c.wd().iter().product(), 11 * i as u64 + 1);
-            let b = values(c.co, 11 * i as u64 + 2);
-            let r = values(c.yd().iter().product(), 11 * i as u64 + 3);
-            let run = |fast: bool| {
-                let xt = tensor5(x.clone(), c.xd(), &device).require_grad();
-                let wt = tensor5(w.clone(), c.wd(), &device).require_grad();
-                let bt = with_bias
-                    .then(|| Tensor::<1>::from_data(TensorData::new(b.clone(), [c.co]), &device))
-                    .map(Tensor::require_grad);
-                let y = if fast {
-                    super::conv3d(xt.clone(), wt.clone(), bt.clone(), c.s, c.p)
+            let op = |fast: bool, x, w, b| {
+                if fast {
+                    super::conv3d(x, w, b, c.s, c.p)
                 } else {
-                    burn_conv(
-                        xt.clone(),
-                        wt.clone(),
-                        bt.clone(),
-                        ConvOptions::new(c.s, c.p, [1; 3], 1),
-                    )
-                };
-                let rt = tensor5(r.clone(), c.yd(), &device);
-                let grads = (y.clone() * rt).sum().backward();
-                (
-                    data(y),
-                    data(xt.grad(&grads).unwrap()),
-                    data(wt.grad(&grads).unwrap()),
-                    bt.map(|bt| data1(bt.grad(&grads).unwrap())),
-                )
+                    burn_conv(x, w, b, ConvOptions::new(c.s, c.p, [1; 3], 1))
+                }
             };
-            let (got, want) = (run(true), run(false));
             let what = format!("{c:?} bias {with_bias}");
-            assert_close(&got.0, &want.0, &format!("values {what}"));
-            assert_close(&got.1, &want.1, &format!("x.grad {what}"));
-            assert_close(&got.2, &want.2, &format!("weight.grad {what}"));
-            match (got.3, want.3) {
-                (Some(g), Some(w)) => assert_close(&g, &w, &format!("bias.grad {what}")),
-                (None, None) => {}
-                _ => panic!("bias gradient presence differs"),
-            }
+            compare_with_burn(
+                [c.xd(), c.wd(), c.yd()],
+                11 * i as u64,
+                with_bias,
+                op,
+                &what,
+            );
         }
     }
 }
@@ -414,7 +431,6 @@ fn conv3d_extension_matches_burn_values_and_gradients() {
 /// Values and autodiff gradients of [`super::conv_transpose3d`] against Burn's.
 #[test]
 fn conv_transpose3d_extension_matches_burn_values_and_gradients() {
-    let device = Device::flex().autodiff();
     for (i, (ci, co, k, s, p, op, with_bias)) in [
         (3, 5, [2; 3], [2; 3], [0; 3], [0; 3], false),
         (5, 1, [2; 3], [2; 3], [0; 3], [0; 3], true),
@@ -427,43 +443,15 @@ fn conv_transpose3d_extension_matches_burn_values_and_gradients() {
         let wd = [ci, co, k[0], k[1], k[2]];
         let out = cpu::conv_transpose3d_out_spatial([3, 5, 1], k, s, p, op);
         let yd = [2, co, out[0], out[1], out[2]];
-        let x = values(xd.iter().product(), 21 * i as u64);
-        let w = values(wd.iter().product(), 21 * i as u64 + 1);
-        let b = values(co, 21 * i as u64 + 2);
-        let r = values(yd.iter().product(), 21 * i as u64 + 3);
-        let run = |fast: bool| {
-            let xt = tensor5(x.clone(), xd, &device).require_grad();
-            let wt = tensor5(w.clone(), wd, &device).require_grad();
-            let bt = with_bias
-                .then(|| Tensor::<1>::from_data(TensorData::new(b.clone(), [co]), &device))
-                .map(Tensor::require_grad);
-            let y = if fast {
-                super::conv_transpose3d(xt.clone(), wt.clone(), bt.clone(), s, p, op)
+        let run = |fast: bool, x, w, b| {
+            if fast {
+                super::conv_transpose3d(x, w, b, s, p, op)
             } else {
-                burn_conv_t(
-                    xt.clone(),
-                    wt.clone(),
-                    bt.clone(),
-                    ConvTransposeOptions::new(s, p, op, [1; 3], 1),
-                )
-            };
-            let rt = tensor5(r.clone(), yd, &device);
-            let grads = (y.clone() * rt).sum().backward();
-            (
-                data(y),
-                data(xt.grad(&grads).unwrap()),
-                data(wt.grad(&grads).unwrap()),
-                bt.map(|bt| data1(bt.grad(&grads).unwrap())),
-            )
+                burn_conv_t(x, w, b, ConvTransposeOptions::new(s, p, op, [1; 3], 1))
+            }
         };
-        let (got, want) = (run(true), run(false));
         let what = format!("transpose {ci}->{co} k{k:?} s{s:?}");
-        assert_close(&got.0, &want.0, &format!("values {what}"));
-        assert_close(&got.1, &want.1, &format!("x.grad {what}"));
-        assert_close(&got.2, &want.2, &format!("weight.grad {what}"));
-        if let (Some(g), Some(w)) = (got.3, want.3) {
-            assert_close(&g, &w, &format!("bias.grad {what}"));
-        }
+        compare_with_burn([xd, wd, yd], 21 * i as u64, with_bias, run, &what);
     }
 }
 

@@ -295,7 +295,12 @@ impl ModelConfig {
     /// Parses a configuration from JSON text; unknown keys are an error, so a typo never
     /// silently falls back to a default.
     pub fn from_json(text: &str) -> Result<ModelConfig> {
-        let value: serde_json::Value = serde_json::from_str(text)?;
+        let mut value: serde_json::Value = serde_json::from_str(text)?;
+        if let Some(map) = value.as_object_mut() {
+            // Files written before methods existed hold A2FSeg models.
+            map.entry("arch")
+                .or_insert_with(|| Arch::A2fseg.name().into());
+        }
         let cfg: ModelConfig = serde_json::from_value(value.clone())?;
         let known = serde_json::to_value(&cfg)?;
         if let (Some(given), Some(known)) = (value.as_object(), known.as_object()) {

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::dropout::ModalityDropout;
+use super::schedule::LrSchedule;
 use crate::model::{Arch, ModelConfig, Preset};
 use crate::preprocess::PreprocessSettings;
 
@@ -54,6 +55,16 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Exponent of the poly decay `(1 − epoch/epochs)^power`.
     pub poly_power: f64,
+    /// `poly` (per epoch, the default) or `step` (see `lr_step_*`). Absent in older files:
+    /// poly.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// With `lr_schedule = "step"`: optimiser steps between two drops.
+    #[serde(default = "default_lr_step_iterations")]
+    pub lr_step_iterations: usize,
+    /// With `lr_schedule = "step"`: the factor of each drop.
+    #[serde(default = "default_lr_step_factor")]
+    pub lr_step_factor: f64,
     /// SGD momentum.
     pub momentum: f64,
     /// Nesterov momentum for SGD.
@@ -118,6 +129,9 @@ impl TrainConfig {
             optimizer: OptimizerKind::Adam,
             lr: 0.01,
             poly_power: 0.9,
+            lr_schedule: LrSchedule::Poly,
+            lr_step_iterations: default_lr_step_iterations(),
+            lr_step_factor: default_lr_step_factor(),
             momentum: 0.99,
             nesterov: true,
             weight_decay: 0.0,
@@ -222,6 +236,12 @@ impl TrainConfig {
     pub fn from_toml(text: &str) -> Result<TrainConfig> {
         let mut table: toml::Table = toml::from_str(text)?;
         lift_patch_size(&mut table);
+        if let Some(toml::Value::Table(model)) = table.get_mut("model") {
+            // Files written before methods existed hold A2FSeg models.
+            model
+                .entry("arch")
+                .or_insert_with(|| toml::Value::String(Arch::A2fseg.name().into()));
+        }
         Ok(table.try_into()?)
     }
 
@@ -262,6 +282,15 @@ impl TrainConfig {
             "poly_power must be >= 0"
         );
         ensure!(
+            self.lr_step_iterations >= 1,
+            "lr_step_iterations must be at least 1"
+        );
+        ensure!(
+            self.lr_step_factor > 0.0 && self.lr_step_factor <= 1.0,
+            "lr_step_factor must be in (0, 1], got {}",
+            self.lr_step_factor
+        );
+        ensure!(
             (0.0..1.0).contains(&self.momentum),
             "momentum must be in [0, 1), got {}",
             self.momentum
@@ -298,6 +327,14 @@ impl TrainConfig {
 /// hundred MB of 96³ phantoms).
 fn default_max_cases_in_memory() -> usize {
     64
+}
+
+fn default_lr_step_iterations() -> usize {
+    10_000
+}
+
+fn default_lr_step_factor() -> f64 {
+    0.25
 }
 
 fn default_true() -> bool {
@@ -359,6 +396,23 @@ mod tests {
             );
             c.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn files_from_before_methods_and_schedules_still_load() {
+        let c = TrainConfig::preset(Preset::Small);
+        let mut table = toml::Table::try_from(&c).unwrap();
+        for key in ["lr_schedule", "lr_step_iterations", "lr_step_factor"] {
+            assert!(table.remove(key).is_some(), "{key}");
+        }
+        let model = table.get_mut("model").unwrap().as_table_mut().unwrap();
+        assert!(model.remove("arch").is_some());
+        let text = toml::to_string(&table).unwrap();
+        assert_eq!(TrainConfig::from_toml(&text).unwrap(), c);
+        assert_eq!(
+            TrainConfig::resolve(None, None, Some(&text), "x.toml").unwrap(),
+            c
+        );
     }
 
     #[test]

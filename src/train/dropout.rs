@@ -29,6 +29,10 @@ pub enum ModalityDropout {
     Paper,
     /// Uniform over the 15 non-empty subsets, as RFNet and mmFormer train.
     Uniform,
+    /// A subset size drawn uniformly from {1, 2, 3, 4}, then a subset of that size
+    /// uniformly, every iteration, as U-HVED trains (so the full set is seen a quarter of
+    /// the time, each single modality a sixteenth).
+    Size,
     /// Never drop: always all four modalities.
     Full,
 }
@@ -40,14 +44,16 @@ impl ModalityDropout {
         match self {
             ModalityDropout::Full => Subset::FULL,
             ModalityDropout::Uniform => Subset::from_bits(r.random_range(1u8..=15)),
+            ModalityDropout::Size => {
+                let size = r.random_range(1usize..=4);
+                of_size(&mut r, size)
+            }
             ModalityDropout::Paper => {
                 if epoch % 2 == 1 {
                     return Subset::FULL;
                 }
                 let size = r.random_range(1usize..=3);
-                let of_size: Vec<Subset> =
-                    Subset::all_nonempty().filter(|s| s.len() == size).collect();
-                of_size[r.random_range(0..of_size.len())]
+                of_size(&mut r, size)
             }
         }
     }
@@ -57,9 +63,16 @@ impl ModalityDropout {
         match self {
             ModalityDropout::Paper => "paper",
             ModalityDropout::Uniform => "uniform",
+            ModalityDropout::Size => "size",
             ModalityDropout::Full => "full",
         }
     }
+}
+
+/// A subset of `size` modalities drawn uniformly from `r`.
+fn of_size(r: &mut impl RngExt, size: usize) -> Subset {
+    let options: Vec<Subset> = Subset::all_nonempty().filter(|s| s.len() == size).collect();
+    options[r.random_range(0..options.len())]
 }
 
 /// The subset trained on when the batch's cases have only the modalities `available`
@@ -96,9 +109,10 @@ impl FromStr for ModalityDropout {
         match s.to_ascii_lowercase().as_str() {
             "paper" => Ok(ModalityDropout::Paper),
             "uniform" => Ok(ModalityDropout::Uniform),
+            "size" => Ok(ModalityDropout::Size),
             "full" | "none" => Ok(ModalityDropout::Full),
             other => Err(format!(
-                "unknown modality dropout '{other}' (expected paper, uniform or full)"
+                "unknown modality dropout '{other}' (expected paper, uniform, size or full)"
             )),
         }
     }
@@ -158,6 +172,24 @@ mod tests {
         // Within size 1 (4 subsets), each is expected 750 times.
         for bit in [1usize, 2, 4, 8] {
             assert!((620..880).contains(&by_subset[bit]), "{by_subset:?}");
+        }
+    }
+
+    #[test]
+    fn size_draws_each_size_a_quarter_of_the_time() {
+        let c = counts(ModalityDropout::Size, 0..4, 1000);
+        let mut by_size = [0usize; 5];
+        for (bits, n) in c.iter().enumerate() {
+            by_size[Subset::from_bits(bits as u8).len()] += n;
+        }
+        assert_eq!(by_size[0], 0);
+        for (k, &n) in by_size.iter().enumerate().skip(1) {
+            assert!((850..1150).contains(&n), "size {k}: {n} of 4000");
+        }
+        // Within a size, subsets are even: each single modality ≈ 1000 / 4.
+        for m in 0..4 {
+            let n = c[1 << m];
+            assert!((180..320).contains(&n), "{n}");
         }
     }
 

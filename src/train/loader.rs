@@ -83,6 +83,10 @@ pub struct BatchSpec {
     pub dropout: ModalityDropout,
     /// Augmentation settings.
     pub augment: AugmentConfig,
+    /// Load every modality the batch's cases share, not only the drawn subset (for a
+    /// network whose loss needs the hidden modalities too:
+    /// [`crate::model::Network::trains_on_all_modalities`]).
+    pub all_modalities: bool,
 }
 
 /// One training batch.
@@ -94,7 +98,10 @@ pub struct Batch {
     pub iteration: usize,
     /// The modalities this step trains on.
     pub subset: Subset,
-    /// Per modality of `subset` (canonical order): `[B, 1, D, H, W]` voxels, C order.
+    /// Per modality loaded (canonical order): `[B, 1, D, H, W]` voxels, C order. Those of
+    /// `subset`, or with [`BatchSpec::all_modalities`] every modality the batch's cases
+    /// share (a superset of `subset`). Each modality's patch is the same whichever others
+    /// are loaded.
     pub images: Vec<(Modality, Vec<f32>)>,
     /// Class maps `[B, D, H, W]` (TumourClass indices).
     pub classes: Vec<u8>,
@@ -157,8 +164,9 @@ pub fn make_batch<S: CaseSource + ?Sized>(
     }
     let sampled = spec.dropout.sample(spec.seed, epoch, iteration);
     let subset = dropout::restrict(sampled, shared, spec.seed, epoch, iteration);
+    let loaded = if spec.all_modalities { shared } else { subset };
     let n = spec.patch.iter().product::<usize>();
-    let mut images: Vec<(Modality, Vec<f32>)> = subset
+    let mut images: Vec<(Modality, Vec<f32>)> = loaded
         .modalities()
         .map(|m| (m, Vec::with_capacity(n * spec.batch_size)))
         .collect();
@@ -177,7 +185,7 @@ pub fn make_batch<S: CaseSource + ?Sized>(
         foreground_patches += plan.foreground as usize;
         let transform = augment::sample_spatial(&mut r, &spec.augment);
         let blur_patch = r.random_bool(spec.augment.blur_p);
-        let patch = sampler::extract_patch(&case, &plan, spec.patch, &transform, subset);
+        let patch = sampler::extract_patch(&case, &plan, spec.patch, &transform, loaded);
         for ((m, out), (pm, mut img)) in images.iter_mut().zip(patch.images) {
             debug_assert_eq!(*m, pm);
             let mut ri = rng::stream(
@@ -324,6 +332,7 @@ mod tests {
                 blur_p: 0.5,
                 ..Default::default()
             },
+            all_modalities: false,
         }
     }
 
@@ -403,6 +412,33 @@ mod tests {
         }
         // The single-modality cases 3 and 4 still train.
         assert_eq!(used.len(), 5);
+    }
+
+    #[test]
+    fn all_modalities_adds_the_hidden_ones_and_changes_no_patch() {
+        let cs = cases();
+        let subset_only = spec();
+        let all = BatchSpec {
+            all_modalities: true,
+            ..spec()
+        };
+        for epoch in 0..2 {
+            for it in 0..30 {
+                let a = make_batch(&cs, &subset_only, epoch, it).unwrap();
+                let b = make_batch(&cs, &all, epoch, it).unwrap();
+                assert_eq!(a.subset, b.subset);
+                assert_eq!(a.classes, b.classes);
+                let shared = b.cases.iter().fold(Subset::FULL, |acc, &i| {
+                    Subset::from_bits(acc.bits() & cs[i].available().bits())
+                });
+                let loaded: Vec<Modality> = b.images.iter().map(|(m, _)| *m).collect();
+                assert_eq!(loaded, shared.modalities().collect::<Vec<_>>());
+                for (m, img) in &a.images {
+                    let same = b.images.iter().find(|(n, _)| n == m).unwrap();
+                    assert_eq!(img, &same.1, "{m:?} differs when more modalities load");
+                }
+            }
+        }
     }
 
     #[test]

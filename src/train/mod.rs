@@ -67,6 +67,7 @@ pub use checkpoint::{Best, TrainState};
 pub use config::{OptimizerKind, TrainConfig};
 pub use dropout::ModalityDropout;
 pub use log::LogRow;
+pub use schedule::LrSchedule;
 pub use step::step;
 
 use crate::model;

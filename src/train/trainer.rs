@@ -95,6 +95,7 @@ impl<'a, N: Network> Trainer<'a, N> {
             foreground_fraction: cfg.foreground_fraction,
             dropout: cfg.modality_dropout,
             augment: cfg.augmentation.clone(),
+            all_modalities: N::trains_on_all_modalities(&cfg.model),
         });
         sink.emit(&TrainEvent::Start(StartInfo {
             run_dir: run.root.clone(),
@@ -132,12 +133,12 @@ impl<'a, N: Network> Trainer<'a, N> {
     pub fn run(mut self) -> Result<TrainOutcome> {
         while self.state.next_epoch < self.cfg.epochs {
             let epoch = self.state.next_epoch;
-            let lr = schedule::poly_lr(self.cfg.lr, epoch, self.cfg.epochs, self.cfg.poly_power);
+            let lr = schedule::lr_at(self.cfg, epoch, 0);
             let clock = EpochClock {
                 started: Instant::now(),
                 seconds_before: self.state.partial.seconds,
             };
-            let completed = self.epoch(epoch, lr)?;
+            let completed = self.epoch(epoch)?;
             self.state.partial.seconds = clock.seconds();
             if !completed {
                 self.save_checkpoint(&self.run.latest())?;
@@ -167,9 +168,9 @@ impl<'a, N: Network> Trainer<'a, N> {
                 .is_some_and(|n| self.session_steps >= n)
     }
 
-    /// The steps of `epoch` from `state.next_iteration` on, at learning rate `lr`, with a
-    /// progress bar; false if it stopped before its last step.
-    fn epoch(&mut self, epoch: usize, lr: f64) -> Result<bool> {
+    /// The steps of `epoch` from `state.next_iteration` on, each at its learning rate
+    /// ([`schedule::lr_at`]), with a progress bar; false if it stopped before its last step.
+    fn epoch(&mut self, epoch: usize) -> Result<bool> {
         let cfg = self.cfg;
         let bar = self.sink.bar(
             cfg.iterations_per_epoch,
@@ -207,7 +208,7 @@ impl<'a, N: Network> Trainer<'a, N> {
                 &mut self.optim,
                 batch_tensors(&batch, &self.device),
                 cfg,
-                lr,
+                schedule::lr_at(cfg, epoch, batch.iteration),
             )
             .with_context(|| {
                 format!(
