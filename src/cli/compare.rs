@@ -85,7 +85,16 @@ pub fn run(args: CompareArgs, global: Global) -> Result<()> {
         device: args.device,
         quiet: global.quiet,
     };
-    let outcome = run_compare(&opts)?;
+    let outcome = match run_compare(&opts) {
+        Ok(o) => o,
+        // Stopped by Ctrl-C with the training's `latest` saved: exit as `train` does
+        // (128 + SIGINT), so a script does not go on to use an unfinished comparison.
+        Err(e) if crate::train::ctrl_c_received() => {
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            std::process::exit(130);
+        }
+        Err(e) => return Err(e),
+    };
     for m in &outcome.summary.methods {
         let d = m.scores.mean.regions.map(|r| 100.0 * r.dice);
         println!(
