@@ -445,3 +445,70 @@ fn split_is_reproducible_and_respects_ratios() {
     assert!(!ok);
     assert!(stderr.contains("ratios"), "{stderr}");
 }
+
+#[test]
+fn check_notes_wild_folders_and_reads_any_label_type() {
+    let tmp = common::tempdir();
+    let root = tmp.path().join("MICCAI_BraTS_2019_Data_Training");
+    let hgg = root.join("HGG");
+    brats2020(&hgg, &["BraTS19_2013_10_1"], ".nii.gz");
+    let id = "BraTS19_TCIA10_103_1";
+    let lgg = root.join("LGG").join(id);
+    for (i, m) in ["t1", "t1ce", "flair"].iter().enumerate() {
+        Nii::float(&DIMS, image(i as f32)).write(&lgg.join(format!("{id}_{m}.nii.gz")));
+    }
+    // A float segmentation holding whole labels, a brain mask and a JSON sidecar beside it.
+    let labels: Vec<f32> = seg([0, 1, 2, 4]).into_iter().map(f32::from).collect();
+    Nii::float(&DIMS, labels).write(&lgg.join(format!("{id}_seg.nii.gz")));
+    Nii::labels(&DIMS, vec![1; DIMS.iter().product()]).write(&lgg.join("brain_mask.nii.gz"));
+    std::fs::write(lgg.join(format!("{id}_flair.json")), "{}").unwrap();
+    // A T2 that was not skull-stripped: no zero background.
+    let raw: Vec<f32> = (0..DIMS.iter().product::<usize>())
+        .map(|i| 5.0 + (i % 3) as f32)
+        .collect();
+    Nii::float(&DIMS, raw).write(&lgg.join(format!("{id}_t2.nii.gz")));
+
+    let (ok, v, stderr) = check_json(&root);
+    assert!(ok, "{v} {stderr}");
+    assert_eq!(v["layout"], "brats2019");
+    let cases = v["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[1]["id"], id);
+    assert_eq!(cases[1]["subset"], "1111");
+    assert_eq!(cases[1]["convention"], "brats");
+    let warnings: Vec<&str> = cases[1]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("brain_mask.nii.gz")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("_flair.json")),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("_t2.nii.gz") && w.contains("skull-stripped")),
+        "{warnings:#?}"
+    );
+
+    // A label that is not a whole number is a problem naming the file.
+    let mut labels: Vec<f32> = seg([0, 1, 2, 4]).into_iter().map(f32::from).collect();
+    labels[3] = 2.5;
+    Nii::float(&DIMS, labels).write(&lgg.join(format!("{id}_seg.nii.gz")));
+    let (ok, v, _) = check_json(&root);
+    assert!(!ok);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{v}");
+    let p = problems[0].as_str().unwrap();
+    assert!(
+        p.contains("_seg.nii.gz") && p.contains("non-integral") && p.contains("2.5"),
+        "{p}"
+    );
+}

@@ -98,6 +98,7 @@ fn evaluate_validation(
         device: a2fseg::model::ComputeDevice::Cpu,
         quiet: true,
         cache: Some(data.with_extension("cache")),
+        strict_finite: false,
     })
     .unwrap()
 }

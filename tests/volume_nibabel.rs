@@ -2,11 +2,12 @@
 //!
 //! A Python script makes edge-case files with nibabel (every datatype in both byte orders,
 //! scaling, extensions, unusual `vox_offset`, qform-only / sform-only / neither, 4D,
-//! `.hdr`/`.img` pairs, gzip variants, broken files) and records what nibabel reads from
-//! each; nibabel's own test data files are added. Every file must then read the same
-//! here: same shape, spacing, affine and voxel values, or an error where this reader
-//! refuses the file on purpose (NaN voxels, unsupported datatypes, NIfTI-2, corrupt gzip).
-//! Files written here are read back by nibabel with the reference's qform/sform intact.
+//! `.hdr`/`.img` pairs, gzip variants, broken files, and the same for NIfTI-2) and records
+//! what nibabel reads from each; nibabel's own test data files are added. Every file must
+//! then read the same here: same shape, spacing, affine and voxel values, or an error where
+//! this reader refuses the file on purpose (NaN voxels, unsupported datatypes, corrupt
+//! gzip). Files written here are read back by nibabel with the reference's NIfTI version
+//! and qform/sform intact.
 
 mod common;
 
@@ -36,8 +37,8 @@ def record(name, why, expect=None):
         f = img.get_fdata(dtype=np.float64)
         shape = list(f.shape)
         reason = None
-        if isinstance(img, (nib.Nifti2Image, nib.Nifti2Pair)) or not isinstance(img, nib.Nifti1Pair):
-            reason = 'not NIfTI-1'
+        if not isinstance(img, nib.Nifti1Pair):
+            reason = 'not NIfTI-1 or NIfTI-2'
         elif dtype.name not in SUPPORTED:
             reason = 'unsupported datatype ' + dtype.name
         elif not np.all(np.isfinite(f)):
@@ -242,7 +243,53 @@ rgb = np.zeros((2, 2, 2), dtype=[('R', 'u1'), ('G', 'u1'), ('B', 'u1')])
 nib.save(nib.Nifti1Image(rgb, aff), os.path.join(out, 'rgb.nii'))
 record('rgb.nii', 'RGB24', 'error')
 nib.save(nib.Nifti2Image(a16, aff), os.path.join(out, 'nifti2.nii'))
-record('nifti2.nii', 'NIfTI-2', 'error')
+record('nifti2.nii', 'NIfTI-2', 'ok')
+
+# NIfTI-2: float64 geometry, 64-bit dims, the same variants as NIfTI-1.
+fine = np.array([[-0.9, 0.1, 0, 90.123456789], [0.05, 1.1, 0, -120.000000001], [0, 0, 2.5, -70], [0, 0, 0, 1]])
+def n2(name, a, edit=None, cls=nib.Nifti2Image, expect='ok', endian=None):
+    hdr = (nib.nifti2.Nifti2PairHeader if cls is nib.Nifti2Pair else nib.Nifti2Header)(endianness=endian)
+    img = cls(a, fine, hdr)
+    img.header.set_data_dtype(a.dtype)
+    if edit is not None:
+        edit(img)
+    nib.save(img, os.path.join(out, name))
+for dt in ['uint8', 'int16', 'uint16', 'int32', 'float32', 'float64', 'int64']:
+    for endian in '<>':
+        name = f'n2_{dt}_{"le" if endian == "<" else "be"}.nii'
+        a = (rng.normal(0, 1000, (3, 4, 5)) if dt.startswith('float') else rng.integers(0, 120, (3, 4, 5))).astype(dt)
+        n2(name, a, endian=endian)
+        record(name, f'NIfTI-2 {dt} {endian}', 'ok')
+n2('n2.nii.gz', a16)
+record('n2.nii.gz', 'NIfTI-2 gzip', 'ok')
+n2('n2_qform_only.nii', a16, qonly)
+record('n2_qform_only.nii', 'NIfTI-2 qform only', 'ok')
+n2('n2_sform_only.nii', a16, sonly)
+record('n2_sform_only.nii', 'NIfTI-2 sform only', 'ok')
+n2('n2_no_xform.nii', a16, neither)
+record('n2_no_xform.nii', 'NIfTI-2 neither', 'ok')
+def n2_ext(img):
+    img.header.extensions.append(nib.nifti1.Nifti1Extension('comment', b'nifti2 extension' * 3))
+n2('n2_extension.nii.gz', a16, n2_ext)
+record('n2_extension.nii.gz', 'NIfTI-2 extension', 'ok')
+n2('n2_four_d.nii', a4)
+record('n2_four_d.nii', 'NIfTI-2 4D', 'ok')
+n2('n2_long.nii.gz', rng.integers(0, 5, (40000, 2, 1)).astype(np.uint8))
+record('n2_long.nii.gz', 'NIfTI-2 dim over 32767', 'ok')
+n2('n2_pair.img', a16, cls=nib.Nifti2Pair)
+record('n2_pair.hdr', 'NIfTI-2 pair', 'ok')
+n2('n2_pairgz.img.gz', a16, cls=nib.Nifti2Pair, endian='>')
+record('n2_pairgz.img.gz', 'NIfTI-2 big-endian gzip pair', 'ok')
+fn = os.path.join(out, 'n2_scaled.nii')
+n2('n2_scaled.nii', a16)
+b = bytearray(open(fn, 'rb').read())
+struct.pack_into('<dd', b, 176, 0.1, -3.3)
+open(fn, 'wb').write(bytes(b))
+record('n2_scaled.nii', 'NIfTI-2 scaled', 'ok')
+n2('n2_nan.nii', nanv)
+record('n2_nan.nii', 'NIfTI-2 NaN voxel', 'error')
+open(os.path.join(out, 'n2_truncated.nii'), 'wb').write(open(os.path.join(out, 'n2_int16_le.nii'), 'rb').read()[:-3])
+record('n2_truncated.nii', 'NIfTI-2 truncated', 'error')
 nib.save(nib.AnalyzeImage(a16, aff), os.path.join(out, 'analyze.img'))
 record('analyze.hdr', 'ANALYZE 7.5', 'error')
 
@@ -393,8 +440,9 @@ for ref_path, out_path, kind, vals_path in pairs:
     out = nib.load(out_path)
     rh, oh = ref.header, out.header
     tag = f'{out_path} (ref {ref_path})'
-    if not isinstance(out, nib.Nifti1Image):
-        problems.append(f'{tag}: not a single-file NIfTI-1')
+    want_cls = nib.Nifti2Image if isinstance(ref, (nib.Nifti2Image, nib.Nifti2Pair)) else nib.Nifti1Image
+    if type(out) is not want_cls:
+        problems.append(f'{tag}: {type(out).__name__}, not a single-file {want_cls.__name__}')
     if out.shape != ref.shape[:3] + (1,) * (3 - len(ref.shape[:3])):
         problems.append(f'{tag}: shape {out.shape} vs {ref.shape}')
     want_dtype = 'uint8' if kind == 'labels' else 'float32'
@@ -439,6 +487,14 @@ fn nibabel_reads_what_we_write() {
         "nibabel_anatomical.nii",
         "nibabel_example4d.nii.gz",
         "nibabel_standard.nii.gz",
+        "nifti2.nii",
+        "n2_int16_be.nii",
+        "n2_qform_only.nii",
+        "n2_sform_only.nii",
+        "n2_four_d.nii",
+        "n2_pair.hdr",
+        "n2_pairgz.img.gz",
+        "nibabel_example_nifti2.nii.gz",
     ];
     let mut pairs = Vec::new();
     for (k, r) in refs.iter().enumerate() {

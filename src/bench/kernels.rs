@@ -151,6 +151,7 @@ pub fn training_step_timing(
                 subset: crate::modality::Subset::FULL,
                 images: inputs.clone(),
                 classes: classes.clone(),
+                noise_seed: 0,
             };
             match train::step(model, &mut optim, step_inputs, &train_cfg, train_cfg.lr) {
                 Ok((model, _)) => slot = Some(model),

@@ -114,6 +114,7 @@ impl Bench<'_> {
                 subset: Subset::FULL,
                 images: images.clone(),
                 classes: classes.clone(),
+                noise_seed: 0,
             };
             let (model, _) = train::step(model, &mut optim, inputs, train_cfg, train_cfg.lr)?;
             slot = Some(model);

@@ -1,4 +1,16 @@
-//! Value grammars shared by several subcommands' arguments.
+//! Value grammars and options shared by several subcommands' arguments.
+
+use clap::Args;
+
+/// What `train`, `predict` and `evaluate` do with input images holding NaN or infinite
+/// voxels (resampling tools leave NaN outside the field of view).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct FiniteArgs {
+    /// Refuse an input file with NaN or infinite voxels (one-line error naming the file and
+    /// the count) instead of reading those voxels as 0, outside the brain, with a warning.
+    #[arg(long)]
+    pub strict_finite: bool,
+}
 
 /// Parses a 3D size given as `X,Y,Z` (also `XxYxZ`), or one number `N` for `N,N,N`, into
 /// `[x, y, z]`: positive integers, spaces around the numbers allowed. Every shape, patch and

@@ -54,6 +54,9 @@ pub struct CompareArgs {
     /// only).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: ComputeDevice,
+    /// NaN or infinite input voxels: refused or read as 0.
+    #[command(flatten)]
+    pub finite: super::args::FiniteArgs,
 }
 
 /// Parses a `--methods` value (see [`parse_methods`]); the error names the option and the
@@ -83,6 +86,7 @@ pub fn run(args: CompareArgs, global: Global) -> Result<()> {
         iterations_per_epoch: args.iterations_per_epoch,
         seed: args.seed,
         device: args.device,
+        strict_finite: args.finite.strict_finite,
         quiet: global.quiet,
     };
     let outcome = match run_compare(&opts) {

@@ -64,6 +64,8 @@ pub struct EvaluateArgs {
     /// Cases are preprocessed with the settings each model was trained with either way.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    #[command(flatten)]
+    pub finite: super::args::FiniteArgs,
 }
 
 /// A parsed `--subsets` value.
@@ -116,8 +118,12 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
         device: args.device,
         quiet: global.quiet,
         cache: args.cache,
+        strict_finite: args.finite.strict_finite,
     };
     let outcome = evaluate(&opts)?;
+    for p in &outcome.partial {
+        eprintln!("note: {}", p.note());
+    }
     if !outcome.unlabelled.is_empty() {
         eprintln!(
             "warning: {} case(s) without segmentation skipped: {}",

@@ -78,6 +78,8 @@ pub struct PredictArgs {
     /// only).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: crate::model::ComputeDevice,
+    #[command(flatten)]
+    pub finite: super::args::FiniteArgs,
 }
 
 /// Parses `brats` (also `brats2020`, `brats2021`), `brats2023` or `msd`.
@@ -154,8 +156,7 @@ fn predict_files(
     let mut images: [Option<Grid<f32>>; 4] = Default::default();
     let mut geometry: Option<(Geometry, &Path)> = None;
     for (m, path) in files.iter().filter(|(m, _)| subset.contains(*m)) {
-        let v =
-            volume::read_volume(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let v = dataset::read_input_volume(path, args.finite.strict_finite)?;
         ensure!(
             v.channels.len() == 1,
             "{} has {} volumes (4D); give one 3D image per modality",
@@ -175,6 +176,11 @@ fn predict_files(
         images[m.index()] = v.channels.into_iter().next();
     }
     let (geometry, _) = geometry.expect("at least one image");
+    for (m, path) in files {
+        if let Some(image) = &images[m.index()] {
+            dataset::warn_if_not_skull_stripped(path, image);
+        }
+    }
     let convention = args.convention.unwrap_or(LabelConvention::Brats);
     let id = case_name(&args.output);
     let loaded = dataset::LoadedCase {
@@ -194,17 +200,17 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
     let input = args.input.as_ref().expect("checked");
     let (ds, ids) = match dataset::discover(input) {
         Ok(ds) => {
+            let ds = ds.with_strict_finite(args.finite.strict_finite);
             let ids = select_cases(&ds, args.split.as_deref(), &args.part)?;
             (ds, ids)
         }
         Err(e) => match case_folder(input) {
-            Some(found) => found,
+            Some((ds, ids)) => (ds.with_strict_finite(args.finite.strict_finite), ids),
             None => return Err(e),
         },
     };
     ensure!(!ids.is_empty(), "no case to predict in {}", input.display());
     let _lock = fsutil::FolderLock::acquire(&args.output, "prediction")?;
-    let convention = args.convention.unwrap_or(ds.convention);
     let bar = crate::progress::bar(ids.len() as u64, "cases", global.quiet);
     for id in &ids {
         bar.set_message(id.clone());
@@ -237,6 +243,7 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
         drop(loaded);
         let pred = predictor.predict_case(&pre, subset)?;
+        let convention = args.convention.unwrap_or(ds.convention_of(case));
         write_prediction(&out, &geometry, convention, &pred, args)?;
         bar.inc(1);
     }

@@ -49,6 +49,9 @@ pub struct TrainArgs {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub finite: super::args::FiniteArgs,
+
     /// Epochs (the poly learning-rate decay reaches 0 after the last).
     #[arg(long, value_name = "N")]
     pub epochs: Option<usize>,
@@ -195,6 +198,7 @@ pub fn run(args: TrainArgs, global: Global) -> Result<()> {
         log_format: args.log_format,
         handle_ctrl_c: true,
         stop_after_steps: args.stop_after_steps,
+        strict_finite: args.finite.strict_finite,
         ..TrainOptions::new(&args.data, &args.out, config)
     };
     let outcome = crate::train::train(&opts)?;

@@ -78,6 +78,9 @@ pub struct CompareOptions {
     pub seed: u64,
     /// Where the networks train and run.
     pub device: ComputeDevice,
+    /// Refuse input files with NaN or infinite voxels instead of reading them as 0 (training
+    /// and evaluation).
+    pub strict_finite: bool,
     /// No progress bars or stage lines.
     pub quiet: bool,
 }
@@ -158,6 +161,7 @@ pub fn run_compare(opts: &CompareOptions) -> Result<CompareOutcome> {
             o.cache = Some(cache.clone());
             o.resume = has_checkpoint(d);
             o.device = opts.device;
+            o.strict_finite = opts.strict_finite;
             o.quiet = opts.quiet;
             o.handle_ctrl_c = true;
             let outcome = crate::train::train(&o)?;
@@ -306,6 +310,7 @@ fn evaluate_options(
         device: opts.device,
         quiet: opts.quiet,
         cache: Some(opts.out.join("cache")),
+        strict_finite: opts.strict_finite,
     }
 }
 

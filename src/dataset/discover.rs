@@ -51,16 +51,35 @@ pub(crate) fn file_role(stem: &str) -> Option<FileRole> {
             return Some(FileRole::Image(m));
         }
     }
-    match last {
-        "seg" | "segm" | "segmentation" | "label" | "labels" | "mask" | "gt" | "truth" => {
-            return Some(FileRole::Seg);
-        }
-        _ => {}
-    }
-    if lower.contains("seg") {
+    if seg_rank(&lower) > 0 {
         return Some(FileRole::Seg);
     }
     None
+}
+
+/// How surely a (lower-case) stem names a tumour segmentation: 3 for `seg`, `segm`,
+/// `segmentation`; 2 for `label(s)`, `gt`, `truth` or any other stem containing "seg";
+/// 1 for a bare `mask`; 0 for anything else, including brain masks (`brain_mask`,
+/// `brainmask`, `skull_mask`, …), which skull-stripping tools leave beside the images.
+/// When a case folder holds two candidates, the higher rank is its segmentation.
+pub(crate) fn seg_rank(lower: &str) -> u8 {
+    let mut tokens = lower.rsplit(['_', '-', '.']);
+    let last = tokens.next().unwrap_or(lower);
+    let before = tokens.next().unwrap_or("");
+    let brain_mask = last.ends_with("mask")
+        && ["brain", "skull", "head", "bet", "brainmask"]
+            .iter()
+            .any(|w| last.starts_with(w) || before == *w);
+    if brain_mask {
+        return 0;
+    }
+    match last {
+        "seg" | "segm" | "segmentation" => 3,
+        "label" | "labels" | "gt" | "truth" => 2,
+        "mask" => 1,
+        _ if lower.contains("seg") => 2,
+        _ => 0,
+    }
 }
 
 /// Lists a folder's entries sorted by name (deterministic across file systems).
@@ -80,15 +99,18 @@ fn sorted_entries(dir: &Path) -> Result<Vec<(String, PathBuf, bool)>> {
 }
 
 /// Scans one case folder: the files of each role, plus problems (two files for one role)
-/// and warnings (NIfTI files of unknown role).
+/// and warnings (files ignored: NIfTI files of unknown role such as brain masks, a weaker
+/// segmentation candidate, and non-image files such as JSON sidecars).
 fn scan_case_folder(id: String, dir: &Path) -> Result<CaseFiles> {
     let mut case = CaseFiles::empty(id);
     case.dir = Some(dir.to_path_buf());
+    let mut other: Vec<String> = Vec::new();
     for (name, path, is_dir) in sorted_entries(dir)? {
-        if is_dir {
+        if is_dir || name.starts_with('.') {
             continue;
         }
         let Some(stem) = nifti_stem(&name) else {
+            other.push(name);
             continue;
         };
         match file_role(stem) {
@@ -109,21 +131,49 @@ fn scan_case_folder(id: String, dir: &Path) -> Result<CaseFiles> {
                 }
             }
             Some(FileRole::Seg) => {
-                if let Some(prev) = &case.seg {
+                let Some(prev) = case.seg.clone() else {
+                    case.seg = Some(path);
+                    continue;
+                };
+                let rank = |p: &Path| {
+                    let name = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_ascii_lowercase());
+                    seg_rank(nifti_stem(&name.unwrap_or_default()).unwrap_or(""))
+                };
+                let (new, old) = (rank(&path), rank(&prev));
+                if new == old {
                     case.problems.push(format!(
                         "two segmentation files: {} and {} (using the first)",
                         prev.display(),
                         path.display()
                     ));
-                } else {
-                    case.seg = Some(path);
+                    continue;
                 }
+                let (kept, dropped) = if new > old {
+                    (path, prev)
+                } else {
+                    (prev, path)
+                };
+                case.warnings.push(format!(
+                    "ignored {} (the segmentation is {})",
+                    dropped.display(),
+                    kept.display()
+                ));
+                case.seg = Some(kept);
             }
             None => case.warnings.push(format!(
                 "ignored {} (not a known modality or segmentation name)",
                 path.display()
             )),
         }
+    }
+    if !other.is_empty() {
+        case.warnings.push(format!(
+            "ignored {} file(s) that are not NIfTI images: {}",
+            other.len(),
+            other.join(", ")
+        ));
     }
     Ok(case)
 }
@@ -138,29 +188,53 @@ fn looks_like_case(dir: &Path) -> bool {
         .any(|(name, _, is_dir)| !is_dir && nifti_stem(name).and_then(file_role).is_some())
 }
 
-/// The layout of a folder of case folders, from the case folder names.
-fn folder_layout(ids: &[String]) -> Layout {
-    let all = |prefixes: &[&str]| {
-        !ids.is_empty()
-            && ids
-                .iter()
-                .all(|id| prefixes.iter().any(|p| id.starts_with(p)))
-    };
-    if all(&["BraTS20_"]) {
-        Layout::Brats2020
-    } else if all(&["BraTS2021_"]) {
-        Layout::Brats2021
-    } else if all(&[
-        "BraTS-GLI-",
-        "BraTS-MEN-",
-        "BraTS-MET-",
-        "BraTS-PED-",
-        "BraTS-SSA-",
-    ]) {
-        Layout::Brats2023
+/// Case-folder name prefixes of the BraTS 2023 challenges.
+const BRATS2023_PREFIXES: [&str; 5] = [
+    "BraTS-GLI-",
+    "BraTS-MEN-",
+    "BraTS-MET-",
+    "BraTS-PED-",
+    "BraTS-SSA-",
+];
+
+/// The BraTS year layout a case folder's name belongs to, if any.
+fn brats_year(id: &str) -> Option<Layout> {
+    if id.starts_with("BraTS19_") {
+        Some(Layout::Brats2019)
+    } else if id.starts_with("BraTS20_") {
+        Some(Layout::Brats2020)
+    } else if id.starts_with("BraTS2021_") {
+        Some(Layout::Brats2021)
+    } else if BRATS2023_PREFIXES.iter().any(|p| id.starts_with(p)) {
+        Some(Layout::Brats2023)
     } else {
-        Layout::Folder
+        None
     }
+}
+
+/// The layout of a folder of case folders, from the case folder names: one BraTS year,
+/// several (mixed), or a plain folder.
+fn folder_layout(ids: &[String]) -> Layout {
+    let years: Option<Vec<Layout>> = ids.iter().map(|id| brats_year(id)).collect();
+    match years {
+        Some(years) if !years.is_empty() => {
+            if years.iter().all(|y| *y == years[0]) {
+                years[0]
+            } else {
+                Layout::BratsMixed
+            }
+        }
+        _ => Layout::Folder,
+    }
+}
+
+/// The convention of a case from its own names: BraTS 2023 if its folder has a 2023 name or
+/// its files use the 2023 modality names (`t1n`, `t2w`, `t2f`), else BraTS 2019–2021.
+fn case_convention(case: &CaseFiles) -> LabelConvention {
+    if brats_year(&case.id) == Some(Layout::Brats2023) {
+        return LabelConvention::Brats2023;
+    }
+    folder_convention(std::slice::from_ref(case))
 }
 
 /// The convention of a plain folder: BraTS 2023 if its files use the 2023 modality names
@@ -228,6 +302,23 @@ pub(crate) fn discover(root: &Path) -> Result<Dataset> {
                 return discover(only);
             }
         }
+        // Group folders (BraTS 2019's HGG/ and LGG/): the case folders of every group.
+        for (_, group, _) in &subdirs {
+            let (group_ids, group_dirs) = case_folders(group)?;
+            for (id, dir) in group_ids.into_iter().zip(group_dirs) {
+                if let Some(i) = ids.iter().position(|x| *x == id) {
+                    bail!(
+                        "case {id} appears twice: {} and {}",
+                        dirs[i].display(),
+                        dir.display()
+                    );
+                }
+                ids.push(id);
+                dirs.push(dir);
+            }
+        }
+    }
+    if ids.is_empty() {
         bail!(
             "no cases found in {}: expected case folders holding NIfTI files named like \
              CASE_t1.nii.gz, CASE_t1ce.nii.gz, CASE_t2.nii.gz, CASE_flair.nii.gz, CASE_seg.nii.gz \
@@ -242,17 +333,25 @@ pub(crate) fn discover(root: &Path) -> Result<Dataset> {
         cases.push(scan_case_folder(id, &dir)?);
     }
     let convention = match layout {
-        Layout::Brats2020 | Layout::Brats2021 => LabelConvention::Brats,
+        Layout::Brats2019 | Layout::Brats2020 | Layout::Brats2021 => LabelConvention::Brats,
         Layout::Brats2023 => LabelConvention::Brats2023,
         Layout::Msd => LabelConvention::Msd,
-        Layout::Folder => folder_convention(&cases),
+        Layout::BratsMixed | Layout::Folder => folder_convention(&cases),
     };
+    // Mixed years: a case whose own names say otherwise keeps its year's convention.
+    if matches!(layout, Layout::BratsMixed | Layout::Folder) {
+        for case in &mut cases {
+            let own = case_convention(case);
+            case.convention = (own != convention).then_some(own);
+        }
+    }
     cases.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(Dataset {
         root: root.to_path_buf(),
         layout,
         convention,
         cases,
+        strict_finite: false,
     })
 }
 
@@ -363,6 +462,7 @@ fn try_msd(root: &Path) -> Result<Option<Dataset>> {
         layout: Layout::Msd,
         convention: LabelConvention::Msd,
         cases: by_id.into_values().collect(),
+        strict_finite: false,
     }))
 }
 

@@ -1,8 +1,9 @@
 //! Datasets: finding the cases of the layouts users have, loading a case, and
 //! reproducible train/validation/test splits.
 //!
-//! Layouts (README, "dataset check"): BraTS 2020 and 2021 (a folder per case, files
-//! `CASE_{t1,t1ce,t2,flair,seg}.nii[.gz]`, labels 0/1/2/4), BraTS 2023 (`CASE-{t1n,t1c,t2w,t2f,seg}`,
+//! Layouts (README, "dataset check"): BraTS 2019 (case folders `BraTS19_…`, grouped in
+//! `HGG/` and `LGG/`), 2020 and 2021 (a folder per case, files
+//! `CASE_{t1,t1ce,t2,flair,seg}.nii[.gz]`, labels 0/1/2/4), several BraTS years in one folder, BraTS 2023 (`CASE-{t1n,t1c,t2w,t2f,seg}`,
 //! prefixes GLI, MEN, MET, PED, SSA, ET is label 3), MSD Task01 (`imagesTr/`, `labelsTr/`,
 //! `imagesTs/`, one 4D image per case with channels FLAIR, T1w, T1gd, T2w, labels
 //! 1 edema, 2 non-enhancing, 3 enhancing), and any plain folder of case folders whose file
@@ -20,9 +21,13 @@ use crate::labels::LabelConvention;
 use crate::modality::{Modality, Subset};
 
 mod discover;
+mod inputs;
 pub(crate) mod load;
 mod split;
 
+pub use inputs::{
+    MIN_ZERO_BORDER_FRACTION, read_input_volume, skull_stripping_note, warn_if_not_skull_stripped,
+};
 pub use load::{CaseReport, LoadedCase, check_case, load_case};
 pub use split::Split;
 
@@ -30,6 +35,9 @@ pub use split::Split;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Layout {
+    /// `BraTS19_CENTRE_N_1/BraTS19_CENTRE_N_1_{t1,t1ce,t2,flair,seg}.nii.gz`, the training
+    /// cases grouped in `HGG/` and `LGG/` folders.
+    Brats2019,
     /// `BraTS20_Training_NNN/BraTS20_Training_NNN_{t1,t1ce,t2,flair,seg}.nii[.gz]`.
     Brats2020,
     /// `BraTS2021_NNNNN/BraTS2021_NNNNN_{t1,t1ce,t2,flair,seg}.nii.gz`.
@@ -37,6 +45,9 @@ pub enum Layout {
     /// `BraTS-GLI-NNNNN-NNN/BraTS-GLI-NNNNN-NNN-{t1n,t1c,t2w,t2f,seg}.nii.gz` (and MEN, MET,
     /// PED, SSA).
     Brats2023,
+    /// Case folders of several BraTS years in one folder (each case read in its year's
+    /// label convention).
+    BratsMixed,
     /// Medical Segmentation Decathlon Task01_BrainTumour.
     Msd,
     /// Any other folder of case folders.
@@ -47,9 +58,11 @@ impl Layout {
     /// Name used in reports and JSON.
     pub fn name(self) -> &'static str {
         match self {
+            Layout::Brats2019 => "brats2019",
             Layout::Brats2020 => "brats2020",
             Layout::Brats2021 => "brats2021",
             Layout::Brats2023 => "brats2023",
+            Layout::BratsMixed => "brats-mixed",
             Layout::Msd => "msd",
             Layout::Folder => "folder",
         }
@@ -67,13 +80,16 @@ impl FromStr for Layout {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
+            "brats2019" => Ok(Layout::Brats2019),
             "brats2020" => Ok(Layout::Brats2020),
             "brats2021" => Ok(Layout::Brats2021),
             "brats2023" => Ok(Layout::Brats2023),
+            "brats-mixed" => Ok(Layout::BratsMixed),
             "msd" => Ok(Layout::Msd),
             "folder" => Ok(Layout::Folder),
             other => Err(format!(
-                "unknown layout '{other}' (expected brats2020, brats2021, brats2023, msd or folder)"
+                "unknown layout '{other}' (expected brats2019, brats2020, brats2021, brats2023, \
+                 brats-mixed, msd or folder)"
             )),
         }
     }
@@ -102,8 +118,12 @@ pub struct CaseFiles {
     pub seg: Option<PathBuf>,
     /// Problems visible from the names alone (two files claiming one modality, …).
     pub problems: Vec<String>,
-    /// Harmless oddities (NIfTI files of unknown role, ignored).
+    /// Harmless oddities (files ignored: NIfTI files of unknown role, non-image files).
     pub warnings: Vec<String>,
+    /// The case's own label convention when it differs from the dataset's (a folder that
+    /// mixes BraTS 2023 cases, ET = 3, with earlier years' 0/1/2/4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convention: Option<LabelConvention>,
 }
 
 impl CaseFiles {
@@ -116,6 +136,7 @@ impl CaseFiles {
             seg: None,
             problems: Vec::new(),
             warnings: Vec::new(),
+            convention: None,
         }
     }
 
@@ -164,6 +185,10 @@ pub struct Dataset {
     pub convention: LabelConvention,
     /// The cases, sorted by id.
     pub cases: Vec<CaseFiles>,
+    /// Whether a file with NaN or infinite voxels is refused (`--strict-finite`) instead
+    /// of read with those voxels set to 0 (outside the brain) and a warning.
+    #[serde(default)]
+    pub strict_finite: bool,
 }
 
 impl Dataset {
@@ -189,17 +214,33 @@ impl Dataset {
             .collect()
     }
 
-    /// This dataset read with another label convention (for a plain folder whose
-    /// convention the names cannot tell).
+    /// This dataset read with another label convention for every case (for a plain folder
+    /// whose convention the names cannot tell).
     pub fn with_convention(mut self, convention: LabelConvention) -> Self {
         self.convention = convention;
+        for case in &mut self.cases {
+            case.convention = None;
+        }
+        self
+    }
+
+    /// The label convention of `case`'s segmentation (and of predictions written for it).
+    pub fn convention_of(&self, case: &CaseFiles) -> LabelConvention {
+        case.convention.unwrap_or(self.convention)
+    }
+
+    /// This dataset with files holding NaN or infinite voxels refused (`true`) or repaired
+    /// (`false`, the default: those voxels become 0, with a warning once per file).
+    pub fn with_strict_finite(mut self, strict: bool) -> Self {
+        self.strict_finite = strict;
         self
     }
 }
 
 /// Finds the cases under `root`: an MSD Task01 folder (`imagesTr/`…), or a folder of case
-/// folders (BraTS 2020/2021/2023 or plain), or a folder wrapping exactly one of those, or a
-/// single case folder (a dataset of that one case, named after the folder).
+/// folders (BraTS 2019/2020/2021/2023, several years mixed, or plain), or a folder wrapping
+/// exactly one of those, or a folder of group folders (BraTS 2019's `HGG/` and `LGG/`), or
+/// a single case folder (a dataset of that one case, named after the folder).
 /// Only names are looked at; an empty or unrecognisable folder is an error.
 pub fn discover(root: &Path) -> Result<Dataset> {
     discover::discover(root)
@@ -347,5 +388,111 @@ mod tests {
         assert!(e.contains("no cases found"), "{e}");
         let e = discover(&r.join("missing")).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn brats2019_grade_folders_and_mixed_years() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path().join("MICCAI_BraTS_2019_Data_Training");
+        for (grade, id) in [
+            ("HGG", "BraTS19_2013_10_1"),
+            ("LGG", "BraTS19_TCIA09_141_1"),
+        ] {
+            for m in ["t1", "t1ce", "t2", "flair", "seg"] {
+                touch(&r, &format!("{grade}/{id}/{id}_{m}.nii.gz"));
+            }
+        }
+        touch(&r, "name_mapping.csv");
+        let ds = discover(&r).unwrap();
+        assert_eq!(ds.layout, Layout::Brats2019);
+        assert_eq!(ds.convention, LabelConvention::Brats);
+        assert_eq!(ds.ids(), ["BraTS19_2013_10_1", "BraTS19_TCIA09_141_1"]);
+        assert!(
+            ds.cases
+                .iter()
+                .all(|c| c.has_seg() && c.available() == Subset::FULL)
+        );
+        // The same id in both groups is an error naming both folders.
+        touch(&r, "LGG/BraTS19_2013_10_1/BraTS19_2013_10_1_t1.nii.gz");
+        let e = discover(&r).unwrap_err().to_string();
+        assert!(
+            e.contains("appears twice") && e.contains("HGG") && e.contains("LGG"),
+            "{e}"
+        );
+
+        // 2019, 2020, 2021 and 2023 cases side by side: each keeps its year's labels.
+        let m = dir.path().join("mixed");
+        for id in [
+            "BraTS19_2013_10_1",
+            "BraTS20_Training_001",
+            "BraTS2021_00002",
+        ] {
+            for t in ["t1", "t1ce", "t2", "flair", "seg"] {
+                touch(&m, &format!("{id}/{id}_{t}.nii.gz"));
+            }
+        }
+        let id23 = "BraTS-GLI-00003-000";
+        for t in ["t1n", "t1c", "t2w", "t2f", "seg"] {
+            touch(&m, &format!("{id23}/{id23}-{t}.nii.gz"));
+        }
+        let ds = discover(&m).unwrap();
+        assert_eq!(ds.layout, Layout::BratsMixed);
+        assert_eq!(ds.cases.len(), 4);
+        let conv = |id: &str| ds.convention_of(ds.case(id).unwrap());
+        assert_eq!(conv("BraTS19_2013_10_1"), LabelConvention::Brats);
+        assert_eq!(conv("BraTS2021_00002"), LabelConvention::Brats);
+        assert_eq!(conv(id23), LabelConvention::Brats2023);
+        // An explicit convention applies to every case.
+        let all = ds.clone().with_convention(LabelConvention::Msd);
+        assert_eq!(
+            all.convention_of(all.case(id23).unwrap()),
+            LabelConvention::Msd
+        );
+    }
+
+    #[test]
+    fn extra_files_in_case_folders_are_ignored_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        let id = "BraTS20_Training_001";
+        for m in ["t1", "t1ce", "t2", "flair", "seg"] {
+            touch(r, &format!("{id}/{id}_{m}.nii.gz"));
+        }
+        for extra in [
+            "brain_mask.nii.gz",
+            "BraTS20_Training_001_brainmask.nii.gz",
+            "tumor_mask.nii.gz",
+            "BraTS20_Training_001_t1.json",
+            "notes.txt",
+            ".DS_Store",
+        ] {
+            touch(r, &format!("{id}/{extra}"));
+        }
+        let ds = discover(r).unwrap();
+        let c = &ds.cases[0];
+        assert!(c.problems.is_empty(), "{:?}", c.problems);
+        assert_eq!(c.available(), Subset::FULL);
+        assert!(
+            c.seg
+                .as_ref()
+                .unwrap()
+                .ends_with(format!("{id}_seg.nii.gz"))
+        );
+        let notes = c.warnings.join("\n");
+        assert_eq!(c.warnings.len(), 4, "{notes}");
+        for name in [
+            "brain_mask.nii.gz",
+            "_brainmask.nii.gz",
+            "tumor_mask.nii.gz",
+        ] {
+            assert!(notes.contains(name), "{name} in {notes}");
+        }
+        assert!(
+            notes.contains(
+                "2 file(s) that are not NIfTI images: BraTS20_Training_001_t1.json, notes.txt"
+            ),
+            "{notes}"
+        );
+        assert!(!notes.contains("DS_Store"), "{notes}");
     }
 }

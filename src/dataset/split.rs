@@ -259,6 +259,7 @@ mod tests {
             layout: Layout::Folder,
             convention: LabelConvention::Brats,
             cases: ids(4).into_iter().map(CaseFiles::empty).collect(),
+            strict_finite: false,
         };
         let ok = Split {
             train: vec!["case_000".into(), "case_001".into()],

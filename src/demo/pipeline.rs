@@ -96,6 +96,7 @@ pub fn run_demo_compare(opts: &DemoOptions, methods: &[Method]) -> Result<Compar
         iterations_per_epoch: opts.iterations_per_epoch,
         seed: opts.seed,
         device: crate::model::ComputeDevice::Cpu,
+        strict_finite: false,
         quiet: opts.quiet,
     })
 }
@@ -378,6 +379,7 @@ impl<'a> Demo<'a> {
                     device: crate::model::ComputeDevice::Cpu,
                     quiet: opts.quiet,
                     cache: None,
+                    strict_finite: false,
                 })?;
                 Ok(json!({ "scored": outcome.scored }))
             })?;

@@ -48,9 +48,27 @@ pub struct TrainInputs {
     pub images: Vec<(Modality, Tensor<5>)>,
     /// Class indices `[B, D, H, W]` ([`crate::labels::TumourClass`]).
     pub classes: Tensor<4, Int>,
+    /// Seed of the step's random draws ([`TrainInputs::standard_normal`]); the trainer
+    /// derives it from the run seed, the epoch and the iteration.
+    pub noise_seed: u64,
 }
 
 impl TrainInputs {
+    /// N(0, 1) noise of shape `dims` on `device` (a reparameterised sample's ε), drawn on the
+    /// CPU from the stream `(noise_seed, stream)`: the same numbers on every device and in
+    /// every run and resume of the step. Use one `stream` per draw of a step.
+    pub fn standard_normal(&self, stream: u64, dims: [usize; 5], device: &Device) -> Tensor<5> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.noise_seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let n = dims.iter().product();
+        let values: Vec<f32> = (0..n)
+            .map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal))
+            .collect();
+        Tensor::from_data(burn::tensor::TensorData::new(values, dims), device)
+    }
+
     /// The images of the drawn subset only.
     pub fn subset_images(&self) -> Vec<(Modality, Tensor<5>)> {
         self.images
@@ -82,8 +100,9 @@ pub trait Network: Module + 'static {
     }
 
     /// The training forward pass and its loss: everything of a training step that depends
-    /// on the method. Random draws (a reparameterised sample, say) come from the device's
-    /// generator, which the trainer seeds before every step.
+    /// on the method. Random draws (a reparameterised sample, say) come from
+    /// [`TrainInputs::standard_normal`], so a step is the same on every device and resumes
+    /// bit-identically.
     fn training_loss(&self, step: TrainInputs) -> Result<StepLoss>;
 
     /// The part of inference that depends on modality `m` alone, from its image

@@ -3,8 +3,8 @@
 //! One safetensors file per case and key: `<id>-<first 16 hex digits of the key>.safetensors`,
 //! holding the tensors `t1`, `t1c`, `t2`, `flair` (present modalities only; f32, shape
 //! `[D, H, W]` = `[z, y, x]` of the crop box), `classes` (u8 TumourClass indices, same shape,
-//! when the case has a segmentation) and `header` (u8, the 348-byte NIfTI-1 header of the
-//! original geometry), with string metadata `format`, `key`, `id`, `convention`,
+//! when the case has a segmentation) and `header` (u8, the NIfTI-1 (348-byte) or NIfTI-2
+//! (540-byte) header of the original geometry), with string metadata `format`, `key`, `id`, `convention`,
 //! `crop_start` and `crop_dims` (JSON `[x, y, z]`).
 //!
 //! The key is the SHA-256 of the format version, the settings, the label convention, the
@@ -55,7 +55,12 @@ pub fn cache_key(
     };
     field("format", FORMAT.as_bytes());
     field("settings", serde_json::to_string(settings)?.as_bytes());
-    field("convention", dataset.convention.name().as_bytes());
+    field("convention", dataset.convention_of(case).name().as_bytes());
+    // A case cached with NaN voxels set to 0 must not pass a strict run unchecked; the
+    // default adds nothing, so existing caches stay valid.
+    if dataset.strict_finite {
+        field("strict-finite", b"1");
+    }
     field("id", case.id.as_bytes());
     let mut describe = |role: String, path: &Path, channel: Option<usize>| -> Result<()> {
         let meta = fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;

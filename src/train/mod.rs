@@ -109,6 +109,8 @@ pub struct TrainOptions {
     /// Stop as if Ctrl-C were pressed after this many steps of this process (for tests of
     /// interruption and resumption).
     pub stop_after_steps: Option<u64>,
+    /// Refuse input files with NaN or infinite voxels instead of reading them as 0.
+    pub strict_finite: bool,
 }
 
 impl TrainOptions {
@@ -137,6 +139,7 @@ impl TrainOptions {
             log_format: LogFormat::Text,
             handle_ctrl_c: false,
             stop_after_steps: None,
+            strict_finite: false,
         }
     }
 }

@@ -98,7 +98,7 @@ pub(super) struct Data {
 /// checks every training and validation case, in parallel with a progress bar.
 pub(super) fn load_data(opts: &TrainOptions, run: &RunDir, sink: &Sink) -> Result<Data> {
     let cfg = &opts.config;
-    let dataset = dataset::discover(&opts.data)?;
+    let dataset = dataset::discover(&opts.data)?.with_strict_finite(opts.strict_finite);
     ensure!(
         !dataset.cases.is_empty(),
         "no cases found in {}",

@@ -27,8 +27,8 @@ pub const AVAILABLE: u64 = 6;
 /// Stream tag: redrawing the case of a batch item whose modalities the batch's earlier
 /// cases do not share, keyed by `(epoch, iteration, item)`.
 pub const COMPATIBLE: u64 = 7;
-/// Stream tag: the device's generator during a training step (a method's random draws,
-/// such as U-HVED's reparameterised sample), keyed by `(epoch, iteration)`.
+/// Stream tag: a training step's noise seed (a method's random draws, such as U-HVED's
+/// reparameterised sample), keyed by `(epoch, iteration)`.
 pub const STEP: u64 = 8;
 
 /// SplitMix64 finaliser: a bijective 64-bit mixer.

@@ -19,8 +19,9 @@ use crate::model::{Network, TrainInputs};
 /// ([`Network::loss_terms`]), in that order.
 pub type StepLosses = Vec<f64>;
 
-/// `batch` as tensors on `device`.
-pub fn batch_tensors(batch: &Batch, device: &Device) -> TrainInputs {
+/// `batch` as tensors on `device`, with the step's noise seed derived from the run seed
+/// `seed` and the batch's epoch and iteration.
+pub fn batch_tensors(batch: &Batch, seed: u64, device: &Device) -> TrainInputs {
     let shape = batch.image_shape();
     let inputs = batch
         .images
@@ -39,6 +40,10 @@ pub fn batch_tensors(batch: &Batch, device: &Device) -> TrainInputs {
         subset: batch.subset,
         images: inputs,
         classes,
+        noise_seed: rng::key(
+            seed,
+            &[rng::STEP, batch.epoch as u64, batch.iteration as u64],
+        ),
     }
 }
 

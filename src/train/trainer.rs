@@ -198,15 +198,10 @@ impl<'a, N: Network> Trainer<'a, N> {
                 .model
                 .take()
                 .context("the model was lost in a failed step")?;
-            // The step's random draws, if the method has any, are a function of the step.
-            self.device.seed(rng::key(
-                cfg.seed,
-                &[rng::STEP, batch.epoch as u64, batch.iteration as u64],
-            ));
             let (m, losses) = step(
                 model,
                 &mut self.optim,
-                batch_tensors(&batch, &self.device),
+                batch_tensors(&batch, cfg.seed, &self.device),
                 cfg,
                 schedule::lr_at(cfg, epoch, batch.iteration),
             )

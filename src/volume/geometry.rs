@@ -1,9 +1,12 @@
 //! The geometry of a volume: grid dims, voxel spacing, the voxel-to-world affine chosen as
-//! nibabel chooses it, and the NIfTI-1 header it came from (kept so that files written
-//! with this geometry carry the same qform/sform codes and matrices bit for bit).
+//! nibabel chooses it, and the NIfTI-1 or NIfTI-2 header it came from (kept so that files
+//! written with this geometry are of the same version and carry the same qform/sform codes
+//! and matrices bit for bit).
 
 use anyhow::{Result, bail};
 use nifti::{Endianness, NiftiHeader};
+
+use super::header::{Header, NiftiVersion, parse_header};
 
 /// Largest distance (mm) between corresponding corner voxel centres of two grids that
 /// [`Geometry::same_grid`] still calls the same grid. The qform is stored as float32
@@ -32,9 +35,9 @@ pub struct Geometry {
     pub spacing: [f64; 3],
     /// Voxel → world (mm), row-major.
     pub affine: [[f64; 4]; 4],
-    /// The header this geometry was read from (or a fresh one), with nibabel's load-time
-    /// fixes applied. Writers start from it.
-    header: NiftiHeader,
+    /// The header this geometry was read from (or a fresh NIfTI-1 one), with nibabel's
+    /// load-time fixes applied. Writers start from it.
+    header: Header,
 }
 
 impl Geometry {
@@ -69,6 +72,7 @@ impl Geometry {
         let mut descrip = b"a2fseg".to_vec();
         descrip.resize(80, 0);
         h.descrip = descrip;
+        let mut h = Header::from(h);
         set_sform(&mut h, &affine, 1);
         set_qform(&mut h, &affine, 1);
         if let Ok(g) = Geometry::from_header(h.clone()) {
@@ -91,24 +95,25 @@ impl Geometry {
     /// Builds the geometry of a parsed header. Applies nibabel's load-time header fixes
     /// (`pixdim[1..4]` negative → absolute value, zero → 1; `pixdim[0]` not ±1 → 1) and
     /// chooses the affine as nibabel does. Fails on an invalid quaternion or dims.
-    pub(crate) fn from_header(mut h: NiftiHeader) -> Result<Geometry> {
+    pub(crate) fn from_header(h: impl Into<Header>) -> Result<Geometry> {
+        let mut h = h.into();
         fix_header(&mut h);
-        let ndim = h.dim[0] as i16;
+        let ndim = h.dim[0];
         if !(1..=7).contains(&ndim) {
             bail!("invalid number of dimensions dim[0] = {ndim} (must be 1 to 7)");
         }
         let ndim = ndim as usize;
         let mut dims = [1usize; 3];
         for (i, d) in dims.iter_mut().enumerate().take(ndim.min(3)) {
-            let v = h.dim[i + 1] as i16;
+            let v = h.dim[i + 1];
             if v <= 0 {
                 bail!("invalid dimension dim[{}] = {v} (must be positive)", i + 1);
             }
-            *d = v as usize;
+            *d = usize::try_from(v)?;
         }
         let mut spacing = [1.0f64; 3];
         for (i, s) in spacing.iter_mut().enumerate().take(ndim.min(3)) {
-            *s = f64::from(h.pixdim[i + 1]);
+            *s = h.pixdim[i + 1];
         }
         let affine = if h.sform_code != 0 {
             sform_affine(&h)
@@ -160,29 +165,35 @@ impl Geometry {
 
     /// The qform code of the header (0 unknown, 1 scanner, 2 aligned, 3 Talairach, 4 MNI).
     pub fn qform_code(&self) -> i16 {
-        self.header.qform_code
+        self.header.qform_code as i16
     }
 
     /// The sform code of the header.
     pub fn sform_code(&self) -> i16 {
-        self.header.sform_code
+        self.header.sform_code as i16
+    }
+
+    /// The NIfTI version of the file this geometry was read from; files written with this
+    /// geometry have the same version.
+    pub fn version(&self) -> NiftiVersion {
+        self.header.version
     }
 
     /// The kept header, for writers.
-    pub(crate) fn header(&self) -> &NiftiHeader {
+    pub(crate) fn header(&self) -> &Header {
         &self.header
     }
 
-    /// The kept header as the 348 little-endian bytes of a NIfTI-1 header: a way to
-    /// store a geometry (e.g. in a cache) and get it back with [`Geometry::from_header_bytes`].
+    /// The kept header as the little-endian bytes of its version (348 bytes for NIfTI-1,
+    /// 540 for NIfTI-2): a way to store a geometry (e.g. in a cache) and get it back with
+    /// [`Geometry::from_header_bytes`].
     pub fn header_bytes(&self) -> Vec<u8> {
-        encode_header(&self.header)
+        self.header.encode()
     }
 
-    /// The geometry of a 348-byte NIfTI-1 header (either byte order).
+    /// The geometry of a NIfTI-1 or NIfTI-2 header (either byte order).
     pub fn from_header_bytes(bytes: &[u8]) -> Result<Geometry> {
-        let h = super::read::parse_header(bytes)?;
-        Geometry::from_header(h)
+        Geometry::from_header(parse_header(bytes)?)
     }
 }
 
@@ -197,7 +208,7 @@ impl PartialEq for Geometry {
 }
 
 /// nibabel's `check_fix` on load: spatial pixdims non-negative and non-zero, qfac ±1.
-fn fix_header(h: &mut NiftiHeader) {
+fn fix_header(h: &mut Header) {
     for p in &mut h.pixdim[1..4] {
         if *p == 0.0 {
             *p = 1.0;
@@ -214,6 +225,14 @@ fn clamp_dim(d: usize) -> u16 {
     d.min(i16::MAX as usize) as u16
 }
 
+/// `v` as the header of `version` stores it (float32 in NIfTI-1, float64 in NIfTI-2).
+fn stored(version: NiftiVersion, v: f64) -> f64 {
+    match version {
+        NiftiVersion::One => f64::from(v as f32),
+        NiftiVersion::Two => v,
+    }
+}
+
 fn apply(a: &[[f64; 4]; 4], p: [f64; 3]) -> [f64; 3] {
     [0, 1, 2].map(|r| a[r][0] * p[0] + a[r][1] * p[1] + a[r][2] * p[2] + a[r][3])
 }
@@ -227,27 +246,21 @@ fn round_f32(a: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
 }
 
 /// The sform rows, as nibabel's `get_sform`.
-fn sform_affine(h: &NiftiHeader) -> [[f64; 4]; 4] {
-    let row = |r: &[f32; 4]| r.map(f64::from);
-    [
-        row(&h.srow_x),
-        row(&h.srow_y),
-        row(&h.srow_z),
-        [0.0, 0.0, 0.0, 1.0],
-    ]
+fn sform_affine(h: &Header) -> [[f64; 4]; 4] {
+    [h.srow[0], h.srow[1], h.srow[2], [0.0, 0.0, 0.0, 1.0]]
 }
 
 /// The qform affine, as nibabel's `get_qform`: quaternion (b, c, d) completed with a
-/// non-negative `a` (zero when `1 - b² - c² - d²` is within 3 float32 epsilons of zero),
-/// times `diag(pixdim[1], pixdim[2], qfac * pixdim[3])`, plus the offsets.
-fn qform_affine(h: &NiftiHeader) -> Result<[[f64; 4]; 4]> {
-    let (b, c, d) = (
-        f64::from(h.quatern_b),
-        f64::from(h.quatern_c),
-        f64::from(h.quatern_d),
-    );
+/// non-negative `a` (zero when `1 - b² - c² - d²` is within 3 epsilons of the header's
+/// float type of zero: float32 for NIfTI-1, float64 for NIfTI-2), times
+/// `diag(pixdim[1], pixdim[2], qfac * pixdim[3])`, plus the offsets.
+fn qform_affine(h: &Header) -> Result<[[f64; 4]; 4]> {
+    let [b, c, d] = h.quatern;
     let w2 = 1.0 - (b * b + c * c + d * d);
-    let threshold = 3.0 * f64::from(f32::EPSILON);
+    let threshold = match h.version {
+        NiftiVersion::One => 3.0 * f64::from(f32::EPSILON),
+        NiftiVersion::Two => 3.0 * f64::EPSILON,
+    };
     let a = if w2.abs() < threshold {
         0.0
     } else if w2 < 0.0 {
@@ -256,13 +269,9 @@ fn qform_affine(h: &NiftiHeader) -> Result<[[f64; 4]; 4]> {
         w2.sqrt()
     };
     let r = quat_to_matrix([a, b, c, d]);
-    let qfac = f64::from(h.pixdim[0]);
-    let zooms = [
-        f64::from(h.pixdim[1]),
-        f64::from(h.pixdim[2]),
-        f64::from(h.pixdim[3]) * qfac,
-    ];
-    let offsets = [h.quatern_x, h.quatern_y, h.quatern_z].map(f64::from);
+    let qfac = h.pixdim[0];
+    let zooms = [h.pixdim[1], h.pixdim[2], h.pixdim[3] * qfac];
+    let offsets = h.qoffset;
     let mut out = [[0.0; 4]; 4];
     for i in 0..3 {
         for j in 0..3 {
@@ -294,12 +303,12 @@ fn quat_to_matrix(q: [f64; 4]) -> [[f64; 3]; 3] {
 }
 
 /// nibabel's `get_base_affine`: `diag(-px, py, pz)` centred on the grid.
-fn base_affine(h: &NiftiHeader, ndim: usize) -> [[f64; 4]; 4] {
+fn base_affine(h: &Header, ndim: usize) -> [[f64; 4]; 4] {
     let mut shape = [1.0f64; 3];
     let mut zooms = [1.0f64; 3];
     for i in 0..ndim.min(3) {
-        shape[i] = f64::from(h.dim[i + 1] as i16);
-        zooms[i] = f64::from(h.pixdim[i + 1]);
+        shape[i] = h.dim[i + 1] as f64;
+        zooms[i] = h.pixdim[i + 1];
     }
     zooms[0] = -zooms[0];
     let mut out = [[0.0; 4]; 4];
@@ -311,19 +320,20 @@ fn base_affine(h: &NiftiHeader, ndim: usize) -> [[f64; 4]; 4] {
     out
 }
 
-/// Stores `affine` as the sform with `code`.
-fn set_sform(h: &mut NiftiHeader, affine: &[[f64; 4]; 4], code: i16) {
+/// Stores `affine` as the sform with `code` (rounded to the header's float type).
+fn set_sform(h: &mut Header, affine: &[[f64; 4]; 4], code: i32) {
     h.sform_code = code;
-    h.srow_x = affine[0].map(|v| v as f32);
-    h.srow_y = affine[1].map(|v| v as f32);
-    h.srow_z = affine[2].map(|v| v as f32);
+    let version = h.version;
+    for (row, a) in h.srow.iter_mut().zip(affine) {
+        *row = a.map(|v| stored(version, v));
+    }
 }
 
 /// Stores the rotation, zooms and translation of `affine` as the qform with `code`:
 /// zooms are the column norms, qfac = -1 for a left-handed affine, and the rotation is
 /// the closest orthogonal matrix (polar decomposition), so shears are dropped as the
 /// NIfTI standard requires.
-fn set_qform(h: &mut NiftiHeader, affine: &[[f64; 4]; 4], code: i16) {
+fn set_qform(h: &mut Header, affine: &[[f64; 4]; 4], code: i32) {
     let zooms = column_norms(affine);
     let mut r = [[0.0f64; 3]; 3];
     for i in 0..3 {
@@ -347,17 +357,14 @@ fn set_qform(h: &mut NiftiHeader, affine: &[[f64; 4]; 4], code: i16) {
     };
     let r = closest_rotation(r);
     let [_, b, c, d] = matrix_to_quat(&r);
+    let version = h.version;
     h.qform_code = code;
     h.pixdim[0] = qfac;
     for (p, z) in h.pixdim[1..4].iter_mut().zip(zooms) {
-        *p = if z > 0.0 { z as f32 } else { 1.0 };
+        *p = if z > 0.0 { stored(version, z) } else { 1.0 };
     }
-    h.quatern_b = b as f32;
-    h.quatern_c = c as f32;
-    h.quatern_d = d as f32;
-    h.quatern_x = affine[0][3] as f32;
-    h.quatern_y = affine[1][3] as f32;
-    h.quatern_z = affine[2][3] as f32;
+    h.quatern = [b, c, d].map(|v| stored(version, v));
+    h.qoffset = [0, 1, 2].map(|r| stored(version, affine[r][3]));
 }
 
 fn det3(m: &[[f64; 3]; 3]) -> f64 {
@@ -462,72 +469,6 @@ fn matrix_to_quat(r: &[[f64; 3]; 3]) -> [f64; 4] {
         q = q.map(|v| -v);
     }
     q
-}
-
-/// The 348 bytes of `h` as a little-endian NIfTI-1 header.
-///
-/// The nifti crate's own header writer is private to its ndarray writer (which also
-/// decides the data layout itself), so the header is serialised here, field by field in
-/// the order of the NIfTI-1 standard.
-pub(crate) fn encode_header(h: &NiftiHeader) -> Vec<u8> {
-    let mut b = Vec::with_capacity(348);
-    let i16s = |b: &mut Vec<u8>, v: i16| b.extend_from_slice(&v.to_le_bytes());
-    let f32s = |b: &mut Vec<u8>, v: f32| b.extend_from_slice(&v.to_le_bytes());
-    b.extend_from_slice(&348i32.to_le_bytes());
-    b.extend_from_slice(&h.data_type);
-    b.extend_from_slice(&h.db_name);
-    b.extend_from_slice(&h.extents.to_le_bytes());
-    i16s(&mut b, h.session_error);
-    b.push(h.regular);
-    b.push(h.dim_info);
-    for d in h.dim {
-        b.extend_from_slice(&d.to_le_bytes());
-    }
-    f32s(&mut b, h.intent_p1);
-    f32s(&mut b, h.intent_p2);
-    f32s(&mut b, h.intent_p3);
-    i16s(&mut b, h.intent_code);
-    i16s(&mut b, h.datatype);
-    i16s(&mut b, h.bitpix);
-    i16s(&mut b, h.slice_start);
-    for p in h.pixdim {
-        f32s(&mut b, p);
-    }
-    f32s(&mut b, h.vox_offset);
-    f32s(&mut b, h.scl_slope);
-    f32s(&mut b, h.scl_inter);
-    i16s(&mut b, h.slice_end);
-    b.push(h.slice_code);
-    b.push(h.xyzt_units);
-    f32s(&mut b, h.cal_max);
-    f32s(&mut b, h.cal_min);
-    f32s(&mut b, h.slice_duration);
-    f32s(&mut b, h.toffset);
-    b.extend_from_slice(&h.glmax.to_le_bytes());
-    b.extend_from_slice(&h.glmin.to_le_bytes());
-    let mut descrip = h.descrip.clone();
-    descrip.resize(80, 0);
-    b.extend_from_slice(&descrip);
-    b.extend_from_slice(&h.aux_file);
-    i16s(&mut b, h.qform_code);
-    i16s(&mut b, h.sform_code);
-    for v in [
-        h.quatern_b,
-        h.quatern_c,
-        h.quatern_d,
-        h.quatern_x,
-        h.quatern_y,
-        h.quatern_z,
-    ] {
-        f32s(&mut b, v);
-    }
-    for v in h.srow_x.iter().chain(&h.srow_y).chain(&h.srow_z) {
-        f32s(&mut b, *v);
-    }
-    b.extend_from_slice(&h.intent_name);
-    b.extend_from_slice(&h.magic);
-    debug_assert_eq!(b.len(), 348);
-    b
 }
 
 #[cfg(test)]
@@ -642,7 +583,7 @@ mod tests {
         let g = Geometry::from_affine([2, 2, 2], aff);
         assert_eq!(g.affine, aff);
         assert_eq!(g.sform_code(), 1);
-        assert_eq!(g.header().srow_x, [0.0, 0.0, 0.0, 5.0]);
+        assert_eq!(g.header().srow[0], [0.0, 0.0, 0.0, 5.0]);
     }
 
     #[test]

@@ -6,10 +6,12 @@ use serde::Serialize;
 
 use super::Volume;
 
-/// Shape, type, geometry and value statistics of a volume (statistics over the scaled
-/// voxels of every channel).
+/// Shape, type, geometry and value statistics of a volume (statistics over the finite
+/// scaled voxels of every channel).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VolumeInfo {
+    /// `"NIfTI-1"` or `"NIfTI-2"`.
+    pub format: &'static str,
     /// The array shape as stored (`[x, y, z]` or `[x, y, z, t]`).
     pub shape: Vec<usize>,
     /// The on-disk voxel type (numpy name).
@@ -26,22 +28,29 @@ pub struct VolumeInfo {
     pub mean: f64,
     /// Sum of the scaled voxel values (accumulated in f64).
     pub sum: f64,
+    /// Voxels that are NaN or infinite (left out of min, max, mean and sum).
+    pub non_finite: usize,
 }
 
-/// Summarises `volume`.
+/// Summarises `volume`; NaN and infinite voxels are counted, not summed.
 pub fn volume_info(volume: &Volume) -> VolumeInfo {
     let mut min = f64::INFINITY;
     let mut max = f64::NEG_INFINITY;
     let mut sum = 0.0f64;
     let mut n = 0usize;
+    let mut non_finite = 0usize;
     for c in &volume.channels {
         for &v in c.data() {
+            if !v.is_finite() {
+                non_finite += 1;
+                continue;
+            }
             let v = f64::from(v);
             min = min.min(v);
             max = max.max(v);
             sum += v;
+            n += 1;
         }
-        n += c.len();
     }
     let (min, max, mean) = if n == 0 {
         (0.0, 0.0, 0.0)
@@ -49,6 +58,7 @@ pub fn volume_info(volume: &Volume) -> VolumeInfo {
         (min, max, sum / n as f64)
     };
     VolumeInfo {
+        format: volume.geometry.version().name(),
         shape: volume.shape.clone(),
         datatype: volume.datatype.clone(),
         spacing: volume.geometry.spacing,
@@ -57,6 +67,7 @@ pub fn volume_info(volume: &Volume) -> VolumeInfo {
         max,
         mean,
         sum,
+        non_finite,
     }
 }
 
@@ -64,6 +75,7 @@ impl VolumeInfo {
     /// A human-readable multi-line report.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
+        let _ = writeln!(s, "format:   {}", self.format);
         let shape: Vec<String> = self.shape.iter().map(|d| d.to_string()).collect();
         let _ = writeln!(s, "shape:    {}", shape.join(" x "));
         let _ = writeln!(s, "datatype: {}", self.datatype);
@@ -88,6 +100,13 @@ impl VolumeInfo {
         let _ = writeln!(s, "max:      {}", self.max as f32);
         let _ = writeln!(s, "mean:     {}", self.mean);
         let _ = writeln!(s, "sum:      {}", self.sum);
+        if self.non_finite > 0 {
+            let _ = writeln!(
+                s,
+                "non-finite: {} voxel(s) NaN or infinite (not in min, max, mean, sum)",
+                self.non_finite
+            );
+        }
         s
     }
 }
@@ -116,16 +135,43 @@ mod tests {
             ],
             datatype: "float32".into(),
             shape: vec![2, 1, 1, 2],
+            non_finite: 0,
         };
         let i = volume_info(&v);
         assert_eq!((i.min, i.max, i.sum, i.mean), (-2.0, 5.0, 8.0, 2.0));
         let text = i.to_text();
         assert!(text.contains("shape:    2 x 1 x 1 x 2"), "{text}");
+        assert!(text.contains("format:   NIfTI-1") && !text.contains("non-finite"));
         let json = serde_json::to_value(&i).unwrap();
         for k in [
             "shape", "datatype", "spacing", "affine", "min", "max", "mean", "sum",
         ] {
             assert!(json.get(k).is_some(), "{k}");
         }
+    }
+
+    #[test]
+    fn non_finite_voxels_are_counted_not_summed() {
+        let grid = Grid::from_vec([4, 1, 1], vec![1.0, f32::NAN, 3.0, f32::INFINITY]).unwrap();
+        let v = Volume {
+            geometry: Geometry::from_affine(
+                [4, 1, 1],
+                std::array::from_fn(|i| std::array::from_fn(|j| f64::from(u8::from(i == j)))),
+            ),
+            channels: vec![grid],
+            datatype: "float32".into(),
+            shape: vec![4, 1, 1],
+            non_finite: 2,
+        };
+        let i = volume_info(&v);
+        assert_eq!(
+            (i.min, i.max, i.sum, i.mean, i.non_finite),
+            (1.0, 3.0, 4.0, 2.0, 2)
+        );
+        assert!(
+            i.to_text().contains("non-finite: 2 voxel(s)"),
+            "{}",
+            i.to_text()
+        );
     }
 }

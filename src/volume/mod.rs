@@ -1,25 +1,29 @@
-//! Medical volumes: NIfTI-1 reading and writing, voxel grids and their geometry.
+//! Medical volumes: NIfTI-1 and NIfTI-2 reading and writing, voxel grids and their
+//! geometry.
 //!
 //! Voxels are kept in NIfTI order (x fastest, then y, then z), so a buffer of dims
 //! `[nx, ny, nz]` is directly a C-order tensor of shape `[nz, ny, nx]` (D, H, W): no
 //! transposition happens between the file and the network.
 //!
-//! - [`read_volume`] reads NIfTI-1 (`.nii`, `.nii.gz`, `.hdr`/`.img` pairs, 3D or 4D,
-//!   any integer or float datatype, either byte order) into f32 grids with the values and
-//!   the affine nibabel gives;
-//! - [`write_labels`] / [`write_float`] write uint8 / float32 maps with the geometry of a
-//!   reference image;
+//! - [`read_volume`] reads NIfTI-1 and NIfTI-2 (`.nii`, `.nii.gz`, `.hdr`/`.img` pairs,
+//!   3D or 4D, any integer or float datatype, either byte order) into f32 grids with the
+//!   values and the affine nibabel gives;
+//! - [`write_labels`] / [`write_float`] write uint8 / float32 maps with the geometry (and
+//!   the NIfTI version) of a reference image;
 //! - [`Geometry`] holds dims, spacing, affine and the header kept for writing;
 //! - [`volume_info`] summarises a volume (the `a2fseg info` command).
 
 mod geometry;
+mod header;
 mod inspect;
 mod read;
+mod voxels;
 mod write;
 
 pub use geometry::{Geometry, SAME_GRID_TOLERANCE_MM};
+pub use header::NiftiVersion;
 pub use inspect::{VolumeInfo, volume_info};
-pub use read::{Volume, read_geometry, read_volume};
+pub use read::{NonFinite, Volume, read_geometry, read_volume, read_volume_with};
 pub use write::{write_float, write_labels};
 
 /// A dense 3D grid of voxels, x fastest (NIfTI order).

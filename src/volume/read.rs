@@ -1,8 +1,9 @@
-//! Reading NIfTI-1 files (`.nii`, `.nii.gz`, `.hdr`/`.img` pairs, `.img.gz`) into f32
-//! grids, with the values nibabel's `get_fdata()` gives.
+//! Reading NIfTI-1 and NIfTI-2 files (`.nii`, `.nii.gz`, `.hdr`/`.img` pairs, `.img.gz`)
+//! into f32 grids, with the values nibabel's `get_fdata()` gives.
 //!
-//! The `nifti` crate (0.18) parses the 348-byte header; everything else is done here,
-//! because its reader was found wrong on files nibabel reads correctly:
+//! Headers are parsed in [`super::header`] (NIfTI-1 by the `nifti` crate); everything else
+//! is done here, because the crate's reader was found wrong on files nibabel reads
+//! correctly (and it has no NIfTI-2 support):
 //! - it ignores `vox_offset` in `.nii` files (data assumed right after the extensions),
 //! - it applies `scl_slope = NaN` as a real slope (nibabel: NaN or 0 means no scaling),
 //! - it panics on a `bitpix` that does not match the datatype,
@@ -18,14 +19,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use flate2::read::MultiGzDecoder;
-use nifti::{Endianness, NiftiHeader};
 
+use super::header::{V2_SIZE, parse_header};
+use super::voxels::{DataType, decode, slope_inter};
 use super::{Geometry, Grid};
-
-/// Size of a NIfTI-1 header, and the smallest `vox_offset` of a single-file `.nii`
-/// (header plus the 4-byte extension flag).
-const HEADER_SIZE: usize = 348;
-const MIN_SINGLE_VOX_OFFSET: f32 = 352.0;
 
 /// A volume read from disk: its geometry and its voxels, scaled by `scl_slope` /
 /// `scl_inter` and converted to f32.
@@ -40,22 +37,43 @@ pub struct Volume {
     pub datatype: String,
     /// The array shape as nibabel reports it: `dim[1..=dim[0]]` (e.g. `[x, y, z, t]`).
     pub shape: Vec<usize>,
+    /// How many voxels were NaN or infinite after scaling (over every channel); what
+    /// became of them depends on the [`NonFinite`] policy of the read.
+    pub non_finite: usize,
 }
 
-/// Reads a NIfTI-1 volume. Fails with a one-line message naming the file on anything
-/// unreadable: missing or truncated file, corrupt gzip, NIfTI-2 or non-NIfTI data, an
-/// unsupported datatype (RGB, complex, float128), more than 4 dimensions, or a NaN or
-/// infinite voxel value after scaling.
+/// What reading does with voxels that are NaN or infinite after scaling (resampling tools
+/// leave NaN outside the field of view; nibabel reads such files as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonFinite {
+    /// The read fails, naming the file, the count and the first such voxel.
+    Refuse,
+    /// The values are kept as they are (for `info`, which reports them).
+    Keep,
+    /// The values become 0, which every stage reads as outside the brain.
+    Zero,
+}
+
+/// Reads a NIfTI-1 or NIfTI-2 volume. Fails with a one-line message naming the file on
+/// anything unreadable: missing or truncated file, corrupt gzip, non-NIfTI data (ANALYZE
+/// 7.5 included), an unsupported datatype (RGB, complex, float128), more than 4
+/// dimensions, or a NaN or infinite voxel value after scaling.
 pub fn read_volume(path: &Path) -> Result<Volume> {
-    read_volume_inner(path).with_context(|| format!("cannot read {}", path.display()))
+    read_volume_with(path, NonFinite::Refuse)
 }
 
-/// Reads only the header of a NIfTI-1 file and returns its geometry (cheap: voxel data
-/// is neither read nor checked).
+/// [`read_volume`] with a choice of what happens to NaN or infinite voxels; the count of
+/// such voxels is [`Volume::non_finite`] either way.
+pub fn read_volume_with(path: &Path, non_finite: NonFinite) -> Result<Volume> {
+    read_volume_inner(path, non_finite).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads only the header of a NIfTI-1 or NIfTI-2 file and returns its geometry (cheap:
+/// voxel data is neither read nor checked).
 pub fn read_geometry(path: &Path) -> Result<Geometry> {
     let inner = || -> Result<Geometry> {
         let (header_path, _) = resolve(path)?;
-        let bytes = read_prefix(&header_path, HEADER_SIZE)?;
+        let bytes = read_prefix(&header_path, V2_SIZE)?;
         Geometry::from_header(parse_header(&bytes)?)
     };
     inner().with_context(|| format!("cannot read {}", path.display()))
@@ -152,159 +170,7 @@ fn read_prefix(path: &Path, n: usize) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Parses a NIfTI-1 header (either byte order) with the `nifti` crate, after checking
-/// what the crate does not: the header size (NIfTI-2 has 540) and a consistent byte order.
-pub(crate) fn parse_header(bytes: &[u8]) -> Result<NiftiHeader> {
-    if bytes.len() < 4 {
-        bail!("not a NIfTI file: only {} bytes", bytes.len());
-    }
-    let first = [bytes[0], bytes[1], bytes[2], bytes[3]];
-    let (le, be) = (i32::from_le_bytes(first), i32::from_be_bytes(first));
-    if le == 540 || be == 540 {
-        bail!("NIfTI-2 files are not supported; convert it to NIfTI-1 (e.g. with nibabel)");
-    }
-    if le != HEADER_SIZE as i32 && be != HEADER_SIZE as i32 {
-        bail!("not a NIfTI-1 file (the header size field is not 348)");
-    }
-    if bytes.len() < HEADER_SIZE {
-        bail!(
-            "truncated NIfTI-1 header ({} of {HEADER_SIZE} bytes)",
-            bytes.len()
-        );
-    }
-    let h = NiftiHeader::from_reader(&bytes[..HEADER_SIZE]).map_err(|e| match e {
-        nifti::NiftiError::InvalidFormat => anyhow::anyhow!(
-            "not a NIfTI-1 file (no 'n+1' or 'ni1' magic; ANALYZE 7.5 is not supported)"
-        ),
-        other => anyhow::anyhow!("invalid NIfTI-1 header: {other}"),
-    })?;
-    // The crate picks the byte order from dim[0] alone; a header whose size field and
-    // dim[0] disagree is corrupt.
-    if h.sizeof_hdr != HEADER_SIZE as i32 {
-        bail!(
-            "invalid NIfTI-1 header: dim[0] = {} is not a number of dimensions",
-            h.dim[0] as i16
-        );
-    }
-    Ok(h)
-}
-
-/// The voxel types this reader decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DataType {
-    U8,
-    I8,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    U64,
-    F32,
-    F64,
-}
-
-impl DataType {
-    /// The type of NIfTI datatype `code`, or an error naming unsupported types.
-    fn from_code(code: i16) -> Result<DataType> {
-        Ok(match code {
-            2 => DataType::U8,
-            4 => DataType::I16,
-            8 => DataType::I32,
-            16 => DataType::F32,
-            64 => DataType::F64,
-            256 => DataType::I8,
-            512 => DataType::U16,
-            768 => DataType::U32,
-            1024 => DataType::I64,
-            1280 => DataType::U64,
-            1 => bail!("datatype 1 (binary) is not supported"),
-            32 => bail!("datatype 32 (complex64) is not supported"),
-            128 => bail!("datatype 128 (RGB24) is not supported"),
-            1536 => bail!("datatype 1536 (float128) is not supported"),
-            1792 => bail!("datatype 1792 (complex128) is not supported"),
-            2048 => bail!("datatype 2048 (RGBA32) is not supported"),
-            2304 => bail!("datatype 2304 (complex256) is not supported"),
-            c => bail!("unknown NIfTI datatype code {c}"),
-        })
-    }
-
-    fn size(self) -> usize {
-        match self {
-            DataType::U8 | DataType::I8 => 1,
-            DataType::I16 | DataType::U16 => 2,
-            DataType::I32 | DataType::U32 | DataType::F32 => 4,
-            DataType::I64 | DataType::U64 | DataType::F64 => 8,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            DataType::U8 => "uint8",
-            DataType::I8 => "int8",
-            DataType::I16 => "int16",
-            DataType::U16 => "uint16",
-            DataType::I32 => "int32",
-            DataType::U32 => "uint32",
-            DataType::I64 => "int64",
-            DataType::U64 => "uint64",
-            DataType::F32 => "float32",
-            DataType::F64 => "float64",
-        }
-    }
-}
-
-/// `scl_slope` / `scl_inter` as nibabel's `get_slope_inter`: a zero or non-finite slope
-/// means no scaling (`None`); a valid slope with a non-finite intercept is an error.
-fn slope_inter(h: &NiftiHeader) -> Result<Option<(f64, f64)>> {
-    let slope = f64::from(h.scl_slope);
-    let inter = f64::from(h.scl_inter);
-    if slope == 0.0 || !slope.is_finite() {
-        return Ok(None);
-    }
-    if !inter.is_finite() {
-        bail!("scl_slope is {slope} but scl_inter is {inter}");
-    }
-    if slope == 1.0 && inter == 0.0 {
-        return Ok(None);
-    }
-    Ok(Some((slope, inter)))
-}
-
-/// Decodes `bytes` of type `dt` into scaled f32 values appended to `out`.
-fn decode(bytes: &[u8], dt: DataType, big: bool, scale: Option<(f64, f64)>, out: &mut Vec<f32>) {
-    macro_rules! run {
-        ($t:ty, $n:expr) => {{
-            let it = bytes.chunks_exact($n).map(|c| {
-                let mut a = [0u8; $n];
-                a.copy_from_slice(c);
-                if big {
-                    <$t>::from_be_bytes(a)
-                } else {
-                    <$t>::from_le_bytes(a)
-                }
-            });
-            match scale {
-                None => out.extend(it.map(|v| v as f32)),
-                Some((s, i)) => out.extend(it.map(|v| (v as f64 * s + i) as f32)),
-            }
-        }};
-    }
-    match dt {
-        DataType::U8 => run!(u8, 1),
-        DataType::I8 => run!(i8, 1),
-        DataType::I16 => run!(i16, 2),
-        DataType::U16 => run!(u16, 2),
-        DataType::I32 => run!(i32, 4),
-        DataType::U32 => run!(u32, 4),
-        DataType::I64 => run!(i64, 8),
-        DataType::U64 => run!(u64, 8),
-        DataType::F32 => run!(f32, 4),
-        DataType::F64 => run!(f64, 8),
-    }
-}
-
-fn read_volume_inner(path: &Path) -> Result<Volume> {
+fn read_volume_inner(path: &Path, policy: NonFinite) -> Result<Volume> {
     let (header_path, image_path) = resolve(path)?;
     let header_bytes = read_all(&header_path)?;
     let header = match (parse_header(&header_bytes), &image_path) {
@@ -316,16 +182,22 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
     let dt = DataType::from_code(header.datatype)?;
     let geometry = Geometry::from_header(header.clone())?;
     let ndim = header.dim[0] as usize;
-    let shape: Vec<usize> = (1..=ndim).map(|i| header.dim[i] as i16 as usize).collect();
-    if let Some(i) = (1..=ndim).find(|&i| (header.dim[i] as i16) <= 0) {
-        bail!("invalid dimension dim[{i}] = {}", header.dim[i] as i16);
+    if let Some(i) = (1..=ndim).find(|&i| header.dim[i] <= 0) {
+        bail!("invalid dimension dim[{i}] = {}", header.dim[i]);
     }
+    let shape = (1..=ndim)
+        .map(|i| usize::try_from(header.dim[i]))
+        .collect::<Result<Vec<usize>, _>>()?;
     if shape.len() > 4 && shape[4..].iter().any(|&d| d != 1) {
         bail!("{ndim}D images (shape {shape:?}) are not supported, only 3D and 4D");
     }
     let n_channels = shape.get(3).copied().unwrap_or(1);
     let [nx, ny, nz] = geometry.dims;
-    let per_channel = nx * ny * nz;
+    // NIfTI-2 dims are 64-bit: a header can claim more voxels than any file holds.
+    let per_channel = nx
+        .checked_mul(ny)
+        .and_then(|n| n.checked_mul(nz))
+        .with_context(|| format!("shape {shape:?} is too large"))?;
     let n_values = per_channel
         .checked_mul(n_channels)
         .filter(|n| n.checked_mul(dt.size()).is_some())
@@ -338,11 +210,13 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
     }
     let (data, data_name) = match &image_path {
         None => {
-            // nibabel refuses 0 < vox_offset < 352 in a single file; with 0 it would read
-            // the header bytes as voxels, which is never what a file means.
-            if vox_offset < MIN_SINGLE_VOX_OFFSET {
+            // nibabel refuses 0 < vox_offset < 352 (544 for NIfTI-2) in a single file; with
+            // 0 it would read the header bytes as voxels, which is never what a file means.
+            let min = header.version.single_vox_offset();
+            if vox_offset < min as f64 {
                 bail!(
-                    "vox_offset {vox_offset} is below 352, the minimum for a single-file NIfTI-1"
+                    "vox_offset {vox_offset} is below {min}, the minimum for a single-file {}",
+                    header.version.name()
                 );
             }
             (header_bytes, &header_path)
@@ -359,21 +233,31 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
             dt.name()
         );
     }
-    let big = header.endianness == Endianness::Big;
+    let big = header.big_endian;
     let scale = slope_inter(&header)?;
     let mut values = Vec::with_capacity(n_values);
     decode(&data[offset..offset + n_bytes], dt, big, scale, &mut values);
     drop(data);
 
-    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
-        let bad = values.iter().filter(|v| !v.is_finite()).count();
-        let (t, r) = (i / per_channel, i % per_channel);
-        bail!(
-            "{bad} voxel value(s) are NaN or infinite after scaling (first at x={}, y={}, z={}, volume {t})",
-            r % nx,
-            (r / nx) % ny,
-            r / (nx * ny)
-        );
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        match policy {
+            NonFinite::Refuse => {
+                let i = values.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                let (t, r) = (i / per_channel, i % per_channel);
+                bail!(
+                    "{bad} voxel value(s) are NaN or infinite after scaling (first at x={}, y={}, z={}, volume {t})",
+                    r % nx,
+                    (r / nx) % ny,
+                    r / (nx * ny)
+                );
+            }
+            NonFinite::Keep => {}
+            NonFinite::Zero => values
+                .iter_mut()
+                .filter(|v| !v.is_finite())
+                .for_each(|v| *v = 0.0),
+        }
     }
     let channels = if n_channels == 1 {
         vec![Grid::from_vec(geometry.dims, values).context("internal size mismatch")?]
@@ -388,13 +272,15 @@ fn read_volume_inner(path: &Path) -> Result<Volume> {
         channels,
         datatype: dt.name().to_string(),
         shape,
+        non_finite: bad,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume::geometry::encode_header;
+    use crate::volume::header::tests::encode_v1 as encode_header;
+    use nifti::NiftiHeader;
 
     /// A minimal single-file NIfTI-1 image: header, 4 zero bytes, then `data`.
     fn nii(h: &NiftiHeader, data: &[u8]) -> Vec<u8> {
@@ -489,6 +375,56 @@ mod tests {
             e.contains("2 voxel value(s) are NaN") && e.contains("n.nii"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn non_finite_voxels_are_refused_kept_or_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = [1.0f32, f32::NAN, f32::NEG_INFINITY, 2.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let p = write(dir.path(), "n.nii", &nii(&header([2, 2, 1], 16), &data));
+        let e = format!("{:#}", read_volume_with(&p, NonFinite::Refuse).unwrap_err());
+        assert!(e.contains("n.nii") && e.contains("2 voxel value(s)"), "{e}");
+        let kept = read_volume_with(&p, NonFinite::Keep).unwrap();
+        assert_eq!(kept.non_finite, 2);
+        assert!(kept.channels[0].data()[1].is_nan());
+        assert_eq!(kept.channels[0].data()[2], f32::NEG_INFINITY);
+        let zeroed = read_volume_with(&p, NonFinite::Zero).unwrap();
+        assert_eq!(zeroed.non_finite, 2);
+        assert_eq!(zeroed.channels[0].data(), &[1.0, 0.0, 0.0, 2.0]);
+    }
+
+    #[test]
+    fn huge_nifti2_dims_are_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = crate::volume::Geometry::from_affine([2, 2, 2], identity()).header_bytes();
+        // Rewrite it as a NIfTI-2 header with dims of 2^40 along x, y and z.
+        let mut h = crate::volume::header::parse_header(&b).unwrap();
+        h.version = crate::volume::NiftiVersion::Two;
+        h.magic = *b"n+2\0";
+        h.vox_offset = 544.0;
+        h.datatype = 2;
+        h.dim = [3, 1 << 40, 1 << 40, 1 << 40, 1, 1, 1, 1];
+        b = h.encode();
+        b.extend_from_slice(&[0; 4 + 8]);
+        let p = write(dir.path(), "huge.nii", &b);
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(e.contains("huge.nii") && e.contains("too large"), "{e}");
+        h.dim = [3, 1 << 20, 1 << 20, 1, 1, 1, 1, 1];
+        let mut b = h.encode();
+        b.extend_from_slice(&[0; 4 + 8]);
+        let p = write(dir.path(), "big.nii", &b);
+        let e = format!("{:#}", read_volume(&p).unwrap_err());
+        assert!(
+            e.contains("big.nii") && e.contains("truncated voxel data"),
+            "{e}"
+        );
+    }
+
+    fn identity() -> [[f64; 4]; 4] {
+        std::array::from_fn(|i| std::array::from_fn(|j| f64::from(u8::from(i == j))))
     }
 
     #[test]

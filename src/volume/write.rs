@@ -1,6 +1,7 @@
-//! Writing label maps (uint8) and float maps (float32) as single-file NIfTI-1, with the
-//! geometry of a reference image: same dims, pixdim, qform and sform (codes and values
-//! bit for bit), units and description; no scaling (`scl_slope` 1, `scl_inter` 0).
+//! Writing label maps (uint8) and float maps (float32) as single-file NIfTI, with the
+//! geometry of a reference image: the same NIfTI version (NIfTI-2 stays NIfTI-2), dims,
+//! pixdim, qform and sform (codes and values bit for bit), units and description; no
+//! scaling (`scl_slope` 1, `scl_inter` 0).
 
 use std::io::Write;
 use std::path::Path;
@@ -9,19 +10,19 @@ use anyhow::{Context, Result, bail};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::geometry::encode_header;
+use super::header::NiftiVersion;
 use super::{Geometry, Grid};
 use crate::fsutil::atomic_write;
 
-/// Writes a label map as uint8 NIfTI-1 (`.nii`, or gzip-compressed `.nii.gz`) with the
-/// geometry `geometry`; `labels` must have `geometry.dims`. The file appears atomically.
+/// Writes a label map as uint8 NIfTI (`.nii`, or gzip-compressed `.nii.gz`) with the
+/// geometry `geometry` (and its NIfTI version); `labels` must have `geometry.dims`. The file appears atomically.
 pub fn write_labels(path: &Path, geometry: &Geometry, labels: &Grid<u8>) -> Result<()> {
     write_nifti(path, geometry, labels.dims(), 2, 8, labels.data())
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Writes a float map as float32 NIfTI-1 (`.nii` or `.nii.gz`) with the geometry
-/// `geometry`; `values` must have `geometry.dims`. The file appears atomically.
+/// Writes a float map as float32 NIfTI (`.nii` or `.nii.gz`) with the geometry
+/// `geometry` (and its NIfTI version); `values` must have `geometry.dims`. The file appears atomically.
 pub fn write_float(path: &Path, geometry: &Geometry, values: &Grid<f32>) -> Result<()> {
     write_nifti(path, geometry, values.dims(), 16, 32, values.data())
         .with_context(|| format!("cannot write {}", path.display()))
@@ -75,16 +76,17 @@ fn write_nifti<T: LeBytes>(
             geometry.dims
         );
     }
-    if let Some(d) = dims.iter().find(|&&d| d == 0 || d > i16::MAX as usize) {
+    let mut h = geometry.header().clone();
+    if h.version == NiftiVersion::One
+        && let Some(d) = dims.iter().find(|&&d| d == 0 || d > i16::MAX as usize)
+    {
         bail!("dimension {d} cannot be stored in NIfTI-1 (1 to 32767)");
     }
-    let mut h = geometry.header().clone();
-    h.sizeof_hdr = 348;
     h.dim = [
         3,
-        dims[0] as u16,
-        dims[1] as u16,
-        dims[2] as u16,
+        dims[0] as i64,
+        dims[1] as i64,
+        dims[2] as i64,
         1,
         1,
         1,
@@ -92,20 +94,21 @@ fn write_nifti<T: LeBytes>(
     ];
     h.datatype = datatype;
     h.bitpix = bitpix;
-    h.vox_offset = 352.0;
+    h.vox_offset = h.version.single_vox_offset() as f64;
     h.scl_slope = 1.0;
     h.scl_inter = 0.0;
     h.cal_min = 0.0;
     h.cal_max = 0.0;
-    h.glmax = 0;
-    h.glmin = 0;
+    h.analyze.glmax = 0;
+    h.analyze.glmin = 0;
     h.intent_code = 0;
-    h.intent_p1 = 0.0;
-    h.intent_p2 = 0.0;
-    h.intent_p3 = 0.0;
+    h.intent_p = [0.0; 3];
     h.intent_name = [0; 16];
-    h.magic = *b"n+1\0";
-    let mut head = encode_header(&h);
+    h.magic = match h.version {
+        NiftiVersion::One => *b"n+1\0",
+        NiftiVersion::Two => *b"n+2\0",
+    };
+    let mut head = h.encode();
     // No extensions: the 4-byte extension flag is zero.
     head.extend_from_slice(&[0; 4]);
 

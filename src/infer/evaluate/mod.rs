@@ -54,7 +54,7 @@ use super::tta::Tta;
 use crate::dataset::{self, CaseFiles};
 use crate::fsutil::FolderLock;
 use crate::metrics::{self, MetricOptions};
-use crate::modality::Subset;
+use crate::modality::{Modality, Subset};
 use crate::preprocess;
 use cases::CaseSource;
 
@@ -91,6 +91,8 @@ pub struct EvaluateOptions {
     /// keyed by the settings and the input files, so a stale one is never used; the results
     /// are the same either way.
     pub cache: Option<PathBuf>,
+    /// Refuse input files with NaN or infinite voxels instead of reading them as 0.
+    pub strict_finite: bool,
 }
 
 /// Outcome of [`evaluate`].
@@ -104,6 +106,57 @@ pub struct EvaluateOutcome {
     pub resumed: usize,
     /// Cases skipped because they have no segmentation.
     pub unlabelled: Vec<String>,
+    /// Cases that lack some modalities, with the requested subsets that need them (not
+    /// scored); a case with none of the requested subsets is not scored at all.
+    pub partial: Vec<PartialCase>,
+}
+
+/// A case without some of the modalities the requested subsets use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartialCase {
+    /// Case id.
+    pub id: String,
+    /// The modalities the case lacks.
+    pub missing: Vec<Modality>,
+    /// The requested subsets that were not scored because they need a missing modality.
+    pub skipped: Vec<Subset>,
+    /// How many requested subsets were scored.
+    pub scored: usize,
+}
+
+impl PartialCase {
+    /// The case `case` against `requested`, if it lacks a modality some subset needs.
+    fn of(requested: &[Subset], case: &CaseFiles) -> Option<PartialCase> {
+        let avail = case.available();
+        let skipped: Vec<Subset> = requested
+            .iter()
+            .copied()
+            .filter(|s| !s.is_subset_of(avail))
+            .collect();
+        (!skipped.is_empty()).then(|| PartialCase {
+            id: case.id.clone(),
+            missing: Modality::ALL
+                .into_iter()
+                .filter(|m| !avail.contains(*m))
+                .collect(),
+            scored: requested.len() - skipped.len(),
+            skipped,
+        })
+    }
+
+    /// One line for the user: which modalities the case lacks and what was skipped.
+    pub fn note(&self) -> String {
+        let missing: Vec<&str> = self.missing.iter().map(|m| m.label()).collect();
+        let skipped: Vec<String> = self.skipped.iter().map(|s| s.name()).collect();
+        format!(
+            "case {} has no {}: scored {} subset(s), skipped {} that need it ({})",
+            self.id,
+            missing.join(", "),
+            self.scored,
+            self.skipped.len(),
+            skipped.join(", ")
+        )
+    }
 }
 
 /// Evaluates the models over the dataset (see the module docs); resumes from `cases.csv`.
@@ -142,7 +195,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     let _lock = FolderLock::acquire(&opts.out, "evaluation")?;
     settings.check_or_write(&opts.out)?;
 
-    let ds = dataset::discover(&opts.data)?;
+    let ds = dataset::discover(&opts.data)?.with_strict_finite(opts.strict_finite);
     let ids = select_cases(&ds, opts.split.as_deref(), &opts.part)?;
     let cases_path = opts.out.join("cases.csv");
     let by_id: BTreeMap<&str, &CaseFiles> = ds.cases.iter().map(|c| (c.id.as_str(), c)).collect();
@@ -157,6 +210,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     };
     let bar = crate::progress::bar(ids.len() as u64, "cases", opts.quiet);
     let (mut scored, mut resumed, mut unlabelled) = (0, 0, Vec::new());
+    let mut partial = Vec::new();
     for id in &ids {
         let case = by_id[id.as_str()];
         bar.set_message(id.clone());
@@ -173,7 +227,12 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
             bar.inc(1);
             continue;
         }
+        partial.extend(PartialCase::of(&opts.subsets, case));
         let subsets = wanted(case);
+        if subsets.is_empty() {
+            bar.inc(1);
+            continue;
+        }
         let mut source = CaseSource::new(&ds, case, cache.as_ref())?;
         let (gt, spacing) = source.reference()?;
         for &i in &todo {
@@ -216,6 +275,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         scored,
         resumed,
         unlabelled,
+        partial,
     })
 }
 
@@ -299,5 +359,32 @@ mod tests {
             PathBuf::from("/x/run 2/"),
         ]);
         assert_eq!(names, ["run1", "run1-2", "run_2"]);
+    }
+
+    #[test]
+    fn partial_cases_name_what_they_lack_and_what_was_skipped() {
+        let mut case = CaseFiles::empty("BraTS20_Training_009".into());
+        for m in [Modality::T1c, Modality::Flair] {
+            case.images[m.index()] = Some(dataset::ImageFile {
+                path: PathBuf::from(format!("{}.nii.gz", m.key())),
+                channel: None,
+            });
+        }
+        let all: Vec<Subset> = Subset::all_nonempty().collect();
+        let p = PartialCase::of(&all, &case).unwrap();
+        assert_eq!(p.missing, [Modality::T1, Modality::T2]);
+        assert_eq!((p.scored, p.skipped.len()), (3, 12));
+        assert!(p.skipped.iter().all(|s| !s.is_subset_of(case.available())));
+        assert_eq!(wanted_subsets(&all, &case).len(), p.scored);
+        let note = p.note();
+        assert!(
+            note.contains("BraTS20_Training_009 has no T1, T2")
+                && note.contains("scored 3 subset(s), skipped 12")
+                && note.contains("1000"),
+            "{note}"
+        );
+        // Only the requested subsets count: 0101 alone needs nothing the case lacks.
+        let only = ["0101".parse::<Subset>().unwrap()];
+        assert_eq!(PartialCase::of(&only, &case), None);
     }
 }
