@@ -13,18 +13,7 @@ fn demo(out: &std::path::Path) -> std::process::Output {
     Command::new(common::bin())
         .args(["demo", "--out"])
         .arg(out)
-        .args([
-            "--cases",
-            "5",
-            "--shape",
-            "32,32,32",
-            "--budget-minutes",
-            "0.1",
-            "--iterations-per-epoch",
-            "2",
-            "--seed",
-            "3",
-        ])
+        .args(common::TOY_DEMO)
         .output()
         .unwrap()
 }

@@ -11,23 +11,7 @@ use a2fseg::labels::Region;
 use a2fseg::metrics::{MetricOptions, compare_masks, evaluate_case, region_mask};
 use a2fseg::volume::Grid;
 
-/// SplitMix64: a small deterministic generator, enough for test shapes.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi).
-    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use common::Rng;
 
 /// A blobby field: a sum of `n` Gaussian bumps with centres in `[lo, hi)` (fractions of each
 /// dim, may lie outside the volume so that blobs are cut by the border) and radii in voxels.

@@ -166,12 +166,7 @@ fn print_text(ds: &crate::dataset::Dataset, reports: &[CaseReport], problems: &[
 
 fn split(dir: PathBuf, out: PathBuf, seed: u64, ratios: [u32; 3], global: Global) -> Result<()> {
     let ds = discover(&dir)?;
-    let ids: Vec<String> = ds
-        .cases
-        .iter()
-        .filter(|c| c.has_seg())
-        .map(|c| c.id.clone())
-        .collect();
+    let ids = ds.labelled_ids();
     if ids.is_empty() {
         bail!(
             "no case in {} has a segmentation: nothing to split",

@@ -6,7 +6,7 @@ use anyhow::{Result, ensure};
 use clap::Args;
 
 use super::Global;
-use crate::demo::{DemoOptions, run_demo};
+use crate::demo::{DemoOptions, run_demo, run_demo_compare};
 
 /// Arguments of `a2fseg demo`.
 #[derive(Debug, Args)]
@@ -26,6 +26,10 @@ pub struct DemoArgs {
     /// Phantom shape X,Y,Z in voxels.
     #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = super::args::parse_xyz)]
     pub shape: [usize; 3],
+    /// Compare these methods (comma-separated: a2fseg, average, hemis) on the phantoms, as
+    /// `a2fseg compare` does, into OUT/compare, instead of the single-model demo.
+    #[arg(long, value_name = "LIST")]
+    pub methods: Option<String>,
     /// Optimiser steps per epoch (for fast end-to-end tests of the pipeline).
     #[arg(long, value_name = "N", hide = true)]
     pub iterations_per_epoch: Option<usize>,
@@ -54,6 +58,12 @@ pub fn run(args: DemoArgs, global: Global) -> Result<()> {
         quiet: global.quiet,
         iterations_per_epoch: args.iterations_per_epoch,
     };
+    if let Some(list) = &args.methods {
+        let methods = super::compare::methods_option(list)?;
+        let outcome = run_demo_compare(&opts, &methods)?;
+        println!("{}", outcome.html.display());
+        return Ok(());
+    }
     let outcome = run_demo(&opts)?;
     if global.quiet {
         println!("{}", outcome.html.display());

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 pub mod args;
 pub mod bench;
+pub mod compare;
 pub mod dataset;
 pub mod demo;
 pub mod evaluate;
@@ -56,6 +57,8 @@ pub enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Dice, HD95 and more between a predicted and a reference label map.
     Metrics(metrics::MetricsArgs),
+    /// Train and evaluate several methods on one split and report them side by side.
+    Compare(compare::CompareArgs),
     /// Run the whole pipeline on synthetic data: phantoms, training, evaluation, report.
     Demo(demo::DemoArgs),
     /// Measure speed and memory (JSON lines).
@@ -92,6 +95,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Predict(a) => predict::run(a, global),
         Command::Evaluate(a) => evaluate::run(a, global),
         Command::Metrics(a) => metrics::run(a, global),
+        Command::Compare(a) => compare::run(a, global),
         Command::Demo(a) => demo::run(a, global),
         Command::Bench(a) => bench::run(a, global),
     };

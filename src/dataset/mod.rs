@@ -205,6 +205,15 @@ impl Dataset {
         self.cases.iter().map(|c| c.id.clone()).collect()
     }
 
+    /// The ids of the cases with a segmentation (those a split divides), sorted.
+    pub fn labelled_ids(&self) -> Vec<String> {
+        self.cases
+            .iter()
+            .filter(|c| c.has_seg())
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
     /// This dataset read with another label convention for every case (for a plain folder
     /// whose convention the names cannot tell).
     pub fn with_convention(mut self, convention: LabelConvention) -> Self {

@@ -1,7 +1,100 @@
-//! Splitting the demo's time budget across its stages: how many epochs to train, and
-//! whether there is time for the second (average-fusion) model, from a measured step time.
+//! Splitting a time budget across training runs: how many epochs to train, and whether
+//! there is time for the demo's second (average-fusion) model, from a step time measured by
+//! short training runs ([`measure_step`]). Used by `a2fseg demo` and `a2fseg compare`.
 
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
+
+use crate::infer::window_starts;
+use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
+
+/// Share of a full (four-modality) step that a mean step of the `paper` modality dropout
+/// costs: it alternates epochs of all four modalities with epochs of 1–3, measured at about
+/// 0.45 of a full step.
+pub const PAPER_DROPOUT_STEP_SHARE: f64 = 0.75;
+
+/// Seconds of one training step of `cfg` on all four modalities, measured as the
+/// difference between a 6-iteration and a 1-iteration run (both of one epoch, without
+/// validation or post-processing decision) in `dir/<name>-short` and `dir/<name>-long`, so
+/// that loading the cases and writing checkpoints cancel out. `cache` is the preprocessing
+/// cache the runs share (fill it first with `warm_up`, or the first run pays for it).
+pub fn measure_step(
+    data: &Path,
+    split: &Path,
+    cfg: &TrainConfig,
+    cache: &Path,
+    dir: &Path,
+    name: &str,
+) -> Result<f64> {
+    let run = |suffix: &str, iterations| {
+        let run_dir = dir.join(format!("{name}-{suffix}"));
+        timed_run(data, split, cfg, cache, &run_dir, iterations)
+    };
+    let short = run("short", 1)?;
+    let long = run("long", 6)?;
+    Ok(((long - short) / 5.0).max(1e-3))
+}
+
+/// One 1-iteration run of `cfg` in `dir` that fills the preprocessing cache `cache`.
+pub fn warm_up(
+    data: &Path,
+    split: &Path,
+    cfg: &TrainConfig,
+    cache: &Path,
+    dir: &Path,
+) -> Result<()> {
+    timed_run(data, split, cfg, cache, dir, 1).map(|_| ())
+}
+
+/// Wall seconds of a quiet one-epoch run of `iterations` full-modality steps in `dir`.
+fn timed_run(
+    data: &Path,
+    split: &Path,
+    cfg: &TrainConfig,
+    cache: &Path,
+    dir: &Path,
+    iterations: usize,
+) -> Result<f64> {
+    let mut c = cfg.clone();
+    c.epochs = 1;
+    c.iterations_per_epoch = iterations;
+    c.modality_dropout = ModalityDropout::Full;
+    c.validate_every = usize::MAX / 2;
+    c.determine_postprocessing = false;
+    let mut o = TrainOptions::new(data, dir, c);
+    o.split = Some(split.to_path_buf());
+    o.cache = Some(cache.to_path_buf());
+    o.quiet = true;
+    let t = Instant::now();
+    crate::train::train(&o)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Estimated seconds of validation per epoch and of evaluation per model (the test cases
+/// over 15 subsets plus the post-processing decision on the validation cases over 15
+/// subsets that ends each training), from the measured `step` (seconds), the windows per
+/// case, the numbers of validation and test cases and the validation interval.
+pub fn run_costs(
+    step: f64,
+    per_case: f64,
+    validation_cases: usize,
+    test_cases: usize,
+    validate_every: usize,
+) -> (f64, f64) {
+    let validation = validation_cases as f64 * per_case * step * 0.5 / validate_every.max(1) as f64;
+    let evaluation = (test_cases + validation_cases) as f64 * per_case * step * 0.6 + 5.0;
+    (validation, evaluation)
+}
+
+/// Sliding windows (step 0.5) over a case of `dims` with patches of `patch`.
+pub fn windows_per_case(dims: [usize; 3], patch: [usize; 3]) -> usize {
+    (0..3)
+        .map(|a| window_starts(dims[a], patch[a], 0.5).len())
+        .product()
+}
 
 /// What the plan is computed from (all times in seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

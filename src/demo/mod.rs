@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
-pub use pipeline::{DemoOutcome, run_demo};
+pub use pipeline::{DemoOutcome, run_demo, run_demo_compare};
 
 use crate::report::{ModelFiles, ReportInput, write_report};
 

@@ -13,17 +13,15 @@ use super::budget::{self, BudgetInputs, BudgetPlan};
 use super::events::DemoEvent;
 use super::stage::{Stage, StageState};
 use super::{DemoModel, DemoOptions, build_report, model_label};
+use crate::compare::{CompareOptions, CompareOutcome, Method, Recipe, run_compare};
 use crate::dataset::{self, Split};
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
-use crate::infer::{Predictor, Tta, postprocess, resolve_model_dir, window_starts};
+use crate::infer::{Tta, postprocess, resolve_model_dir};
 use crate::metrics::MetricOptions;
-use crate::modality::{Modality, Subset};
+use crate::modality::Subset;
 use crate::model::{Fusion, Preset};
-use crate::preprocess::{PreprocessSettings, preprocess_case};
 use crate::progress::{Output, Sink, Stream};
-use crate::report::charts::png_bytes;
 use crate::report::document::metric_conventions;
-use crate::report::slices::{PanelCase, slice_panel};
 use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
 
 /// Split ratios train/validation/test, as the paper.
@@ -76,6 +74,31 @@ pub fn run_demo(opts: &DemoOptions) -> Result<DemoOutcome> {
     let planned = demo.plan(&inputs)?;
     let models = demo.train_and_evaluate(&inputs, &planned)?;
     demo.report(&inputs, &planned.plan, models)
+}
+
+/// `demo --methods`: the phantoms and split stages, then [`crate::compare::run_compare`] of
+/// `methods` on them into `OUT/compare` (the `small` preset, each method's own recipe,
+/// the demo's budget less the time already spent).
+pub fn run_demo_compare(opts: &DemoOptions, methods: &[Method]) -> Result<CompareOutcome> {
+    let mut demo = Demo::new(opts)?;
+    let phantoms = demo.phantoms()?;
+    let inputs = demo.split(&phantoms)?;
+    run_compare(&CompareOptions {
+        data: inputs.data,
+        methods: methods.to_vec(),
+        out: opts.out.join("compare"),
+        split: Some(inputs.split_path),
+        preset: Preset::Small,
+        recipe: Recipe::Own,
+        budget_minutes: Some(opts.budget_minutes),
+        spent_seconds: demo.start.elapsed().as_secs_f64(),
+        epochs: None,
+        iterations_per_epoch: opts.iterations_per_epoch,
+        seed: opts.seed,
+        device: crate::model::ComputeDevice::Cpu,
+        strict_finite: false,
+        quiet: opts.quiet,
+    })
 }
 
 /// A demo run: its options, its clock and where its lines go.
@@ -249,36 +272,35 @@ impl<'a> Demo<'a> {
     fn calibrate(&self, inputs: &Inputs, dir: &Path) -> Result<serde_json::Value> {
         let opts = self.opts;
         let split = &inputs.split;
-        // A training run also loads and preprocesses every case and writes checkpoints, so
-        // the time of one step is the difference between a long and a short run, both after
-        // a first run that fills the preprocessing cache.
         // The calibration runs train on all four modalities (the costliest step); the
-        // `paper` dropout alternates such epochs with epochs of 1–3 modalities, measured
-        // here at about 0.45 of their cost, so a mean step is taken as 0.75 of a full one.
+        // `paper` dropout's mean step costs a share of it.
         let cfg = train_config(opts, Fusion::Adaptive, 1);
-        let timed_run = |name: &str, iterations: usize| -> Result<f64> {
-            let mut c = cfg.clone();
-            c.iterations_per_epoch = iterations;
-            c.modality_dropout = ModalityDropout::Full;
-            c.validate_every = usize::MAX / 2;
-            let mut o = TrainOptions::new(&inputs.data, &dir.join(name), c);
-            o.split = Some(inputs.split_path.clone());
-            o.cache = Some(dir.join("cache"));
-            o.quiet = true;
-            let t = Instant::now();
-            crate::train::train(&o)?;
-            Ok(t.elapsed().as_secs_f64())
-        };
-        timed_run("calibrate-warm-up", 1)?;
-        let short = timed_run("calibrate-short", 1)?;
-        let long = timed_run("calibrate-long", 6)?;
-        let step = (0.75 * (long - short) / 5.0).max(1e-3);
-        let windows = |n: usize, p: usize| window_starts(n, p, 0.5).len();
-        let p = cfg.model.patch_size;
-        let per_case = (windows(opts.dims[0], p[0])
-            * windows(opts.dims[1], p[1])
-            * windows(opts.dims[2], p[2])) as f64;
+        let cache = dir.join("cache");
+        budget::warm_up(
+            &inputs.data,
+            &inputs.split_path,
+            &cfg,
+            &cache,
+            &dir.join("calibrate-warm-up"),
+        )?;
+        let step = budget::PAPER_DROPOUT_STEP_SHARE
+            * budget::measure_step(
+                &inputs.data,
+                &inputs.split_path,
+                &cfg,
+                &cache,
+                dir,
+                "calibrate",
+            )?;
+        let per_case = budget::windows_per_case(opts.dims, cfg.model.patch_size) as f64;
         let small = TrainConfig::preset(Preset::Small);
+        let (validation, evaluation) = budget::run_costs(
+            step,
+            per_case,
+            split.validation.len(),
+            split.test.len(),
+            small.validate_every,
+        );
         let budget_inputs = BudgetInputs {
             total: opts.budget_minutes * 60.0,
             spent: self.start.elapsed().as_secs_f64(),
@@ -286,12 +308,8 @@ impl<'a> Demo<'a> {
             iterations_per_epoch: opts
                 .iterations_per_epoch
                 .unwrap_or(small.iterations_per_epoch),
-            validation: split.validation.len() as f64 * per_case * step * 0.5
-                / small.validate_every.max(1) as f64,
-            // The test cases over 15 subsets, and the post-processing decision on the
-            // validation cases over 15 subsets that ends each training.
-            evaluation: (split.test.len() + split.validation.len()) as f64 * per_case * step * 0.6
-                + 5.0,
+            validation,
+            evaluation,
             reserve: 10.0 + per_case * step,
             min_epochs: 2,
             max_epochs: small.epochs * 4,
@@ -326,7 +344,7 @@ impl<'a> Demo<'a> {
                 status: status(train_stage),
             });
             let (_, r) = train_stage.run(true, |d| {
-                let resume = d.join("checkpoints").join("latest").exists();
+                let resume = crate::compare::has_checkpoint(d);
                 let mut o = TrainOptions::new(&inputs.data, d, cfg.clone());
                 o.split = Some(inputs.split_path.clone());
                 o.resume = resume;
@@ -535,41 +553,10 @@ fn timings(root: &Path) -> String {
 }
 
 /// Predicts test case `id` from FLAIR, FLAIR + T1c and all four with the model of
-/// `run_dir`, and writes the Fig.-2 panel to `path`. Returns its caption.
+/// `run_dir`, and writes the Fig.-2 panel to `path` (the comparison's panel with one
+/// unlabelled row). Returns its caption.
 fn render_panel(data: &Path, id: &str, run_dir: &Path, path: &Path) -> Result<String> {
-    let ds = dataset::discover(data)?;
-    let case = ds
-        .case(id)
-        .with_context(|| format!("test case {id} is not in {}", data.display()))?;
-    let loaded = dataset::load_case(&ds, case)?;
-    let pre = preprocess_case(&loaded, &PreprocessSettings::default())?;
-    let device = crate::model::device_from_name("cpu")?;
-    let predictor = Predictor::load(run_dir, device, 0.5, Tta::OFF)?;
-    let subsets = [
-        Subset::from_modalities([Modality::Flair]),
-        Subset::from_modalities([Modality::T1c, Modality::Flair]),
-        Subset::FULL,
-    ];
-    let preds: Vec<(Subset, crate::volume::Grid<u8>)> = predictor
-        .predict_subsets(&pre, &subsets)?
-        .into_iter()
-        .map(|(s, p)| (s, p.classes))
-        .collect();
-    let truth = loaded
-        .classes
-        .as_ref()
-        .with_context(|| format!("test case {id} has no segmentation"))?;
-    let images = [0, 1, 2, 3].map(|i| loaded.images[i].as_ref());
-    let (img, _) = slice_panel(
-        &PanelCase {
-            id,
-            images,
-            truth,
-            predictions: &preds,
-        },
-        None,
-    )?;
-    crate::fsutil::atomic_write_bytes(path, &png_bytes(&img)?)?;
+    crate::compare::report::render_panel(data, id, &[("", run_dir)], path)?;
     Ok(format!(
         "Test case {id}: axial slice with the most tumour; top: T1, T1c, T2, FLAIR; bottom: the \
          adaptive model's prediction over FLAIR from FLAIR, FLAIR + T1c and all four, then the \

@@ -15,7 +15,7 @@ use super::fonts;
 use super::inputs::TrainLog;
 use super::scores::ScoreTable;
 use crate::labels::Region;
-use crate::modality::Modality;
+use crate::modality::{Modality, Subset};
 
 /// Colours of WT, TC and ET bars.
 const REGION_COLOURS: [RGBColor; 3] = [
@@ -113,15 +113,70 @@ fn err<E: std::fmt::Display>(e: E) -> anyhow::Error {
 /// with ○/● marks in the order T1, T1c, T2, FLAIR) plus the mean, one bar per region.
 /// Size 1100 × 460.
 pub fn dice_bar_chart(summary: &ScoreTable, title: &str) -> Result<RgbImage> {
-    let groups: Vec<(String, [f64; 3])> = summary
+    let groups: Vec<(String, Vec<f64>)> = summary
         .subsets
         .iter()
-        .map(|(s, r)| (s.marks(), r.regions.map(|x| x.dice)))
+        .map(|(s, r)| (s.marks(), r.regions.map(|x| x.dice).to_vec()))
         .chain(std::iter::once((
             "mean".to_string(),
-            summary.mean.regions.map(|x| x.dice),
+            summary.mean.regions.map(|x| x.dice).to_vec(),
         )))
         .collect();
+    let series: Vec<(&str, RGBColor)> = Region::ALL
+        .iter()
+        .map(|r| r.name())
+        .zip(REGION_COLOURS)
+        .collect();
+    subset_bars(&groups, &series, title)
+}
+
+/// Grouped bars of one region's mean Dice for several methods: one group per subset (the
+/// union of the methods' subsets, paper order, ○/● marks) plus the mean, one bar per
+/// method (a subset a method did not evaluate has no bar). Size 1100 × 460.
+pub fn methods_bar_chart(
+    methods: &[(String, &ScoreTable)],
+    region: Region,
+    title: &str,
+) -> Result<RgbImage> {
+    let subsets: std::collections::BTreeSet<Subset> = methods
+        .iter()
+        .flat_map(|(_, t)| t.subsets.keys().copied())
+        .collect();
+    let i = region.index();
+    let groups: Vec<(String, Vec<f64>)> = subsets
+        .iter()
+        .map(|s| {
+            let dice = methods
+                .iter()
+                .map(|(_, t)| t.subsets.get(s).map_or(f64::NAN, |r| r.regions[i].dice))
+                .collect();
+            (s.marks(), dice)
+        })
+        .chain(std::iter::once((
+            "mean".to_string(),
+            methods
+                .iter()
+                .map(|(_, t)| t.mean.regions[i].dice)
+                .collect(),
+        )))
+        .collect();
+    let series: Vec<(&str, RGBColor)> = methods
+        .iter()
+        .enumerate()
+        .map(|(k, (label, _))| (label.as_str(), LINE_COLOURS[k % LINE_COLOURS.len()]))
+        .collect();
+    subset_bars(&groups, &series, title)
+}
+
+/// The Dice bar chart of [`dice_bar_chart`] and [`methods_bar_chart`]: `groups` of
+/// `(label, one value per series)`, bars coloured and named by `series`; a value that is not
+/// finite draws no bar.
+fn subset_bars(
+    groups: &[(String, Vec<f64>)],
+    series: &[(&str, RGBColor)],
+    title: &str,
+) -> Result<RgbImage> {
+    let slot = 0.75 / series.len().max(1) as f64;
     render(1100, 460, |root| {
         root.fill(&WHITE).map_err(err)?;
         let n = groups.len() as f64;
@@ -141,20 +196,22 @@ pub fn dice_bar_chart(summary: &ScoreTable, title: &str) -> Result<RgbImage> {
             .label_style((fonts::FAMILY, 13))
             .draw()
             .map_err(err)?;
-        for (g, (_, dice)) in groups.iter().enumerate() {
-            for (r, d) in dice.iter().enumerate() {
-                let x0 = g as f64 + 0.12 + r as f64 * 0.25;
+        for (g, (_, values)) in groups.iter().enumerate() {
+            for (k, d) in values.iter().enumerate() {
+                if !d.is_finite() {
+                    continue;
+                }
+                let x0 = g as f64 + 0.12 + k as f64 * slot;
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
-                        [(x0, 0.0), (x0 + 0.24, d.clamp(0.0, 1.05))],
-                        REGION_COLOURS[r].filled(),
+                        [(x0, 0.0), (x0 + slot - 0.01, d.clamp(0.0, 1.05))],
+                        series[k % series.len()].1.filled(),
                     )))
                     .map_err(err)?;
             }
         }
-        let legend = Region::ALL.iter().map(|r| r.name()).zip(REGION_COLOURS);
         let labels: Vec<&str> = groups.iter().map(|(l, _)| l.as_str()).collect();
-        legend_and_group_labels(root, &mut chart, legend, &labels, 13)?;
+        legend_and_group_labels(root, &mut chart, series.iter().copied(), &labels, 13)?;
         let label_font = (fonts::FAMILY, 13).into_font().color(&BLACK);
         let note = "marks: T1 T1c T2 FLAIR (● available, ○ missing)";
         let (px, py) = chart.backend_coord(&(0.0, 0.0));
@@ -380,6 +437,22 @@ mod tests {
         better.mean.regions[0].dice = 0.99;
         let img2 = dice_bar_chart(&better, "Mean Dice").unwrap();
         assert!(count(&img2, REGION_COLOURS[0]) > count(&img, REGION_COLOURS[0]));
+    }
+
+    #[test]
+    fn methods_chart_draws_a_bar_per_method() {
+        let a = summary();
+        let mut b = summary();
+        for r in b.subsets.values_mut() {
+            r.regions[1].dice = 0.95;
+        }
+        b.mean.regions[1].dice = 0.95;
+        let methods = [("A2FSeg".to_string(), &a), ("HeMIS".to_string(), &b)];
+        let img = methods_bar_chart(&methods, Region::Tc, "TC").unwrap();
+        decodes_to(&img, 1100, 460);
+        let (first, second) = (count(&img, LINE_COLOURS[0]), count(&img, LINE_COLOURS[1]));
+        assert!(first > 500 && second > first, "{first} {second}");
+        assert_eq!(count(&img, LINE_COLOURS[2]), 0);
     }
 
     #[test]

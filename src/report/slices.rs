@@ -107,8 +107,19 @@ pub struct PanelCase<'a> {
     pub predictions: &'a [(Subset, Grid<u8>)],
 }
 
+/// One row of predictions in a several-method panel: the method's name and its predictions
+/// (left to right), on the case's grid.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictionRow<'a> {
+    /// Shown before each tile's caption.
+    pub label: &'a str,
+    /// Predictions in display order.
+    pub predictions: &'a [(Subset, Grid<u8>)],
+}
+
 /// Where things are in a panel: tiles of `tile` pixels (upscaled slices), each under a
-/// title strip, two rows (modalities; predictions and ground truth).
+/// title strip; a row of modalities, then `prediction_rows` rows of predictions, each
+/// ending with the ground truth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PanelLayout {
     /// Slice dims `[nx, ny]`.
@@ -125,6 +136,8 @@ pub struct PanelLayout {
     pub gap: u32,
     /// Height of the colour legend at the bottom.
     pub legend: u32,
+    /// Rows of predictions below the modalities (1 in the single-model panel).
+    pub prediction_rows: u32,
 }
 
 impl PanelLayout {
@@ -140,6 +153,15 @@ impl PanelLayout {
             caption: 22,
             gap: 6,
             legend: 28,
+            prediction_rows: 1,
+        }
+    }
+
+    /// The layout for `rows` rows of at most `n_predictions` prediction tiles each.
+    pub fn with_rows(slice: [usize; 2], n_predictions: usize, rows: usize) -> PanelLayout {
+        PanelLayout {
+            prediction_rows: rows.max(1) as u32,
+            ..PanelLayout::new(slice, n_predictions)
         }
     }
 
@@ -155,11 +177,12 @@ impl PanelLayout {
     pub fn size(&self) -> (u32, u32) {
         let (tw, th) = self.tile();
         let w = self.gap + self.columns * (tw + self.gap);
-        let h = self.header + 2 * (self.caption + th + self.gap) + self.legend;
+        let h =
+            self.header + (1 + self.prediction_rows) * (self.caption + th + self.gap) + self.legend;
         (w, h)
     }
 
-    /// Top-left pixel of the tile at `row` (0 modalities, 1 overlays), `col`.
+    /// Top-left pixel of the tile at `row` (0 modalities, 1… overlays), `col`.
     pub fn tile_origin(&self, row: u32, col: u32) -> (u32, u32) {
         let (tw, th) = self.tile();
         let x = self.gap + col * (tw + self.gap);
@@ -182,6 +205,30 @@ impl PanelLayout {
 /// truth). Row 1: T1, T1c, T2, FLAIR. Row 2: each prediction over FLAIR (over the first
 /// available image if FLAIR is missing), then the ground truth.
 pub fn slice_panel(case: &PanelCase<'_>, z: Option<usize>) -> Result<(RgbImage, PanelLayout)> {
+    let row = PredictionRow {
+        label: "",
+        predictions: case.predictions,
+    };
+    draw_panel(case, &[row], z)
+}
+
+/// The panel of several methods: the modalities of `case` (its `predictions` are not
+/// shown), then one row per method of `rows` with its predictions and the ground truth, at
+/// axial slice `z` (default: [`tumour_slice`] of the ground truth).
+pub fn methods_panel(
+    case: &PanelCase<'_>,
+    rows: &[PredictionRow<'_>],
+    z: Option<usize>,
+) -> Result<(RgbImage, PanelLayout)> {
+    draw_panel(case, rows, z)
+}
+
+/// Draws the modalities of `case` and the prediction `rows` (see [`slice_panel`]).
+fn draw_panel(
+    case: &PanelCase<'_>,
+    rows: &[PredictionRow<'_>],
+    z: Option<usize>,
+) -> Result<(RgbImage, PanelLayout)> {
     let dims = case.truth.dims();
     for (i, img) in case.images.iter().enumerate() {
         if let Some(img) = img
@@ -196,7 +243,7 @@ pub fn slice_panel(case: &PanelCase<'_>, z: Option<usize>) -> Result<(RgbImage, 
             );
         }
     }
-    for (s, p) in case.predictions {
+    for (s, p) in rows.iter().flat_map(|r| r.predictions) {
         if p.dims() != dims {
             bail!(
                 "case {}: prediction for {} has dims {:?}, the ground truth {:?}",
@@ -211,7 +258,8 @@ pub fn slice_panel(case: &PanelCase<'_>, z: Option<usize>) -> Result<(RgbImage, 
     if z >= dims[2] {
         bail!("slice {z} is outside the volume ({} slices)", dims[2]);
     }
-    let layout = PanelLayout::new([dims[0], dims[1]], case.predictions.len());
+    let widest = rows.iter().map(|r| r.predictions.len()).max().unwrap_or(0);
+    let layout = PanelLayout::with_rows([dims[0], dims[1]], widest, rows.len());
     let (w, h) = layout.size();
     let (tw, th) = layout.tile();
     let mut canvas = RgbImage::from_pixel(w, h, Rgb([255, 255, 255]));
@@ -246,18 +294,20 @@ pub fn slice_panel(case: &PanelCase<'_>, z: Option<usize>) -> Result<(RgbImage, 
         };
         place(&mut canvas, 0, m.index() as u32, &tile, text);
     }
-    for (col, (subset, pred)) in case.predictions.iter().enumerate() {
-        let text = format!("{} {}", subset.marks(), subset.describe());
-        place(&mut canvas, 1, col as u32, &overlay(&base, pred, z), text);
+    let truth = overlay(&base, case.truth, z);
+    for (r, row) in rows.iter().enumerate() {
+        let r = r as u32 + 1;
+        for (col, (subset, pred)) in row.predictions.iter().enumerate() {
+            let text = if row.label.is_empty() {
+                format!("{} {}", subset.marks(), subset.describe())
+            } else {
+                format!("{} {}", row.label, subset.marks())
+            };
+            place(&mut canvas, r, col as u32, &overlay(&base, pred, z), text);
+        }
+        let gt_col = row.predictions.len() as u32;
+        place(&mut canvas, r, gt_col, &truth, "Ground truth".to_string());
     }
-    let gt_col = case.predictions.len() as u32;
-    place(
-        &mut canvas,
-        1,
-        gt_col,
-        &overlay(&base, case.truth, z),
-        "Ground truth".to_string(),
-    );
 
     let title = format!(
         "Case {} — axial slice z = {} — predictions over {}",
@@ -386,6 +436,55 @@ mod tests {
         let png = super::super::charts::png_bytes(&img).unwrap();
         let back = image::load_from_memory(&png).unwrap();
         assert_eq!((back.width(), back.height()), layout.size());
+    }
+
+    #[test]
+    fn methods_panel_has_a_row_per_method() {
+        let (images, truth) = fake();
+        let mut missed = truth.clone();
+        missed.set(7, 6, 3, 2);
+        let a = vec![(Subset::FULL, truth.clone())];
+        let b = vec![(Subset::FULL, missed)];
+        let case = PanelCase {
+            id: "phantom_001",
+            images: [Some(&images[0]), Some(&images[1]), None, Some(&images[3])],
+            truth: &truth,
+            predictions: &[],
+        };
+        let rows = [
+            PredictionRow {
+                label: "A2FSeg",
+                predictions: &a,
+            },
+            PredictionRow {
+                label: "HeMIS",
+                predictions: &b,
+            },
+        ];
+        let (img, layout) = methods_panel(&case, &rows, None).unwrap();
+        assert_eq!(layout.prediction_rows, 2);
+        assert_eq!(img.dimensions(), layout.size());
+        let single = PanelLayout::new([20, 16], 1).size();
+        assert_eq!(layout.size().0, single.0);
+        assert_eq!(
+            layout.size().1 - single.1,
+            layout.caption + layout.tile().1 + layout.gap
+        );
+        let px = |row, col, x, y| {
+            let (a, b) = layout.voxel_pixel(row, col, x, y);
+            img.get_pixel(a, b).0
+        };
+        // Row 1 (A2FSeg) has the ET voxel, row 2 (HeMIS) calls it edema; both end with
+        // the ground truth.
+        assert_eq!(px(1, 0, 7, 6), class_colour(3).unwrap());
+        assert_eq!(px(2, 0, 7, 6), class_colour(2).unwrap());
+        assert_eq!(px(2, 1, 7, 6), class_colour(3).unwrap());
+        let wrong = vec![(Subset::FULL, Grid::<u8>::zeros([3, 3, 3]))];
+        let bad = [PredictionRow {
+            label: "x",
+            predictions: &wrong,
+        }];
+        assert!(methods_panel(&case, &bad, None).is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use super::attention::Attention;
 use super::scores::{ScoreTable, SubsetScores};
 use crate::labels::Region;
-use crate::modality::Modality;
+use crate::modality::{Modality, Subset};
 
 /// A plain table: header cells and rows of cells (text, no markup).
 #[derive(Debug, Clone, PartialEq)]
@@ -173,10 +173,29 @@ pub fn table1(scores: &ScoreTable, columns: Table1Columns) -> Table {
         }
         v
     };
-    let mut rows: Vec<Vec<String>> = scores
-        .subsets
-        .iter()
-        .map(|(subset, s)| cells(subset.marks().chars().map(String::from).collect(), s))
+    let rows = subset_rows(
+        scores.subsets.keys().copied(),
+        |subset, marks| match subset {
+            Some(s) => cells(marks, &scores.subsets[&s]),
+            None => cells(marks, &scores.mean),
+        },
+    );
+    Table {
+        header,
+        rows,
+        footer: 1,
+    }
+}
+
+/// The rows of a Table-1 layout: one per subset of `subsets` (in the order given), then the
+/// `Mean` row; `cells(subset, marks)` gives a row's cells from its four mark cells (○/● for a
+/// subset, `Mean` and three blanks for the mean row, where `subset` is `None`).
+fn subset_rows(
+    subsets: impl Iterator<Item = Subset>,
+    cells: impl Fn(Option<Subset>, Vec<String>) -> Vec<String>,
+) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = subsets
+        .map(|s| cells(Some(s), s.marks().chars().map(String::from).collect()))
         .collect();
     let mean_marks = vec![
         "Mean".to_string(),
@@ -184,7 +203,52 @@ pub fn table1(scores: &ScoreTable, columns: Table1Columns) -> Table {
         String::new(),
         String::new(),
     ];
-    rows.push(cells(mean_marks, &scores.mean));
+    rows.push(cells(None, mean_marks));
+    rows
+}
+
+/// The score a several-method Table 1 shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Dice in %.
+    Dice,
+    /// HD95 in mm.
+    Hd95,
+}
+
+/// Table 1 of several methods in the paper's layout: a row per subset (the union of the
+/// methods' subsets, paper order) with ○/● marks, then for each region WT, TC, ET one column
+/// per method (`WT · <label>`), the `Mean` row last. A subset a method did not evaluate is
+/// `–`.
+pub fn table1_methods(methods: &[(String, &ScoreTable)], metric: Metric) -> Table {
+    let mut header: Vec<String> = Modality::ALL
+        .iter()
+        .map(|m| m.label().to_string())
+        .collect();
+    for r in Region::ALL {
+        header.extend(methods.iter().map(|(label, _)| format!("{r} · {label}")));
+    }
+    let subsets: std::collections::BTreeSet<Subset> = methods
+        .iter()
+        .flat_map(|(_, t)| t.subsets.keys().copied())
+        .collect();
+    let value = |row: Option<&SubsetScores>, r: usize| match (row, metric) {
+        (None, _) => "–".to_string(),
+        (Some(x), Metric::Dice) => dice_pct(x.regions[r].dice),
+        (Some(x), Metric::Hd95) => hd95_mm(x.regions[r].hd95),
+    };
+    let rows = subset_rows(subsets.into_iter(), |subset, mut marks| {
+        for r in 0..Region::ALL.len() {
+            marks.extend(methods.iter().map(|(_, t)| {
+                let row = match subset {
+                    Some(s) => t.subsets.get(&s),
+                    None => Some(&t.mean),
+                };
+                value(row, r)
+            }));
+        }
+        marks
+    });
     Table {
         header,
         rows,
@@ -319,6 +383,44 @@ mod tests {
         );
         assert_eq!(t.rows[0][7..], ["25.00", "2.50", "2.50", "–", "–", "3"]);
         assert_eq!(t.rows.len(), 16);
+    }
+
+    #[test]
+    fn table1_of_several_methods_has_a_column_per_region_and_method() {
+        let a = summary();
+        let mut b = summary();
+        b.subsets.remove(&Subset::FULL);
+        let t = table1_methods(&[("A2FSeg".into(), &a), ("HeMIS".into(), &b)], Metric::Dice);
+        assert_eq!(
+            t.header,
+            [
+                "T1",
+                "T1c",
+                "T2",
+                "FLAIR",
+                "WT · A2FSeg",
+                "WT · HeMIS",
+                "TC · A2FSeg",
+                "TC · HeMIS",
+                "ET · A2FSeg",
+                "ET · HeMIS"
+            ]
+        );
+        assert_eq!(t.rows.len(), 16);
+        assert_eq!(t.footer, 1);
+        assert_eq!(t.rows[0][..4], ["○", "○", "○", "●"]);
+        // 0001: WT 1.00 %, TC 11.00 %, ET 21.00 % for both methods.
+        assert_eq!(
+            t.rows[0][4..],
+            ["1.00", "1.00", "11.00", "11.00", "21.00", "21.00"]
+        );
+        // 1111 is missing for HeMIS.
+        assert_eq!(t.rows[14][..6], ["●", "●", "●", "●", "15.00", "–"]);
+        assert_eq!(t.rows[15][0], "Mean");
+        assert_eq!(t.rows[15][4], dice_pct(a.mean.regions[0].dice));
+        let h = table1_methods(&[("A2FSeg".into(), &a)], Metric::Hd95);
+        assert_eq!(h.rows[0][4..], ["2.50", "2.50", "–"]);
+        assert_eq!(h.header.len(), 7);
     }
 
     #[test]

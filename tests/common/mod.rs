@@ -55,6 +55,40 @@ pub fn run_python(script: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("Python printed non-UTF-8")
 }
 
+/// SplitMix64: a small deterministic generator, enough for test shapes and samples.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The options of `a2fseg demo` at toy size: 5 cases of 32³, a 6-second budget, 2 optimiser
+/// steps per epoch, seed 3.
+pub const TOY_DEMO: [&str; 10] = [
+    "--cases",
+    "5",
+    "--shape",
+    "32,32,32",
+    "--budget-minutes",
+    "0.1",
+    "--iterations-per-epoch",
+    "2",
+    "--seed",
+    "3",
+];
+
 /// A fresh temporary folder for one test.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("cannot create a temporary folder")
