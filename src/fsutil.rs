@@ -2,8 +2,10 @@
 //! replace an input, and one folder has one writer at a time.
 
 use std::fs;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, bail};
 
@@ -37,12 +39,66 @@ where
         w.flush()
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    // The testing hook fails here, with the temporary file written but not yet renamed: the
+    // moment a real disk-full error leaves the most behind to clean up.
+    if let Some(e) = injected_write_failure() {
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("cannot sync {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("cannot move the finished file to {}", path.display()))?;
     Ok(())
+}
+
+/// Testing hook: with `A2FSEG_FAIL_WRITES_AFTER=N` in the environment, the first `N`
+/// [`atomic_write`]s of the process succeed and every later one fails as a full disk would
+/// (`StorageFull`, "no space left on device"), after filling its temporary file. The
+/// variable is read once, at the first write. It lets the tests check what a failed write
+/// leaves behind (the previous outputs, no temporary file) without filling a real disk.
+pub const FAIL_WRITES_AFTER: &str = "A2FSEG_FAIL_WRITES_AFTER";
+
+/// How many writes may still succeed before the injected failures of [`FAIL_WRITES_AFTER`].
+#[derive(Debug)]
+struct WriteBudget {
+    /// `None`: writes never fail (the variable is unset or not a number).
+    limit: Option<usize>,
+    done: AtomicUsize,
+}
+
+impl WriteBudget {
+    fn new(limit: Option<usize>) -> WriteBudget {
+        WriteBudget {
+            limit,
+            done: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts one write; the error it must fail with once the budget is spent.
+    fn spend(&self) -> Option<io::Error> {
+        let limit = self.limit?;
+        let n = self.done.fetch_add(1, Ordering::SeqCst);
+        (n >= limit).then(|| {
+            io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("no space left on device (injected by {FAIL_WRITES_AFTER}={limit})"),
+            )
+        })
+    }
+}
+
+/// The process's [`WriteBudget`], from [`FAIL_WRITES_AFTER`].
+fn injected_write_failure() -> Option<io::Error> {
+    static BUDGET: OnceLock<WriteBudget> = OnceLock::new();
+    BUDGET
+        .get_or_init(|| {
+            let limit = std::env::var(FAIL_WRITES_AFTER)
+                .ok()
+                .and_then(|v| v.trim().parse().ok());
+            WriteBudget::new(limit)
+        })
+        .spend()
 }
 
 /// Atomically writes `bytes` to `path` (see [`atomic_write`]).
@@ -171,6 +227,21 @@ mod tests {
         assert!(r.is_err());
         assert!(!p.exists());
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_write_budget_fails_every_write_after_the_first_n() {
+        let unlimited = WriteBudget::new(None);
+        assert!((0..10).all(|_| unlimited.spend().is_none()));
+        let budget = WriteBudget::new(Some(2));
+        assert!(budget.spend().is_none());
+        assert!(budget.spend().is_none());
+        for _ in 0..3 {
+            let e = budget.spend().expect("the third and later writes fail");
+            assert_eq!(e.kind(), io::ErrorKind::StorageFull);
+            assert!(e.to_string().contains(FAIL_WRITES_AFTER), "{e}");
+        }
+        assert!(WriteBudget::new(Some(0)).spend().is_some());
     }
 
     #[test]
