@@ -329,6 +329,17 @@ impl ModelConfig {
         Ok(Self::of(arch, preset))
     }
 
+    /// The keys added after the first file format, each of which a file may lack and then
+    /// takes its default (files written before methods existed hold A2FSeg models). Any other
+    /// missing key is an error: the file is damaged or not a model configuration.
+    pub const ADDED_KEYS: [&str; 5] = [
+        "arch",
+        "released_variant",
+        "kl_weight",
+        "reconstruction_weight",
+        "logvar_clip",
+    ];
+
     /// Reads a configuration from a JSON file (as written by [`ModelConfig::save_json`]),
     /// rejecting unknown keys and invalid values with an error naming the file.
     pub fn load_json(path: &Path) -> Result<ModelConfig> {
@@ -346,10 +357,10 @@ impl ModelConfig {
             value.as_object_mut(),
             serde_json::to_value(ModelConfig::new())?,
         ) {
-            // A key the file lacks takes its default: files written before a setting existed
-            // (before methods existed: A2FSeg models) still load as they were meant.
-            for (key, v) in defaults {
-                map.entry(key).or_insert(v);
+            for key in ModelConfig::ADDED_KEYS {
+                if let Some(v) = defaults.get(key) {
+                    map.entry(key).or_insert_with(|| v.clone());
+                }
             }
         }
         let cfg: ModelConfig = serde_json::from_value(value.clone())?;

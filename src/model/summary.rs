@@ -335,7 +335,8 @@ impl ModelSummary {
         let p = cfg.patch_size;
         let (headline, rows, unit) = match cfg.arch {
             Arch::Uhved => super::uhved::summary::text_parts(self),
-            _ => self.a2fseg_text_parts(),
+            Arch::A2fsegReleased => super::released::summary::text_parts(self),
+            Arch::A2fseg => self.a2fseg_text_parts(),
         };
         let _ = writeln!(s, "{headline}");
         let _ = writeln!(s, "patch size [x, y, z] = [{}, {}, {}]\n", p[0], p[1], p[2]);

@@ -62,7 +62,7 @@
 
 pub mod loss;
 mod parts;
-mod summary;
+pub(crate) mod summary;
 
 use anyhow::{Result, bail, ensure};
 use burn::module::Module;

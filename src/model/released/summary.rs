@@ -122,3 +122,30 @@ pub fn describe(cfg: &ModelConfig) -> ModelSummary {
         layers: layers.builder.layers,
     }
 }
+
+/// `a2fseg-released`'s headline, parameter rows and branch name for
+/// [`ModelSummary::to_text`].
+pub fn text_parts(summary: &ModelSummary) -> (String, Vec<(&'static str, usize)>, &'static str) {
+    let cfg = &summary.config;
+    let p = ReleasedParameters::of(cfg);
+    let features: Vec<String> = summary.features.iter().map(|f| f.to_string()).collect();
+    let headline = format!(
+        "A2FSeg as released ({} variant): targets {} ({}), features {}, {} conv(s) per stage, \
+         deep supervision {}",
+        cfg.released_variant,
+        cfg.targets,
+        cfg.channel_names().join(", "),
+        features.join("-"),
+        cfg.convs_per_stage,
+        if cfg.deep_supervision { "on" } else { "off" },
+    );
+    let rows = vec![
+        ("parameters per MSFE", p.msfes / 4),
+        ("4 MSFEs", p.msfes),
+        ("fusion decoder", p.fusion_decoder),
+        ("attention modules", p.attention),
+        ("concatenating head", p.head),
+        ("total", p.total()),
+    ];
+    (headline, rows, "one MSFE")
+}
