@@ -78,7 +78,10 @@ fn every_method_learns_the_phantoms() {
         let wt: Vec<f64> = rows.iter().map(|r| r.val_dice_wt.unwrap()).collect();
         let loss: Vec<f64> = rows.iter().map(|r| r.loss_total).collect();
         eprintln!("{arch}: loss {loss:?}\nval WT Dice {wt:?}");
-        assert!(loss[3] < 0.9 * loss[0], "{arch}: the loss did not fall: {loss:?}");
+        assert!(
+            loss[3] < 0.9 * loss[0],
+            "{arch}: the loss did not fall: {loss:?}"
+        );
         assert!(
             wt[3] > wt[0] + 0.2,
             "{arch}: the validation WT Dice did not rise well above the first epoch's: {wt:?}"
@@ -127,7 +130,10 @@ fn resume_equals_uninterrupted(arch: Arch) {
         named.sort();
         named
     };
-    assert!(weights("a") == weights("b"), "{arch}: resumed weights differ");
+    assert!(
+        weights("a") == weights("b"),
+        "{arch}: resumed weights differ"
+    );
     let numbers = |run: &str| {
         let rows = read_csv(&tmp.path().join(run).join("log.csv")).unwrap();
         rows.iter()
