@@ -449,7 +449,7 @@ fn every_method_matches_flex_through_the_seam() {
 
 /// The relative L2 tolerance of `arch`'s gradients. A known, not yet explained gap: a few
 /// weight gradients deep in a2fseg-released (parameters 278 and 282 of the `small` network)
-/// differ by up to 0.9 % (L2, relative) between flex and lavapipe while the loss agrees to
+/// differ by up to 1.04 % (L2, relative) between flex and lavapipe while the loss agrees to
 /// 1e-7; until it is found, its gradients are held to 2 % so that a larger regression still
 /// fails.
 fn gradient_tolerance(arch: Arch) -> f64 {
