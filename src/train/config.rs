@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -241,29 +242,11 @@ impl TrainConfig {
             }
             None => toml::Table::new(),
         };
-        let file_preset = match user.get("preset") {
-            Some(toml::Value::String(s)) => Some(
-                s.parse::<Preset>()
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("bad key 'preset' in {origin}"))?,
-            ),
-            Some(_) => bail!("bad key 'preset' in {origin}: expected a string"),
-            None => None,
-        };
+        let file_preset: Option<Preset> = named_key(user.get("preset"), "preset", origin)?;
         let preset = preset.or(file_preset).unwrap_or(Preset::Paper);
-        let file_arch = match user
-            .get("model")
-            .and_then(|m| m.as_table())
-            .and_then(|m| m.get("arch"))
-        {
-            Some(toml::Value::String(s)) => Some(
-                s.parse::<Arch>()
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| format!("bad key 'model.arch' in {origin}"))?,
-            ),
-            Some(_) => bail!("bad key 'model.arch' in {origin}: expected a string"),
-            None => None,
-        };
+        let file_model = user.get("model").and_then(|m| m.as_table());
+        let file_arch: Option<Arch> =
+            named_key(file_model.and_then(|m| m.get("arch")), "model.arch", origin)?;
         let arch = arch.or(file_arch).unwrap_or_default();
         let base = TrainConfig::recipe(arch, preset);
         let mut merged = toml::Table::try_from(&base).context("cannot encode the preset")?;
@@ -385,6 +368,24 @@ impl TrainConfig {
 /// hundred MB of 96³ phantoms).
 fn default_max_cases_in_memory() -> usize {
     64
+}
+
+/// The value of the string key `key` (`value`, if the file has it) parsed by its name, with
+/// an error naming the key and the file `origin`.
+fn named_key<T: FromStr<Err = String>>(
+    value: Option<&toml::Value>,
+    key: &str,
+    origin: &str,
+) -> Result<Option<T>> {
+    match value {
+        Some(toml::Value::String(s)) => s
+            .parse::<T>()
+            .map(Some)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("bad key '{key}' in {origin}")),
+        Some(_) => bail!("bad key '{key}' in {origin}: expected a string"),
+        None => Ok(None),
+    }
 }
 
 fn default_lr_step_iterations() -> usize {

@@ -173,7 +173,11 @@ pub fn read_csv(path: &Path) -> Result<Vec<LogRow>> {
             .collect::<Result<Vec<_>>>();
         let row = (|| -> Result<LogRow> {
             Ok(LogRow {
-                epoch: number("epoch")? as usize,
+                epoch: cells
+                    .get("epoch")
+                    .context("no column epoch")?
+                    .parse()
+                    .context("bad epoch")?,
                 lr: number("lr")?,
                 loss_total: number("loss_total")?,
                 loss_terms: LossTerms(loss_terms?),
