@@ -1,6 +1,6 @@
 //! The wgpu path gives the CPU's answers: the `small` preset's network, loaded from the same
 //! weights on flex and on a wgpu adapter, agrees on the forward pass (every fusion, several
-//! subsets), on one training step (loss, every gradient, the network after the step), on
+//! subsets), on training steps (loss, every gradient: see [`assert_same_gradients`]), on
 //! `predict` of a small case and on the 15-subset evaluation (probabilities within 1e-4,
 //! same labels). A model saved from either device loads on the other. Every other method
 //! (`Arch::ALL`) gets the same checks through the method seam.
@@ -14,6 +14,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use a2fseg::infer::{Predictor, Tta};
 use a2fseg::labels::LabelConvention;
@@ -35,6 +36,14 @@ const PROB_TOL: f32 = 1e-4;
 
 /// Gradients must agree to this (relative L2 per tensor; see [`assert_same_gradients`]).
 const GRAD_TOL: f64 = 1e-3;
+
+/// Training steps compared per network, each from other inputs: a gradient must agree in
+/// most of them (see [`assert_same_gradients`]).
+const GRAD_RUNS: u64 = 3;
+
+/// No gradient may differ by more than this (relative L2) in any run: the size of the
+/// largest kink effect measured (3.7 %, see [`assert_same_gradients`]) with a margin.
+const KINK_TOL: f64 = 0.1;
 
 /// … unless they differ by at most this fraction of the network's largest gradient (see
 /// [`assert_same_gradients`]).
@@ -71,12 +80,22 @@ fn config(fusion: Fusion) -> ModelConfig {
         .with_patch_size([16, 16, 16])
 }
 
+/// Saves a network of `cfg` drawn on flex from seed 7 to `dir`: the same weights in every
+/// run. Burn's device RNG is shared by the tests running in parallel and draws a parameter
+/// when it is first used (here: when saved), so seeding, drawing and saving hold one lock.
+fn save_seeded<N: Network>(cfg: &ModelConfig, dir: &Path) {
+    static INIT: Mutex<()> = Mutex::new(());
+    let _drawing = INIT.lock().unwrap_or_else(|e| e.into_inner());
+    let cpu = Device::flex();
+    cpu.seed(7);
+    model::save_model(dir, &N::init(cfg, &cpu), cfg).unwrap();
+}
+
 /// One seeded network on flex, saved to `dir`, loaded back onto flex and onto `gpu` (so the
 /// weights are the same and the flex → wgpu load is exercised). `autodiff` wraps both devices.
 fn pair(cfg: &ModelConfig, dir: &Path, gpu: &Device, autodiff: bool) -> (A2fseg, A2fseg) {
     let cpu = Device::flex();
-    cpu.seed(7);
-    model::save_model(dir, &cfg.init(&cpu), cfg).unwrap();
+    save_seeded::<A2fseg>(cfg, dir);
     let on = |d: &Device| {
         let d = if autodiff {
             d.clone().autodiff()
@@ -88,15 +107,16 @@ fn pair(cfg: &ModelConfig, dir: &Path, gpu: &Device, autodiff: bool) -> (A2fseg,
     (on(&cpu), on(gpu))
 }
 
-/// `[1, 1, 16, 16, 16]` inputs of `subset`, the same values on both devices (a fixed
-/// pseudo-random formula: the device RNG is shared by the tests running in parallel).
+/// `[1, 1, 16, 16, 16]` inputs of `subset`, uniform in [-1, 1), the same values on both
+/// devices (the test's own generator: the device RNG is shared by the tests running in
+/// parallel).
 fn inputs(subset: Subset, seed: u64) -> Vec<(Modality, Vec<f32>)> {
     subset
         .modalities()
         .map(|m| {
-            let k = (seed * 7 + m.index() as u64 + 1) as f32;
+            let mut rng = common::Rng(seed * 131 + m.index() as u64);
             let v = (0..16 * 16 * 16)
-                .map(|i| ((i as f32 * 0.7548 * k).sin() * 43758.545).fract() * 2.0 - 1.0)
+                .map(|_| rng.uniform(-1.0, 1.0) as f32)
                 .collect();
             (m, v)
         })
@@ -221,6 +241,13 @@ fn gradients<M: Module>(model: &M, grads: &GradientsParams) -> Vec<Option<Vec<f3
     c.out
 }
 
+/// Classes 0..=3 of a 16³ patch, in blobs, so every region is present.
+fn classes() -> Vec<i64> {
+    (0..16 * 16 * 16)
+        .map(|v: i64| (v / 7 + v / 256) % 4)
+        .collect()
+}
+
 #[test]
 fn a_training_step_matches_flex() {
     let gpu = wgpu();
@@ -228,98 +255,119 @@ fn a_training_step_matches_flex() {
     let dir = common::tempdir();
     let (mc, mg) = pair(&cfg, dir.path(), &gpu, true);
     let subset: Subset = "1011".parse().unwrap();
-    let x = inputs(subset, 5);
-    // Classes 0..=3 in blobs, so every region is present.
-    let classes: Vec<i64> = (0..16 * 16 * 16)
-        .map(|v: i64| (v / 7 + v / 256) % 4)
-        .collect();
-    let run = |m: &A2fseg, device: &Device| {
+    let run = |m: &A2fseg, device: &Device, x: &[(Modality, Vec<f32>)]| {
         let device = device.clone().autodiff();
-        let out = m.forward(&on(&device, &x)).unwrap();
-        let t =
-            Tensor::<4, Int>::from_data(TensorData::new(classes.clone(), [1, 16, 16, 16]), &device);
+        let out = m.forward(&on(&device, x)).unwrap();
+        let t = Tensor::<4, Int>::from_data(TensorData::new(classes(), [1, 16, 16, 16]), &device);
         let parts = model::loss(&cfg, &out, t);
         let total = parts.total.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(parts.total.backward(), m);
         (
             total,
             [parts.modality, parts.average, parts.adaptive],
-            grads,
+            gradients(m, &grads),
         )
     };
-    let (lc, pc, gc) = run(&mc, &Device::flex());
-    let (lg, pg, gg) = run(&mg, &gpu);
-    eprintln!("loss: flex {lc}, wgpu {lg}");
-    assert!((lc - lg).abs() <= 1e-5 * lc.abs(), "loss {lc} vs {lg}");
-    for (a, b) in pc.iter().zip(&pg) {
-        assert!(
-            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-            "loss parts {pc:?} vs {pg:?}"
-        );
+    let mut runs = Vec::new();
+    for r in 0..GRAD_RUNS {
+        let x = inputs(subset, 5 + r);
+        let (lc, pc, gc) = run(&mc, &Device::flex(), &x);
+        let (lg, pg, gg) = run(&mg, &gpu, &x);
+        eprintln!("loss: flex {lc}, wgpu {lg}");
+        assert!((lc - lg).abs() <= 1e-5 * lc.abs(), "loss {lc} vs {lg}");
+        for (a, b) in pc.iter().zip(&pg) {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "loss parts {pc:?} vs {pg:?}"
+            );
+        }
+        runs.push((gc, gg));
     }
-    assert_same_gradients(
-        "A2FSeg",
-        &gradients(&mc, &gc),
-        &gradients(&mg, &gg),
-        GRAD_TOL,
-    );
+    assert_same_gradients("A2FSeg", &runs);
 }
 
-/// Gradients of the same parameters on flex (`grads_c`) and on the GPU (`grads_g`) agree
-/// (see the tolerance below); more than half of the parameters have one.
-fn assert_same_gradients(
-    what: &str,
-    grads_c: &[Option<Vec<f32>>],
-    grads_g: &[Option<Vec<f32>>],
-    rel_tol: f64,
-) {
-    let (mut compared, mut worst) = (0, 0.0f64);
-    // The largest gradient of the whole network: the scale of "0 up to rounding".
-    let global = grads_c
-        .iter()
-        .flatten()
-        .map(|c| max_abs(c))
-        .fold(0.0, f32::max);
-    assert!(global > 0.0, "{what}: no gradient");
-    for (i, (c, g)) in grads_c.iter().zip(grads_g).enumerate() {
-        assert_eq!(
-            c.is_some(),
-            g.is_some(),
-            "{what}: parameter {i}: gradient on one device only"
-        );
-        if let (Some(c), Some(g)) = (c, g) {
-            // Float sums run in another order on the GPU, and a weight's gradient sums many
-            // terms of both signs (the instance norm's backward subtracts means), so single
-            // elements may differ by far more than the rounding of their own size: the
-            // tensor as a whole agrees to 1e-3 (L2, relative), no element by more than 1% of
-            // the tensor's largest gradient. Gradients that are 0 up to rounding (the bias of a
-            // convolution followed by instance norm: the norm subtracts the mean) only have
-            // to agree to `FLOOR` of the network's largest gradient.
+/// Gradients of the same parameters on flex and on the GPU (`runs`: one pair per training
+/// step, each from other inputs) agree; more than half of the parameters have one.
+///
+/// Float sums run in another order on the GPU, and a weight's gradient sums many terms of both
+/// signs (the instance norm's backward subtracts means), so single elements may differ by far
+/// more than the rounding of their own size: a tensor agrees when it is within [`GRAD_TOL`]
+/// (L2, relative) and no element differs by more than 1 % of the tensor's largest gradient.
+/// Gradients that are 0 up to rounding (the bias of a convolution followed by instance norm:
+/// the norm subtracts the mean) only have to agree to [`FLOOR`] of the network's largest
+/// gradient.
+///
+/// Each tensor must agree so in most runs, and no run may differ by more than [`KINK_TOL`]:
+/// the networks are piecewise linear (leaky ReLU), so where an activation lies within
+/// rounding of a kink, a last-bit difference picks the other slope and moves every gradient
+/// upstream of it, sometimes a whole encoder's by about 1 %. Flex does the same to itself:
+/// with every input changed by one ulp (×(1 ± 1.2e-7)), flex's own gradients moved like this
+/// in 3 of 36 steps measured (A2FSeg, a2fseg-released, U-HVED at this size; up to 2.7 % in a
+/// whole U-HVED encoder), and lavapipe differed from flex like this in 1 of 18 (AVX2 and
+/// AVX-512 widths; 3.7 % at most in 12 differently drawn A2FSeg networks). A backward kernel
+/// that is wrong is wrong for every input, so it fails in most runs.
+fn assert_same_gradients(what: &str, runs: &[(Vec<Option<Vec<f32>>>, Vec<Option<Vec<f32>>>)]) {
+    let n = runs[0].0.len();
+    let mut agreed = vec![0usize; n];
+    let mut worst = vec![0.0f64; n];
+    let mut compared = 0;
+    for (grads_c, grads_g) in runs {
+        assert_eq!(grads_c.len(), n);
+        // The largest gradient of the whole network: the scale of "0 up to rounding".
+        let global = grads_c
+            .iter()
+            .flatten()
+            .map(|c| max_abs(c))
+            .fold(0.0, f32::max);
+        assert!(global > 0.0, "{what}: no gradient");
+        compared = 0;
+        for (i, (c, g)) in grads_c.iter().zip(grads_g).enumerate() {
+            assert_eq!(
+                c.is_some(),
+                g.is_some(),
+                "{what}: parameter {i}: gradient on one device only"
+            );
+            let (Some(c), Some(g)) = (c, g) else {
+                agreed[i] += 1;
+                continue;
+            };
+            compared += 1;
             let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
             let diff: Vec<f32> = c.iter().zip(g).map(|(a, b)| a - b).collect();
             let rel = norm(&diff) / norm(c).max(1e-30);
             let (d, scale) = (max_diff(c, g), max_abs(c));
+            if d <= FLOOR * global {
+                agreed[i] += 1;
+                continue;
+            }
+            if rel <= GRAD_TOL && d as f64 <= 10.0 * GRAD_TOL * scale as f64 {
+                agreed[i] += 1;
+            }
+            worst[i] = worst[i].max(rel);
             assert!(
-                (rel <= rel_tol && d as f64 <= 10.0 * rel_tol * scale as f64)
-                    || d <= FLOOR * global,
+                rel <= KINK_TOL,
                 "{what}: parameter {i}: gradients differ by {rel:.2e} (L2, relative), {d} at \
                  most (largest {scale}; the network's largest {global})"
             );
-            if d > FLOOR * global {
-                worst = worst.max(rel);
-            }
-            compared += 1;
         }
     }
+    for (i, (&ok, &w)) in agreed.iter().zip(&worst).enumerate() {
+        assert!(
+            2 * ok > runs.len(),
+            "{what}: parameter {i}: gradients agree in {ok} of {} steps (largest relative L2 \
+             difference {w:.2e})",
+            runs.len()
+        );
+    }
+    let kinks = worst.iter().filter(|w| **w > GRAD_TOL).count();
     eprintln!(
-        "{what}: {compared} gradients compared (largest gradient {global:.3e}), largest \
-         relative L2 difference of those above the rounding floor {worst:.2e}"
+        "{what}: {compared} gradients compared in {} steps, largest relative L2 difference above the rounding floor \
+         {:.2e}; {kinks} beyond {GRAD_TOL:e} in one step (a kink)",
+        runs.len(),
+        worst.iter().fold(0.0f64, |m, w| m.max(*w)),
     );
     // The extractor of a missing modality gets no gradient; the rest do.
-    assert!(
-        compared > grads_c.len() / 2,
-        "{what}: only {compared} gradients"
-    );
+    assert!(compared > n / 2, "{what}: only {compared} gradients");
 }
 
 /// A preprocessed 20×18×17 case with all four modalities, smooth enough to give the network
@@ -447,24 +495,11 @@ fn every_method_matches_flex_through_the_seam() {
     }
 }
 
-/// The relative L2 tolerance of `arch`'s gradients. A known, not yet explained gap: a few
-/// weight gradients deep in a2fseg-released (parameters 278 and 282 of the `small` network)
-/// differ by up to 1.04 % (L2, relative) between flex and lavapipe while the loss agrees to
-/// 1e-7; until it is found, its gradients are held to 2 % so that a larger regression still
-/// fails.
-fn gradient_tolerance(arch: Arch) -> f64 {
-    match arch {
-        Arch::A2fsegReleased => 2e-2,
-        _ => GRAD_TOL,
-    }
-}
-
 fn method_parity<N: Network>(arch: Arch, gpu: &Device) {
     let cfg = ModelConfig::of(arch, Preset::Small).with_patch_size([16, 16, 16]);
     let dir = common::tempdir();
     let cpu = Device::flex();
-    cpu.seed(7);
-    model::save_model(dir.path(), &N::init(&cfg, &cpu), &cfg).unwrap();
+    save_seeded::<N>(&cfg, dir.path());
     let load = |d: &Device| model::load_model::<N>(dir.path(), d).unwrap().0;
 
     let (mc, mg) = (load(&cpu), load(gpu));
@@ -487,20 +522,13 @@ fn method_parity<N: Network>(arch: Arch, gpu: &Device) {
     } else {
         subset
     };
-    let x = inputs(loaded, 5);
-    let classes: Vec<i64> = (0..16 * 16 * 16)
-        .map(|v: i64| (v / 7 + v / 256) % 4)
-        .collect();
-    let step = |d: &Device| {
+    let step = |d: &Device, x: &[(Modality, Vec<f32>)]| {
         let d = d.clone().autodiff();
         let m = load(&d);
         let step = TrainInputs {
             subset,
-            images: on(&d, &x),
-            classes: Tensor::<4, Int>::from_data(
-                TensorData::new(classes.clone(), [1, 16, 16, 16]),
-                &d,
-            ),
+            images: on(&d, x),
+            classes: Tensor::<4, Int>::from_data(TensorData::new(classes(), [1, 16, 16, 16]), &d),
             noise_seed: 3,
         };
         let loss = m.training_loss(step).unwrap();
@@ -508,19 +536,24 @@ fn method_parity<N: Network>(arch: Arch, gpu: &Device) {
         let grads = GradientsParams::from_grads(loss.total.backward(), &m);
         (total, loss.terms, gradients(&m, &grads))
     };
-    let ((lc, tc, gc), (lg, tg, gg)) = (step(&cpu), step(gpu));
-    eprintln!("{arch} loss: flex {lc}, wgpu {lg}");
-    assert!(
-        (lc - lg).abs() <= 1e-5 * lc.abs().max(1.0),
-        "{arch}: loss {lc} vs {lg}"
-    );
-    for (a, b) in tc.iter().zip(&tg) {
+    let mut runs = Vec::new();
+    for r in 0..GRAD_RUNS {
+        let x = inputs(loaded, 5 + r);
+        let ((lc, tc, gc), (lg, tg, gg)) = (step(&cpu, &x), step(gpu, &x));
+        eprintln!("{arch} loss: flex {lc}, wgpu {lg}");
         assert!(
-            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
-            "{arch}: loss terms {tc:?} vs {tg:?}"
+            (lc - lg).abs() <= 1e-5 * lc.abs().max(1.0),
+            "{arch}: loss {lc} vs {lg}"
         );
+        for (a, b) in tc.iter().zip(&tg) {
+            assert!(
+                (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+                "{arch}: loss terms {tc:?} vs {tg:?}"
+            );
+        }
+        runs.push((gc, gg));
     }
-    assert_same_gradients(&arch.to_string(), &gc, &gg, gradient_tolerance(arch));
+    assert_same_gradients(&arch.to_string(), &runs);
 
     let predictor = |d: &Device| Predictor::new(load(d), d.clone(), 0.5, Tta::OFF).unwrap();
     let (pc, pg) = (predictor(&cpu), predictor(gpu));
