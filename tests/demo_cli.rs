@@ -116,6 +116,39 @@ fn demo_runs_every_stage_and_reuses_them() {
 }
 
 #[test]
+fn demo_arch_trains_another_method_alone() {
+    let tmp = common::tempdir();
+    let out = tmp.path().join("demo");
+    let o = Command::new(common::bin())
+        .args(["demo", "--arch", "uhved", "--out"])
+        .arg(&out)
+        .args(common::TOY_DEMO)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "demo failed: {}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // One model, U-HVED with its own recipe: its `size` draw, its KL and reconstruction
+    // loss terms in the training log.
+    assert!(!out.join("train-adaptive").exists() && !out.join("train-average").exists());
+    let config = std::fs::read_to_string(out.join("train-uhved/config.toml")).unwrap();
+    assert!(config.contains("arch = \"uhved\""), "{config}");
+    assert!(config.contains("modality_dropout = \"size\""), "{config}");
+    let log = std::fs::read_to_string(out.join("train-uhved/log.csv")).unwrap();
+    assert!(log.lines().next().unwrap().contains("loss_kl"), "{log}");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary.as_object().unwrap().len(), 16);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.starts_with("# U-HVED demo"), "{md}");
+    assert!(md.contains("U-HVED, preset small"), "{md}");
+    assert!(!md.contains("Only the adaptive-fusion model"), "{md}");
+}
+
+#[test]
 fn demo_rejects_bad_options() {
     let tmp = common::tempdir();
     let out = Command::new(common::bin())
@@ -127,4 +160,20 @@ fn demo_rejects_bad_options() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--cases"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one-line error: {err}");
+    // --arch names a method; with --methods it has no meaning.
+    let out = Command::new(common::bin())
+        .args(["demo", "--arch", "unet", "--out"])
+        .arg(tmp.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--arch") && err.contains("uhved"), "{err}");
+    let out = Command::new(common::bin())
+        .args(["demo", "--arch", "uhved", "--methods", "a2fseg", "--out"])
+        .arg(tmp.path().join("d"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--methods"));
 }

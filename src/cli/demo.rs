@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::Global;
 use crate::demo::{DemoOptions, run_demo, run_demo_compare};
+use crate::model::Arch;
 
 /// Arguments of `a2fseg demo`.
 #[derive(Debug, Args)]
@@ -26,8 +27,18 @@ pub struct DemoArgs {
     /// Phantom shape X,Y,Z in voxels.
     #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = super::args::parse_xyz)]
     pub shape: [usize; 3],
-    /// Compare these methods (comma-separated: a2fseg, average, hemis) on the phantoms, as
-    /// `a2fseg compare` does, into OUT/compare, instead of the single-model demo.
+    /// The method the demo trains with its own recipe: a2fseg (the default: adaptive fusion,
+    /// then the average-fusion baseline if the budget allows), a2fseg-released or uhved.
+    #[arg(
+        long,
+        value_name = "ARCH",
+        default_value = "a2fseg",
+        conflicts_with = "methods"
+    )]
+    pub arch: Arch,
+    /// Compare these methods (comma-separated: a2fseg, average, hemis, uhved,
+    /// a2fseg-released) on the phantoms, as `a2fseg compare` does, into OUT/compare, instead
+    /// of the single-model demo.
     #[arg(long, value_name = "LIST")]
     pub methods: Option<String>,
     /// Optimiser steps per epoch (for fast end-to-end tests of the pipeline).
@@ -55,6 +66,7 @@ pub fn run(args: DemoArgs, global: Global) -> Result<()> {
         cases: args.cases,
         seed: args.seed,
         dims: args.shape,
+        arch: args.arch,
         quiet: global.quiet,
         iterations_per_epoch: args.iterations_per_epoch,
     };

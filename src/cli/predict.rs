@@ -118,12 +118,12 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
         eprintln!("device {d}");
     }
     let mut predictor = Predictor::load(&args.model, device, args.step, args.tta)?;
-    predictor.keep_attention = args.save_attention && predictor.is_adaptive();
+    predictor.keep_attention = args.save_attention && predictor.has_attention();
     if args.no_postprocess {
         predictor.postprocess = crate::infer::Postprocess::NONE;
     }
-    if args.save_attention && !predictor.is_adaptive() {
-        eprintln!("note: the model does not fuse adaptively: no attention maps to save");
+    if args.save_attention && !predictor.has_attention() {
+        eprintln!("note: the model does not fuse with attention: no attention maps to save");
     }
     if files.is_empty() {
         predict_dataset(&args, &predictor, global)

@@ -51,10 +51,7 @@ impl Method {
             Arch::ALL
                 .into_iter()
                 .filter(|&a| a != Arch::A2fseg)
-                .map(|arch| Method {
-                    arch,
-                    fusion: Fusion::Adaptive,
-                }),
+                .map(Method::from),
         );
         v
     }
@@ -112,6 +109,16 @@ impl Method {
             .map(Method::name)
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+impl From<Arch> for Method {
+    /// The method of architecture `arch` (A2FSeg's with adaptive fusion).
+    fn from(arch: Arch) -> Method {
+        Method {
+            arch,
+            fusion: Fusion::Adaptive,
+        }
     }
 }
 

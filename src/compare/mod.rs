@@ -43,9 +43,8 @@ use crate::infer::Tta;
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
 use crate::metrics::MetricOptions;
 use crate::modality::Subset;
-use crate::model::Network;
 use crate::model::{ComputeDevice, Preset};
-use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
+use crate::train::{TrainConfig, TrainOptions};
 
 /// Split ratios train/validation/test when no split file is given, as the paper.
 const RATIOS: [u32; 3] = [70, 10, 20];
@@ -362,7 +361,7 @@ fn plan(
         let cfg = config_of(opts, m, 1);
         let full =
             budget::measure_step(&opts.data, split_path, &cfg, cache, &calibration, m.name())?;
-        steps.push(step_share(&cfg) * full);
+        steps.push(budget::step_share(&cfg) * full);
     }
     // The calibration runs are only timings.
     std::fs::remove_dir_all(&calibration)
@@ -411,18 +410,6 @@ fn plan(
         });
     }
     Ok(out)
-}
-
-/// The cost of a mean training step of `cfg` as a share of a four-modality step (what the
-/// calibration measures): 1 when every step sees every modality (`full` dropout, or a
-/// method that trains on all modalities), else the `paper` dropout's share.
-fn step_share(cfg: &TrainConfig) -> f64 {
-    let all = crate::with_network!(cfg.model.arch, N => N::trains_on_all_modalities(&cfg.model));
-    if all || cfg.modality_dropout == ModalityDropout::Full {
-        1.0
-    } else {
-        budget::PAPER_DROPOUT_STEP_SHARE
-    }
 }
 
 /// The grid of the first test case (its first image), for the evaluation estimate.

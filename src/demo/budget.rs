@@ -16,6 +16,20 @@ use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
 /// 0.45 of a full step.
 pub const PAPER_DROPOUT_STEP_SHARE: f64 = 0.75;
 
+/// The cost of a mean training step of `cfg` as a share of a four-modality step (what
+/// [`measure_step`] measures): 1 when every step sees every modality (`full` dropout, or a
+/// method that trains on all modalities, as U-HVED does), else the `paper` dropout's share.
+pub fn step_share(cfg: &TrainConfig) -> f64 {
+    let all = crate::with_network!(cfg.model.arch, N => {
+        <N as crate::model::Network>::trains_on_all_modalities(&cfg.model)
+    });
+    if all || cfg.modality_dropout == ModalityDropout::Full {
+        1.0
+    } else {
+        PAPER_DROPOUT_STEP_SHARE
+    }
+}
+
 /// Seconds of one training step of `cfg` on all four modalities, measured as the
 /// difference between a 6-iteration and a 1-iteration run (both of one epoch, without
 /// validation or post-processing decision) in `dir/<name>-short` and `dir/<name>-long`, so

@@ -1,7 +1,8 @@
 //! `a2fseg demo`: the whole pipeline on synthetic data within a time budget — phantoms →
-//! split → train the `small` preset with the `paper` modality dropout (adaptive fusion, then
-//! average fusion if the budget allows) → evaluate all 15 subsets on the test cases →
-//! figures and report.
+//! split → train the `small` preset of a method with its own recipe (A2FSeg by default: the
+//! `paper` modality dropout, adaptive fusion, then the average-fusion baseline if the budget
+//! allows; `--arch` picks another method, trained alone) → evaluate all 15 subsets on the
+//! test cases → figures and report.
 //!
 //! Every stage works in its own folder under the output folder and leaves a done-marker
 //! ([`stage`]), so a second run reuses what is finished and an interrupted training resumes.
@@ -20,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub use pipeline::{DemoOutcome, run_demo, run_demo_compare};
 
+use crate::compare::Method;
+use crate::model::Arch;
 use crate::report::{ModelFiles, ReportInput, write_report};
 
 /// Settings of a demo run.
@@ -35,6 +38,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Phantom dims `[x, y, z]`.
     pub dims: [usize; 3],
+    /// The method trained (default A2FSeg; files of earlier versions lack the key).
+    #[serde(default)]
+    pub arch: Arch,
     /// No progress bars.
     pub quiet: bool,
     /// Optimiser steps per epoch instead of the `small` preset's; for fast end-to-end tests
@@ -50,6 +56,7 @@ impl Default for DemoOptions {
             cases: 20,
             seed: 42,
             dims: [64, 64, 64],
+            arch: Arch::A2fseg,
             iterations_per_epoch: None,
             quiet: false,
         }
@@ -59,7 +66,7 @@ impl Default for DemoOptions {
 /// One trained-and-evaluated model of the demo, as recorded by its stages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DemoModel {
-    /// `adaptive` or `average`.
+    /// `adaptive` or `average` (A2FSeg's fusions), else the method's name (`uhved`, …).
     pub key: String,
     /// Label in the report.
     pub label: String,
@@ -69,20 +76,26 @@ pub struct DemoModel {
     pub eval_dir: PathBuf,
 }
 
-/// Report labels of the fusion strategies (Table 2 uses the paper's wording).
+/// Report labels of the demo's models: A2FSeg's fusion strategies in the paper's wording
+/// (Table 2), another method by its label in comparisons ([`Method::label`]).
 pub fn model_label(key: &str) -> String {
     match key {
         "adaptive" => "A2FSeg (average + adaptive fusion)".to_string(),
         "average" => "Baseline (average fusion only)".to_string(),
-        other => other.to_string(),
+        other => match other.parse::<Method>() {
+            Ok(m) => m.label().to_string(),
+            Err(_) => other.to_string(),
+        },
     }
 }
 
 /// Builds `report.md`, `report.html` and the figures in `out` from the models' files
-/// (adaptive first), the Fig.-2 panel if already rendered, and the run's conventions; also
-/// returns the key findings as sentences (printed at the end of the demo).
+/// (adaptive first) of a demo of `method` (its report label), the Fig.-2 panel if already
+/// rendered, and the run's conventions; also returns the key findings as sentences (printed
+/// at the end of the demo).
 pub fn build_report(
     out: &Path,
+    method: &str,
     models: &[DemoModel],
     panel: Option<PathBuf>,
     panel_caption: &str,
@@ -95,14 +108,13 @@ pub fn build_report(
         .collect::<Result<Vec<_>>>()?;
     let findings = crate::report::document::findings(&reports);
     let input = ReportInput {
-        title: "A2FSeg demo on synthetic BraTS-like cases".to_string(),
-        intro: vec![
+        title: format!("{method} demo on synthetic BraTS-like cases"),
+        intro: vec![format!(
             "Made by `a2fseg demo`: synthetic cases (phantoms) were generated, split 70/10/20, \
-             the `small` preset trained with the paper's modality dropout, and every one of the \
+             the `small` preset of {method} trained with its own recipe, and every one of the \
              15 modality subsets evaluated on the test cases. Rebuild this page from the files \
              with `a2fseg demo` again (finished stages are reused)."
-                .to_string(),
-        ],
+        )],
         models: reports,
         notes,
         panel,
@@ -152,7 +164,7 @@ mod tests {
             });
         }
         let (files, findings) =
-            build_report(dir.path(), &models, None, "", vec![], vec![]).unwrap();
+            build_report(dir.path(), "A2FSeg", &models, None, "", vec![], vec![]).unwrap();
         let md = fs::read_to_string(files.markdown).unwrap();
         assert!(md.contains("Baseline (average fusion only)"));
         assert!(md.contains("figures/curves-average.png"));

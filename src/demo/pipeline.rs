@@ -19,10 +19,10 @@ use crate::infer::evaluate::{EvaluateOptions, evaluate};
 use crate::infer::{Tta, postprocess, resolve_model_dir};
 use crate::metrics::MetricOptions;
 use crate::modality::Subset;
-use crate::model::{Fusion, Preset};
+use crate::model::{Arch, Preset};
 use crate::progress::{Output, Sink, Stream};
 use crate::report::document::metric_conventions;
-use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
+use crate::train::{TrainConfig, TrainOptions};
 
 /// Split ratios train/validation/test, as the paper.
 const RATIOS: [u32; 3] = [70, 10, 20];
@@ -53,11 +53,19 @@ fn time_left(deadline: Instant) -> String {
     }
 }
 
-/// The training configuration of the demo: the `small` preset, the paper's modality dropout.
-fn train_config(opts: &DemoOptions, fusion: Fusion, epochs: usize) -> TrainConfig {
-    let mut cfg = TrainConfig::preset(Preset::Small);
-    cfg.modality_dropout = ModalityDropout::Paper;
-    cfg.model.fusion = fusion;
+/// The models the demo trains, in order, by stage key: for A2FSeg the adaptive-fusion model,
+/// then the average-fusion baseline if the budget allows; another method alone, by its name.
+fn demo_models(arch: Arch) -> Vec<(&'static str, Method)> {
+    match arch {
+        Arch::A2fseg => vec![("adaptive", Method::A2FSEG), ("average", Method::AVERAGE)],
+        other => vec![(other.name(), Method::from(other))],
+    }
+}
+
+/// The training configuration of a demo model: `method`'s own recipe at the `small` preset
+/// (for A2FSeg: the paper's modality dropout), the demo's seed, `epochs`.
+fn train_config(opts: &DemoOptions, method: Method, epochs: usize) -> TrainConfig {
+    let mut cfg = method.train_config(Preset::Small, Recipe::Own);
     cfg.seed = opts.seed;
     cfg.epochs = epochs.max(1);
     if let Some(n) = opts.iterations_per_epoch {
@@ -213,24 +221,23 @@ impl<'a> Demo<'a> {
     /// evaluation stages the plan asks for, and its estimate of the end.
     fn plan(&mut self, inputs: &Inputs) -> Result<Planned> {
         let opts = self.opts;
-        let stage = Stage::new(
-            &opts.out,
-            "plan",
-            &(opts.budget_minutes, opts.iterations_per_epoch),
-            &[&inputs.split_stage],
-        );
+        // Another method calibrates its own step; A2FSeg's key is that of earlier versions, so
+        // their finished stages stay valid.
+        let key = match opts.arch {
+            Arch::A2fseg => json!([opts.budget_minutes, opts.iterations_per_epoch]),
+            arch => json!([opts.budget_minutes, opts.iterations_per_epoch, arch.name()]),
+        };
+        let stage = Stage::new(&opts.out, "plan", &key, &[&inputs.split_stage]);
         let (marker, r) = stage.run(false, |d| self.calibrate(inputs, d))?;
         self.note(&stage, r);
         let plan: BudgetPlan = serde_json::from_value(marker.info["plan"].clone())
             .context("the plan stage's marker holds no plan")?;
         // 4–5 (their stages, for the time estimate): train and evaluate each model.
-        let mut fusions = vec![("adaptive", Fusion::Adaptive)];
-        if plan.both_models {
-            fusions.push(("average", Fusion::Average));
-        }
+        let mut planned = demo_models(opts.arch);
+        planned.truncate(if plan.both_models { 2 } else { 1 });
         let mut models = Vec::new();
-        for (key, fusion) in fusions {
-            let cfg = train_config(opts, fusion, plan.epochs);
+        for (key, method) in planned {
+            let cfg = train_config(opts, method, plan.epochs);
             let train_stage = Stage::new(
                 &opts.out,
                 &format!("train-{key}"),
@@ -272,9 +279,10 @@ impl<'a> Demo<'a> {
     fn calibrate(&self, inputs: &Inputs, dir: &Path) -> Result<serde_json::Value> {
         let opts = self.opts;
         let split = &inputs.split;
-        // The calibration runs train on all four modalities (the costliest step); the
-        // `paper` dropout's mean step costs a share of it.
-        let cfg = train_config(opts, Fusion::Adaptive, 1);
+        // The calibration runs train on all four modalities (the costliest step); the mean
+        // step of the method's modality draw costs a share of it.
+        let methods = demo_models(opts.arch);
+        let cfg = train_config(opts, methods[0].1, 1);
         let cache = dir.join("cache");
         budget::warm_up(
             &inputs.data,
@@ -283,7 +291,7 @@ impl<'a> Demo<'a> {
             &cache,
             &dir.join("calibrate-warm-up"),
         )?;
-        let step = budget::PAPER_DROPOUT_STEP_SHARE
+        let step = budget::step_share(&cfg)
             * budget::measure_step(
                 &inputs.data,
                 &inputs.split_path,
@@ -293,27 +301,25 @@ impl<'a> Demo<'a> {
                 "calibrate",
             )?;
         let per_case = budget::windows_per_case(opts.dims, cfg.model.patch_size) as f64;
-        let small = TrainConfig::preset(Preset::Small);
         let (validation, evaluation) = budget::run_costs(
             step,
             per_case,
             split.validation.len(),
             split.test.len(),
-            small.validate_every,
+            cfg.validate_every,
         );
+        let recipe = methods[0].1.train_config(Preset::Small, Recipe::Own);
         let budget_inputs = BudgetInputs {
             total: opts.budget_minutes * 60.0,
             spent: self.start.elapsed().as_secs_f64(),
             step,
-            iterations_per_epoch: opts
-                .iterations_per_epoch
-                .unwrap_or(small.iterations_per_epoch),
+            iterations_per_epoch: cfg.iterations_per_epoch,
             validation,
             evaluation,
             reserve: 10.0 + per_case * step,
             min_epochs: 2,
-            max_epochs: small.epochs * 4,
-            min_epochs_for_two: 40,
+            max_epochs: recipe.epochs * 4,
+            min_epochs_for_two: if methods.len() > 1 { 40 } else { usize::MAX },
             epoch_quantum: 5,
         };
         let plan = budget::plan(&budget_inputs);
@@ -411,13 +417,13 @@ impl<'a> Demo<'a> {
         let (panel, caption) = match inputs.split.test.first() {
             Some(id) => {
                 let path = root.join("figures").join("panel.png");
-                let caption = render_panel(&inputs.data, id, &models[0].run_dir, &path)?;
+                let caption = render_panel(&inputs.data, id, &models[0], &path)?;
                 (Some(path), caption)
             }
             None => (None, String::new()),
         };
         let mut notes = Vec::new();
-        if !plan.both_models {
+        if !plan.both_models && demo_models(opts.arch).len() > 1 {
             notes.push(format!(
                 "Only the adaptive-fusion model was trained: the {:.0}-minute budget left no \
                  time for the average-fusion baseline (rerun with a larger --budget-minutes).",
@@ -425,7 +431,9 @@ impl<'a> Demo<'a> {
             ));
         }
         let conventions = conventions(opts, inputs, plan, &models);
-        let (files, findings) = build_report(root, &models, panel, &caption, notes, conventions)?;
+        let method = Method::from(opts.arch).label();
+        let (files, findings) =
+            build_report(root, method, &models, panel, &caption, notes, conventions)?;
         for line in &findings {
             self.sink.emit(&DemoEvent::Finding(line));
         }
@@ -459,7 +467,7 @@ fn conventions(
     let split = &inputs.split;
     let root = &opts.out;
     let mut conventions = metric_conventions(MetricOptions::default().hd95_penalty, None);
-    let cfg = train_config(opts, Fusion::Adaptive, plan.epochs);
+    let cfg = train_config(opts, demo_models(opts.arch)[0].1, plan.epochs);
     conventions.extend([
         (
             "Data".to_string(),
@@ -482,14 +490,16 @@ fn conventions(
         (
             "Training".to_string(),
             format!(
-                "preset small, patch {:?}, {} epochs × {} iterations, batch {}, {:?} lr {}, \
-                 modality dropout paper, seed {}",
+                "{}, preset small, patch {:?}, {} epochs × {} iterations, batch {}, {:?} lr {}, \
+                 modality dropout {}, seed {}",
+                Method::from(opts.arch).label(),
                 cfg.model.patch_size,
                 cfg.epochs,
                 cfg.iterations_per_epoch,
                 cfg.batch_size,
                 cfg.optimizer,
                 cfg.lr,
+                cfg.modality_dropout,
                 cfg.seed
             ),
         ),
@@ -552,14 +562,15 @@ fn timings(root: &Path) -> String {
     parts.join(", ")
 }
 
-/// Predicts test case `id` from FLAIR, FLAIR + T1c and all four with the model of
-/// `run_dir`, and writes the Fig.-2 panel to `path` (the comparison's panel with one
-/// unlabelled row). Returns its caption.
-fn render_panel(data: &Path, id: &str, run_dir: &Path, path: &Path) -> Result<String> {
-    crate::compare::report::render_panel(data, id, &[("", run_dir)], path)?;
+/// Predicts test case `id` from FLAIR, FLAIR + T1c and all four with `model`, and writes
+/// the Fig.-2 panel to `path` (the comparison's panel with one unlabelled row). Returns its
+/// caption.
+fn render_panel(data: &Path, id: &str, model: &DemoModel, path: &Path) -> Result<String> {
+    crate::compare::report::render_panel(data, id, &[("", &model.run_dir)], path)?;
     Ok(format!(
         "Test case {id}: axial slice with the most tumour; top: T1, T1c, T2, FLAIR; bottom: the \
-         adaptive model's prediction over FLAIR from FLAIR, FLAIR + T1c and all four, then the \
-         ground truth (edema red, enhancing blue, necrosis/non-enhancing green)"
+         prediction of {} over FLAIR from FLAIR, FLAIR + T1c and all four, then the ground \
+         truth (edema red, enhancing blue, necrosis/non-enhancing green)",
+        model.label
     ))
 }

@@ -22,7 +22,7 @@ use super::tta::Tta;
 use super::window::SlidingWindow;
 use crate::labels::Region;
 use crate::modality::{Modality, Subset};
-use crate::model::{self, Fusion, ModelConfig, Network, Segmenter, Targets};
+use crate::model::{self, ModelConfig, Network, Segmenter, Targets};
 use crate::preprocess::{CropBox, PreprocessSettings, PreprocessedCase};
 use crate::volume::Grid;
 
@@ -182,9 +182,13 @@ impl Predictor {
         SlidingWindow::new(self.config().patch_size, self.step, self.tta)
     }
 
-    /// Whether the model fuses with attention (and so has attention maps).
-    pub fn is_adaptive(&self) -> bool {
-        matches!(self.config().fusion, Fusion::Adaptive)
+    /// Whether the model fuses with attention, and so has attention maps (A2FSeg's adaptive
+    /// fusion, a2fseg-released; see [`crate::model::Network::has_attention`]).
+    pub fn has_attention(&self) -> bool {
+        let config = self.config();
+        crate::with_network!(config.arch, N => {
+            <N as crate::model::Network>::has_attention(config)
+        })
     }
 
     /// Number of output channels of the network (3 regions or 4 classes).
@@ -194,7 +198,7 @@ impl Predictor {
 
     fn layout(&self, subsets: &[Subset]) -> Layout {
         let k = self.out_channels();
-        let attn = self.keep_attention && self.is_adaptive();
+        let attn = self.keep_attention && self.has_attention();
         let mut offsets = Vec::with_capacity(subsets.len());
         let mut c = 0;
         for s in subsets {
@@ -434,6 +438,7 @@ fn push_attention(
 mod tests {
     use super::*;
     use crate::labels::LabelConvention;
+    use crate::model::Fusion;
     use crate::volume::Geometry;
 
     /// A tiny randomly initialised network with 8³ patches.
@@ -525,6 +530,32 @@ mod tests {
             let single = p.predict_case(&case, *s).unwrap();
             assert_same(pred, &single);
             assert_eq!(pred.attention.len(), if s.len() > 1 { s.len() } else { 0 });
+        }
+    }
+
+    /// Every method's predictor keeps attention maps exactly when its network has them (as
+    /// `evaluate` asks): A2FSeg's adaptive fusion and a2fseg-released, not U-HVED.
+    #[test]
+    fn attention_maps_where_the_method_has_them() {
+        for arch in crate::model::Arch::ALL {
+            let cfg = crate::model::ModelConfig::of(arch, crate::model::Preset::Small)
+                .with_patch_size([8, 8, 8]);
+            let device = Device::flex();
+            let mut p = crate::with_network!(arch, N => {
+                Predictor::new(N::init(&cfg, &device), device.clone(), 0.5, Tta::OFF).unwrap()
+            });
+            assert_eq!(
+                p.has_attention(),
+                arch != crate::model::Arch::Uhved,
+                "{arch}"
+            );
+            p.keep_attention = p.has_attention();
+            let subset: Subset = "0111".parse().unwrap();
+            let pred = p
+                .predict_case(&tiny_case(subset, [8, 8, 8]), subset)
+                .unwrap();
+            let maps = if p.has_attention() { 3 } else { 0 };
+            assert_eq!(pred.attention.len(), maps, "{arch}");
         }
     }
 

@@ -99,6 +99,13 @@ pub trait Network: Module + 'static {
         false
     }
 
+    /// Whether [`Network::decode`] returns attention maps (one `[B, C, D, H, W]` map per
+    /// available modality) for `config`: `evaluate` summarises them, `predict
+    /// --save-attention` writes them. False unless the method fuses with attention.
+    fn has_attention(_config: &ModelConfig) -> bool {
+        false
+    }
+
     /// The training forward pass and its loss: everything of a training step that depends
     /// on the method. Random draws (a reparameterised sample, say) come from
     /// [`TrainInputs::standard_normal`], so a step is the same on every device and resumes

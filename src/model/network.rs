@@ -179,6 +179,11 @@ impl A2fseg {
 impl Network for A2fseg {
     const ARCH: Arch = Arch::A2fseg;
 
+    /// The adaptive fusion's attention (average and HeMIS fusion have none).
+    fn has_attention(config: &ModelConfig) -> bool {
+        config.fusion == Fusion::Adaptive
+    }
+
     fn config(&self) -> &ModelConfig {
         &self.config
     }

@@ -170,7 +170,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     for (name, path) in names.iter().zip(&opts.models) {
         let dir = resolve_model_dir(path)?;
         let mut p = Predictor::load(&dir, device.clone(), opts.step, opts.tta)?;
-        p.keep_attention = p.is_adaptive();
+        p.keep_attention = p.has_attention();
         if !opts.postprocess {
             p.postprocess = Postprocess::NONE;
         }

@@ -290,6 +290,11 @@ impl A2fsegReleased {
 impl Network for A2fsegReleased {
     const ARCH: Arch = Arch::A2fsegReleased;
 
+    /// The attention of the fusion decoder (`C` maps per modality).
+    fn has_attention(_config: &ModelConfig) -> bool {
+        true
+    }
+
     fn config(&self) -> &ModelConfig {
         &self.config
     }
