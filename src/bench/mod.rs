@@ -86,7 +86,7 @@ pub const NAMES: [&str; 6] = [
 ];
 
 /// Default case size `[x, y, z]` for `predict` and `evaluate`: a BraTS volume.
-pub const CASE_DIMS: [usize; 3] = [240, 240, 155];
+pub const CASE_DIMS: [usize; 3] = crate::phantom::BRATS_SHAPE;
 
 /// Options of a benchmark run.
 #[derive(Debug, Clone)]
