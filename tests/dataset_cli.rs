@@ -525,7 +525,11 @@ fn stats_read_each_convention_the_same_way() {
     // NCR 2, channels FLAIR, T1, T1c, T2): the same table, only the label names differ.
     let tmp = common::tempdir();
     let brats = tmp.path().join("brats");
-    brats2020(&brats, &["BraTS20_Training_001", "BraTS20_Training_002"], ".nii");
+    brats2020(
+        &brats,
+        &["BraTS20_Training_001", "BraTS20_Training_002"],
+        ".nii",
+    );
     let msd = tmp.path().join("Task01_BrainTumour");
     for id in ["BRATS_001", "BRATS_002"] {
         let v: Vec<f32> = (0..4).flat_map(|c| image(c as f32)).collect();
@@ -536,7 +540,13 @@ fn stats_read_each_convention_the_same_way() {
     let (a, b) = (stats_json(&brats), stats_json(&msd));
     assert_eq!(a["labels"], serde_json::json!([1, 2, 4]));
     assert_eq!(b["labels"], serde_json::json!([2, 1, 3]));
-    for key in ["cases", "z", "volume_percent", "brain_box_min", "brain_box_max"] {
+    for key in [
+        "cases",
+        "z",
+        "volume_percent",
+        "brain_box_min",
+        "brain_box_max",
+    ] {
         assert_eq!(a[key], b[key], "{key}");
     }
     assert_eq!(a["cases"], 2);
@@ -556,7 +566,13 @@ fn stats_read_each_convention_the_same_way() {
     }
     let (ok, text, _) = run(&["dataset", "stats", msd.to_str().unwrap()]);
     assert!(ok);
-    for want in ["NCR (label 2)", "edema (1)", "ET (3)", "FLAIR", "brain box: 4 × 3 × 2"] {
+    for want in [
+        "NCR (label 2)",
+        "edema (1)",
+        "ET (3)",
+        "FLAIR",
+        "brain box: 4 × 3 × 2",
+    ] {
         assert!(text.contains(want), "{want}: {text}");
     }
     // No segmentation anywhere, or no dataset: one-line errors naming the folder.
@@ -600,7 +616,11 @@ fn stats_of_phantoms_match_their_manifest() {
         let counts = [m.voxels.ncr, m.voxels.ed, m.voxels.et];
         for (k, &n) in counts.iter().enumerate() {
             let got = c["volume_percent"][k].as_f64().unwrap() * brain / 100.0;
-            assert!((got - n as f64).abs() < 1e-6, "{} class {k}: {got} vs {n}", m.id);
+            assert!(
+                (got - n as f64).abs() < 1e-6,
+                "{} class {k}: {got} vs {n}",
+                m.id
+            );
         }
         let b = c["brain_box"].as_array().unwrap();
         for (a, &d) in [32u64, 36, 30].iter().enumerate() {

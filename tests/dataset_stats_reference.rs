@@ -99,10 +99,20 @@ fn dataset_stats_match_numpy_and_nibabel() {
     let dir = tmp.path().join("phantoms");
     a2fseg::phantom::write_dataset(&dir, 5, [36, 40, 32], 21, true).unwrap();
     let out = Command::new(common::bin())
-        .args(["dataset", "stats", dir.to_str().unwrap(), "--json", "--quiet"])
+        .args([
+            "dataset",
+            "stats",
+            dir.to_str().unwrap(),
+            "--json",
+            "--quiet",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ours: Value = serde_json::from_slice(&out.stdout).unwrap();
     let theirs: Value =
         serde_json::from_str(&common::run_python(SCRIPT, &[dir.to_str().unwrap()])).unwrap();

@@ -6,9 +6,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor};
 
+use super::cpu::CpuInfo;
 use super::export::safetensors_bytes;
 use super::process::{load_average, peak_rss_mb, reset_peak_rss};
-use super::cpu::CpuInfo;
 use super::{BenchOptions, CASE_LEVEL, Measurement, all_ids, case_id, name_of, quick_shape};
 use crate::modality::Subset;
 use crate::model::{self, A2fseg, Arch, ModelConfig};

@@ -6,9 +6,9 @@ use std::str::FromStr;
 use anyhow::{Context, Result, ensure};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::{QUICK_CASE, case_id};
 use super::export::{export_case, export_check};
 use super::harness::{Bench, Spec, sync};
+use super::{QUICK_CASE, case_id};
 use crate::dataset::LoadedCase;
 use crate::infer::{Predictor, SlidingWindow, Tta};
 use crate::labels::LabelConvention;

@@ -138,7 +138,10 @@ mod tests {
                 format!("\"{}\"", g.name())
             );
         }
-        assert_eq!("BraTS".parse::<PhantomGeometry>(), Ok(PhantomGeometry::Brats));
+        assert_eq!(
+            "BraTS".parse::<PhantomGeometry>(),
+            Ok(PhantomGeometry::Brats)
+        );
         assert!("mni".parse::<PhantomGeometry>().is_err());
         assert_eq!(PhantomGeometry::default(), PhantomGeometry::Fit);
     }

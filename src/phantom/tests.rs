@@ -311,7 +311,11 @@ fn brain_box(c: &PhantomCase) -> ([usize; 3], bool) {
     let mut hi = [0usize; 3];
     for (i, &t) in c.tissues.data().iter().enumerate() {
         if t > 0 {
-            let p = [i % dims[0], (i / dims[0]) % dims[1], i / (dims[0] * dims[1])];
+            let p = [
+                i % dims[0],
+                (i / dims[0]) % dims[1],
+                i / (dims[0] * dims[1]),
+            ];
             for a in 0..3 {
                 lo[a] = lo[a].min(p[a]);
                 hi[a] = hi[a].max(p[a]);
@@ -358,7 +362,10 @@ fn brats_geometry_draws_a_brats_sized_brain_on_1_mm() {
             .iter()
             .fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
         assert!(hi > lo, "axis {a}: every case has the same size {lo}");
-        assert!(lo > 0.88 * want && hi < 1.1 * want, "axis {a}: {lo}..{hi} mm");
+        assert!(
+            lo > 0.88 * want && hi < 1.1 * want,
+            "axis {a}: {lo}..{hi} mm"
+        );
     }
     // The default geometry's brain is smaller along z (about 115 mm).
     let (fit, _) = brain_box(&generate_case(2, 0, [80, 96, 75]));
