@@ -21,6 +21,18 @@ fn bench(args: &[&str]) -> (String, String) {
     )
 }
 
+/// The stderr of `a2fseg bench --preset small ARGS`, which must fail.
+fn bench_error(args: &[&str]) -> String {
+    let out = Command::new(common::bin())
+        .args(["bench", "--preset", "small"])
+        .args(args)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
 fn lines(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
@@ -153,14 +165,7 @@ fn bad_options_are_errors() {
         vec!["--shape", "20,16,16"],
         vec!["--train-presets", "huge"],
     ] {
-        let out = Command::new(common::bin())
-            .args(["bench", "--preset", "small"])
-            .args(&args)
-            .assert()
-            .failure()
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
+        let err = bench_error(&args);
         assert!(err.starts_with("error:"), "{args:?}: {err}");
     }
 }
@@ -220,18 +225,11 @@ fn case_geometries_and_the_cpu_in_every_line() {
     }
     // A geometry named twice, an unknown one, and an id of a geometry not asked for.
     for args in [
-        vec!["--case-geometry", "fit,fit"],
-        vec!["--case-geometry", "mni"],
-        vec!["--only", "predict_fit"],
+        vec!["--quick", "--case-geometry", "fit,fit"],
+        vec!["--quick", "--case-geometry", "mni"],
+        vec!["--quick", "--only", "predict_fit"],
     ] {
-        let out = Command::new(common::bin())
-            .args(["bench", "--quick", "--preset", "small"])
-            .args(&args)
-            .assert()
-            .failure()
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
+        let err = bench_error(&args);
         assert!(err.starts_with("error:"), "{args:?}: {err}");
     }
 }

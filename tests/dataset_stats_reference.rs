@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::process::Command;
+use assert_cmd::Command;
 
 use serde_json::Value;
 
@@ -98,24 +98,15 @@ fn dataset_stats_match_numpy_and_nibabel() {
     let tmp = common::tempdir();
     let dir = tmp.path().join("phantoms");
     a2fseg::phantom::write_dataset(&dir, 5, [36, 40, 32], 21, true).unwrap();
+    let dir_arg = dir.to_str().unwrap();
     let out = Command::new(common::bin())
-        .args([
-            "dataset",
-            "stats",
-            dir.to_str().unwrap(),
-            "--json",
-            "--quiet",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .args(["dataset", "stats", dir_arg, "--json", "--quiet"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let ours: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let theirs: Value =
-        serde_json::from_str(&common::run_python(SCRIPT, &[dir.to_str().unwrap()])).unwrap();
+    let theirs: Value = serde_json::from_str(&common::run_python(SCRIPT, &[dir_arg])).unwrap();
     // Every key numpy computed (all but the label names) agrees; f32 z-scores against
     // numpy's float64 differ in the 7th digit.
     assert_close(&ours, &theirs, 1e-5, "stats");
