@@ -266,6 +266,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_brats_geometry_case_needs_8_paper_windows_the_old_one_4() {
+        // The bench's default case (seed 0) on BraTS's grid, and the case of earlier runs.
+        let patch = ModelConfig::preset("paper").unwrap().patch_size;
+        let window = SlidingWindow::new(patch, 0.5, Tta::OFF).unwrap();
+        let brats = phantom_case(0, crate::bench::CASE_DIMS, PhantomGeometry::Brats).unwrap();
+        let [x, y, z] = brats.crop.dims;
+        assert!(x.abs_diff(140) <= 10 && y.abs_diff(175) <= 10 && z.abs_diff(140) <= 10);
+        assert_eq!(window.windows(brats.crop.dims).len(), 8, "{:?}", brats.crop);
+        let fit = phantom_case(0, crate::bench::CASE_DIMS, PhantomGeometry::Fit).unwrap();
+        assert_eq!(window.windows(fit.crop.dims).len(), 4, "{:?}", fit.crop);
+    }
+
+    #[test]
     fn shared_path_counts_each_msfe_once() {
         let cfg = ModelConfig::preset("small").unwrap();
         let s = ModelSummary::new(&cfg);
