@@ -21,6 +21,18 @@ fn bench(args: &[&str]) -> (String, String) {
     )
 }
 
+/// The stderr of `a2fseg bench --preset small ARGS`, which must fail.
+fn bench_error(args: &[&str]) -> String {
+    let out = Command::new(common::bin())
+        .args(["bench", "--preset", "small"])
+        .args(args)
+        .assert()
+        .failure()
+        .get_output()
+        .clone();
+    String::from_utf8(out.stderr).unwrap()
+}
+
 fn lines(stdout: &str) -> Vec<Value> {
     stdout
         .lines()
@@ -153,14 +165,71 @@ fn bad_options_are_errors() {
         vec!["--shape", "20,16,16"],
         vec!["--train-presets", "huge"],
     ] {
-        let out = Command::new(common::bin())
-            .args(["bench", "--preset", "small"])
-            .args(&args)
-            .assert()
-            .failure()
-            .get_output()
-            .clone();
-        let err = String::from_utf8(out.stderr).unwrap();
+        let err = bench_error(&args);
+        assert!(err.starts_with("error:"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn case_geometries_and_the_cpu_in_every_line() {
+    let dir = common::tempdir();
+    let export = dir.path().join("export");
+    let (stdout, _) = bench(&[
+        "--only",
+        "conv_block,predict",
+        "--case-geometry",
+        "brats,fit",
+        "--export",
+        export.to_str().unwrap(),
+    ]);
+    let rows = lines(&stdout);
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["conv_block", "predict", "predict_fit"]);
+    let cpu = a2fseg::bench::CpuInfo::detect();
+    for r in &rows {
+        assert_eq!(r["cpu"]["model"], cpu.model.as_str(), "{r}");
+        let ext: Vec<&str> = r["cpu"]["vector_extensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(ext, cpu.vector_extensions, "{r}");
+    }
+    assert!(rows[0].get("case_geometry").is_none());
+    let (brats, fit) = (&rows[1], &rows[2]);
+    assert_eq!(brats["case_geometry"], "brats");
+    assert_eq!(fit["case_geometry"], "fit");
+    for r in [brats, fit] {
+        assert_eq!(r["name"], "predict");
+        assert_eq!(r["case_dims"], serde_json::json!([24, 24, 16]));
+    }
+    // BraTS's geometry scaled to the 24×24×16 grid (10 mm voxels): a brain box of about
+    // 140×175×140 mm in 240×240×155 mm is about 14×17.5×14.5 voxels. The default geometry
+    // crops to another box.
+    let crop = |r: &Value| -> Vec<f64> {
+        r["crop_dims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (cb, cf) = (crop(brats), crop(fit));
+    for (a, want) in [14.0, 17.5, 14.5].into_iter().enumerate() {
+        assert!((cb[a] - want).abs() <= 2.0, "{cb:?}");
+    }
+    assert_ne!(cb, cf);
+    for f in ["case.safetensors", "case_fit.safetensors"] {
+        assert!(export.join(f).is_file(), "{f} missing");
+    }
+    // A geometry named twice, an unknown one, and an id of a geometry not asked for.
+    for args in [
+        vec!["--quick", "--case-geometry", "fit,fit"],
+        vec!["--quick", "--case-geometry", "mni"],
+        vec!["--quick", "--only", "predict_fit"],
+    ] {
+        let err = bench_error(&args);
         assert!(err.starts_with("error:"), "{args:?}: {err}");
     }
 }

@@ -1,5 +1,5 @@
-//! End-to-end tests of `a2fseg dataset check` and `a2fseg dataset split` on tiny fake
-//! datasets of every layout, written with a minimal NIfTI-1 writer below (independent of
+//! End-to-end tests of `a2fseg dataset check`, `dataset split` and `dataset stats` on tiny
+//! fake datasets of every layout (and on phantoms), written with a minimal NIfTI-1 writer below (independent of
 //! the crate's own writer, so a writer bug cannot hide a reader bug).
 
 mod common;
@@ -511,4 +511,131 @@ fn check_notes_wild_folders_and_reads_any_label_type() {
         p.contains("_seg.nii.gz") && p.contains("non-integral") && p.contains("2.5"),
         "{p}"
     );
+}
+
+fn stats_json(dir: &Path) -> serde_json::Value {
+    let (ok, stdout, stderr) = run(&["dataset", "stats", dir.to_str().unwrap(), "--json"]);
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn stats_read_each_convention_the_same_way() {
+    // The same images and tumour voxels as BraTS 2020 (ET = 4) and as MSD (ET = 3, edema 1,
+    // NCR 2, channels FLAIR, T1, T1c, T2): the same table, only the label names differ.
+    let tmp = common::tempdir();
+    let brats = tmp.path().join("brats");
+    brats2020(
+        &brats,
+        &["BraTS20_Training_001", "BraTS20_Training_002"],
+        ".nii",
+    );
+    let msd = tmp.path().join("Task01_BrainTumour");
+    for id in ["BRATS_001", "BRATS_002"] {
+        let v: Vec<f32> = (0..4).flat_map(|c| image(c as f32)).collect();
+        Nii::float(&[DIMS[0], DIMS[1], DIMS[2], 4], v)
+            .write(&msd.join(format!("imagesTr/{id}.nii.gz")));
+        Nii::labels(&DIMS, seg([0, 2, 1, 3])).write(&msd.join(format!("labelsTr/{id}.nii.gz")));
+    }
+    let (a, b) = (stats_json(&brats), stats_json(&msd));
+    assert_eq!(a["labels"], serde_json::json!([1, 2, 4]));
+    assert_eq!(b["labels"], serde_json::json!([2, 1, 3]));
+    for key in [
+        "cases",
+        "z",
+        "volume_percent",
+        "brain_box_min",
+        "brain_box_max",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert_eq!(a["cases"], 2);
+    // 24 brain voxels (4×3×2), one of each tumour class.
+    let pct = 100.0 / 24.0;
+    for r in ["ncr", "edema", "et"] {
+        let v = &a["volume_percent"][r];
+        assert!((v["mean"].as_f64().unwrap() - pct).abs() < 1e-9, "{v}");
+        assert_eq!(v["sd"].as_f64().unwrap(), 0.0);
+    }
+    assert_eq!(a["brain_box_min"], serde_json::json!([4, 3, 2]));
+    // The image is 10 + seed + x + 2y + 3z inside: the ET voxel (x 3, y 1, z 1) is the
+    // brightest of the three tumour voxels, in every modality.
+    for row in a["z"].as_array().unwrap() {
+        let z = |k: &str| row[k]["mean"].as_f64().unwrap();
+        assert!(z("et") > z("edema") && z("edema") > z("ncr"), "{row}");
+    }
+    let (ok, text, _) = run(&["dataset", "stats", msd.to_str().unwrap()]);
+    assert!(ok);
+    for want in [
+        "NCR (label 2)",
+        "edema (1)",
+        "ET (3)",
+        "FLAIR",
+        "brain box: 4 × 3 × 2",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    // No segmentation anywhere, or no dataset: one-line errors naming the folder.
+    let unlabelled = tmp.path().join("unlabelled");
+    Nii::float(&DIMS, image(0.0)).write(&unlabelled.join("c1/c1_t1.nii"));
+    for dir in [unlabelled.as_path(), Path::new("/nonexistent/data")] {
+        let (ok, _, stderr) = run(&["dataset", "stats", dir.to_str().unwrap()]);
+        assert!(!ok);
+        assert!(stderr.starts_with("error:"), "{stderr}");
+        assert!(stderr.contains(dir.to_str().unwrap()), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn stats_of_phantoms_match_their_manifest() {
+    let tmp = common::tempdir();
+    let dir = tmp.path().join("phantoms");
+    let (ok, _, stderr) = run(&[
+        "phantom",
+        "--out",
+        dir.to_str().unwrap(),
+        "--cases",
+        "3",
+        "--shape",
+        "32,36,30",
+        "--seed",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    let v = stats_json(&dir);
+    assert_eq!(v["cases"], 3);
+    assert_eq!(v["labels"], serde_json::json!([1, 2, 4]));
+    let manifest = a2fseg::phantom::read_manifest(&dir).unwrap().unwrap();
+    let per_case = v["per_case"].as_array().unwrap();
+    assert_eq!(per_case.len(), 3);
+    for (c, m) in per_case.iter().zip(&manifest.cases) {
+        assert_eq!(c["id"], m.id.as_str());
+        // Every tumour voxel is inside the brain: volume × brain = the manifest's counts.
+        let brain = c["brain_voxels"].as_f64().unwrap();
+        let counts = [m.voxels.ncr, m.voxels.ed, m.voxels.et];
+        for (k, &n) in counts.iter().enumerate() {
+            let got = c["volume_percent"][k].as_f64().unwrap() * brain / 100.0;
+            assert!(
+                (got - n as f64).abs() < 1e-6,
+                "{} class {k}: {got} vs {n}",
+                m.id
+            );
+        }
+        let b = c["brain_box"].as_array().unwrap();
+        for (a, &d) in [32u64, 36, 30].iter().enumerate() {
+            assert!(b[a].as_u64().unwrap() < d, "{c}");
+        }
+    }
+    // Phantom contrasts: edema bright on FLAIR, ET bright on T1c, healthy brain near 0.
+    let z = |m: usize, k: &str| v["z"][m][k]["mean"].as_f64().unwrap();
+    assert!(z(3, "edema") > z(3, "healthy") + 0.5);
+    assert!(z(1, "et") > z(1, "healthy") + 0.5);
+    for m in 0..4 {
+        assert!(z(m, "healthy").abs() < 0.5, "modality {m}");
+    }
+    let (ok, text, _) = run(&["dataset", "stats", dir.to_str().unwrap()]);
+    assert!(ok);
+    assert!(text.contains("cases: 3"), "{text}");
+    assert!(text.contains("ET (4)"), "{text}");
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use a2fseg::dataset::{Layout, discover, load_case};
 use a2fseg::labels::LabelConvention;
-use a2fseg::phantom::{generate_case, read_manifest};
+use a2fseg::phantom::{PhantomGeometry, generate_case, generate_case_with, read_manifest};
 use a2fseg::volume::read_volume;
 
 fn phantom(args: &[&str]) -> std::process::Output {
@@ -178,4 +178,47 @@ fn bad_options_fail_on_one_line_naming_the_option() {
         );
     }
     assert!(!Path::new(out).exists(), "nothing written on bad input");
+}
+
+#[test]
+fn brats_geometry_is_recorded_and_read_back() {
+    let dir = common::tempdir();
+    let out = dir.path().join("brats");
+    let o = phantom(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--cases",
+        "1",
+        "--shape",
+        "48,48,31",
+        "--geometry",
+        "brats",
+        "--seed",
+        "3",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = read_manifest(&out).unwrap().expect("phantom.json");
+    // BraTS's 240×240×155 mm on 48×48×31 voxels: 5 mm.
+    assert_eq!(m.geometry, PhantomGeometry::Brats);
+    assert_eq!(m.spacing, [5.0; 3]);
+    assert!(m.matches_with(1, [48, 48, 31], 3, PhantomGeometry::Brats));
+    assert!(!m.matches(1, [48, 48, 31], 3), "not the default geometry");
+    let id = "BraTS20_Training_001";
+    let expected = generate_case_with(3, 0, [48, 48, 31], PhantomGeometry::Brats);
+    let v = read_volume(&out.join(format!("{id}/{id}_flair.nii.gz"))).unwrap();
+    assert_eq!(v.geometry.spacing, [5.0; 3]);
+    assert_eq!(v.channels[0], expected.images[3]);
+
+    let o = phantom(&[
+        "--out",
+        dir.path().join("x").to_str().unwrap(),
+        "--cases",
+        "1",
+        "--geometry",
+        "mni",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "clap's usage error");
+    let e = stderr(&o);
+    assert!(e.contains("--geometry") && e.contains("mni"), "{e}");
 }

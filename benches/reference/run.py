@@ -13,16 +13,19 @@ Everything after `--` goes to `a2fseg bench` unchanged. The steps:
 1. `a2fseg --threads N bench --export WORKDIR/export --out WORKDIR/a2fseg.jsonl ARGS`:
    a2fseg's measurements, plus the seeded random models (`export/models/{preset}/`), the
    inputs and outputs of a forward pass on a small shape (`export/check_{preset}.safetensors`)
-   and, if `predict` ran, the preprocessed phantom case and its predicted probabilities.
+   and, for each phantom case (`case.safetensors` for BraTS's geometry,
+   `case_{geometry}.safetensors` for the others, see `--case-geometry`), the preprocessed case
+   and, if its `predict` ran, its predicted probabilities.
 2. The check: each exported model is loaded into the PyTorch network of `a2fseg_torch.py`
    (`load_state_dict(strict=True)`: every tensor name maps 1:1), run on the same inputs,
    and every output (final, average, per-modality deep-supervision and attention maps, a
    two-modality forward, one conv block, the loss) must agree within 1e-4 (absolute +
    relative, as `numpy.allclose(atol=1e-4, rtol=1e-4)`); the same for the case's
-   probabilities when `predict` ran. A failure stops the script (exit 1).
+   probabilities of each case whose `predict` ran. A failure stops the script (exit 1).
 3. Every measurement of `a2fseg.jsonl` again in PyTorch (same ids, shapes, subsets,
-   repeats, warm-up, weights), with `torch.set_num_threads(N)`; JSON lines to
-   `WORKDIR/pytorch.jsonl`.
+   repeats, warm-up, weights, case), with `torch.set_num_threads(N)`; JSON lines to
+   `WORKDIR/pytorch.jsonl`, each with the CPU read from `/proc/cpuinfo` (`cpu`: model and
+   vector extensions, as a2fseg writes it).
 4. The table (also `WORKDIR/table.md`); ratios > 1 mean a2fseg is faster.
 
 `--reuse` skips step 1 (reuses WORKDIR's a2fseg output, e.g. to rerun only PyTorch);
@@ -90,6 +93,46 @@ def peak_rss_mb():
     return None
 
 
+# The x86 vector extensions a bench line reports (the crate's bench::cpu::VECTOR_EXTENSIONS).
+VECTOR_EXTENSIONS = [
+    "sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512cd", "avx512bw",
+    "avx512dq", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+]
+
+
+def cpu_info():
+    """The `cpu` key of a bench line: model name and vector extensions (/proc/cpuinfo)."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and model is None:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model or f"unknown ({os.uname().machine})",
+        "vector_extensions": [e for e in VECTOR_EXTENSIONS if e in flags],
+    }
+
+
+def case_file(rec):
+    """The exported case of a case-level measurement (see `a2fseg bench --case-geometry`)."""
+    geometry = rec.get("case_geometry") or "brats"
+    return "case.safetensors" if geometry == "brats" else f"case_{geometry}.safetensors"
+
+
+def base_id(rec):
+    """The id without the case geometry's suffix (`predict_fit` -> `predict`)."""
+    geometry = rec.get("case_geometry") or "brats"
+    suffix = f"_{geometry}"
+    rid = rec["id"]
+    return rid[: -len(suffix)] if geometry != "brats" and rid.endswith(suffix) else rid
+
+
 def class_pattern(x, y, z):
     """The crate's bench::class_pattern as [1, z, y, x] int64."""
     k, j, i = np.meshgrid(np.arange(z), np.arange(y), np.arange(x), indexing="ij")
@@ -143,8 +186,8 @@ def check_model(export, preset):
     return worst
 
 
-def check_case(export, preset):
-    io = A.load_safetensors(f"{export}/case.safetensors")
+def check_case(export, preset, file="case.safetensors"):
+    io = A.load_safetensors(f"{export}/{file}")
     if "predict.probabilities" not in io:
         return None
     model, cfg = A.load_model(f"{export}/models/{preset}")
@@ -153,8 +196,8 @@ def check_case(export, preset):
     failures = []
     diff = compare("predict.probabilities", got, io["predict.probabilities"], failures)
     if failures:
-        raise SystemExit("check predict: " + "; ".join(failures))
-    log(f"check predict: probabilities of the case agree, max |diff| {diff:.2e}")
+        raise SystemExit(f"check predict ({file}): " + "; ".join(failures))
+    log(f"check predict: probabilities of the case {file} agree, max |diff| {diff:.2e}")
     return diff
 
 
@@ -172,18 +215,19 @@ class Runner:
     def __init__(self, export):
         self.export = export
         self.models = {}
-        self.case = None
+        self.cases = {}
 
     def model(self, preset):
         if preset not in self.models:
             self.models[preset] = A.load_model(f"{self.export}/models/{preset}")
         return self.models[preset]
 
-    def images(self):
-        if self.case is None:
-            io = A.load_safetensors(f"{self.export}/case.safetensors")
-            self.case = {m: io[f"case.{m}"] for m in A.MODALITIES}
-        return self.case
+    def images(self, rec):
+        file = case_file(rec)
+        if file not in self.cases:
+            io = A.load_safetensors(f"{self.export}/{file}")
+            self.cases[file] = {m: io[f"case.{m}"] for m in A.MODALITIES}
+        return self.cases[file]
 
     def job(self, rec):
         """A closure running one repetition of measurement `rec`."""
@@ -236,7 +280,8 @@ class Runner:
                 optim.step()
 
             return run
-        images = self.images()
+        images = self.images(rec)
+        rid = base_id(rec)
         if rid == "predict":
             return lambda: A.predict_case(model, cfg, images, A.MODALITIES)
         if rid == "evaluate_shared":
@@ -269,6 +314,7 @@ class Runner:
         out["gflops"] = rec["flops"] / out["median_s"] / 1e9 if rec.get("flops") else None
         out["peak_rss_mb"] = peak_rss_mb() if reset_ok else None
         out["load_avg"] = os.getloadavg()[0]
+        out["cpu"] = cpu_info()
         return out
 
 
@@ -383,10 +429,9 @@ def main():
         for preset in sorted(os.listdir(os.path.join(export, "models"))):
             if os.path.exists(os.path.join(export, f"check_{preset}.safetensors")):
                 check_model(export, preset)
-        if os.path.exists(os.path.join(export, "case.safetensors")) and ours:
-            case_preset = next((r["preset"] for r in ours if r["id"] == "predict"), None)
-            if case_preset:
-                check_case(export, case_preset)
+        for rec in ours:
+            if rec["name"] == "predict" and os.path.exists(os.path.join(export, case_file(rec))):
+                check_case(export, rec["preset"], case_file(rec))
 
     runner = Runner(export)
     only = [x for x in args.only.split(",") if x]

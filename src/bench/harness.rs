@@ -6,17 +6,21 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor};
 
+use super::cpu::CpuInfo;
 use super::export::safetensors_bytes;
 use super::process::{load_average, peak_rss_mb, reset_peak_rss};
-use super::{BenchOptions, Measurement, all_ids, name_of, quick_shape};
+use super::{BenchOptions, CASE_LEVEL, Measurement, all_ids, case_id, name_of, quick_shape};
 use crate::modality::Subset;
 use crate::model::{self, A2fseg, Arch, ModelConfig};
+use crate::phantom::PhantomGeometry;
 
 /// A benchmark run: its options, its device and the measurements so far.
 pub(super) struct Bench<'a> {
     pub opts: &'a BenchOptions,
     pub device: Device,
     threads: usize,
+    /// The CPU, detected once and written into every line.
+    cpu: CpuInfo,
     pub results: Vec<Measurement>,
     lines: String,
 }
@@ -45,6 +49,7 @@ impl<'a> Bench<'a> {
             opts,
             device: opts.device.open()?,
             threads: rayon::current_num_threads(),
+            cpu: CpuInfo::detect(),
             results: Vec::new(),
             lines: String::new(),
         })
@@ -91,7 +96,7 @@ impl<'a> Bench<'a> {
     }
 
     pub fn run_all(&mut self) -> Result<()> {
-        let ids = all_ids(&self.opts.train_presets, &[]);
+        let ids = all_ids(&self.opts.train_presets, &self.opts.case_geometries, &[]);
         let main_needed = ids
             .iter()
             .any(|id| !id.starts_with("train_step") && self.wanted(id, name_of(id)))
@@ -105,11 +110,13 @@ impl<'a> Bench<'a> {
                 self.train_step(&p)?;
             }
         }
-        if self.wanted("predict", "predict")
-            || self.wanted("evaluate_shared", "evaluate")
-            || self.wanted("evaluate_separate", "evaluate")
-        {
-            self.case_level()?;
+        for g in self.opts.case_geometries.clone() {
+            if CASE_LEVEL
+                .iter()
+                .any(|base| self.wanted(&case_id(base, g), name_of(base)))
+            {
+                self.case_level(g)?;
+            }
         }
         for arch in self.opts.archs.clone() {
             self.method(arch)?;
@@ -120,11 +127,12 @@ impl<'a> Bench<'a> {
     pub fn measure_case(
         &mut self,
         spec: Spec,
-        (case_dims, crop_dims, windows): ([usize; 3], [usize; 3], usize),
+        (geometry, case_dims, crop_dims, windows): (PhantomGeometry, [usize; 3], [usize; 3], usize),
         f: impl FnMut(usize) -> Result<()>,
     ) -> Result<()> {
         self.measure(spec, f)?;
         let m = self.results.last_mut().expect("measure pushed a result");
+        m.case_geometry = Some(geometry);
         m.case_dims = Some(case_dims);
         m.crop_dims = Some(crop_dims);
         m.windows = Some(windows);
@@ -183,6 +191,7 @@ impl<'a> Bench<'a> {
             subset_size: spec.subset.len(),
             subsets: spec.subsets,
             case_dims: None,
+            case_geometry: None,
             crop_dims: None,
             windows: None,
             threads: self.threads,
@@ -196,6 +205,7 @@ impl<'a> Bench<'a> {
             peak_rss_mb: peak,
             load_avg: load_average(),
             device: self.opts.device.describe()?,
+            cpu: self.cpu.clone(),
         };
         if !self.opts.quiet {
             let gf = m

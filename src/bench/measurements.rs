@@ -6,15 +6,16 @@ use std::str::FromStr;
 use anyhow::{Context, Result, ensure};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::QUICK_CASE;
 use super::export::{export_case, export_check};
 use super::harness::{Bench, Spec, sync};
+use super::{QUICK_CASE, case_id};
 use crate::dataset::LoadedCase;
 use crate::infer::{Predictor, SlidingWindow, Tta};
 use crate::labels::LabelConvention;
 use crate::modality::{Modality, Subset};
 use crate::model::weights::load_weights;
 use crate::model::{A2fseg, ModelConfig, ModelSummary, Preset};
+use crate::phantom::PhantomGeometry;
 use crate::preprocess::{PreprocessSettings, PreprocessedCase, preprocess_case};
 use crate::train::TrainConfig;
 
@@ -128,8 +129,9 @@ impl Bench<'_> {
         self.time_train_step(spec, model, &train_cfg, &ad)
     }
 
-    /// predict, evaluate_shared and evaluate_separate on one phantom case.
-    pub fn case_level(&mut self) -> Result<()> {
+    /// predict, evaluate_shared and evaluate_separate on the phantom case of `geometry`
+    /// (ids from [`case_id`]).
+    pub fn case_level(&mut self, geometry: PhantomGeometry) -> Result<()> {
         let preset = self.opts.preset.clone();
         let cfg = self.config(&preset, true)?;
         let (model, _) = self.model(&preset, &cfg)?;
@@ -138,7 +140,7 @@ impl Bench<'_> {
         } else {
             self.opts.case_dims
         };
-        let case = phantom_case(self.opts.seed, dims)?;
+        let case = phantom_case(self.opts.seed, dims, geometry)?;
         let predictor = Predictor::new(model, self.device.clone(), 0.5, Tta::OFF)?;
         let crop = case.crop.dims;
         let windows = SlidingWindow::new(cfg.patch_size, 0.5, Tta::OFF)?
@@ -148,7 +150,7 @@ impl Bench<'_> {
         let forward_macs = |n: usize| summary.macs_by_modalities[n - 1].macs as f64;
         let all: Vec<Subset> = Subset::all_nonempty().collect();
         let base = |id: &str, name: &'static str, subsets: usize, flops: f64| Spec {
-            id: id.into(),
+            id: case_id(id, geometry),
             name,
             preset: preset.clone(),
             shape: cfg.patch_size,
@@ -156,10 +158,11 @@ impl Bench<'_> {
             subsets,
             flops: Some(flops),
         };
-        let extra = (dims, crop, windows);
+        let extra = (geometry, dims, crop, windows);
+        let wanted = |b: &Self, base: &str, name: &str| b.wanted(&case_id(base, geometry), name);
 
         let mut last = None;
-        if self.wanted("predict", "predict") {
+        if wanted(self, "predict", "predict") {
             let flops = windows as f64 * 2.0 * forward_macs(4);
             let spec = base("predict", "predict", 1, flops);
             self.measure_case(spec, extra, |_| {
@@ -169,9 +172,10 @@ impl Bench<'_> {
         }
         if let Some(dir) = &self.opts.export {
             let probs = last.as_ref().map(|p| p.probabilities.as_slice());
-            export_case(&dir.join("case.safetensors"), &case, probs)?;
+            let file = format!("{}.safetensors", case_id("case", geometry));
+            export_case(&dir.join(file), &case, probs)?;
         }
-        if self.wanted("evaluate_shared", "evaluate") {
+        if wanted(self, "evaluate_shared", "evaluate") {
             let flops = windows as f64 * 2.0 * shared_macs(&summary, &all);
             let spec = base("evaluate_shared", "evaluate", all.len(), flops);
             self.measure_case(spec, extra, |_| {
@@ -179,7 +183,7 @@ impl Bench<'_> {
                 Ok(())
             })?;
         }
-        if self.wanted("evaluate_separate", "evaluate") {
+        if wanted(self, "evaluate_separate", "evaluate") {
             let macs: f64 = all.iter().map(|s| forward_macs(s.len())).sum();
             let spec = base(
                 "evaluate_separate",
@@ -235,13 +239,17 @@ pub fn shared_macs(summary: &ModelSummary, subsets: &[Subset]) -> f64 {
     (Subset::from_bits(union).len() as u64 * body + fusions) as f64
 }
 
-/// Phantom case 0 of `seed` on `dims`, preprocessed as `predict` does.
-pub fn phantom_case(seed: u64, dims: [usize; 3]) -> Result<PreprocessedCase> {
+/// Phantom case 0 of `seed` on `dims` in `geometry`, preprocessed as `predict` does.
+pub fn phantom_case(
+    seed: u64,
+    dims: [usize; 3],
+    geometry: PhantomGeometry,
+) -> Result<PreprocessedCase> {
     ensure!(
         dims.iter().all(|&d| d >= 8),
         "the phantom case needs at least 8 voxels per axis, got {dims:?}"
     );
-    let p = crate::phantom::generate_case(seed, 0, dims);
+    let p = crate::phantom::generate_case_with(seed, 0, dims, geometry);
     let [t1, t1c, t2, flair] = p.images;
     let loaded = LoadedCase {
         id: p.id,
@@ -256,6 +264,19 @@ pub fn phantom_case(seed: u64, dims: [usize; 3]) -> Result<PreprocessedCase> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_brats_geometry_case_needs_8_paper_windows_the_old_one_4() {
+        // The bench's default case (seed 0) on BraTS's grid, and the case of earlier runs.
+        let patch = ModelConfig::preset("paper").unwrap().patch_size;
+        let window = SlidingWindow::new(patch, 0.5, Tta::OFF).unwrap();
+        let brats = phantom_case(0, crate::bench::CASE_DIMS, PhantomGeometry::Brats).unwrap();
+        let [x, y, z] = brats.crop.dims;
+        assert!(x.abs_diff(140) <= 10 && y.abs_diff(175) <= 10 && z.abs_diff(140) <= 10);
+        assert_eq!(window.windows(brats.crop.dims).len(), 8, "{:?}", brats.crop);
+        let fit = phantom_case(0, crate::bench::CASE_DIMS, PhantomGeometry::Fit).unwrap();
+        assert_eq!(window.windows(fit.crop.dims).len(), 4, "{:?}", fit.crop);
+    }
 
     #[test]
     fn shared_path_counts_each_msfe_once() {

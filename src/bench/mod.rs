@@ -9,14 +9,18 @@
 //! | `msfe_forward` | one MSFE (T1) with its deep-supervision heads, input `[1, 1, D, H, W]` |
 //! | `forward_m{n}` | the whole model's forward pass with the first `n` modalities (T1, T1c, T2, FLAIR order), n = 1..4 |
 //! | `train_step_{preset}` | [`crate::train::step`], the step `train` runs (forward of 4 modalities, loss, backward, gradient clipping, the preset's optimiser), at the preset's patch size |
-//! | `predict` | [`crate::infer::Predictor::predict_case`] of one phantom case (default 240×240×155) with 4 modalities, no TTA |
+//! | `predict` | [`crate::infer::Predictor::predict_case`] of one phantom case with 4 modalities, no TTA: BraTS's geometry (240×240×155 voxels of 1 mm, a brain box of about 140×175×140, [`PhantomGeometry::Brats`]) |
 //! | `evaluate_shared` | [`crate::infer::Predictor::predict_subsets`] of that case over all 15 subsets (each MSFE once per window) |
 //! | `evaluate_separate` | 15 separate [`crate::infer::Predictor::predict_case`] calls, one per subset |
+//! | `predict_fit`, `evaluate_shared_fit`, `evaluate_separate_fit` | with `--case-geometry …,fit`: the same on the case in the phantoms' default geometry (on 240×240×155 its brain crops to about 144×181×118: 4 windows of 128³ where the BraTS-geometry case needs 8) |
 //! | `forward_{arch}` | with `--arch`: that method's inference forward from all four modalities (encode each, decode), at `--preset` |
 //! | `train_step_{arch}_{preset}` | with `--arch`: [`crate::train::step`] of that method with its own recipe at each training preset |
 //!
 //! `--only` selects by id or by name (`conv_block`, `msfe_forward`, `forward`, `train_step`,
 //! `predict`, `evaluate`). Everything except the training step runs without autodiff.
+//!
+//! Every line names the CPU (`cpu`: model and vector extensions, [`CpuInfo`]): the same
+//! build runs gemm's AVX-512 micro-kernels where the CPU has them and AVX2 + FMA elsewhere.
 //!
 //! Weights are randomly initialised (He, seeded): timing does not depend on training.
 //! The phantom case is generated in memory and preprocessed as `predict` does (crop to the
@@ -44,11 +48,13 @@
 //! the same measurements with the same weights and to check that both implementations agree:
 //! `DIR/models/{preset}/` (a model folder, `config.json` + `model.safetensors`, whose
 //! `patch_size` is the measured shape), `DIR/check_{preset}.safetensors` (inputs and outputs
-//! of a forward pass and a loss on a small shape) and, when `predict` runs, `DIR/case.safetensors`
-//! (the preprocessed case and the predicted probabilities).
+//! of a forward pass and a loss on a small shape) and, for each case geometry,
+//! `DIR/case.safetensors` (BraTS geometry) or `DIR/case_{geometry}.safetensors` (the
+//! preprocessed case and, when its `predict` ran, the predicted probabilities).
 //!
 //! # Files
 //!
+//! - [`cpu`]: the CPU's model and vector extensions.
 //! - `harness`: the runner: selection, timing (warm-up, repeats, median), the JSON lines.
 //! - `measurements`: what each measurement sets up and times.
 //! - [`export`]: the files for the PyTorch reference.
@@ -57,6 +63,7 @@
 //!   and off (an ignored test: `cargo test --release --lib bench::kernels -- --ignored
 //!   --nocapture`).
 
+pub mod cpu;
 pub mod export;
 mod harness;
 pub mod kernels;
@@ -69,10 +76,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
+pub use cpu::CpuInfo;
 pub use export::{check_shape, export_check};
 pub use measurements::{phantom_case, shared_macs};
 
 use crate::model::ModelConfig;
+use crate::phantom::PhantomGeometry;
 use harness::Bench;
 
 /// The measurement names `--only` accepts besides the ids.
@@ -86,7 +95,7 @@ pub const NAMES: [&str; 6] = [
 ];
 
 /// Default case size `[x, y, z]` for `predict` and `evaluate`: a BraTS volume.
-pub const CASE_DIMS: [usize; 3] = [240, 240, 155];
+pub const CASE_DIMS: [usize; 3] = crate::phantom::BRATS_SHAPE;
 
 /// Options of a benchmark run.
 #[derive(Debug, Clone)]
@@ -100,6 +109,9 @@ pub struct BenchOptions {
     pub shape: Option<[usize; 3]>,
     /// Size `[x, y, z]` of the phantom case of `predict` and `evaluate`.
     pub case_dims: [usize; 3],
+    /// Geometries of the phantom cases of `predict` and `evaluate`, one case each (ids of
+    /// geometries other than `brats` get the suffix `_{geometry}`).
+    pub case_geometries: Vec<PhantomGeometry>,
     /// Timed runs per measurement (at least 1).
     pub repeats: usize,
     /// Untimed runs before them.
@@ -130,6 +142,7 @@ impl Default for BenchOptions {
             train_presets: vec!["small".into(), "paper".into()],
             shape: None,
             case_dims: CASE_DIMS,
+            case_geometries: vec![PhantomGeometry::Brats],
             repeats: 3,
             warmup: 1,
             only: Vec::new(),
@@ -165,6 +178,9 @@ pub struct Measurement {
     pub subsets: usize,
     /// Phantom case size `[x, y, z]` (`predict` and `evaluate` only).
     pub case_dims: Option<[usize; 3]>,
+    /// The phantom case's geometry (`predict` and `evaluate` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_geometry: Option<PhantomGeometry>,
     /// The cropped case the sliding window covers `[x, y, z]`.
     pub crop_dims: Option<[usize; 3]>,
     /// Sliding-window positions per prediction.
@@ -193,19 +209,31 @@ pub struct Measurement {
     /// The GPU device and adapter (`--device`), absent on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
+    /// The CPU the process ran on (model and vector extensions).
+    pub cpu: CpuInfo,
 }
 
 /// Runs the selected measurements, prints each as a JSON line on stdout (and a progress
 /// line on stderr), writes them to `opts.out` if given, and returns them.
 pub fn run(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     ensure!(opts.repeats >= 1, "--repeats must be at least 1");
+    ensure!(
+        !opts.case_geometries.is_empty(),
+        "--case-geometry needs at least one geometry"
+    );
+    for (i, g) in opts.case_geometries.iter().enumerate() {
+        ensure!(
+            !opts.case_geometries[..i].contains(g),
+            "--case-geometry lists {g} twice"
+        );
+    }
     ModelConfig::preset(&opts.preset).context("--preset")?;
     for p in &opts.train_presets {
         ModelConfig::preset(p).context("--train-presets")?;
     }
     for o in &opts.only {
-        let known =
-            NAMES.contains(&o.as_str()) || all_ids(&opts.train_presets, &opts.archs).contains(o);
+        let known = NAMES.contains(&o.as_str())
+            || all_ids(&opts.train_presets, &opts.case_geometries, &opts.archs).contains(o);
         ensure!(
             known,
             "--only: unknown measurement '{o}' (expected one of {} or an id such as forward_m2)",
@@ -217,16 +245,30 @@ pub fn run(opts: &BenchOptions) -> Result<Vec<Measurement>> {
     Ok(bench.results)
 }
 
+/// The case-level measurements, in run order.
+const CASE_LEVEL: [&str; 3] = ["predict", "evaluate_shared", "evaluate_separate"];
+
+/// The id of case-level measurement `base` on the case of `geometry`: `base` for BraTS's
+/// geometry, `{base}_{geometry}` for the others.
+fn case_id(base: &str, geometry: PhantomGeometry) -> String {
+    match geometry {
+        PhantomGeometry::Brats => base.to_string(),
+        other => format!("{base}_{other}"),
+    }
+}
+
 /// Every measurement id, in run order.
-fn all_ids(train_presets: &[String], archs: &[crate::model::Arch]) -> Vec<String> {
+fn all_ids(
+    train_presets: &[String],
+    case_geometries: &[PhantomGeometry],
+    archs: &[crate::model::Arch],
+) -> Vec<String> {
     let mut ids = vec!["conv_block".to_string(), "msfe_forward".to_string()];
     ids.extend((1..=4).map(|n| format!("forward_m{n}")));
     ids.extend(train_presets.iter().map(|p| format!("train_step_{p}")));
-    ids.extend(
-        ["predict", "evaluate_shared", "evaluate_separate"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
+    for &g in case_geometries {
+        ids.extend(CASE_LEVEL.iter().map(|base| case_id(base, g)));
+    }
     for arch in archs {
         ids.push(format!("forward_{arch}"));
         ids.extend(

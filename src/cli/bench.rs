@@ -43,9 +43,20 @@ pub struct BenchArgs {
     #[arg(long, value_name = "X,Y,Z", value_parser = super::args::parse_xyz)]
     pub shape: Option<[usize; 3]>,
 
-    /// Size X,Y,Z of the phantom case of predict and evaluate.
+    /// Size X,Y,Z of the phantom case of predict and evaluate (default 240,240,155).
     #[arg(long, value_name = "X,Y,Z", value_parser = super::args::parse_xyz)]
     pub case_dims: Option<[usize; 3]>,
+
+    /// Phantom geometries of predict and evaluate, one case each: brats (BraTS's 1 mm
+    /// geometry, a brain box of about 140×175×140; ids predict, evaluate_shared, …) and fit
+    /// (the phantoms' default geometry, the bench's case before; ids predict_fit, …).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "brats",
+        value_name = "GEOMETRY[,GEOMETRY]"
+    )]
+    pub case_geometry: Vec<crate::phantom::PhantomGeometry>,
 
     /// Tiny shapes (16³ patches, a 24×24×16 case) and only the --preset training step: for
     /// tests, seconds in total.
@@ -90,6 +101,7 @@ pub fn run(args: BenchArgs, global: Global) -> Result<()> {
         train_presets,
         shape,
         case_dims,
+        case_geometries: args.case_geometry,
         repeats: args.repeats,
         warmup: args.warmup,
         only: args.only,

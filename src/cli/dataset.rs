@@ -1,4 +1,4 @@
-//! `a2fseg dataset check` and `a2fseg dataset split`.
+//! `a2fseg dataset check`, `a2fseg dataset split` and `a2fseg dataset stats`.
 
 use std::path::PathBuf;
 
@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::Global;
-use crate::dataset::{CaseReport, Split, check_case, discover};
+use crate::dataset::{CaseReport, Split, check_case, dataset_stats, discover};
 use crate::labels::LabelConvention;
 
 /// Subcommands of `a2fseg dataset`.
@@ -19,6 +19,19 @@ pub enum DatasetCommand {
         /// The dataset folder (BraTS 2020/2021/2023, MSD Task01, or a folder of case folders).
         dir: PathBuf,
         /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Label convention of the segmentations (brats, brats2023, msd); default: from the layout.
+        #[arg(long, value_name = "CONVENTION")]
+        labels: Option<LabelConvention>,
+    },
+    /// Per modality, the mean z-score (over the brain, as preprocessing normalises) of the
+    /// healthy brain, NCR, edema and ET, mean ± s.d. across the labelled cases; region
+    /// volumes as a share of the brain; the range of brain box sizes.
+    Stats {
+        /// The dataset folder (BraTS, MSD Task01, phantoms, or a folder of case folders).
+        dir: PathBuf,
+        /// Print one JSON object (with every case's numbers) instead of the table.
         #[arg(long)]
         json: bool,
         /// Label convention of the segmentations (brats, brats2023, msd); default: from the layout.
@@ -77,6 +90,7 @@ struct CheckReport {
 pub fn run(cmd: DatasetCommand, global: Global) -> Result<()> {
     match cmd {
         DatasetCommand::Check { dir, json, labels } => check(dir, json, labels, global),
+        DatasetCommand::Stats { dir, json, labels } => stats(dir, json, labels, global),
         DatasetCommand::Split {
             dir,
             out,
@@ -124,6 +138,22 @@ fn check(dir: PathBuf, json: bool, labels: Option<LabelConvention>, global: Glob
             "{n_problems} problem(s) found in {} (listed above)",
             ds.root.display()
         );
+    }
+    Ok(())
+}
+
+fn stats(dir: PathBuf, json: bool, labels: Option<LabelConvention>, global: Global) -> Result<()> {
+    let mut ds = discover(&dir)?;
+    if let Some(conv) = labels {
+        ds = ds.with_convention(conv);
+    }
+    let stats = dataset_stats(&ds, global.quiet)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        println!("dataset: {}", ds.root.display());
+        println!("layout: {}, labels: {}", ds.layout, ds.convention);
+        print!("{}", stats.to_text());
     }
     Ok(())
 }

@@ -43,7 +43,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Write synthetic BraTS-like cases (phantoms) in the BraTS 2020 layout.
     Phantom(phantom::PhantomArgs),
-    /// Inspect a dataset folder or split it into train/validation/test.
+    /// Inspect a dataset folder, measure its intensities and sizes, or split it into
+    /// train/validation/test.
     #[command(subcommand)]
     Dataset(dataset::DatasetCommand),
     /// Describe the network: layers, parameters and multiply-accumulates.

@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::Global;
-use crate::phantom::{phantom_spacing, validate_shape, write_dataset};
+use crate::phantom::{PhantomGeometry, validate_shape, write_dataset_with};
 
 /// Arguments of `a2fseg phantom`.
 #[derive(Debug, Args)]
@@ -21,9 +21,15 @@ pub struct PhantomArgs {
     pub cases: usize,
 
     /// Grid size in voxels, x,y,z (the anatomy scales with it: 96³ is 2 mm voxels,
-    /// 240,240,155 about 1 mm).
-    #[arg(long, value_name = "X,Y,Z", default_value = "96,96,96")]
-    pub shape: String,
+    /// 240,240,155 about 1 mm); default 96,96,96, or 240,240,155 with --geometry brats.
+    #[arg(long, value_name = "X,Y,Z")]
+    pub shape: Option<String>,
+
+    /// fit: the brain at its own size filling the grid (2 mm voxels at 96³); brats: BraTS's
+    /// geometry, a 240×240×155 mm field of view (1 mm voxels on 240,240,155) with a brain box
+    /// of about 140×175×140 mm.
+    #[arg(long, value_name = "GEOMETRY", default_value = "fit")]
+    pub geometry: PhantomGeometry,
 
     /// Seed: the same seed, count and shape always give the same files.
     #[arg(long, value_name = "S", default_value_t = 2020)]
@@ -42,14 +48,25 @@ pub fn run(args: PhantomArgs, global: Global) -> Result<()> {
     if args.cases == 0 {
         bail!("--cases must be at least 1");
     }
-    let dims = parse_shape(&args.shape)?;
-    let manifest = write_dataset(&args.out, args.cases, dims, args.seed, global.quiet)?;
-    let s = phantom_spacing(dims)[0];
+    let dims = match &args.shape {
+        Some(text) => parse_shape(text)?,
+        None => args.geometry.default_shape(),
+    };
+    let manifest = write_dataset_with(
+        &args.out,
+        args.cases,
+        dims,
+        args.seed,
+        args.geometry,
+        global.quiet,
+    )?;
+    let s = manifest.spacing[0];
     let [x, y, z] = manifest.shape;
     println!(
-        "wrote {} phantom case{} ({x}x{y}x{z} voxels of {s:.2} mm, seed {}) to {}",
+        "wrote {} phantom case{} ({x}x{y}x{z} voxels of {s:.2} mm, {} geometry, seed {}) to {}",
         manifest.cases.len(),
         if manifest.cases.len() == 1 { "" } else { "s" },
+        manifest.geometry,
         manifest.seed,
         args.out.display()
     );

@@ -8,7 +8,8 @@
 //! `imagesTs/`, one 4D image per case with channels FLAIR, T1w, T1gd, T2w, labels
 //! 1 edema, 2 non-enhancing, 3 enhancing), and any plain folder of case folders whose file
 //! names end in a modality or segmentation token. Discovery looks at names only; reading
-//! and checking voxels happens in [`load_case`] and [`check_case`].
+//! and checking voxels happens in [`load_case`] and [`check_case`]; [`stats`] measures a
+//! labelled dataset's intensities and sizes (`dataset stats`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,12 +25,14 @@ mod discover;
 mod inputs;
 pub(crate) mod load;
 mod split;
+pub mod stats;
 
 pub use inputs::{
     MIN_ZERO_BORDER_FRACTION, read_input_volume, skull_stripping_note, warn_if_not_skull_stripped,
 };
 pub use load::{CaseReport, LoadedCase, check_case, load_case};
 pub use split::Split;
+pub use stats::{DatasetStats, dataset_stats};
 
 /// How a dataset folder is organised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -8,9 +8,12 @@
 //!
 //! Anatomy is defined in millimetres and sampled on an isotropic grid whose spacing
 //! ([`phantom_spacing`]) makes the brain fill the grid as in BraTS: 2 mm at the default
-//! 96³, about 1 mm at 240×240×155. Contrasts are listed in [`contrast`].
+//! 96³, about 1 mm at 240×240×155. [`PhantomGeometry::Brats`] instead gives BraTS's own
+//! geometry (1 mm voxels on 240×240×155, a brain box of about 140×175×140 mm). Contrasts are
+//! listed in [`contrast`].
 
 pub mod contrast;
+mod geometry;
 mod model;
 mod noise;
 mod render;
@@ -21,10 +24,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 pub use contrast::Tissue;
+pub use geometry::{BRATS_SHAPE, PhantomGeometry};
 pub use model::Grade;
 pub use write::{
     ClassVoxels, GENERATOR, MANIFEST, MAX_SIDE, MIN_SIDE, ManifestCase, PhantomManifest,
-    read_manifest, validate_shape, write_dataset,
+    read_manifest, validate_shape, write_dataset, write_dataset_with,
 };
 
 use crate::volume::{Geometry, Grid};
@@ -35,9 +39,6 @@ pub const GENERATOR_VERSION: u32 = 1;
 
 /// The default grid, `[x, y, z]`: small enough for CPU training.
 pub const DEFAULT_SHAPE: [usize; 3] = [96, 96, 96];
-
-/// The extent (mm) that the grid must cover along x, y, z: the brain with a margin.
-const FIELD_OF_VIEW: [f64; 3] = [160.0, 192.0, 150.0];
 
 /// Summary of a case's tumour.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -66,8 +67,8 @@ pub struct PhantomCase {
     /// Dominant healthy tissue per voxel: 0 outside the brain, 1 CSF, 2 grey matter,
     /// 3 white matter (ignores the tumour; useful for tests and figures).
     pub tissues: Grid<u8>,
-    /// Grid, isotropic spacing ([`phantom_spacing`]) and the affine in the form BraTS uses
-    /// ([`phantom_affine`]).
+    /// Grid, isotropic spacing ([`PhantomGeometry::spacing`]) and the affine in the form
+    /// BraTS uses ([`PhantomGeometry::affine`]).
     pub geometry: Geometry,
     /// What the tumour was drawn as.
     pub tumour: TumourSummary,
@@ -79,33 +80,36 @@ pub fn case_id(index: usize) -> String {
 }
 
 /// Isotropic voxel size (mm) for a grid of `dims`: the smallest that covers the field of
-/// view on every axis (2 mm for 96³, 0.97 mm for 240×240×155).
+/// view on every axis (2 mm for 96³, 0.97 mm for 240×240×155), in the default geometry.
 pub fn phantom_spacing(dims: [usize; 3]) -> [f64; 3] {
-    let s = (0..3)
-        .map(|i| FIELD_OF_VIEW[i] / dims[i].max(1) as f64)
-        .fold(0.0, f64::max);
-    [s; 3]
+    PhantomGeometry::Fit.spacing(dims)
 }
 
-/// The affine written with a phantom of `dims`: BraTS's orientation (x and y reversed, as
-/// in its `[-1, -1, 1]` diagonal) at the phantom's spacing.
+/// The affine written with a phantom of `dims` in the default geometry: BraTS's orientation
+/// (x and y reversed, as in its `[-1, -1, 1]` diagonal) at the phantom's spacing.
 pub fn phantom_affine(dims: [usize; 3]) -> [[f64; 4]; 4] {
-    let s = phantom_spacing(dims);
-    [
-        [-s[0], 0.0, 0.0, 0.0],
-        [0.0, -s[1], 0.0, (dims[1].max(1) - 1) as f64 * s[1]],
-        [0.0, 0.0, s[2], 0.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
+    PhantomGeometry::Fit.affine(dims)
 }
 
 /// Generates case `index` of the phantom set `seed` on a grid of `dims` (`[x, y, z]`, each
-/// at least 1; callers validate user input). Deterministic; uses the rayon pool.
+/// at least 1; callers validate user input) in the default geometry. Deterministic; uses
+/// the rayon pool.
 pub fn generate_case(seed: u64, index: usize, dims: [usize; 3]) -> PhantomCase {
+    generate_case_with(seed, index, dims, PhantomGeometry::Fit)
+}
+
+/// [`generate_case`] in `geometry`: the same random draws (so the same tumour type, contrasts
+/// and acquisition), with the brain drawn to the geometry's size on its voxel size.
+pub fn generate_case_with(
+    seed: u64,
+    index: usize,
+    dims: [usize; 3],
+    geometry: PhantomGeometry,
+) -> PhantomCase {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index as u64);
-    let m = model::CaseModel::draw(&mut rng);
-    let spacing = phantom_spacing(dims);
+    let m = model::CaseModel::draw(&mut rng, geometry.brain_box_mm());
+    let spacing = geometry.spacing(dims);
     let r = render::render(&m, dims, spacing);
     let t = &m.tumour;
     PhantomCase {
@@ -113,7 +117,7 @@ pub fn generate_case(seed: u64, index: usize, dims: [usize; 3]) -> PhantomCase {
         images: r.images,
         classes: r.classes,
         tissues: r.tissues,
-        geometry: Geometry::from_affine(dims, phantom_affine(dims)),
+        geometry: Geometry::from_affine(dims, geometry.affine(dims)),
         tumour: TumourSummary {
             grade: t.grade,
             centre_voxel: {

@@ -99,19 +99,47 @@ pub(crate) struct Anatomy {
     choroid: [[f64; 3]; 2],
 }
 
+/// Semi-axes (mm, x y z) of the brain's ellipsoid before the per-case scaling.
+const SEMI_AXES: [f64; 3] = [68.0, 85.0, 62.0];
+
+/// The base of the brain is flatter than its vertex: below the centre, the z semi-axis is
+/// this share of the one above.
+const BASE_FLATTENING: f64 = 0.86;
+
+/// Share of the per-case size variation (±11 % about the mean) kept when the brain is drawn
+/// to a given box: ±4 %, so that the brain stays inside BraTS's 155 mm along z.
+const BOX_SPREAD: f64 = 0.4;
+
 impl Anatomy {
-    fn draw(rng: &mut ChaCha8Rng) -> Self {
+    /// Draws a brain at its own size, or, with `brain_box` (mm, x y z), scaled per axis to
+    /// about that box and centred on it (each case keeps its own relative size within
+    /// [`BOX_SPREAD`] and its own orientation and folding).
+    fn draw(rng: &mut ChaCha8Rng, brain_box: Option<[f64; 3]>) -> Self {
         let scale = uniform(rng, 0.92, 1.05);
-        let axes = [
-            68.0 * scale * uniform(rng, 0.96, 1.04),
-            85.0 * scale * uniform(rng, 0.96, 1.04),
-            62.0 * scale * uniform(rng, 0.96, 1.04),
+        let mut axes = [
+            SEMI_AXES[0] * scale * uniform(rng, 0.96, 1.04),
+            SEMI_AXES[1] * scale * uniform(rng, 0.96, 1.04),
+            SEMI_AXES[2] * scale * uniform(rng, 0.96, 1.04),
         ];
-        let centre = [
+        let mut centre = [
             uniform(rng, -3.0, 3.0),
             uniform(rng, -4.0, 4.0),
             uniform(rng, -3.0, 5.0),
         ];
+        if let Some(target) = brain_box {
+            // The ellipsoid's box spans 2a along x and y, (1 + flattening) a along z.
+            let span = [2.0, 2.0, 1.0 + BASE_FLATTENING];
+            axes = std::array::from_fn(|i| {
+                let relative = axes[i] / SEMI_AXES[i];
+                target[i] * (1.0 + BOX_SPREAD * (relative - 1.0)) / span[i]
+            });
+            // The box's centre lies (1 - flattening) / 2 · a above the ellipsoid's.
+            centre = [
+                0.5 * centre[0],
+                0.5 * centre[1],
+                -0.5 * (1.0 - BASE_FLATTENING) * axes[2],
+            ];
+        }
         let (yaw, pitch, roll) = (
             uniform(rng, -0.12, 0.12),
             uniform(rng, -0.09, 0.09),
@@ -179,7 +207,7 @@ impl Anatomy {
     pub(crate) fn depth(&self, b: [f64; 3]) -> f64 {
         // The base of the brain is flatter than its vertex.
         let az = if b[2] < 0.0 {
-            self.axes[2] * 0.86
+            self.axes[2] * BASE_FLATTENING
         } else {
             self.axes[2]
         };
@@ -535,9 +563,9 @@ pub(crate) struct Sample {
 }
 
 impl CaseModel {
-    /// Draws a case from `rng`.
-    pub(crate) fn draw(rng: &mut ChaCha8Rng) -> Self {
-        let anatomy = Anatomy::draw(rng);
+    /// Draws a case from `rng`, its brain at its own size or drawn to `brain_box` (mm).
+    pub(crate) fn draw(rng: &mut ChaCha8Rng, brain_box: Option<[f64; 3]>) -> Self {
+        let anatomy = Anatomy::draw(rng, brain_box);
         let tumour = Tumour::draw(rng, &anatomy);
         let acquisition = Acquisition::draw(rng);
         let n_lesions = rng.random_range(0..7);

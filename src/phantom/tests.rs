@@ -302,3 +302,72 @@ fn an_intensity_threshold_is_not_enough() {
     assert!(wt > 0.4 && wt < 0.95, "WT {wt}");
     assert!(n_et == 0 || (et > 0.2 && et < 0.95), "ET {et}");
 }
+
+/// The bounding box `[x, y, z]` (voxels) of the brain (tissue > 0), and whether it touches
+/// the grid's border.
+fn brain_box(c: &PhantomCase) -> ([usize; 3], bool) {
+    let dims = c.tissues.dims();
+    let mut lo = dims;
+    let mut hi = [0usize; 3];
+    for (i, &t) in c.tissues.data().iter().enumerate() {
+        if t > 0 {
+            let p = [
+                i % dims[0],
+                (i / dims[0]) % dims[1],
+                i / (dims[0] * dims[1]),
+            ];
+            for a in 0..3 {
+                lo[a] = lo[a].min(p[a]);
+                hi[a] = hi[a].max(p[a]);
+            }
+        }
+    }
+    let touches = (0..3).any(|a| lo[a] == 0 || hi[a] + 1 == dims[a]);
+    (std::array::from_fn(|a| hi[a] + 1 - lo[a]), touches)
+}
+
+#[test]
+fn brats_geometry_draws_a_brats_sized_brain_on_1_mm() {
+    // One case on BraTS's own grid: 1 mm voxels, a brain box of about 140×175×140.
+    let c = generate_case_with(1, 0, BRATS_SHAPE, PhantomGeometry::Brats);
+    assert_eq!(c.geometry.spacing, [1.0; 3]);
+    assert_eq!(c.geometry.dims, [240, 240, 155]);
+    let (b, touches) = brain_box(&c);
+    eprintln!("brats geometry, 1 mm: brain box {b:?}");
+    assert!(!touches, "the brain reaches the border: {b:?}");
+    for (a, (&got, want)) in b.iter().zip([140.0, 175.0, 140.0]).enumerate() {
+        let ratio = got as f64 / want;
+        assert!((0.92..=1.08).contains(&ratio), "axis {a}: {got} voxels");
+    }
+    // More cases at 2 mm (the same geometry on a 120×120×78 grid): the box in millimetres
+    // stays near the target, varies between cases, and the brain stays inside the grid.
+    let mut boxes = Vec::new();
+    for i in 0..6 {
+        let c = generate_case_with(2, i, [120, 120, 78], PhantomGeometry::Brats);
+        assert_eq!(c.geometry.spacing, [2.0; 3]);
+        let (b, touches) = brain_box(&c);
+        assert!(!touches, "case {i}: the brain reaches the border: {b:?}");
+        boxes.push(b.map(|v| v as f64 * 2.0));
+        // The same draws as the default geometry: the same kind of tumour.
+        let fit = generate_case(2, i, [24, 24, 24]);
+        assert_eq!(c.tumour.grade, fit.tumour.grade);
+        assert_eq!(c.tumour.edema_radius_mm, fit.tumour.edema_radius_mm);
+    }
+    eprintln!("brats geometry, 2 mm: brain boxes (mm) {boxes:?}");
+    for (a, want) in [140.0, 175.0, 140.0].into_iter().enumerate() {
+        let sizes: Vec<f64> = boxes.iter().map(|b| b[a]).collect();
+        let mean = sizes.iter().sum::<f64>() / sizes.len() as f64;
+        assert!((mean / want - 1.0).abs() < 0.05, "axis {a}: mean {mean} mm");
+        let (lo, hi) = sizes
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+        assert!(hi > lo, "axis {a}: every case has the same size {lo}");
+        assert!(
+            lo > 0.88 * want && hi < 1.1 * want,
+            "axis {a}: {lo}..{hi} mm"
+        );
+    }
+    // The default geometry's brain is smaller along z (about 115 mm).
+    let (fit, _) = brain_box(&generate_case(2, 0, [80, 96, 75]));
+    assert!((fit[2] as f64 * 2.0) < 128.0, "{fit:?}");
+}

@@ -12,7 +12,9 @@ use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::{GENERATOR_VERSION, Grade, PhantomCase, TumourSummary, generate_case, phantom_spacing};
+use super::{
+    GENERATOR_VERSION, Grade, PhantomCase, PhantomGeometry, TumourSummary, generate_case_with,
+};
 use crate::fsutil::atomic_write_bytes;
 use crate::labels::{LabelConvention, TumourClass};
 use crate::volume::{Grid, write_float, write_labels};
@@ -68,6 +70,9 @@ pub struct PhantomManifest {
     pub seed: u64,
     /// Grid `[x, y, z]`.
     pub shape: [usize; 3],
+    /// Field of view and brain size (`fit` in manifests written before geometries existed).
+    #[serde(default)]
+    pub geometry: PhantomGeometry,
     /// Voxel size (mm).
     pub spacing: [f64; 3],
     /// Label convention of the seg files (`brats`: 0, 1, 2, 4).
@@ -78,12 +83,24 @@ pub struct PhantomManifest {
 
 impl PhantomManifest {
     /// Whether this dataset is exactly what `write_dataset(_, n_cases, dims, seed, _)` with
-    /// the current generator would write.
+    /// the current generator would write (the default geometry).
     pub fn matches(&self, n_cases: usize, dims: [usize; 3], seed: u64) -> bool {
+        self.matches_with(n_cases, dims, seed, PhantomGeometry::Fit)
+    }
+
+    /// [`PhantomManifest::matches`] for a set written in `geometry` ([`write_dataset_with`]).
+    pub fn matches_with(
+        &self,
+        n_cases: usize,
+        dims: [usize; 3],
+        seed: u64,
+        geometry: PhantomGeometry,
+    ) -> bool {
         self.generator == GENERATOR
             && self.generator_version == GENERATOR_VERSION
             && self.seed == seed
             && self.shape == dims
+            && self.geometry == geometry
             && self.cases.len() == n_cases
     }
 }
@@ -187,7 +204,7 @@ fn count(case: &PhantomCase) -> ClassVoxels {
 }
 
 /// Writes `n_cases` phantoms of the set `seed` on a grid of `dims` into `out` (BraTS 2020
-/// layout, see the module doc), with a progress bar unless `quiet`.
+/// layout, see the module doc) in the default geometry, with a progress bar unless `quiet`.
 ///
 /// `out` may be missing, an empty folder, or an earlier phantom dataset (which is
 /// replaced); anything else is refused. Returns the manifest written.
@@ -196,6 +213,18 @@ pub fn write_dataset(
     n_cases: usize,
     dims: [usize; 3],
     seed: u64,
+    quiet: bool,
+) -> Result<PhantomManifest> {
+    write_dataset_with(out, n_cases, dims, seed, PhantomGeometry::Fit, quiet)
+}
+
+/// [`write_dataset`] in `geometry`.
+pub fn write_dataset_with(
+    out: &Path,
+    n_cases: usize,
+    dims: [usize; 3],
+    seed: u64,
+    geometry: PhantomGeometry,
     quiet: bool,
 ) -> Result<PhantomManifest> {
     if n_cases == 0 {
@@ -218,7 +247,7 @@ pub fn write_dataset(
     let cases: Vec<ManifestCase> = (0..n_cases)
         .into_par_iter()
         .map(|i| {
-            let case = generate_case(seed, i, dims);
+            let case = generate_case_with(seed, i, dims, geometry);
             write_case(tmp.path(), &case)?;
             bar.inc(1);
             Ok(ManifestCase {
@@ -237,7 +266,8 @@ pub fn write_dataset(
         crate_version: env!("CARGO_PKG_VERSION").to_string(),
         seed,
         shape: dims,
-        spacing: phantom_spacing(dims),
+        geometry,
+        spacing: geometry.spacing(dims),
         labels: LabelConvention::Brats,
         cases,
     };
