@@ -93,6 +93,8 @@ fn evaluate_validation(
         out: out.to_path_buf(),
         metrics: Default::default(),
         step: 0.5,
+        window: Default::default(),
+        max_memory: None,
         tta: a2fseg::infer::Tta::OFF,
         postprocess: true,
         device: a2fseg::model::ComputeDevice::Cpu,

@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use crate::infer::WindowChoice;
+
 /// What `train`, `predict` and `evaluate` do with input images holding NaN or infinite
 /// voxels (resampling tools leave NaN outside the field of view).
 #[derive(Debug, Clone, Copy, Args)]
@@ -10,6 +12,30 @@ pub struct FiniteArgs {
     /// the count) instead of reading those voxels as 0, outside the brain, with a warning.
     #[arg(long)]
     pub strict_finite: bool,
+}
+
+/// How `predict` and `evaluate` cover a case with network passes (see
+/// [`crate::infer::plan`]).
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Inference plan: sliding (windows of the training patch, Gaussian-blended), whole
+    /// (one pass over the brain box padded to a multiple of 2^poolings) or auto (the one
+    /// with fewer convolution FLOPs whose estimated memory fits under --max-memory).
+    #[arg(long, default_value_t = WindowChoice::default(), value_name = "PLAN")]
+    pub window: WindowChoice,
+    /// Memory cap of --window auto, e.g. 4G or 512M [default: half of the physical memory].
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<String>,
+}
+
+impl PlanArgs {
+    /// The memory cap in bytes: --max-memory parsed, else the default.
+    pub fn max_memory_bytes(&self) -> anyhow::Result<u64> {
+        match &self.max_memory {
+            Some(s) => crate::infer::plan::parse_memory_size(s),
+            None => Ok(crate::infer::plan::default_max_memory()),
+        }
+    }
 }
 
 /// Parses a 3D size given as `X,Y,Z` (also `XxYxZ`), or one number `N` for `N,N,N`, into

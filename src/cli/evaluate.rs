@@ -65,6 +65,8 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     #[command(flatten)]
+    pub plan: super::args::PlanArgs,
+    #[command(flatten)]
     pub finite: super::args::FiniteArgs,
 }
 
@@ -96,6 +98,7 @@ pub fn parse_subsets(s: &str) -> Result<SubsetList, String> {
 
 /// Runs `a2fseg evaluate`.
 pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
+    let max_memory = args.plan.max_memory_bytes()?;
     if let Some(d) = args.device.describe()?
         && !global.quiet
     {
@@ -113,6 +116,8 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
             et_postprocess: args.et_postprocess,
         },
         step: args.step,
+        window: args.plan.window,
+        max_memory: Some(max_memory),
         tta: args.tta,
         postprocess: !args.no_postprocess,
         device: args.device,
@@ -142,6 +147,14 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
             d[1],
             d[2]
         );
+    }
+    if !global.quiet && !outcome.plans.is_empty() {
+        let used: Vec<String> = outcome
+            .plans
+            .iter()
+            .map(|(plan, n)| format!("{plan} for {n} case(s)"))
+            .collect();
+        eprintln!("plan ({}): {}", args.plan.window, used.join(", "));
     }
     if !global.quiet {
         eprintln!(

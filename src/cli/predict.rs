@@ -79,6 +79,8 @@ pub struct PredictArgs {
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: crate::model::ComputeDevice,
     #[command(flatten)]
+    pub plan: super::args::PlanArgs,
+    #[command(flatten)]
     pub finite: super::args::FiniteArgs,
 }
 
@@ -111,6 +113,7 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
     if !files.is_empty() && args.input.is_some() {
         bail!("give either image files (--t1 …) or --input, not both");
     }
+    let max_memory = args.plan.max_memory_bytes()?;
     let device = args.device.open()?;
     if let Some(d) = args.device.describe()?
         && !global.quiet
@@ -118,6 +121,8 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
         eprintln!("device {d}");
     }
     let mut predictor = Predictor::load(&args.model, device, args.step, args.tta)?;
+    predictor.window = args.plan.window;
+    predictor.max_memory = max_memory;
     predictor.keep_attention = args.save_attention && predictor.has_attention();
     if args.no_postprocess {
         predictor.postprocess = crate::infer::Postprocess::NONE;
@@ -128,7 +133,7 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
     if files.is_empty() {
         predict_dataset(&args, &predictor, global)
     } else {
-        predict_files(&args, &predictor, &files)
+        predict_files(&args, &predictor, &files, global.quiet)
     }
 }
 
@@ -137,6 +142,7 @@ fn predict_files(
     args: &PredictArgs,
     predictor: &Predictor,
     files: &[(Modality, PathBuf)],
+    quiet: bool,
 ) -> Result<()> {
     ensure!(
         volume_extension(&args.output).is_some(),
@@ -192,6 +198,9 @@ fn predict_files(
     };
     let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
     let pred = predictor.predict_case(&pre, subset)?;
+    if !quiet {
+        eprintln!("plan {}", pred.plan.describe());
+    }
     write_prediction(&args.output, &geometry, convention, &pred, args)
 }
 
@@ -243,6 +252,9 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
         drop(loaded);
         let pred = predictor.predict_case(&pre, subset)?;
+        if !global.quiet {
+            bar.suspend(|| eprintln!("{id}: plan {}", pred.plan.describe()));
+        }
         let convention = args.convention.unwrap_or(ds.convention_of(case));
         write_prediction(&out, &geometry, convention, &pred, args)?;
         bar.inc(1);

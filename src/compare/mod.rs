@@ -304,6 +304,8 @@ fn evaluate_options(
         out: out.to_path_buf(),
         metrics: MetricOptions::default(),
         step: 0.5,
+        window: Default::default(),
+        max_memory: None,
         tta: Tta::OFF,
         postprocess: true,
         device: opts.device,

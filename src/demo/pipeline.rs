@@ -380,6 +380,8 @@ impl<'a> Demo<'a> {
                     out: d.to_path_buf(),
                     metrics: MetricOptions::default(),
                     step: 0.5,
+                    window: Default::default(),
+                    max_memory: None,
                     tta: Tta::OFF,
                     postprocess: true,
                     device: crate::model::ComputeDevice::Cpu,

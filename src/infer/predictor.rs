@@ -1,5 +1,6 @@
-//! Whole-case prediction with a trained model: sliding window over the cropped case, then
-//! pasted back into the original grid.
+//! Whole-case prediction with a trained model: the cropped case is covered by the plan the
+//! predictor's [`WindowChoice`] selects (sliding window or one whole-volume pass, see
+//! [`super::plan`]), then pasted back into the original grid.
 //!
 //! The network is any method behind the [`Segmenter`] seam.
 //! - [`Predictor::predict_case`]: one subset;
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use burn::prelude::*;
 
+use super::plan::{self, Plan, PlanCost, WindowChoice};
 use super::postprocess::Postprocess;
 use super::tta::Tta;
 use super::window::SlidingWindow;
@@ -84,6 +86,8 @@ pub struct Prediction {
     pub crop: CropBox,
     /// Dims of the original grid.
     pub full_dims: [usize; 3],
+    /// The inference plan that produced it, with its estimated cost.
+    pub plan: PlanCost,
 }
 
 impl Prediction {
@@ -112,6 +116,11 @@ pub struct Predictor {
     pub device: Device,
     /// Step between windows as a fraction of the patch (default 0.5).
     pub step: f64,
+    /// The inference plan: sliding window, whole volume, or the cheaper that fits under
+    /// [`Self::max_memory`] (see [`super::plan`]).
+    pub window: WindowChoice,
+    /// Memory cap in bytes of [`WindowChoice::Auto`] (default: [`plan::default_max_memory`]).
+    pub max_memory: u64,
     /// Test-time mirroring.
     pub tta: Tta,
     /// Whether predictions keep the adaptive fusion's attention maps.
@@ -144,6 +153,8 @@ impl Predictor {
             model: Box::new(model),
             device,
             step,
+            window: WindowChoice::default(),
+            max_memory: plan::default_max_memory(),
             tta,
             keep_attention: false,
             preprocess: PreprocessSettings::default(),
@@ -180,6 +191,15 @@ impl Predictor {
     /// The sliding-window settings (the model's patch, this predictor's step and mirroring).
     pub fn window(&self) -> Result<SlidingWindow> {
         SlidingWindow::new(self.config().patch_size, self.step, self.tta)
+    }
+
+    /// The plan for a crop box of `dims` with `modalities` input images and `channels`
+    /// blended output channels, as [`Self::window`] and [`Self::max_memory`] select it.
+    pub fn plan(&self, dims: [usize; 3], modalities: usize, channels: usize) -> Result<PlanCost> {
+        let sliding = self.window()?;
+        let costs = [Plan::Sliding, Plan::Whole]
+            .map(|p| plan::plan_cost(p, dims, modalities, channels, self.config(), &sliding));
+        Ok(plan::choose(self.window, costs, self.max_memory))
     }
 
     /// Whether the model fuses with attention, and so has attention maps (A2FSeg's adaptive
@@ -252,8 +272,9 @@ impl Predictor {
         let (dims, inputs) = self.inputs(case, subsets)?;
         let layout = self.layout(subsets);
         let mods: Vec<Modality> = inputs.iter().map(|(m, _)| *m).collect();
-        let window = self.window()?;
-        let [px, py, pz] = self.config().patch_size;
+        let plan = self.plan(dims, mods.len(), layout.channels)?;
+        let window = SlidingWindow::new(plan.window, self.step, self.tta)?;
+        let [px, py, pz] = plan.window;
         let grids: Vec<&Grid<f32>> = inputs.iter().map(|(_, g)| *g).collect();
         let out = window.run(
             dims,
@@ -286,7 +307,7 @@ impl Predictor {
             },
             on_window,
         )?;
-        let preds = self.finish(case, subsets, &layout, out)?;
+        let preds = self.finish(case, subsets, &layout, out, plan)?;
         Ok(subsets.iter().copied().zip(preds).collect())
     }
 
@@ -350,6 +371,7 @@ impl Predictor {
         subsets: &[Subset],
         layout: &Layout,
         mut out: Vec<Grid<f32>>,
+        plan: PlanCost,
     ) -> Result<Vec<Prediction>> {
         let k = self.out_channels();
         let full_dims = case.geometry.dims;
@@ -384,6 +406,7 @@ impl Predictor {
                 attention,
                 crop: case.crop,
                 full_dims,
+                plan,
             });
         }
         preds.reverse();
@@ -435,180 +458,4 @@ fn push_attention(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::labels::LabelConvention;
-    use crate::model::Fusion;
-    use crate::volume::Geometry;
-
-    /// A tiny randomly initialised network with 8³ patches.
-    pub(crate) fn tiny_predictor(fusion: Fusion, targets: Targets, tta: Tta) -> Predictor {
-        let cfg = ModelConfig::new()
-            .with_poolings(1)
-            .with_base_features(4)
-            .with_max_features(8)
-            .with_convs_per_stage(1)
-            .with_deep_supervision(false)
-            .with_fusion(fusion)
-            .with_targets(targets)
-            .with_patch_size([8, 8, 8]);
-        let device = Device::flex();
-        let model = cfg.init(&device);
-        Predictor::new(model, device, 0.5, tta).unwrap()
-    }
-
-    /// A preprocessed case with `subset`'s images over a crop of `dims` inside a larger grid.
-    pub(crate) fn tiny_case(subset: Subset, dims: [usize; 3]) -> PreprocessedCase {
-        let n: usize = dims.iter().product();
-        let full = [dims[0] + 3, dims[1] + 2, dims[2] + 1];
-        let images = std::array::from_fn(|i| {
-            subset.contains(Modality::ALL[i]).then(|| {
-                let data = (0..n)
-                    .map(|v| ((v * (i + 3)) as f32 * 0.173).sin() * 2.0)
-                    .collect();
-                Grid::from_vec(dims, data).unwrap()
-            })
-        });
-        let mut affine = [[0.0; 4]; 4];
-        for (a, row) in affine.iter_mut().enumerate() {
-            row[a] = 1.0;
-        }
-        PreprocessedCase {
-            id: "tiny".into(),
-            images,
-            classes: None,
-            crop: CropBox {
-                start: [1, 2, 0],
-                dims,
-            },
-            geometry: Geometry::from_affine(full, affine),
-            convention: LabelConvention::Brats,
-        }
-    }
-
-    fn assert_same(a: &Prediction, b: &Prediction) {
-        assert_eq!(a.subset, b.subset);
-        for (x, y) in a.probabilities.iter().zip(&b.probabilities) {
-            for (p, q) in x.data().iter().zip(y.data()) {
-                assert!((p - q).abs() < 1e-4, "{p} vs {q}");
-            }
-        }
-        // Classes agree wherever no probability sits at the decision threshold.
-        let near: Vec<bool> = (0..a.probabilities[0].len())
-            .map(|v| {
-                a.probabilities
-                    .iter()
-                    .any(|g| (g.data()[v] - 0.5).abs() < 1e-3)
-            })
-            .collect();
-        let ca = a.crop.crop(&a.classes);
-        let cb = b.crop.crop(&b.classes);
-        for (v, (p, q)) in ca.data().iter().zip(cb.data()).enumerate() {
-            assert!(near[v] || p == q);
-        }
-        assert_eq!(a.attention.len(), b.attention.len());
-        for ((m, x), (n, y)) in a.attention.iter().zip(&b.attention) {
-            assert_eq!(m, n);
-            for (p, q) in x.data().iter().zip(y.data()) {
-                assert!((p - q).abs() < 1e-4);
-            }
-        }
-    }
-
-    #[test]
-    fn shared_msfe_path_equals_separate_predictions() {
-        let mut p = tiny_predictor(Fusion::Adaptive, Targets::Regions, Tta::OFF);
-        p.keep_attention = true;
-        let case = tiny_case(Subset::FULL, [11, 9, 8]);
-        let subsets: Vec<Subset> = ["0001", "0101", "1110", "1111"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        let all = p.predict_subsets(&case, &subsets).unwrap();
-        assert_eq!(all.len(), 4);
-        for (s, pred) in &all {
-            let single = p.predict_case(&case, *s).unwrap();
-            assert_same(pred, &single);
-            assert_eq!(pred.attention.len(), if s.len() > 1 { s.len() } else { 0 });
-        }
-    }
-
-    /// Every method's predictor keeps attention maps exactly when its network has them (as
-    /// `evaluate` asks): A2FSeg's adaptive fusion and a2fseg-released, not U-HVED.
-    #[test]
-    fn attention_maps_where_the_method_has_them() {
-        for arch in crate::model::Arch::ALL {
-            let cfg = crate::model::ModelConfig::of(arch, crate::model::Preset::Small)
-                .with_patch_size([8, 8, 8]);
-            let device = Device::flex();
-            let mut p = crate::with_network!(arch, N => {
-                Predictor::new(N::init(&cfg, &device), device.clone(), 0.5, Tta::OFF).unwrap()
-            });
-            assert_eq!(
-                p.has_attention(),
-                arch != crate::model::Arch::Uhved,
-                "{arch}"
-            );
-            p.keep_attention = p.has_attention();
-            let subset: Subset = "0111".parse().unwrap();
-            let pred = p
-                .predict_case(&tiny_case(subset, [8, 8, 8]), subset)
-                .unwrap();
-            let maps = if p.has_attention() { 3 } else { 0 };
-            assert_eq!(pred.attention.len(), maps, "{arch}");
-        }
-    }
-
-    #[test]
-    fn prediction_is_uncropped_with_background_outside_and_sane_attention() {
-        let mut p = tiny_predictor(Fusion::Adaptive, Targets::Classes, Tta::ALL);
-        p.keep_attention = true;
-        let subset: Subset = "0101".parse().unwrap();
-        let case = tiny_case(subset, [6, 5, 4]);
-        let pred = p.predict_case(&case, subset).unwrap();
-        assert_eq!(pred.classes.dims(), case.geometry.dims);
-        assert_eq!(pred.classes.get(0, 0, 0), 0);
-        assert!(pred.classes.data().iter().all(|&c| c <= 3));
-        assert_eq!(pred.probabilities.len(), 3);
-        // Nested regions from class probabilities.
-        for v in 0..pred.probabilities[0].len() {
-            let [wt, tc, et] = [0, 1, 2].map(|r| pred.probabilities[r].data()[v]);
-            assert!(wt + 1e-5 >= tc && tc + 1e-5 >= et && et >= 0.0 && wt <= 1.0 + 1e-5);
-        }
-        // Attention maps of the two modalities sum to one.
-        assert_eq!(pred.attention.len(), 2);
-        for v in 0..pred.attention[0].1.len() {
-            let s = pred.attention[0].1.data()[v] + pred.attention[1].1.data()[v];
-            assert!((s - 1.0).abs() < 1e-4, "{s}");
-        }
-        assert_eq!(pred.probabilities_full()[0].dims(), case.geometry.dims);
-    }
-
-    #[test]
-    fn subsets_the_case_lacks_are_errors() {
-        let p = tiny_predictor(Fusion::Average, Targets::Regions, Tta::OFF);
-        let case = tiny_case("0011".parse().unwrap(), [8, 8, 8]);
-        let e = p.predict_case(&case, Subset::FULL).unwrap_err().to_string();
-        assert!(e.contains("lacks"), "{e}");
-        assert!(p.predict_case(&case, Subset::EMPTY).is_err());
-        assert!(p.predict_subsets(&case, &[]).unwrap().is_empty());
-    }
-
-    #[test]
-    fn model_folders_resolve() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().join("run");
-        std::fs::create_dir_all(run.join("checkpoints/best")).unwrap();
-        std::fs::write(run.join("checkpoints/best/config.json"), "{}").unwrap();
-        assert_eq!(
-            resolve_model_dir(&run).unwrap(),
-            run.join("checkpoints/best")
-        );
-        assert_eq!(
-            resolve_model_dir(&run.join("checkpoints/best")).unwrap(),
-            run.join("checkpoints/best")
-        );
-        assert!(resolve_model_dir(dir.path()).is_err());
-        assert!(resolve_model_dir(&dir.path().join("nope")).is_err());
-    }
-}
+mod tests;

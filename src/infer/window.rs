@@ -6,7 +6,8 @@
 //! where the volume is smaller than the patch, the single window starts at 0 and the input
 //! patch is zero-padded beyond the volume (the normalised images are zero outside the
 //! brain). Outputs are blended with the Gaussian importance map ([`gaussian_importance`]),
-//! optionally averaged over mirrored passes ([`Tta`]). Memory: one accumulation buffer per
+//! optionally averaged over mirrored passes ([`Tta`]); a single window covering the volume
+//! (the whole-volume plan, [`super::plan`]) has nothing to blend and is kept as it is. Memory: one accumulation buffer per
 //! output channel plus one weight buffer, each the volume's size; a window's output is
 //! added and dropped at once.
 
@@ -108,11 +109,16 @@ impl SlidingWindow {
             return Ok(acc);
         }
         let mut weight: Grid<f32> = Grid::zeros(dims);
-        let gauss = gaussian_importance(self.patch);
         let [px, py, pz] = self.patch;
         let np = px * py * pz;
         let flips = self.tta.flips();
         let windows = self.windows(dims);
+        // One window: uniform weights, so its outputs pass through exactly.
+        let gauss = if windows.len() == 1 {
+            Grid::from_vec(self.patch, vec![1.0; np]).expect("px·py·pz weights")
+        } else {
+            gaussian_importance(self.patch)
+        };
         let total = windows.len();
         for (wi, start) in windows.into_iter().enumerate() {
             // The part of the window inside the volume: [start, start + extent).
@@ -282,6 +288,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_single_window_passes_through_exactly() {
+        let dims = [7, 8, 5];
+        let a = ramp(dims);
+        let sw = SlidingWindow::new([8, 8, 8], 0.5, Tta::OFF).unwrap();
+        let out = sw
+            .run(dims, &[&a], 1, |p| Ok(p.concat()), |_, _| {})
+            .unwrap();
+        assert_eq!(out[0].data(), a.data());
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub use rows::{CaseRow, read_case_rows, write_case_rows};
 pub use settings::EvaluateSettings;
 pub use summary::{ModelEvaluation, summarize};
 
+use super::plan::{self, WindowChoice};
 use super::postprocess::Postprocess;
 use super::predictor::{Predictor, resolve_model_dir};
 use super::tta::Tta;
@@ -77,6 +78,10 @@ pub struct EvaluateOptions {
     pub metrics: MetricOptions,
     /// Sliding-window step fraction.
     pub step: f64,
+    /// The inference plan (sliding window, whole volume or auto).
+    pub window: WindowChoice,
+    /// Memory cap in bytes of the auto plan; `None`: [`plan::default_max_memory`].
+    pub max_memory: Option<u64>,
     /// Test-time mirroring.
     pub tta: Tta,
     /// Post-process the label maps as each model folder says (`postprocess.json`, else the
@@ -109,6 +114,8 @@ pub struct EvaluateOutcome {
     /// Cases that lack some modalities, with the requested subsets that need them (not
     /// scored); a case with none of the requested subsets is not scored at all.
     pub partial: Vec<PartialCase>,
+    /// How many (model, case) predictions of this run used each plan (`sliding`, `whole`).
+    pub plans: BTreeMap<String, usize>,
 }
 
 /// A case without some of the modalities the requested subsets use.
@@ -165,12 +172,15 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     ensure!(!opts.subsets.is_empty(), "no modality subset to evaluate");
     let device = opts.device.open()?;
     let names = model_names(&opts.models);
+    let max_memory = opts.max_memory.unwrap_or_else(plan::default_max_memory);
     let mut predictors = Vec::new();
     let mut resolved = Vec::new();
     for (name, path) in names.iter().zip(&opts.models) {
         let dir = resolve_model_dir(path)?;
         let mut p = Predictor::load(&dir, device.clone(), opts.step, opts.tta)?;
         p.keep_attention = p.has_attention();
+        p.window = opts.window;
+        p.max_memory = max_memory;
         if !opts.postprocess {
             p.postprocess = Postprocess::NONE;
         }
@@ -186,6 +196,8 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
             .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         part: opts.part.clone(),
         step: opts.step,
+        window: opts.window,
+        max_memory: (opts.window == WindowChoice::Auto).then_some(max_memory),
         tta: opts.tta,
         hd95_penalty: opts.metrics.hd95_penalty,
         et_postprocess: opts.metrics.et_postprocess,
@@ -211,6 +223,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     let bar = crate::progress::bar(ids.len() as u64, "cases", opts.quiet);
     let (mut scored, mut resumed, mut unlabelled) = (0, 0, Vec::new());
     let mut partial = Vec::new();
+    let mut plans: BTreeMap<String, usize> = BTreeMap::new();
     for id in &ids {
         let case = by_id[id.as_str()];
         bar.set_message(id.clone());
@@ -238,6 +251,9 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         for &i in &todo {
             let pre = source.preprocessed(&predictors[i].preprocess)?;
             let preds = predictors[i].predict_subsets(pre, &subsets)?;
+            if let Some((_, p)) = preds.first() {
+                *plans.entry(p.plan.plan.to_string()).or_default() += 1;
+            }
             for (s, p) in &preds {
                 ensure!(
                     p.classes.dims() == gt.dims(),
@@ -276,6 +292,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         resumed,
         unlabelled,
         partial,
+        plans,
     })
 }
 

@@ -27,10 +27,15 @@ pub fn summary_markdown(models: &[ModelEvaluation], settings: &EvaluateSettings)
     let _ = writeln!(md, "# Evaluation\n");
     let _ = writeln!(
         md,
-        "Dataset `{}`{}; sliding window step {}, test-time mirroring {}.\n",
+        "Dataset `{}`{}; inference plan {}{}, sliding window step {}, test-time mirroring {}.\n",
         settings.data.display(),
         match &settings.split {
             Some(p) => format!(", split `{}` part `{}`", p.display(), settings.part),
+            None => String::new(),
+        },
+        settings.window,
+        match settings.max_memory {
+            Some(b) => format!(" (memory cap {:.2} GiB)", b as f64 / (1u64 << 30) as f64),
             None => String::new(),
         },
         settings.step,
@@ -244,6 +249,8 @@ mod tests {
             split: None,
             part: "test".into(),
             step: 0.5,
+            window: crate::infer::WindowChoice::Sliding,
+            max_memory: None,
             tta: Tta::OFF,
             hd95_penalty: 373.13,
             et_postprocess: Some(500),

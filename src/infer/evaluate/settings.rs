@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::atomic_write_bytes;
+use crate::infer::plan::WindowChoice;
 use crate::infer::postprocess::Postprocess;
 use crate::infer::tta::Tta;
 
@@ -27,6 +28,12 @@ pub struct EvaluateSettings {
     pub part: String,
     /// Sliding-window step.
     pub step: f64,
+    /// The inference plan asked for (files written before plans existed: sliding).
+    #[serde(default = "sliding")]
+    pub window: WindowChoice,
+    /// Memory cap in bytes of the auto plan (only with `window` auto).
+    #[serde(default)]
+    pub max_memory: Option<u64>,
     /// Test-time mirroring.
     pub tta: Tta,
     /// HD95 of a region empty in exactly one of prediction and truth (mm).
@@ -36,6 +43,11 @@ pub struct EvaluateSettings {
     /// The post-processing of each model's label maps, in model order.
     #[serde(default)]
     pub postprocess: Vec<Postprocess>,
+}
+
+/// The plan of evaluations made before `--window` existed.
+fn sliding() -> WindowChoice {
+    WindowChoice::Sliding
 }
 
 impl EvaluateSettings {
@@ -52,7 +64,8 @@ impl EvaluateSettings {
             .with_context(|| format!("cannot read {}", path.display()))?;
         if &old != self {
             bail!(
-                "{} holds an evaluation with other settings (models, data, split, step, tta, \
+                "{} holds an evaluation with other settings (models, data, split, step, window, \
+                 tta, \
                  post-processing or metric options); choose another --out or delete it",
                 out.display()
             );
@@ -74,6 +87,8 @@ mod tests {
             split: None,
             part: "test".into(),
             step: 0.5,
+            window: WindowChoice::Sliding,
+            max_memory: None,
             tta: Tta::OFF,
             hd95_penalty: 373.13,
             et_postprocess: None,
