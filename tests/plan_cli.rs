@@ -3,22 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use a2fseg::model::Fusion;
-
-fn run(args: &[&str]) -> (bool, String) {
-    let out = Command::new(common::bin()).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::{arg as s, run_a2fseg as run};
 
 #[test]
 fn window_plans_are_printed_and_recorded() {

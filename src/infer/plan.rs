@@ -23,7 +23,9 @@ use super::window::SlidingWindow;
 use crate::model::summary::LayerInfo;
 use crate::model::{ModelConfig, ModelSummary, Network};
 
-/// The plan a user asks for (`--window`).
+/// The plan a user asks for (`--window`). The default is the sliding window: on the demo's
+/// small model the whole-volume pass was about 3× faster but 3.9 points of mean Dice worse
+/// (README: "Inference plans").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WindowChoice {

@@ -117,6 +117,20 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_a2fseg"))
 }
 
+/// Runs the `a2fseg` binary with `args`: whether it succeeded, and its stderr.
+pub fn run_a2fseg(args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A path as a command-line argument (the tests' paths are UTF-8).
+pub fn arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 /// Writes `n` tiny synthetic BraTS 2020 cases of `dims` into `dir`: a bright ellipsoidal
 /// "brain" with a tumour (edema shell, necrotic core, enhancing rim) whose contrast differs
 /// per modality, so a network can learn it from any modality.
