@@ -311,16 +311,11 @@ impl GraphBuilder {
             PaddingConfig3d::Valid => [0; 6],
             PaddingConfig3d::Same => bail!("{path}: 'same' padding is not exported"),
         };
-        let weight = self.weight(&format!("{path}.weight"), &conv.weight)?;
-        let mut inputs = vec![x.to_string(), weight];
-        if let Some(bias) = &conv.bias {
-            inputs.push(self.weight(&format!("{path}.bias"), bias)?);
-        }
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        Ok(self.node(
+        self.convolution(
             "Conv",
-            &format!("{path}/conv"),
-            &inputs,
+            path,
+            x,
+            (&conv.weight, conv.bias.as_ref()),
             vec![
                 ints("kernel_shape", conv.kernel_size),
                 ints("strides", conv.stride),
@@ -328,22 +323,17 @@ impl GraphBuilder {
                 ints("dilations", conv.dilation),
                 int("group", conv.groups as i64),
             ],
-        ))
+        )
     }
 
     /// `ConvTranspose` of the module `up` (weight `[in, out, k, k, k]` under `path`) on `x`.
     fn conv_transpose(&mut self, path: &str, up: &ConvTranspose3d, x: &str) -> Result<String> {
-        let weight = self.weight(&format!("{path}.weight"), &up.weight)?;
-        let mut inputs = vec![x.to_string(), weight];
-        if let Some(bias) = &up.bias {
-            inputs.push(self.weight(&format!("{path}.bias"), bias)?);
-        }
-        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let [pd, ph, pw] = up.padding;
-        Ok(self.node(
+        self.convolution(
             "ConvTranspose",
-            &format!("{path}/conv_transpose"),
-            &inputs,
+            path,
+            x,
+            (&up.weight, up.bias.as_ref()),
             vec![
                 ints("kernel_shape", up.kernel_size),
                 ints("strides", up.stride),
@@ -352,7 +342,29 @@ impl GraphBuilder {
                 ints("dilations", up.dilation),
                 int("group", up.groups as i64),
             ],
-        ))
+        )
+    }
+
+    /// The node `op` (`Conv` or `ConvTranspose`, output `{path}/{op}`) on `x` with the
+    /// module's weight and optional bias, added as the initializers `{path}.weight` and
+    /// `{path}.bias`.
+    fn convolution(
+        &mut self,
+        op: &str,
+        path: &str,
+        x: &str,
+        (weight, bias): (&Param<Tensor<5>>, Option<&Param<Tensor<1>>>),
+        attribute: Vec<AttributeProto>,
+    ) -> Result<String> {
+        let mut inputs = vec![
+            x.to_string(),
+            self.weight(&format!("{path}.weight"), weight)?,
+        ];
+        if let Some(bias) = bias {
+            inputs.push(self.weight(&format!("{path}.bias"), bias)?);
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        Ok(self.node(op, &format!("{path}/{op}"), &inputs, attribute))
     }
 
     /// `InstanceNormalization` of the module `norm` (under `path`) on `x` `[N, C, D, H, W]`;
