@@ -144,6 +144,16 @@ pub(super) fn load_data(opts: &TrainOptions, run: &RunDir, sink: &Sink) -> Resul
         available.push(a);
         cases.extend(pre);
     }
+    // Files of the case folders that discovery ignored, said once on stderr as warnings are
+    // (not a progress event: `--quiet` and JSON logs still show them), once every case has
+    // been read (a refused case leaves its one-line error alone).
+    for note in all_ids
+        .iter()
+        .filter_map(|id| dataset.case(id))
+        .flat_map(|c| c.notes())
+    {
+        eprintln!("note: {note}");
+    }
     let n_train = split.train.len();
     let (train, validation): (Arc<dyn CaseSource>, ValCases) = if lazy {
         let lazy_cases = |ids: &[String], available: &[Subset], capacity: usize| {

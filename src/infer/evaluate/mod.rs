@@ -109,6 +109,9 @@ pub struct EvaluateOutcome {
     /// Cases that lack some modalities, with the requested subsets that need them (not
     /// scored); a case with none of the requested subsets is not scored at all.
     pub partial: Vec<PartialCase>,
+    /// Notes about the evaluated cases' folders (files ignored, see
+    /// [`CaseFiles::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// A case without some of the modalities the requested subsets use.
@@ -200,6 +203,10 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     let cases_path = opts.out.join("cases.csv");
     let by_id: BTreeMap<&str, &CaseFiles> = ds.cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let wanted = |case: &CaseFiles| wanted_subsets(&opts.subsets, case);
+    let notes: Vec<String> = ids
+        .iter()
+        .flat_map(|id| by_id[id.as_str()].notes())
+        .collect();
     let mut rows = read_case_rows(&cases_path)?;
     let done = complete_groups(&rows, &by_id, &opts.subsets);
     rows.retain(|r| done.contains(&(r.model.clone(), r.case.clone())));
@@ -276,6 +283,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         resumed,
         unlabelled,
         partial,
+        notes,
     })
 }
 
