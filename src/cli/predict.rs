@@ -14,7 +14,6 @@ use crate::infer::evaluate::select_cases;
 use crate::infer::{Prediction, Predictor, Tta};
 use crate::labels::{LabelConvention, Region, TumourClass};
 use crate::modality::{Modality, Subset};
-use crate::preprocess;
 use crate::volume::{self, Geometry, Grid};
 
 /// Arguments of `a2fseg predict`.
@@ -125,6 +124,12 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
     if args.save_attention && !predictor.is_adaptive() {
         eprintln!("note: the model does not fuse adaptively: no attention maps to save");
     }
+    if predictor.config().spacing.is_none() {
+        eprintln!(
+            "note: {}",
+            crate::infer::unrecorded_spacing_note(&args.model)
+        );
+    }
     if files.is_empty() {
         predict_dataset(&args, &predictor, global)
     } else {
@@ -190,8 +195,7 @@ fn predict_files(
         classes: None,
         convention,
     };
-    let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
-    let pred = predictor.predict_case(&pre, subset)?;
+    let pred = predict_one(predictor, &loaded, subset, &files[0].1)?;
     write_prediction(&args.output, &geometry, convention, &pred, args)
 }
 
@@ -240,9 +244,9 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         fsutil::refuse_overwriting_inputs(&output_paths(&out, args), &inputs.collect::<Vec<_>>())?;
         let loaded = dataset::load_case(&ds, case)?;
         let geometry = loaded.geometry.clone();
-        let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
+        let first = case.images.iter().flatten().next().map(|f| f.path.clone());
+        let pred = predict_one(predictor, &loaded, subset, &first.unwrap_or_default())?;
         drop(loaded);
-        let pred = predictor.predict_case(&pre, subset)?;
         let convention = args.convention.unwrap_or(ds.convention_of(case));
         write_prediction(&out, &geometry, convention, &pred, args)?;
         bar.inc(1);
@@ -256,6 +260,40 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         );
     }
     Ok(())
+}
+
+/// Predicts `loaded` from `subset` on its own grid, noting (with the first image `path`)
+/// when it is resampled to the model's spacing.
+fn predict_one(
+    predictor: &Predictor,
+    loaded: &dataset::LoadedCase,
+    subset: Subset,
+    path: &Path,
+) -> Result<crate::infer::Prediction> {
+    if let Some(to) = predictor.resampling_of(loaded) {
+        eprintln!(
+            "note: {}",
+            resampling_note(path, loaded.geometry.spacing, to)
+        );
+    }
+    let mut preds = predictor.predict_loaded(loaded, &[subset])?;
+    Ok(preds.remove(0).1)
+}
+
+/// `PATH: voxel spacing A × B × C mm resampled to the model's X × Y × Z mm (and the
+/// prediction back)`.
+pub fn resampling_note(path: &Path, from: [f64; 3], to: [f64; 3]) -> String {
+    let mm = |s: [f64; 3]| {
+        s.map(|v| format!("{}", (v.abs() * 1000.0).round() / 1000.0))
+            .join(" × ")
+    };
+    format!(
+        "{}: voxel spacing {} mm resampled to the model's {} mm (the prediction back to the \
+         input's grid)",
+        path.display(),
+        mm(from),
+        mm(to)
+    )
 }
 
 /// `dir` read as a single case folder: the dataset of its parent folder, restricted to the

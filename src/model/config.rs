@@ -233,6 +233,12 @@ pub struct ModelConfig {
     /// Training patch size in voxels, `[x, y, z]`; each a multiple of `2^poolings`.
     #[config(default = "[128, 128, 128]")]
     pub patch_size: [usize; 3],
+    /// Voxel spacing in mm, `[x, y, z]`, of the data the model was trained on: the median
+    /// spacing of its training cases, recorded by training (not a setting). `predict` and
+    /// `evaluate` resample inputs of another spacing to it and the prediction back
+    /// ([`crate::preprocess::resample`]). `None` (models saved before it was recorded, or
+    /// not trained here): inputs are used at their own spacing.
+    pub spacing: Option<[f64; 3]>,
     /// U-HVED only: weight of the KL term of the loss (the official code: 0.1).
     #[config(default = 0.1)]
     pub kl_weight: f64,

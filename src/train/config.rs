@@ -400,6 +400,11 @@ impl TrainConfig {
             i64::MAX
         );
         ensure!(self.workers >= 1, "workers must be at least 1");
+        ensure!(
+            self.model.spacing.is_none(),
+            "[model] spacing is measured from the training data (the median spacing of the \
+             training cases), not a setting"
+        );
         self.augmentation.validate()?;
         self.model.validate().context("bad [model] settings")?;
         self.model
