@@ -558,6 +558,18 @@ mod tests {
     }
 
     #[test]
+    fn spacing_is_kept_and_files_without_it_mean_none() {
+        let c = ModelConfig::preset("small")
+            .unwrap()
+            .with_spacing(Some([1.0, 0.5, 3.0]));
+        assert_eq!(ModelConfig::from_json(&c.to_json()).unwrap(), c);
+        let mut value: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        value.as_object_mut().unwrap().remove("spacing");
+        let old = ModelConfig::from_json(&value.to_string()).unwrap();
+        assert_eq!(old.spacing, None);
+    }
+
+    #[test]
     fn files_without_arch_are_a2fseg_models() {
         let c = ModelConfig::preset("small").unwrap();
         let mut value: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
