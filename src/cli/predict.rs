@@ -124,17 +124,19 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
     if args.save_attention && !predictor.is_adaptive() {
         eprintln!("note: the model does not fuse adaptively: no attention maps to save");
     }
+    if files.is_empty() {
+        predict_dataset(&args, &predictor, global)?;
+    } else {
+        predict_files(&args, &predictor, &files)?;
+    }
+    // Said after the outputs are written: a failure is its one-line error alone.
     if predictor.config().spacing.is_none() {
         eprintln!(
             "note: {}",
             crate::infer::unrecorded_spacing_note(&args.model)
         );
     }
-    if files.is_empty() {
-        predict_dataset(&args, &predictor, global)
-    } else {
-        predict_files(&args, &predictor, &files)
-    }
+    Ok(())
 }
 
 /// One case from explicit files.
@@ -195,8 +197,12 @@ fn predict_files(
         classes: None,
         convention,
     };
-    let pred = predict_one(predictor, &loaded, subset, &files[0].1)?;
-    write_prediction(&args.output, &geometry, convention, &pred, args)
+    let (pred, note) = predict_one(predictor, &loaded, subset, &files[0].1)?;
+    write_prediction(&args.output, &geometry, convention, &pred, args)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    Ok(())
 }
 
 /// Every case (or a split's part) of a case or dataset folder.
@@ -245,10 +251,13 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         let loaded = dataset::load_case(&ds, case)?;
         let geometry = loaded.geometry.clone();
         let first = case.images.iter().flatten().next().map(|f| f.path.clone());
-        let pred = predict_one(predictor, &loaded, subset, &first.unwrap_or_default())?;
+        let (pred, note) = predict_one(predictor, &loaded, subset, &first.unwrap_or_default())?;
         drop(loaded);
         let convention = args.convention.unwrap_or(ds.convention_of(case));
         write_prediction(&out, &geometry, convention, &pred, args)?;
+        if let Some(note) = note {
+            bar.suspend(|| eprintln!("note: {note}"));
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -262,22 +271,19 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
     Ok(())
 }
 
-/// Predicts `loaded` from `subset` on its own grid, noting (with the first image `path`)
-/// when it is resampled to the model's spacing.
+/// Predicts `loaded` from `subset` on its own grid, with a note (naming the first image
+/// `path`) when it was resampled to the model's spacing.
 fn predict_one(
     predictor: &Predictor,
     loaded: &dataset::LoadedCase,
     subset: Subset,
     path: &Path,
-) -> Result<crate::infer::Prediction> {
-    if let Some(to) = predictor.resampling_of(loaded) {
-        eprintln!(
-            "note: {}",
-            resampling_note(path, loaded.geometry.spacing, to)
-        );
-    }
+) -> Result<(Prediction, Option<String>)> {
+    let note = predictor
+        .resampling_of(loaded)
+        .map(|to| resampling_note(path, loaded.geometry.spacing, to));
     let mut preds = predictor.predict_loaded(loaded, &[subset])?;
-    Ok(preds.remove(0).1)
+    Ok((preds.remove(0).1, note))
 }
 
 /// `PATH: voxel spacing A × B × C mm resampled to the model's X × Y × Z mm (and the
