@@ -23,6 +23,13 @@ memory() {
     awk '/^VmHWM:/ {h = $2} /^VmRSS:/ {r = $2} END {printf "peak_rss_mib %.1f rss_mib %.1f", h / 1024, r / 1024}' "/proc/$1/status"
 }
 
+# What command $1 counts (0 while its file does not exist yet).
+counted() {
+    local n
+    n=$(eval "$1" 2>/dev/null | tail -n 1) || true
+    echo "${n:-0}"
+}
+
 # Polls process $1 while it runs; prints `$2 N <memory>` the first time the count that
 # command $3 prints reaches each of the milestones $4... (a milestone reached as the process
 # ends gets its last reading, marked `at_exit`).
@@ -32,7 +39,7 @@ watch() {
     local milestones=("$@") i=0 last="" n
     while ((i < ${#milestones[@]})); do
         if ! kill -0 "$pid" 2>/dev/null; then
-            n=$(eval "$count" 2>/dev/null || echo 0)
+            n=$(counted "$count")
             while ((i < ${#milestones[@]} && n >= milestones[i])); do
                 echo "$label ${milestones[i]} $last at_exit"
                 i=$((i + 1))
@@ -40,7 +47,7 @@ watch() {
             return
         fi
         last=$(memory "$pid" 2>/dev/null || echo "$last")
-        n=$(eval "$count" 2>/dev/null || echo 0)
+        n=$(counted "$count")
         if ((n >= milestones[i])); then
             echo "$label ${milestones[i]} $last"
             i=$((i + 1))
@@ -52,12 +59,13 @@ watch() {
 
 "$bin" phantom --out "$work/phantoms" --cases 200 --shape 32 --seed 3 --quiet
 
-# A small-preset model: one short training (the weights do not matter for memory).
+# A small-preset model: one short training without validation, so its checkpoints/latest
+# (the weights do not matter for memory).
 "$bin" train --quiet --data "$work/phantoms" --out "$work/model" --preset small \
     --patch 32,32,32 --epochs 1 --iterations-per-epoch 1 --validate-every 0 --workers 1
 
 # evaluate over every case (no split: all 200), two subsets.
-"$bin" evaluate --quiet --model "$work/model" --data "$work/phantoms" --subsets 1111,0001 \
+"$bin" evaluate --quiet --model "$work/model/checkpoints/latest" --data "$work/phantoms" --subsets 1111,0001 \
     --out "$work/eval" >/dev/null &
 pid=$!
 watch "$pid" "evaluate cases" \
