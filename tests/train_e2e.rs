@@ -377,21 +377,33 @@ fn coarser_slices_are_resampled_and_predicted_on_their_own_grid(run: &Path, data
         write_float(&case.join(name), &Geometry::from_affine(dims, affine), &g).unwrap();
     }
     let file = |suffix: &str| case.join(format!("{id}_{suffix}.nii.gz"));
+    // Runs the binary with `args`; its stderr, once it succeeded.
+    let run_ok = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
     let pred = coarse.with_file_name("coarse_pred.nii.gz");
-    let out = std::process::Command::new(common::bin())
-        .arg("predict")
-        .arg("--model")
-        .arg(&model)
-        .args(["--t1", file("t1").to_str().unwrap()])
-        .args(["--t1c", file("t1ce").to_str().unwrap()])
-        .args(["--t2", file("t2").to_str().unwrap()])
-        .args(["--flair", file("flair").to_str().unwrap()])
-        .arg("--output")
-        .arg(&pred)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let (t1, t1c, t2, flair) = (file("t1"), file("t1ce"), file("t2"), file("flair"));
+    let stderr = run_ok(&[
+        "predict".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--t1".as_ref(),
+        t1.as_os_str(),
+        "--t1c".as_ref(),
+        t1c.as_os_str(),
+        "--t2".as_ref(),
+        t2.as_os_str(),
+        "--flair".as_ref(),
+        flair.as_os_str(),
+        "--output".as_ref(),
+        pred.as_os_str(),
+    ]);
     assert!(
         stderr.contains("resampled to the model's"),
         "no resampling note: {stderr}"
@@ -403,18 +415,23 @@ fn coarser_slices_are_resampled_and_predicted_on_their_own_grid(run: &Path, data
     eprintln!("WT Dice of the 3× coarser phantom, predicted on its grid: {dice:.3}");
     assert!(dice > 0.4, "WT Dice {dice}");
 
+    // With a cache, which resampled cases bypass.
     let eval = coarse.with_file_name("coarse_eval");
-    let out = std::process::Command::new(common::bin())
-        .args(["evaluate", "--quiet", "--subsets", "1111", "--model"])
-        .arg(&model)
-        .arg("--data")
-        .arg(&coarse)
-        .arg("--out")
-        .arg(&eval)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let cache = coarse.with_file_name("coarse_cache");
+    let stderr = run_ok(&[
+        "evaluate".as_ref(),
+        "--quiet".as_ref(),
+        "--subsets".as_ref(),
+        "1111".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--data".as_ref(),
+        coarse.as_os_str(),
+        "--cache".as_ref(),
+        cache.as_os_str(),
+        "--out".as_ref(),
+        eval.as_os_str(),
+    ]);
     assert!(
         stderr.contains("1 case(s) of another voxel spacing were resampled"),
         "{stderr}"
