@@ -13,6 +13,7 @@
 pub mod bench;
 pub mod cli;
 pub mod compare;
+pub(crate) mod config_file;
 pub mod dataset;
 pub mod demo;
 pub mod export;

@@ -8,11 +8,13 @@ pub mod evaluate;
 pub mod gaussian;
 pub mod postprocess;
 pub mod predictor;
+mod resampled;
 pub mod tta;
 pub mod window;
 
 pub use gaussian::gaussian_importance;
 pub use postprocess::Postprocess;
 pub use predictor::{Prediction, Predictor, model_preprocess_settings, resolve_model_dir};
+pub use resampled::unrecorded_spacing_note;
 pub use tta::Tta;
 pub use window::{SlidingWindow, window_starts};
