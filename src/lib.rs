@@ -6,15 +6,17 @@
 //! The modules follow the data:
 //! [`volume`] (NIfTI I/O and geometry) → [`dataset`] (layouts, labels, splits) →
 //! [`preprocess`] (crop, normalise, cache) → [`model`] (the network, its losses) →
-//! [`train`] / [`infer`] → [`metrics`] → [`report`]. [`kernels`] holds the fast CPU
-//! convolutions the model runs on flex. [`phantom`] makes synthetic
-//! BraTS-like cases; [`cli`] holds the command-line definitions.
+//! [`train`] / [`infer`] → [`metrics`] → [`report`]. [`export`] writes a trained network for
+//! other runtimes (ONNX). [`kernels`] holds the fast CPU convolutions the model runs on flex.
+//! [`phantom`] makes synthetic BraTS-like cases; [`cli`] holds the command-line definitions.
 
 pub mod bench;
 pub mod cli;
 pub mod compare;
+pub(crate) mod config_file;
 pub mod dataset;
 pub mod demo;
+pub mod export;
 pub mod fsutil;
 pub mod infer;
 pub mod kernels;

@@ -179,6 +179,41 @@ fn bad_data_stops_before_training() {
         "unknown key 'epoch'",
     );
 
+    // Invalid values and TOML syntax errors: one line naming the file, line, column and key.
+    for (text, at, words) in [
+        (
+            "epochs = 2\nlr = \"x\"\n",
+            "line 2, column 6",
+            "lr: invalid type: string",
+        ),
+        (
+            "optimizer = \"adamw\"\n",
+            "line 1, column 13",
+            "optimizer: unknown variant",
+        ),
+        (
+            "[model]\nfusion = \"sum\"\n",
+            "line 2, column 10",
+            "model.fusion: unknown fusion 'sum'",
+        ),
+        (
+            "epochs = 0\n",
+            "line 1, column 10",
+            "epochs must be at least 1",
+        ),
+        (
+            "epochs = 2\nlr = \n",
+            "line 2, column 6",
+            "string values must be quoted",
+        ),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        assert_error(
+            &["--data", p(&data), "--out", p(&run), "--config", p(&bad)],
+            &format!("error: {}: {at}: {words}", p(&bad)),
+        );
+    }
+
     // A case whose modalities disagree in shape.
     let case = std::fs::read_dir(&data)
         .unwrap()

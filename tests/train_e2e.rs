@@ -332,6 +332,120 @@ fn small_preset_learns_the_phantoms() {
         last > 0.5 && last > wt[0] + 0.2,
         "the validation WT Dice did not rise well above chance: {wt:?}"
     );
+    coarser_slices_are_resampled_and_predicted_on_their_own_grid(&out, &data, &ids[4]);
+}
+
+/// The whole-tumour Dice of two label maps (any non-zero label).
+fn wt_dice(a: &a2fseg::volume::Grid<f32>, b: &a2fseg::volume::Grid<f32>) -> f64 {
+    let (mut both, mut na, mut nb) = (0usize, 0usize, 0usize);
+    for (&x, &y) in a.data().iter().zip(b.data()) {
+        both += usize::from(x != 0.0 && y != 0.0);
+        na += usize::from(x != 0.0);
+        nb += usize::from(y != 0.0);
+    }
+    2.0 * both as f64 / (na + nb).max(1) as f64
+}
+
+/// The trained model records the phantoms' spacing; phantom `id` written with every third
+/// slice (3 times coarser along z) is resampled to it by `predict` and `evaluate`, and its
+/// prediction comes back on its own grid, overlapping its truth.
+fn coarser_slices_are_resampled_and_predicted_on_their_own_grid(run: &Path, data: &Path, id: &str) {
+    use a2fseg::volume::{Geometry, Grid, read_volume, write_float};
+    let model = run.join("checkpoints/best");
+    let config = a2fseg::model::ModelConfig::load_json(&model.join("config.json")).unwrap();
+    let spacing = a2fseg::phantom::phantom_spacing([32, 32, 32]);
+    assert_eq!(config.spacing, Some(spacing));
+
+    let coarse = data.with_file_name("coarse");
+    let case = coarse.join(id);
+    std::fs::create_dir_all(&case).unwrap();
+    let slices: Vec<usize> = (0..32).step_by(3).collect();
+    for suffix in ["t1", "t1ce", "t2", "flair", "seg"] {
+        let name = format!("{id}_{suffix}.nii.gz");
+        let v = read_volume(&data.join(id).join(&name)).unwrap();
+        let mut affine = v.geometry.affine;
+        for row in affine.iter_mut().take(3) {
+            row[2] *= 3.0;
+        }
+        let dims = [32, 32, slices.len()];
+        let mut g = Grid::<f32>::zeros(dims);
+        for (k, &z) in slices.iter().enumerate() {
+            for y in 0..32 {
+                for x in 0..32 {
+                    g.set(x, y, k, v.channels[0].get(x, y, z));
+                }
+            }
+        }
+        write_float(&case.join(name), &Geometry::from_affine(dims, affine), &g).unwrap();
+    }
+    let file = |suffix: &str| case.join(format!("{id}_{suffix}.nii.gz"));
+    // Runs the binary with `args`; its stderr, once it succeeded.
+    let run_ok = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(common::bin())
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        stderr
+    };
+    let pred = coarse.with_file_name("coarse_pred.nii.gz");
+    let (t1, t1c, t2, flair) = (file("t1"), file("t1ce"), file("t2"), file("flair"));
+    let stderr = run_ok(&[
+        "predict".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--t1".as_ref(),
+        t1.as_os_str(),
+        "--t1c".as_ref(),
+        t1c.as_os_str(),
+        "--t2".as_ref(),
+        t2.as_os_str(),
+        "--flair".as_ref(),
+        flair.as_os_str(),
+        "--output".as_ref(),
+        pred.as_os_str(),
+    ]);
+    assert!(
+        stderr.contains("resampled to the model's"),
+        "no resampling note: {stderr}"
+    );
+    let p = read_volume(&pred).unwrap();
+    let truth = read_volume(&file("seg")).unwrap();
+    assert!(p.geometry.same_grid(&truth.geometry));
+    let dice = wt_dice(&p.channels[0], &truth.channels[0]);
+    eprintln!("WT Dice of the 3× coarser phantom, predicted on its grid: {dice:.3}");
+    assert!(dice > 0.4, "WT Dice {dice}");
+
+    // With a cache, which resampled cases bypass.
+    let eval = coarse.with_file_name("coarse_eval");
+    let cache = coarse.with_file_name("coarse_cache");
+    let stderr = run_ok(&[
+        "evaluate".as_ref(),
+        "--quiet".as_ref(),
+        "--subsets".as_ref(),
+        "1111".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--data".as_ref(),
+        coarse.as_os_str(),
+        "--cache".as_ref(),
+        cache.as_os_str(),
+        "--out".as_ref(),
+        eval.as_os_str(),
+    ]);
+    assert!(
+        stderr.contains("1 case(s) of another voxel spacing were resampled"),
+        "{stderr}"
+    );
+    let rows = a2fseg::infer::evaluate::read_case_rows(&eval.join("cases.csv")).unwrap();
+    assert_eq!(rows.len(), 1);
+    // Scored on the input's grid against its own segmentation: the Dice `predict` gave.
+    let scored = rows[0].wt_dice;
+    assert!(
+        (scored - dice).abs() < 1e-4,
+        "evaluate {scored} vs predict {dice}"
+    );
 }
 
 /// Cases that lack modalities train (on the modalities they have) and validate.

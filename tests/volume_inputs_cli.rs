@@ -226,9 +226,17 @@ fn predict_writes_nifti2_for_nifti2_input_and_repairs_or_refuses_nan() {
     );
 }
 
-/// Two synthetic cases: 001 with NaN in the corner of its FLAIR, 002 without a T2.
+/// Two synthetic cases: 001 with NaN in the corner of its FLAIR and, beside its images, a
+/// brain mask and a JSON sidecar (ignored); 002 without a T2.
 fn messy_dataset(root: &Path) -> PathBuf {
     common::synthetic_brats(root, 2, [16, 16, 16]);
+    let case = root.join("BraTS20_Training_001");
+    std::fs::copy(
+        case.join("BraTS20_Training_001_seg.nii.gz"),
+        case.join("BraTS20_Training_001_brainmask.nii.gz"),
+    )
+    .unwrap();
+    std::fs::write(case.join("BraTS20_Training_001_t1.json"), "{}").unwrap();
     let flair = root.join("BraTS20_Training_001/BraTS20_Training_001_flair.nii.gz");
     let v = read_volume(&flair).unwrap();
     let mut g = v.channels[0].clone();
@@ -271,6 +279,7 @@ fn evaluate_scores_the_subsets_a_case_has_and_warns_once_per_file() {
         notes[0].contains("has no T2: scored 7 subset(s), skipped 8"),
         "{stderr}"
     );
+    assert_ignored_files_noted_once(&stderr);
     let rows = read_case_rows(&eval.join("cases.csv")).unwrap();
     let count = |case: &str| rows.iter().filter(|r| r.case.ends_with(case)).count();
     assert_eq!(count("001"), 2 * 15);
@@ -351,4 +360,19 @@ fn train_reads_nan_as_zero_with_a_warning_or_refuses_when_strict() {
     assert_eq!(code, 0, "{stderr}");
     let warned = lines_with(&stderr, "warning: ", name);
     assert_eq!(warned.len(), 1, "{stderr}");
+    assert_ignored_files_noted_once(&stderr);
+}
+
+/// The two files of case 001 that discovery ignores are each noted once on stderr.
+fn assert_ignored_files_noted_once(stderr: &str) {
+    let notes = lines_with(stderr, "note: case BraTS20_Training_001: ", "ignored ");
+    assert_eq!(notes.len(), 2, "{stderr}");
+    assert!(
+        notes[0].contains("BraTS20_Training_001_brainmask.nii.gz (not a known modality"),
+        "{stderr}"
+    );
+    assert!(
+        notes[1].ends_with("1 file(s) that are not NIfTI images: BraTS20_Training_001_t1.json"),
+        "{stderr}"
+    );
 }

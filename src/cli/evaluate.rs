@@ -126,6 +126,9 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
         strict_finite: args.finite.strict_finite,
     };
     let outcome = evaluate(&opts)?;
+    for note in &outcome.notes {
+        eprintln!("note: {note}");
+    }
     for p in &outcome.partial {
         eprintln!("note: {}", p.note());
     }

@@ -13,6 +13,7 @@ pub mod compare;
 pub mod dataset;
 pub mod demo;
 pub mod evaluate;
+pub mod export;
 pub mod info;
 pub mod metrics;
 pub mod model;
@@ -64,6 +65,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Measure speed and memory (JSON lines).
     Bench(bench::BenchArgs),
+    /// Write a trained model for other runtimes (ONNX).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
 }
 
 /// Options shared by every subcommand.
@@ -99,6 +103,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Compare(a) => compare::run(a, global),
         Command::Demo(a) => demo::run(a, global),
         Command::Bench(a) => bench::run(a, global),
+        Command::Export(a) => export::run(a, global),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,6 @@ use crate::infer::evaluate::select_cases;
 use crate::infer::{Prediction, Predictor, Tta};
 use crate::labels::{LabelConvention, Region, TumourClass};
 use crate::modality::{Modality, Subset};
-use crate::preprocess;
 use crate::volume::{self, Geometry, Grid};
 
 /// Arguments of `a2fseg predict`.
@@ -131,10 +130,18 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
         eprintln!("note: the model does not fuse with attention: no attention maps to save");
     }
     if files.is_empty() {
-        predict_dataset(&args, &predictor, global)
+        predict_dataset(&args, &predictor, global)?;
     } else {
-        predict_files(&args, &predictor, &files, global.quiet)
+        predict_files(&args, &predictor, &files, global.quiet)?;
     }
+    // Said after the outputs are written: a failure is its one-line error alone.
+    if predictor.config().spacing.is_none() {
+        eprintln!(
+            "note: {}",
+            crate::infer::unrecorded_spacing_note(&args.model)
+        );
+    }
+    Ok(())
 }
 
 /// One case from explicit files.
@@ -196,12 +203,15 @@ fn predict_files(
         classes: None,
         convention,
     };
-    let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
-    let pred = predictor.predict_case(&pre, subset)?;
+    let (pred, note) = predict_one(predictor, &loaded, subset, &files[0].1)?;
     if !quiet {
         eprintln!("plan {}", pred.plan.describe());
     }
-    write_prediction(&args.output, &geometry, convention, &pred, args)
+    write_prediction(&args.output, &geometry, convention, &pred, args)?;
+    if let Some(note) = note {
+        eprintln!("note: {note}");
+    }
+    Ok(())
 }
 
 /// Every case (or a split's part) of a case or dataset folder.
@@ -249,14 +259,17 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         fsutil::refuse_overwriting_inputs(&output_paths(&out, args), &inputs.collect::<Vec<_>>())?;
         let loaded = dataset::load_case(&ds, case)?;
         let geometry = loaded.geometry.clone();
-        let pre = preprocess::preprocess_case(&loaded, &predictor.preprocess)?;
+        let first = case.images.iter().flatten().next().map(|f| f.path.clone());
+        let (pred, note) = predict_one(predictor, &loaded, subset, &first.unwrap_or_default())?;
         drop(loaded);
-        let pred = predictor.predict_case(&pre, subset)?;
         if !global.quiet {
             bar.suspend(|| eprintln!("{id}: plan {}", pred.plan.describe()));
         }
         let convention = args.convention.unwrap_or(ds.convention_of(case));
         write_prediction(&out, &geometry, convention, &pred, args)?;
+        if let Some(note) = note {
+            bar.suspend(|| eprintln!("note: {note}"));
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -268,6 +281,37 @@ fn predict_dataset(args: &PredictArgs, predictor: &Predictor, global: Global) ->
         );
     }
     Ok(())
+}
+
+/// Predicts `loaded` from `subset` on its own grid, with a note (naming the first image
+/// `path`) when it was resampled to the model's spacing.
+fn predict_one(
+    predictor: &Predictor,
+    loaded: &dataset::LoadedCase,
+    subset: Subset,
+    path: &Path,
+) -> Result<(Prediction, Option<String>)> {
+    let note = predictor
+        .resampling_of(loaded)
+        .map(|to| resampling_note(path, loaded.geometry.spacing, to));
+    let mut preds = predictor.predict_loaded(loaded, &[subset])?;
+    Ok((preds.remove(0).1, note))
+}
+
+/// `PATH: voxel spacing A × B × C mm resampled to the model's X × Y × Z mm (and the
+/// prediction back)`.
+pub fn resampling_note(path: &Path, from: [f64; 3], to: [f64; 3]) -> String {
+    let mm = |s: [f64; 3]| {
+        s.map(|v| format!("{}", (v.abs() * 1000.0).round() / 1000.0))
+            .join(" × ")
+    };
+    format!(
+        "{}: voxel spacing {} mm resampled to the model's {} mm (the prediction back to the \
+         input's grid)",
+        path.display(),
+        mm(from),
+        mm(to)
+    )
 }
 
 /// `dir` read as a single case folder: the dataset of its parent folder, restricted to the

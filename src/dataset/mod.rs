@@ -162,6 +162,15 @@ impl CaseFiles {
         self.images[m.index()].as_ref()
     }
 
+    /// The notes discovery left about this case's folder (files ignored), each as
+    /// `case ID: ignored …`: what `train` and `evaluate` print as `note:` lines.
+    pub fn notes(&self) -> Vec<String> {
+        self.warnings
+            .iter()
+            .map(|w| format!("case {}: {w}", self.id))
+            .collect()
+    }
+
     /// Every distinct file of the case (images then seg), in a fixed order.
     pub fn files(&self) -> Vec<&Path> {
         let mut out: Vec<&Path> = Vec::new();

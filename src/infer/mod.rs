@@ -10,6 +10,7 @@ pub mod gaussian;
 pub mod plan;
 pub mod postprocess;
 pub mod predictor;
+mod resampled;
 pub mod tta;
 pub mod window;
 
@@ -17,5 +18,6 @@ pub use gaussian::gaussian_importance;
 pub use plan::{Plan, PlanCost, WindowChoice};
 pub use postprocess::Postprocess;
 pub use predictor::{Prediction, Predictor, model_preprocess_settings, resolve_model_dir};
+pub use resampled::unrecorded_spacing_note;
 pub use tta::Tta;
 pub use window::{SlidingWindow, window_starts};

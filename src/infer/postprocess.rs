@@ -76,10 +76,15 @@ impl Postprocess {
     /// Applies the rules to `classes` (TumourClass indices on the cropped grid of `case`),
     /// predicted from the modalities of `subset`.
     pub fn apply(&self, classes: &mut Grid<u8>, case: &PreprocessedCase, subset: Subset) {
+        let images: Vec<&Grid<f32>> = subset.modalities().filter_map(|m| case.image(m)).collect();
+        self.apply_with_images(classes, &images);
+    }
+
+    /// Applies the rules to `classes` predicted from `images` (the subset's images on the
+    /// same grid).
+    pub fn apply_with_images(&self, classes: &mut Grid<u8>, images: &[&Grid<f32>]) {
         if self.brain_mask {
-            let images: Vec<&Grid<f32>> =
-                subset.modalities().filter_map(|m| case.image(m)).collect();
-            mask_outside_brain(classes, &images);
+            mask_outside_brain(classes, images);
         }
         if self.largest_component {
             keep_largest_component(classes);

@@ -22,6 +22,7 @@ use super::plan::{self, Plan, PlanCost, WindowChoice};
 use super::postprocess::Postprocess;
 use super::tta::Tta;
 use super::window::SlidingWindow;
+use crate::config_file::{ConfigFile, Part};
 use crate::labels::Region;
 use crate::modality::{Modality, Subset};
 use crate::model::{self, ModelConfig, Network, Segmenter, Targets};
@@ -59,13 +60,16 @@ pub fn model_preprocess_settings(model_dir: &Path) -> Result<PreprocessSettings>
     }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let origin = path.display().to_string();
+    let (file, table) = ConfigFile::parse(&origin, &text)?;
     match table.get("preprocess") {
-        Some(v) => v
-            .clone()
-            .try_into()
-            .with_context(|| format!("bad [preprocess] table in {}", path.display())),
+        Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| {
+            file.error_at(
+                "preprocess",
+                Part::Value,
+                &format!("preprocess: {}", e.message()),
+            )
+        }),
         None => Ok(PreprocessSettings::default()),
     }
 }

@@ -233,6 +233,12 @@ pub struct ModelConfig {
     /// Training patch size in voxels, `[x, y, z]`; each a multiple of `2^poolings`.
     #[config(default = "[128, 128, 128]")]
     pub patch_size: [usize; 3],
+    /// Voxel spacing in mm, `[x, y, z]`, of the data the model was trained on: the median
+    /// spacing of its training cases, recorded by training (not a setting). `predict` and
+    /// `evaluate` resample inputs of another spacing to it and the prediction back
+    /// ([`crate::preprocess::resample`]). `None` (models saved before it was recorded, or
+    /// not trained here): inputs are used at their own spacing.
+    pub spacing: Option<[f64; 3]>,
     /// U-HVED only: weight of the KL term of the loss (the official code: 0.1).
     #[config(default = 0.1)]
     pub kl_weight: f64,
@@ -549,6 +555,18 @@ mod tests {
         assert!(c.to_json().contains("\"hemis\""));
         let bad = c.to_json().replace("\"poolings\"", "\"pooling\"");
         assert!(ModelConfig::from_json(&bad).is_err());
+    }
+
+    #[test]
+    fn spacing_is_kept_and_files_without_it_mean_none() {
+        let c = ModelConfig::preset("small")
+            .unwrap()
+            .with_spacing(Some([1.0, 0.5, 3.0]));
+        assert_eq!(ModelConfig::from_json(&c.to_json()).unwrap(), c);
+        let mut value: serde_json::Value = serde_json::from_str(&c.to_json()).unwrap();
+        value.as_object_mut().unwrap().remove("spacing");
+        let old = ModelConfig::from_json(&value.to_string()).unwrap();
+        assert_eq!(old.spacing, None);
     }
 
     #[test]

@@ -10,12 +10,13 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
 use super::dropout::ModalityDropout;
 use super::schedule::LrSchedule;
+use crate::config_file::{self, ConfigFile, Part};
 use crate::model::{Arch, ModelConfig, Preset};
 use crate::preprocess::PreprocessSettings;
 
@@ -236,29 +237,73 @@ impl TrainConfig {
         file: Option<&str>,
         origin: &str,
     ) -> Result<TrainConfig> {
-        let mut user: toml::Table = match file {
+        let (file, mut user) = match file {
             Some(text) => {
-                toml::from_str(text).with_context(|| format!("{origin} is not valid TOML"))?
+                let (file, table) = ConfigFile::parse(origin, text)?;
+                (Some(file), table)
             }
-            None => toml::Table::new(),
+            None => (None, toml::Table::new()),
         };
-        let file_preset: Option<Preset> = named_key(user.get("preset"), "preset", origin)?;
+        let file_preset: Option<Preset> = named_key(file.as_ref(), &user, "preset")?;
         let preset = preset.or(file_preset).unwrap_or(Preset::Paper);
-        let file_model = user.get("model").and_then(|m| m.as_table());
-        let file_arch: Option<Arch> =
-            named_key(file_model.and_then(|m| m.get("arch")), "model.arch", origin)?;
+        let file_arch: Option<Arch> = named_key(file.as_ref(), &user, "model.arch")?;
         let arch = arch.or(file_arch).unwrap_or_default();
-        let base = TrainConfig::recipe(arch, preset);
-        let mut merged = toml::Table::try_from(&base).context("cannot encode the preset")?;
+        let mut base = toml::Table::try_from(TrainConfig::recipe(arch, preset))
+            .context("cannot encode the preset")?;
+        base.insert("preset".into(), toml::Value::String(preset.name().into()));
+        let short_patch = user.contains_key("patch_size");
         lift_patch_size(&mut user);
-        merge(&mut merged, &user, "", origin)?;
-        merged.insert("preset".into(), toml::Value::String(preset.name().into()));
+        let mut merged = base.clone();
+        merge(&mut merged, &user, "").map_err(|key| {
+            let message = format!("unknown key '{key}'");
+            match &file {
+                Some(f) => f.error_at(&key, Part::Key, &message),
+                None => anyhow::anyhow!("{message}"),
+            }
+        })?;
         if let Some(toml::Value::Table(model)) = merged.get_mut("model") {
             model.insert("arch".into(), toml::Value::String(arch.name().into()));
         }
-        merged
-            .try_into()
-            .with_context(|| format!("bad configuration in {origin}"))
+        let Some(file) = file else {
+            return merged.try_into().context("cannot decode the preset");
+        };
+        // The key of the file that a problem comes from: each of the file's settings alone
+        // on the recipe, in turn, until one shows the problem. `check` gives the message.
+        let culprit = |check: &dyn Fn(&str, toml::Table) -> Result<(), String>| {
+            config_file::leaves(&user)
+                .into_iter()
+                .find_map(|(key, value)| {
+                    let message = check(&key, config_file::with_leaf(&base, &key, &value)).err()?;
+                    let in_file = if short_patch && key == "model.patch_size" {
+                        "patch_size"
+                    } else {
+                        &key
+                    };
+                    Some(file.error_at(in_file, Part::Value, &message))
+                })
+        };
+        let decode =
+            |table: toml::Table| -> Result<TrainConfig, toml::de::Error> { table.try_into() };
+        // A value of the wrong type or an unknown name: the decoder's message, after the key.
+        let decodes = |key: &str, table: toml::Table| {
+            decode(table)
+                .map(drop)
+                .map_err(|e| format!("{key}: {}", e.message()))
+        };
+        let cfg = decode(merged)
+            .map_err(|e| culprit(&decodes).unwrap_or_else(|| file.error(e.message())))?;
+        // A value out of range: the check's message names the key.
+        let valid = |key: &str, table: toml::Table| {
+            decodes(key, table.clone())?;
+            decode(table)
+                .map_err(|e| e.message().to_string())?
+                .validate()
+                .map_err(|e| format!("{e:#}"))
+        };
+        if let Err(e) = cfg.validate() {
+            return Err(culprit(&valid).unwrap_or_else(|| file.error(&format!("{e:#}"))));
+        }
+        Ok(cfg)
     }
 
     /// Reads and resolves a TOML file (see [`TrainConfig::resolve`]).
@@ -355,6 +400,11 @@ impl TrainConfig {
             i64::MAX
         );
         ensure!(self.workers >= 1, "workers must be at least 1");
+        ensure!(
+            self.model.spacing.is_none(),
+            "[model] spacing is measured from the training data (the median spacing of the \
+             training cases), not a setting"
+        );
         self.augmentation.validate()?;
         self.model.validate().context("bad [model] settings")?;
         self.model
@@ -370,22 +420,28 @@ fn default_max_cases_in_memory() -> usize {
     64
 }
 
-/// The value of the string key `key` (`value`, if the file has it) parsed by its name, with
-/// an error naming the key and the file `origin`.
+/// The value of the string key `key` (a dotted path such as `model.arch`) of the file's
+/// table `user`, parsed by its name, with an error at its place in `file`.
 fn named_key<T: FromStr<Err = String>>(
-    value: Option<&toml::Value>,
+    file: Option<&ConfigFile>,
+    user: &toml::Table,
     key: &str,
-    origin: &str,
 ) -> Result<Option<T>> {
-    match value {
-        Some(toml::Value::String(s)) => s
-            .parse::<T>()
-            .map(Some)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("bad key '{key}' in {origin}")),
-        Some(_) => bail!("bad key '{key}' in {origin}: expected a string"),
-        None => Ok(None),
-    }
+    let mut names = key.split('.');
+    let first = names.next().and_then(|n| user.get(n));
+    let value = names.fold(first, |v, n| v.and_then(|v| v.get(n)));
+    let message = match value {
+        Some(toml::Value::String(s)) => match s.parse::<T>() {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) => format!("{key}: {e}"),
+        },
+        Some(_) => format!("{key}: expected a string"),
+        None => return Ok(None),
+    };
+    Err(match file {
+        Some(f) => f.error_at(key, Part::Value, &message),
+        None => anyhow::anyhow!("{message}"),
+    })
 }
 
 fn default_lr_step_iterations() -> usize {
@@ -415,9 +471,9 @@ fn lift_patch_size(table: &mut toml::Table) {
     }
 }
 
-/// Overrides `base` with `user`, recursing into tables; keys of `user` missing from `base`
-/// are errors naming the key path.
-fn merge(base: &mut toml::Table, user: &toml::Table, prefix: &str, origin: &str) -> Result<()> {
+/// Overrides `base` with `user`, recursing into tables; a key of `user` missing from `base`
+/// is an error holding its dotted path.
+fn merge(base: &mut toml::Table, user: &toml::Table, prefix: &str) -> Result<(), String> {
     for (k, v) in user {
         let path = if prefix.is_empty() {
             k.clone()
@@ -425,9 +481,9 @@ fn merge(base: &mut toml::Table, user: &toml::Table, prefix: &str, origin: &str)
             format!("{prefix}.{k}")
         };
         match (base.get_mut(k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => merge(b, u, &path, origin)?,
+            (Some(toml::Value::Table(b)), toml::Value::Table(u)) => merge(b, u, &path)?,
             (Some(slot), _) => *slot = v.clone(),
-            (None, _) => bail!("unknown key '{path}' in {origin}"),
+            (None, _) => return Err(path),
         }
     }
     Ok(())
@@ -562,9 +618,9 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
         let e = TrainConfig::resolve(None, None, Some("epoch = 3\n"), "f.toml").unwrap_err();
-        assert!(
-            format!("{e:#}").contains("unknown key 'epoch' in f.toml"),
-            "{e:#}"
+        assert_eq!(
+            format!("{e:#}"),
+            "f.toml: line 1, column 1: unknown key 'epoch'"
         );
         let e = TrainConfig::resolve(None, None, Some("[augmentation]\nflip = 1\n"), "f.toml")
             .unwrap_err();
@@ -587,6 +643,49 @@ mod tests {
         let mut c = TrainConfig::preset(Preset::Small);
         c.model.patch_size = [30, 32, 32];
         assert!(format!("{:#}", c.validate().unwrap_err()).contains("patch_size"));
+    }
+
+    #[test]
+    fn bad_values_are_one_line_naming_file_line_and_key() {
+        let e = |text: &str| {
+            let e = TrainConfig::resolve(None, None, Some(text), "f.toml").unwrap_err();
+            format!("{e:#}")
+        };
+        assert_eq!(
+            e("epochs = 2\nlr = \"x\"\n"),
+            "f.toml: line 2, column 6: lr: invalid type: string \"x\", expected f64"
+        );
+        let got = e("optimizer = \"adamw\"\n");
+        assert!(
+            got.starts_with("f.toml: line 1, column 13: optimizer: unknown variant `adamw`"),
+            "{got}"
+        );
+        let got = e("[model]\nfusion = \"foo\"\n");
+        assert!(
+            got.starts_with("f.toml: line 2, column 10: model.fusion: unknown fusion 'foo'"),
+            "{got}"
+        );
+        assert_eq!(
+            e("preset = \"big\"\n"),
+            "f.toml: line 1, column 10: preset: unknown preset 'big' (expected paper, small, \
+             authors)"
+        );
+        assert_eq!(
+            e("epochs = 3\n\n[augmentation]\nlr = 1\n"),
+            "f.toml: line 4, column 1: unknown key 'augmentation.lr'"
+        );
+        // Out of range: the check's message names the key.
+        assert_eq!(
+            e("epochs = 3\nlr = -1.0\n"),
+            "f.toml: line 2, column 6: lr must be positive, got -1"
+        );
+        let got = e("patch_size = [30, 32, 32]\n");
+        assert!(got.starts_with("f.toml: line 1, column 14: "), "{got}");
+        assert!(got.contains("patch_size does not fit the network"), "{got}");
+        // A syntax error: one line, no snippet.
+        let got = e("epochs = 3\nlr = \n");
+        assert!(got.starts_with("f.toml: line 2, column 6: "), "{got}");
+        assert!(!got.contains('\n') && !got.contains('|'), "{got}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::{TrainConfig, TrainOptions, rng};
 use crate::dataset::{self, Dataset, Split};
 use crate::fsutil::FolderLock;
 use crate::modality::Subset;
-use crate::preprocess::{Cache, PreprocessedCase};
+use crate::preprocess::{Cache, PreprocessedCase, resample};
 use crate::progress::Sink;
 
 /// Paths inside a run directory.
@@ -92,6 +92,9 @@ pub(super) struct Data {
     pub lazy: bool,
     /// The preprocessing cache folder.
     pub cache_dir: PathBuf,
+    /// The median voxel spacing of the training cases (mm, x y z), saved with the model
+    /// ([`crate::model::ModelConfig::spacing`]).
+    pub spacing: [f64; 3],
 }
 
 /// Discovers the dataset, resolves and saves the split, and reads (through the cache) and
@@ -127,24 +130,51 @@ pub(super) fn load_data(opts: &TrainOptions, run: &RunDir, sink: &Sink) -> Resul
     // from the cache when needed (see `store`).
     let lazy = cfg.max_cases_in_memory > 0 && split.train.len() > cfg.max_cases_in_memory;
     let bar = sink.bar(all_ids.len(), "preparing", "cases");
-    let prepared: Vec<Result<(Subset, Option<PreprocessedCase>)>> = all_ids
+    type Prepared = (Subset, [f64; 3], Option<PreprocessedCase>);
+    let prepared: Vec<Result<Prepared>> = all_ids
         .par_iter()
         .map(|id| {
-            let r = prepare_case(&dataset, &cache, id, cfg)
-                .map(|pre| (pre.available(), (!lazy).then_some(pre)));
+            let r = prepare_case(&dataset, &cache, id, cfg).map(|pre| {
+                let spacing = pre.geometry.spacing.map(f64::abs);
+                (pre.available(), spacing, (!lazy).then_some(pre))
+            });
             bar.inc(1);
             r
         })
         .collect();
     bar.finish_and_clear();
     let mut available = Vec::with_capacity(prepared.len());
+    let mut spacings = Vec::with_capacity(prepared.len());
     let mut cases = Vec::with_capacity(prepared.len());
     for r in prepared {
-        let (a, pre) = r?;
+        let (a, spacing, pre) = r?;
         available.push(a);
+        spacings.push(spacing);
         cases.extend(pre);
     }
+    // Files of the case folders that discovery ignored, said once on stderr as warnings are
+    // (not a progress event: `--quiet` and JSON logs still show them), once every case has
+    // been read (a refused case leaves its one-line error alone).
+    for note in all_ids
+        .iter()
+        .filter_map(|id| dataset.case(id))
+        .flat_map(|c| c.notes())
+    {
+        eprintln!("note: {note}");
+    }
     let n_train = split.train.len();
+    let spacing = median_spacing(&spacings[..n_train]);
+    let other = spacings[..n_train]
+        .iter()
+        .filter(|s| resample::needs_resampling(**s, spacing))
+        .count();
+    if other > 0 {
+        eprintln!(
+            "note: {other} training case(s) have another voxel spacing than the median {} × {} \
+             × {} mm the model records; training uses them as they are",
+            spacing[0], spacing[1], spacing[2]
+        );
+    }
     let (train, validation): (Arc<dyn CaseSource>, ValCases) = if lazy {
         let lazy_cases = |ids: &[String], available: &[Subset], capacity: usize| {
             LazyCases::new(
@@ -177,6 +207,22 @@ pub(super) fn load_data(opts: &TrainOptions, run: &RunDir, sink: &Sink) -> Resul
         validation,
         lazy,
         cache_dir,
+        spacing,
+    })
+}
+
+/// The per-axis median of `spacings` (the mean of the two middle values for an even count),
+/// as nnU-Net chooses the spacing a model works at; `spacings` is not empty.
+fn median_spacing(spacings: &[[f64; 3]]) -> [f64; 3] {
+    std::array::from_fn(|a| {
+        let mut v: Vec<f64> = spacings.iter().map(|s| s[a]).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
     })
 }
 
@@ -271,5 +317,18 @@ impl ValCases {
             ValCases::Memory(v) => Ok(Cow::Borrowed(&v[index])),
             ValCases::Lazy(l) => Ok(Cow::Owned(l.preprocessed(index)?)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median_spacing;
+
+    #[test]
+    fn median_spacing_is_per_axis() {
+        let s = [[1.0, 0.5, 5.0], [1.0, 0.7, 3.0], [2.0, 0.6, 1.0]];
+        assert_eq!(median_spacing(&s), [1.0, 0.6, 3.0]);
+        assert_eq!(median_spacing(&s[..2]), [1.0, 0.6, 4.0]);
+        assert_eq!(median_spacing(&s[2..]), [2.0, 0.6, 1.0]);
     }
 }

@@ -371,7 +371,9 @@ impl<'a, N: Network> Trainer<'a, N> {
     fn save_checkpoint(&self, dir: &Path) -> Result<()> {
         let cfg = self.cfg;
         checkpoint::write_atomically(dir, |tmp| {
-            model::save_model(tmp, self.model()?, &cfg.model)?;
+            let mut model_cfg = cfg.model.clone();
+            model_cfg.spacing = Some(self.data.spacing);
+            model::save_model(tmp, self.model()?, &model_cfg)?;
             let path = tmp.join(checkpoint::OPTIMIZER_FILE);
             self.optim
                 .save(&path)

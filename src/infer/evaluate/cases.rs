@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::dataset::{self, Split};
+use crate::infer::Predictor;
+use crate::preprocess::resample::needs_resampling;
 use crate::preprocess::{self, PreprocessSettings};
 use crate::volume::Grid;
 
@@ -60,6 +62,29 @@ impl<'a> CaseSource<'a> {
             .clone()
             .with_context(|| format!("case {} has no segmentation", self.case.id))?;
         Ok((gt, loaded.geometry.spacing))
+    }
+
+    /// The case as read, when `predictor` resamples it (its spacing differs from the
+    /// model's; see [`Predictor::resampling_of`]); `None` when it is predicted as preprocessed.
+    /// Read from its files when a cache is used (resampled cases are not cached).
+    pub(super) fn resampling_for(
+        &mut self,
+        predictor: &Predictor,
+    ) -> Result<Option<&dataset::LoadedCase>> {
+        let Some(to) = predictor.config().spacing else {
+            return Ok(None);
+        };
+        let spacing = match &self.loaded {
+            Some(l) => l.geometry.spacing,
+            None => self.reference()?.1,
+        };
+        if !needs_resampling(spacing, to) {
+            return Ok(None);
+        }
+        if self.loaded.is_none() {
+            self.loaded = Some(dataset::load_case(self.ds, self.case)?);
+        }
+        Ok(self.loaded.as_ref())
     }
 
     /// The case preprocessed with `settings`.

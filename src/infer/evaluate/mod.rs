@@ -116,6 +116,9 @@ pub struct EvaluateOutcome {
     pub partial: Vec<PartialCase>,
     /// How many (model, case) predictions of this run used each plan (`sliding`, `whole`).
     pub plans: BTreeMap<String, usize>,
+    /// Notes about the evaluated cases' folders (files ignored, see
+    /// [`CaseFiles::notes`]).
+    pub notes: Vec<String>,
 }
 
 /// A case without some of the modalities the requested subsets use.
@@ -212,6 +215,15 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
     let cases_path = opts.out.join("cases.csv");
     let by_id: BTreeMap<&str, &CaseFiles> = ds.cases.iter().map(|c| (c.id.as_str(), c)).collect();
     let wanted = |case: &CaseFiles| wanted_subsets(&opts.subsets, case);
+    let mut notes: Vec<String> = opts
+        .models
+        .iter()
+        .zip(&predictors)
+        .filter(|(_, p)| p.config().spacing.is_none())
+        .map(|(path, _)| super::unrecorded_spacing_note(path))
+        .collect();
+    notes.extend(ids.iter().flat_map(|id| by_id[id.as_str()].notes()));
+    let mut resampled = vec![0usize; predictors.len()];
     let mut rows = read_case_rows(&cases_path)?;
     let done = complete_groups(&rows, &by_id, &opts.subsets);
     rows.retain(|r| done.contains(&(r.model.clone(), r.case.clone())));
@@ -249,8 +261,18 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         let mut source = CaseSource::new(&ds, case, cache.as_ref())?;
         let (gt, spacing) = source.reference()?;
         for &i in &todo {
-            let pre = source.preprocessed(&predictors[i].preprocess)?;
-            let preds = predictors[i].predict_subsets(pre, &subsets)?;
+            // A case of another spacing than the model's is resampled to it and the
+            // prediction back to the case's grid, where the reference is.
+            let preds = match source.resampling_for(&predictors[i])? {
+                Some(loaded) => {
+                    resampled[i] += 1;
+                    predictors[i].predict_loaded(loaded, &subsets)?
+                }
+                None => {
+                    let pre = source.preprocessed(&predictors[i].preprocess)?;
+                    predictors[i].predict_subsets(pre, &subsets)?
+                }
+            };
             if let Some((_, p)) = preds.first() {
                 *plans.entry(p.plan.plan.to_string()).or_default() += 1;
             }
@@ -286,6 +308,15 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         })
         .collect();
     write_summaries(&opts.out, &summaries, &settings)?;
+    for ((name, p), n) in names.iter().zip(&predictors).zip(resampled) {
+        if let (Some(s), true) = (p.config().spacing, n > 0) {
+            notes.push(format!(
+                "model {name}: {n} case(s) of another voxel spacing were resampled to its \
+                 {} × {} × {} mm, and their predictions back to their own grids for scoring",
+                s[0], s[1], s[2]
+            ));
+        }
+    }
     Ok(EvaluateOutcome {
         summaries,
         scored,
@@ -293,6 +324,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         unlabelled,
         partial,
         plans,
+        notes,
     })
 }
 
