@@ -302,10 +302,11 @@ fn a_training_step_matches_flex() {
 /// rounding of a kink, a last-bit difference picks the other slope and moves every gradient
 /// upstream of it, sometimes a whole encoder's by about 1 %. Flex does the same to itself:
 /// with every input changed by one ulp (×(1 ± 1.2e-7)), flex's own gradients moved like this
-/// in 3 of 36 steps measured (A2FSeg, a2fseg-released, U-HVED at this size; up to 2.7 % in a
-/// whole U-HVED encoder), and lavapipe differed from flex like this in 1 of 18 (AVX2 and
-/// AVX-512 widths; 3.7 % at most in 12 differently drawn A2FSeg networks). A backward kernel
-/// that is wrong is wrong for every input, so it fails in most runs.
+/// in 2 of 18 steps with uniform inputs as here (A2FSeg, a2fseg-released, U-HVED at this size,
+/// 6 inputs each; up to 2.7 % in a whole U-HVED encoder) and in 10 of 42 over every input
+/// tried, while lavapipe (256-bit) differed from flex like this in 1 of the 18 (3.7 % at most
+/// over 12 differently drawn A2FSeg networks with structured inputs). A backward kernel that
+/// is wrong is wrong for every input, so it fails in most runs.
 fn assert_same_gradients(what: &str, runs: &[(Vec<Option<Vec<f32>>>, Vec<Option<Vec<f32>>>)]) {
     let n = runs[0].0.len();
     let mut agreed = vec![0usize; n];
