@@ -39,10 +39,8 @@ use crate::dataset::{self, Split};
 use crate::demo::budget::{self, BudgetInputs};
 use crate::demo::stage::{Stage, StageState};
 use crate::fsutil::FolderLock;
-use crate::infer::Tta;
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
 use crate::metrics::MetricOptions;
-use crate::modality::Subset;
 use crate::model::{ComputeDevice, Preset};
 use crate::train::{TrainConfig, TrainOptions};
 
@@ -287,8 +285,8 @@ fn config_of(opts: &CompareOptions, method: Method, epochs: usize) -> TrainConfi
     cfg
 }
 
-/// How every method's evaluation runs: the test cases, all 15 subsets, default metrics,
-/// step 0.5, no mirroring, each model's post-processing.
+/// How every method's evaluation runs: `evaluate`'s defaults (the test cases, all 15
+/// subsets, …) on the comparison's device, with its cache.
 fn evaluate_options(
     opts: &CompareOptions,
     run: &Path,
@@ -296,22 +294,16 @@ fn evaluate_options(
     out: &Path,
 ) -> EvaluateOptions {
     EvaluateOptions {
-        models: vec![run.to_path_buf()],
-        data: opts.data.clone(),
-        split: Some(split.to_path_buf()),
-        part: "test".into(),
-        subsets: Subset::all_nonempty().collect(),
-        out: out.to_path_buf(),
-        metrics: MetricOptions::default(),
-        step: 0.5,
-        window: Default::default(),
-        max_memory: None,
-        tta: Tta::OFF,
-        postprocess: true,
         device: opts.device,
         quiet: opts.quiet,
         cache: Some(opts.out.join("cache")),
         strict_finite: opts.strict_finite,
+        ..EvaluateOptions::new(
+            run.to_path_buf(),
+            opts.data.clone(),
+            Some(split.to_path_buf()),
+            out.to_path_buf(),
+        )
     }
 }
 

@@ -16,9 +16,8 @@ use super::{DemoModel, DemoOptions, build_report, model_label};
 use crate::compare::{CompareOptions, CompareOutcome, Method, Recipe, run_compare};
 use crate::dataset::{self, Split};
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
-use crate::infer::{Tta, postprocess, resolve_model_dir};
+use crate::infer::{postprocess, resolve_model_dir};
 use crate::metrics::MetricOptions;
-use crate::modality::Subset;
 use crate::model::{Arch, Preset};
 use crate::progress::{Output, Sink, Stream};
 use crate::report::document::metric_conventions;
@@ -372,22 +371,13 @@ impl<'a> Demo<'a> {
             });
             let (_, r) = eval_stage.run(true, |d| {
                 let outcome = evaluate(&EvaluateOptions {
-                    models: vec![train_stage.dir.clone()],
-                    data: inputs.data.clone(),
-                    split: Some(inputs.split_path.clone()),
-                    part: "test".into(),
-                    subsets: Subset::all_nonempty().collect(),
-                    out: d.to_path_buf(),
-                    metrics: MetricOptions::default(),
-                    step: 0.5,
-                    window: Default::default(),
-                    max_memory: None,
-                    tta: Tta::OFF,
-                    postprocess: true,
-                    device: crate::model::ComputeDevice::Cpu,
                     quiet: opts.quiet,
-                    cache: None,
-                    strict_finite: false,
+                    ..EvaluateOptions::new(
+                        train_stage.dir.clone(),
+                        inputs.data.clone(),
+                        Some(inputs.split_path.clone()),
+                        d.to_path_buf(),
+                    )
                 })?;
                 Ok(json!({ "scored": outcome.scored }))
             })?;

@@ -100,6 +100,33 @@ pub struct EvaluateOptions {
     pub strict_finite: bool,
 }
 
+impl EvaluateOptions {
+    /// `a2fseg evaluate`'s defaults for one model (a run or model folder) on the `test` part
+    /// of `split` (or every case of `data`), writing to `out`: all 15 subsets, default
+    /// metrics, the sliding window at step 0.5, no mirroring, the model's post-processing, on
+    /// the CPU, without a cache.
+    pub fn new(model: PathBuf, data: PathBuf, split: Option<PathBuf>, out: PathBuf) -> Self {
+        EvaluateOptions {
+            models: vec![model],
+            data,
+            split,
+            part: "test".into(),
+            subsets: Subset::all_nonempty().collect(),
+            out,
+            metrics: MetricOptions::default(),
+            step: 0.5,
+            window: WindowChoice::default(),
+            max_memory: None,
+            tta: Tta::OFF,
+            postprocess: true,
+            device: crate::model::ComputeDevice::Cpu,
+            quiet: false,
+            cache: None,
+            strict_finite: false,
+        }
+    }
+}
+
 /// Outcome of [`evaluate`].
 #[derive(Debug, Clone)]
 pub struct EvaluateOutcome {
