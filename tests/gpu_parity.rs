@@ -526,12 +526,8 @@ fn method_parity<N: Network>(arch: Arch, gpu: &Device) {
     let step = |d: &Device, x: &[(Modality, Vec<f32>)]| {
         let d = d.clone().autodiff();
         let m = load(&d);
-        let step = TrainInputs {
-            subset,
-            images: on(&d, x),
-            classes: Tensor::<4, Int>::from_data(TensorData::new(classes(), [1, 16, 16, 16]), &d),
-            noise_seed: 3,
-        };
+        let classes = Tensor::<4, Int>::from_data(TensorData::new(classes(), [1, 16, 16, 16]), &d);
+        let step = TrainInputs::new(subset, on(&d, x), classes, 3);
         let loss = m.training_loss(step).unwrap();
         let total = loss.total.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(loss.total.backward(), &m);

@@ -147,12 +147,12 @@ pub fn training_step_timing(
             let Some(model) = slot.take() else {
                 return;
             };
-            let step_inputs = crate::model::TrainInputs {
-                subset: crate::modality::Subset::FULL,
-                images: inputs.clone(),
-                classes: classes.clone(),
-                noise_seed: 0,
-            };
+            let step_inputs = crate::model::TrainInputs::new(
+                crate::modality::Subset::FULL,
+                inputs.clone(),
+                classes.clone(),
+                0,
+            );
             match train::step(model, &mut optim, step_inputs, &train_cfg, train_cfg.lr) {
                 Ok((model, _)) => slot = Some(model),
                 Err(e) => failure = Some(e),

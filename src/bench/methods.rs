@@ -110,12 +110,7 @@ impl Bench<'_> {
             let model = slot
                 .take()
                 .context("the model is gone after a failed step")?;
-            let inputs = TrainInputs {
-                subset: Subset::FULL,
-                images: images.clone(),
-                classes: classes.clone(),
-                noise_seed: 0,
-            };
+            let inputs = TrainInputs::new(Subset::FULL, images.clone(), classes.clone(), 0);
             let (model, _) = train::step(model, &mut optim, inputs, train_cfg, train_cfg.lr)?;
             slot = Some(model);
             Ok(())

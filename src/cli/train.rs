@@ -7,7 +7,9 @@ use clap::Args;
 
 use super::Global;
 use crate::model::{Arch, ComputeDevice, Fusion, Preset, Targets};
-use crate::train::{LogFormat, ModalityDropout, OptimizerKind, TrainConfig, TrainOptions};
+use crate::train::{
+    LogFormat, ModalityDropout, OptimizerKind, SubsetDraw, TrainConfig, TrainOptions,
+};
 
 /// Arguments of `a2fseg train`.
 ///
@@ -87,6 +89,10 @@ pub struct TrainArgs {
     /// How modalities are hidden in training.
     #[arg(long, value_enum)]
     pub modality_dropout: Option<ModalityDropout>,
+
+    /// Draw the training subset once per batch or once per sample.
+    #[arg(long, value_enum)]
+    pub subset_draw: Option<SubsetDraw>,
 
     /// Validate every N epochs (0: never).
     #[arg(long, value_name = "N")]
@@ -168,6 +174,9 @@ fn apply_overrides(cfg: &mut TrainConfig, args: &TrainArgs) {
     }
     if let Some(v) = args.modality_dropout {
         cfg.modality_dropout = v;
+    }
+    if let Some(v) = args.subset_draw {
+        cfg.subset_draw = v;
     }
     if let Some(v) = args.validate_every {
         cfg.validate_every = v;

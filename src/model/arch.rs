@@ -39,8 +39,12 @@ pub struct StepLoss {
 /// What a training step hands the network.
 #[derive(Debug, Clone)]
 pub struct TrainInputs {
-    /// The modalities drawn for this step (non-empty): the network sees only these.
+    /// The modalities drawn for this step (non-empty): the network sees only these. With
+    /// one draw per sample, the union of [`TrainInputs::sample_subsets`].
     pub subset: Subset,
+    /// Each sample's own subset, `B` entries (all equal to `subset` when the batch shares
+    /// one draw): a method that hides modalities per sample masks sample `b` by entry `b`.
+    pub sample_subsets: Vec<Subset>,
     /// Images `[B, 1, D, H, W]` in canonical modality order: those of `subset`, or, for a
     /// network whose [`Network::trains_on_all_modalities`] holds, every modality the batch's
     /// cases have (a superset of `subset`; all four with complete cases), for targets such as
@@ -54,6 +58,35 @@ pub struct TrainInputs {
 }
 
 impl TrainInputs {
+    /// The inputs of a step whose batch shares one subset (`classes` `[B, D, H, W]` gives B).
+    pub fn new(
+        subset: Subset,
+        images: Vec<(Modality, Tensor<5>)>,
+        classes: Tensor<4, Int>,
+        noise_seed: u64,
+    ) -> TrainInputs {
+        let batch = classes.dims()[0];
+        TrainInputs {
+            subset,
+            sample_subsets: vec![subset; batch],
+            images,
+            classes,
+            noise_seed,
+        }
+    }
+
+    /// Which modalities each sample has, `[B, 4]` in canonical order (1 available, 0 hidden):
+    /// the mask of a method that zeroes a missing modality per sample.
+    pub fn sample_mask(&self, device: &Device) -> Tensor<2> {
+        let b = self.sample_subsets.len();
+        let values: Vec<f32> = self
+            .sample_subsets
+            .iter()
+            .flat_map(|s| Modality::ALL.map(|m| if s.contains(m) { 1.0 } else { 0.0 }))
+            .collect();
+        Tensor::from_data(burn::tensor::TensorData::new(values, [b, 4]), device)
+    }
+
     /// N(0, 1) noise of shape `dims` on `device` (a reparameterised sample's ε), drawn on the
     /// CPU from the stream `(noise_seed, stream)`: the same numbers on every device and in
     /// every run and resume of the step. Use one `stream` per draw of a step.

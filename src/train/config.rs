@@ -14,7 +14,7 @@ use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 
 use super::augment::AugmentConfig;
-use super::dropout::ModalityDropout;
+use super::dropout::{ModalityDropout, SubsetDraw};
 use super::schedule::LrSchedule;
 use crate::config_file::{self, ConfigFile, Part};
 use crate::model::{Arch, ModelConfig, Preset};
@@ -75,8 +75,13 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Clip the global L2 norm of all gradients to this value; 0 disables.
     pub grad_clip_norm: f64,
-    /// How modalities are hidden during training: `paper`, `uniform` or `full`.
+    /// How modalities are hidden during training: `paper`, `uniform`, `size`, `bernoulli` or
+    /// `full`.
     pub modality_dropout: ModalityDropout,
+    /// Whether one subset serves the whole batch (`batch`, the default) or each sample draws
+    /// its own (`sample`, for methods that zero a missing modality per sample).
+    #[serde(default)]
+    pub subset_draw: SubsetDraw,
     /// Share of patches centred on a tumour voxel, decided per patch.
     pub foreground_fraction: f64,
     /// Validate every this many epochs (and after the last); 0 never validates.
@@ -193,6 +198,7 @@ impl TrainConfig {
             weight_decay: 0.0,
             grad_clip_norm: 12.0,
             modality_dropout: ModalityDropout::Paper,
+            subset_draw: SubsetDraw::Batch,
             foreground_fraction: 0.33,
             validate_every: 1,
             validation_cases: 0,

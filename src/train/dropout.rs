@@ -33,14 +33,55 @@ pub enum ModalityDropout {
     /// uniformly, every iteration, as U-HVED trains (so the full set is seen a quarter of
     /// the time, each single modality a sixteenth).
     Size,
+    /// Each modality kept with probability ½, independently; an empty draw is redrawn, as
+    /// MFI trains (every non-empty subset equally likely, 1/15 each, like `uniform`; the
+    /// difference is only the stream of draws).
+    Bernoulli,
     /// Never drop: always all four modalities.
     Full,
+}
+
+/// Whether one drawn subset serves the whole batch or each sample draws its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SubsetDraw {
+    /// One subset per batch (A2FSeg and U-HVED: only that subset's branches run). The default.
+    #[default]
+    Batch,
+    /// One subset per sample, from the stream `(DROPOUT, epoch, iteration, item)` (RFNet,
+    /// mmFormer and MFI, which zero a missing modality per sample): the step's subset is then
+    /// the union of the samples' ones, and [`crate::model::TrainInputs::sample_subsets`]
+    /// tells each sample's own.
+    Sample,
+}
+
+impl SubsetDraw {
+    /// The configuration name (`batch`, `sample`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SubsetDraw::Batch => "batch",
+            SubsetDraw::Sample => "sample",
+        }
+    }
 }
 
 impl ModalityDropout {
     /// The subset of modalities for iteration `iteration` of epoch `epoch` (both from 0).
     pub fn sample(self, seed: u64, epoch: usize, iteration: usize) -> Subset {
-        let mut r = rng::stream(seed, &[rng::DROPOUT, epoch as u64, iteration as u64]);
+        let r = rng::stream(seed, &[rng::DROPOUT, epoch as u64, iteration as u64]);
+        self.draw(r, epoch)
+    }
+
+    /// The subset of sample `item` of iteration `iteration` of epoch `epoch`, for
+    /// [`SubsetDraw::Sample`]: the same rule as [`ModalityDropout::sample`] on the stream
+    /// `(DROPOUT, epoch, iteration, item)`.
+    pub fn sample_item(self, seed: u64, epoch: usize, iteration: usize, item: usize) -> Subset {
+        let path = [rng::DROPOUT, epoch as u64, iteration as u64, item as u64];
+        self.draw(rng::stream(seed, &path), epoch)
+    }
+
+    /// One draw of this rule from `r` in epoch `epoch`.
+    fn draw(self, mut r: impl RngExt, epoch: usize) -> Subset {
         match self {
             ModalityDropout::Full => Subset::FULL,
             ModalityDropout::Uniform => Subset::from_bits(r.random_range(1u8..=15)),
@@ -48,6 +89,12 @@ impl ModalityDropout {
                 let size = r.random_range(1usize..=4);
                 of_size(&mut r, size)
             }
+            ModalityDropout::Bernoulli => loop {
+                let bits = (0..4).fold(0u8, |acc, i| acc | (u8::from(r.random_bool(0.5)) << i));
+                if bits != 0 {
+                    return Subset::from_bits(bits);
+                }
+            },
             ModalityDropout::Paper => {
                 if epoch % 2 == 1 {
                     return Subset::FULL;
@@ -64,6 +111,7 @@ impl ModalityDropout {
             ModalityDropout::Paper => "paper",
             ModalityDropout::Uniform => "uniform",
             ModalityDropout::Size => "size",
+            ModalityDropout::Bernoulli => "bernoulli",
             ModalityDropout::Full => "full",
         }
     }
@@ -110,9 +158,10 @@ impl FromStr for ModalityDropout {
             "paper" => Ok(ModalityDropout::Paper),
             "uniform" => Ok(ModalityDropout::Uniform),
             "size" => Ok(ModalityDropout::Size),
+            "bernoulli" => Ok(ModalityDropout::Bernoulli),
             "full" | "none" => Ok(ModalityDropout::Full),
             other => Err(format!(
-                "unknown modality dropout '{other}' (expected paper, uniform, size or full)"
+                "unknown modality dropout '{other}' (expected paper, uniform, size, bernoulli or full)"
             )),
         }
     }
@@ -191,6 +240,38 @@ mod tests {
             let n = c[1 << m];
             assert!((180..320).contains(&n), "{n}");
         }
+    }
+
+    #[test]
+    fn bernoulli_covers_the_fifteen_subsets_evenly() {
+        let c = counts(ModalityDropout::Bernoulli, 0..10, 1500);
+        assert_eq!(c[0], 0);
+        for (bits, &n) in c.iter().enumerate().skip(1) {
+            assert!((850..1150).contains(&n), "subset {bits:04b}: {n}");
+        }
+    }
+
+    #[test]
+    fn per_sample_draws_are_their_own_stream_and_follow_the_rule() {
+        let mode = ModalityDropout::Size;
+        let mut differs = 0;
+        let mut by_size = [0usize; 5];
+        for it in 0..400 {
+            let items: Vec<Subset> = (0..2).map(|k| mode.sample_item(9, 0, it, k)).collect();
+            assert_eq!(items[0], mode.sample_item(9, 0, it, 0), "a pure function");
+            differs += usize::from(items[0] != items[1]);
+            for s in items {
+                by_size[s.len()] += 1;
+            }
+        }
+        // Independent draws agree with probability Σ p(s)² ≈ 0.11 under `size`.
+        assert!(differs > 300, "{differs} of 400 pairs differ");
+        assert_eq!(by_size[0], 0);
+        for n in &by_size[1..] {
+            assert!((150..250).contains(n), "{by_size:?}");
+        }
+        let p = ModalityDropout::Paper;
+        assert!((0..50).all(|k| p.sample_item(9, 1, 0, k) == Subset::FULL));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use anyhow::Result;
 use rand::RngExt;
 
 use super::augment::{self, AugmentConfig};
-use super::dropout::{self, ModalityDropout};
+use super::dropout::{self, ModalityDropout, SubsetDraw};
 use super::rng;
 use super::sampler::{self, TrainCase};
 use crate::modality::{Modality, Subset};
@@ -81,6 +81,8 @@ pub struct BatchSpec {
     pub foreground_fraction: f64,
     /// Modality dropout mode.
     pub dropout: ModalityDropout,
+    /// One subset per batch or per sample.
+    pub subset_draw: SubsetDraw,
     /// Augmentation settings.
     pub augment: AugmentConfig,
     /// Load every modality the batch's cases share, not only the drawn subset (for a
@@ -96,8 +98,10 @@ pub struct Batch {
     pub epoch: usize,
     /// Iteration within the epoch (from 0).
     pub iteration: usize,
-    /// The modalities this step trains on.
+    /// The modalities this step trains on: the union of [`Batch::sample_subsets`].
     pub subset: Subset,
+    /// Each sample's own subset (all equal to `subset` with [`SubsetDraw::Batch`]).
+    pub sample_subsets: Vec<Subset>,
     /// Per modality loaded (canonical order): `[B, 1, D, H, W]` voxels, C order. Those of
     /// `subset`, or with [`BatchSpec::all_modalities`] every modality the batch's cases
     /// share (a superset of `subset`). Each modality's patch is the same whichever others
@@ -162,8 +166,25 @@ pub fn make_batch<S: CaseSource + ?Sized>(
         shared = Subset::from_bits(shared.bits() & cases.available(case_index).bits());
         items.push((r, case_index));
     }
-    let sampled = spec.dropout.sample(spec.seed, epoch, iteration);
-    let subset = dropout::restrict(sampled, shared, spec.seed, epoch, iteration);
+    let sample_subsets: Vec<Subset> = match spec.subset_draw {
+        SubsetDraw::Batch => {
+            let sampled = spec.dropout.sample(spec.seed, epoch, iteration);
+            let subset = dropout::restrict(sampled, shared, spec.seed, epoch, iteration);
+            vec![subset; spec.batch_size]
+        }
+        SubsetDraw::Sample => (0..spec.batch_size)
+            .map(|item| {
+                let sampled = spec.dropout.sample_item(spec.seed, epoch, iteration, item);
+                let kept = Subset::from_bits(sampled.bits() & shared.bits());
+                if kept.is_empty() {
+                    dropout::restrict(sampled, shared, spec.seed, epoch, iteration)
+                } else {
+                    kept
+                }
+            })
+            .collect(),
+    };
+    let subset = Subset::from_bits(sample_subsets.iter().fold(0, |acc, s| acc | s.bits()));
     let loaded = if spec.all_modalities { shared } else { subset };
     let n = spec.patch.iter().product::<usize>();
     let mut images: Vec<(Modality, Vec<f32>)> = loaded
@@ -201,6 +222,7 @@ pub fn make_batch<S: CaseSource + ?Sized>(
         epoch,
         iteration,
         subset,
+        sample_subsets,
         images,
         classes,
         cases: case_indices,
@@ -325,6 +347,7 @@ mod tests {
             patch: [6, 5, 4],
             foreground_fraction: 0.33,
             dropout: ModalityDropout::Paper,
+            subset_draw: SubsetDraw::Batch,
             augment: AugmentConfig {
                 rotation_p: 0.5,
                 scale_p: 0.5,
@@ -439,6 +462,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn per_sample_draws_load_the_union_and_keep_each_samples_subset() {
+        let cs = cases();
+        let per_sample = BatchSpec {
+            dropout: ModalityDropout::Uniform,
+            subset_draw: SubsetDraw::Sample,
+            ..spec()
+        };
+        let mut mixed = 0;
+        for it in 0..30 {
+            let b = make_batch(&cs, &per_sample, 0, it).unwrap();
+            assert_eq!(b.sample_subsets.len(), 2);
+            let union = b.sample_subsets[0].bits() | b.sample_subsets[1].bits();
+            assert_eq!(b.subset.bits(), union);
+            let loaded: Vec<Modality> = b.images.iter().map(|(m, _)| *m).collect();
+            assert_eq!(loaded, b.subset.modalities().collect::<Vec<_>>());
+            mixed += usize::from(b.sample_subsets[0] != b.sample_subsets[1]);
+        }
+        assert!(mixed > 20, "only {mixed} of 30 batches mix two subsets");
+        let shared = make_batch(&cs, &spec(), 0, 3).unwrap();
+        assert_eq!(shared.sample_subsets, vec![shared.subset; 2]);
     }
 
     #[test]

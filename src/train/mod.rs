@@ -65,7 +65,7 @@ use anyhow::Result;
 
 pub use checkpoint::{Best, TrainState};
 pub use config::{OptimizerKind, TrainConfig};
-pub use dropout::ModalityDropout;
+pub use dropout::{ModalityDropout, SubsetDraw};
 pub use log::LogRow;
 pub use schedule::LrSchedule;
 pub use step::step;

@@ -38,6 +38,7 @@ pub fn batch_tensors(batch: &Batch, seed: u64, device: &Device) -> TrainInputs {
         Tensor::<4, Int>::from_data(TensorData::new(classes, batch.class_shape()), device);
     TrainInputs {
         subset: batch.subset,
+        sample_subsets: batch.sample_subsets.clone(),
         images: inputs,
         classes,
         noise_seed: rng::key(

@@ -94,6 +94,7 @@ impl<'a, N: Network> Trainer<'a, N> {
             patch: cfg.model.patch_size,
             foreground_fraction: cfg.foreground_fraction,
             dropout: cfg.modality_dropout,
+            subset_draw: cfg.subset_draw,
             augment: cfg.augmentation.clone(),
             all_modalities: N::trains_on_all_modalities(&cfg.model),
         });

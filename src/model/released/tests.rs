@@ -189,12 +189,12 @@ fn loss_is_per_sample_and_covers_every_branch_that_ran() {
     let y = classes(&d, 2);
     let out = model.forward(&inputs).unwrap();
     let step = model
-        .training_loss(TrainInputs {
-            subset: Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
-            images: inputs.clone(),
-            classes: y.clone(),
-            noise_seed: 0,
-        })
+        .training_loss(TrainInputs::new(
+            Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
+            inputs.clone(),
+            y.clone(),
+            0,
+        ))
         .unwrap();
     assert_eq!(model.loss_terms(), &["modality", "fusion_decoder", "final"]);
     let total = step.total.clone().into_scalar::<f32>() as f64;
@@ -283,12 +283,12 @@ fn the_post_variant_attends_to_the_mean_without_a_fusion_decoder() {
     let w = values(out.attention[0].1.clone());
     assert!(w.iter().all(|&w| w > 1.0 / (1.0 + e) && w < e / (1.0 + e)));
     let step = model
-        .training_loss(TrainInputs {
-            subset: Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
-            images: inputs,
-            classes: classes(&d, 1),
-            noise_seed: 0,
-        })
+        .training_loss(TrainInputs::new(
+            Subset::from_modalities(inputs.iter().map(|(m, _)| *m)),
+            inputs,
+            classes(&d, 1),
+            0,
+        ))
         .unwrap();
     assert_eq!(step.terms[1], 0.0);
     assert!(step.terms[0] > 0.0 && step.terms[2] > 0.0);

@@ -193,12 +193,12 @@ fn inputs(
     classes: &Tensor<4, Int>,
     noise_seed: u64,
 ) -> TrainInputs {
-    TrainInputs {
-        subset: Subset::from_modalities(subset.iter().copied()),
-        images: images.to_vec(),
-        classes: classes.clone(),
+    TrainInputs::new(
+        Subset::from_modalities(subset.iter().copied()),
+        images.to_vec(),
+        classes.clone(),
         noise_seed,
-    }
+    )
 }
 
 #[test]
