@@ -117,6 +117,43 @@ pub fn head_loss(cfg: &ModelConfig, logits: Tensor<5>, classes: Tensor<4, Int>) 
     ce + dice_loss
 }
 
+/// Lower clamp of the probabilities in [`weighted_ce_soft_dice`]'s cross-entropy.
+const WEIGHTED_CE_CLAMP: f64 = 0.005;
+/// Smoothing of [`weighted_ce_soft_dice`]'s Dice denominator.
+const WEIGHTED_DICE_EPS: f64 = 1e-7;
+
+/// The loss of RFNet and mmFormer for 4-class softmax `probs` `[B, 4, D, H, W]` and
+/// `classes` `[B, D, H, W]`, shape `[1]`: a class-weighted cross-entropy plus a soft Dice.
+///
+/// - Cross-entropy: `mean_{b,voxels} Σ_c −w_{b,c} · y_c · ln(max(p_c, 0.005))`, where the
+///   weight of class `c` in sample `b` is `1 − (voxels of c in b) / (voxels of b)`: rare
+///   classes weigh more, and the clamp bounds the penalty of a confident miss.
+/// - Dice: `1 − mean_c 2·Σ p_c·y_c / (Σ p_c + Σ y_c + 1e-7)`, the sums over the whole batch,
+///   background included.
+pub fn weighted_ce_soft_dice(probs: Tensor<5>, classes: Tensor<4, Int>) -> Tensor<1> {
+    let [b, k, d, h, w] = probs.dims();
+    let n = d * h * w;
+    let y = target_channels(Targets::Classes, classes);
+    // Per-sample class fractions [B, K, 1, 1, 1] → weights.
+    let fraction = y
+        .clone()
+        .reshape([b, k, n])
+        .sum_dim(2)
+        .div_scalar(n as f64)
+        .reshape([b, k, 1, 1, 1]);
+    let weight = fraction.neg().add_scalar(1.0);
+    let log_p = probs.clone().clamp_min(WEIGHTED_CE_CLAMP).log();
+    let ce = (weight * y.clone() * log_p)
+        .sum()
+        .neg()
+        .div_scalar((b * n) as f64);
+    let per_class = |t: Tensor<5>| t.swap_dims(0, 1).reshape([k, b * n]).sum_dim(1);
+    let inter = per_class(probs.clone() * y.clone()).mul_scalar(2.0);
+    let denom = per_class(probs) + per_class(y);
+    let dice = inter / denom.add_scalar(WEIGHTED_DICE_EPS);
+    ce + dice.mean().neg().add_scalar(1.0)
+}
+
 /// Float targets `[B, K, D, H, W]` from a class map `[B, D, H, W]`: the regions WT, TC, ET
 /// or the one-hot classes.
 pub fn target_channels(targets: Targets, classes: Tensor<4, Int>) -> Tensor<5> {

@@ -473,3 +473,62 @@ fn shared_msfe_path_equals_the_full_forward() {
         assert!(diff < 1e-6, "{fusion}: {diff}");
     }
 }
+
+#[test]
+fn weighted_ce_soft_dice_matches_a_direct_computation() {
+    let d = device();
+    let (b, k, n) = (2usize, 4usize, 5usize);
+    let mut rng = 7u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((rng >> 33) as f64) / (1u64 << 31) as f64
+    };
+    // Probabilities [B, K, 1, 1, N] normalised over K; classes [B, 1, 1, N].
+    let mut p = vec![0f64; b * k * n];
+    for bi in 0..b {
+        for v in 0..n {
+            let raw: Vec<f64> = (0..k).map(|_| next() + 0.001).collect();
+            let total: f64 = raw.iter().sum();
+            for c in 0..k {
+                p[(bi * k + c) * n + v] = raw[c] / total;
+            }
+        }
+    }
+    // A near-zero probability on a true class exercises the clamp.
+    p[2 * n] = 1e-4; // sample 0, class 2, voxel 0
+    let y: Vec<i64> = vec![2, 0, 0, 1, 3, 0, 0, 2, 2, 1];
+    let mut ce = 0.0;
+    let (mut inter, mut psum, mut ysum) = (vec![0.0; k], vec![0.0; k], vec![0.0; k]);
+    for bi in 0..b {
+        for c in 0..k {
+            let count = (0..n).filter(|&v| y[bi * n + v] == c as i64).count() as f64;
+            let wgt = 1.0 - count / n as f64;
+            for v in 0..n {
+                let pv = p[(bi * k + c) * n + v];
+                let yv = f64::from(u8::from(y[bi * n + v] == c as i64));
+                ce -= wgt * yv * pv.max(0.005).ln();
+                inter[c] += pv * yv;
+                psum[c] += pv;
+                ysum[c] += yv;
+            }
+        }
+    }
+    ce /= (b * n) as f64;
+    let dice: f64 = (0..k)
+        .map(|c| 2.0 * inter[c] / (psum[c] + ysum[c] + 1e-7))
+        .sum::<f64>()
+        / k as f64;
+    let expected = ce + 1.0 - dice;
+    let probs = Tensor::<5>::from_data(
+        TensorData::new(
+            p.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            [b, k, 1, 1, n],
+        ),
+        &d,
+    );
+    let classes = Tensor::<4, Int>::from_data(TensorData::new(y, [b, 1, 1, n]), &d);
+    let got = loss::weighted_ce_soft_dice(probs, classes).into_scalar::<f32>() as f64;
+    assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+}
