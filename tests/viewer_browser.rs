@@ -76,7 +76,12 @@ const TUMOUR: [f64; 3] = [42.0, 20.0, 20.0];
 fn case_grids() -> ([Grid<f32>; 4], Grid<u8>) {
     let mut truth = Grid::<u8>::zeros(DIMS);
     let mut images = std::array::from_fn(|_| Grid::<f32>::zeros(DIMS));
-    let contrast = [[1.0, 1.2, 0.8], [1.0, 2.5, 0.9], [1.0, 1.4, 2.0], [1.0, 1.3, 2.2]];
+    let contrast = [
+        [1.0, 1.2, 0.8],
+        [1.0, 2.5, 0.9],
+        [1.0, 1.4, 2.0],
+        [1.0, 1.3, 2.2],
+    ];
     for z in 0..DIMS[2] {
         for y in 0..DIMS[1] {
             for x in 0..DIMS[0] {
@@ -88,7 +93,10 @@ fn case_grids() -> ([Grid<f32>; 4], Grid<u8>) {
                 if rb >= 1.0 {
                     continue;
                 }
-                let rt = (0..3).map(|a| (p[a] - TUMOUR[a]).powi(2)).sum::<f64>().sqrt();
+                let rt = (0..3)
+                    .map(|a| (p[a] - TUMOUR[a]).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
                 let class = if rt < 3.0 {
                     3
                 } else if rt < 6.0 {
@@ -156,7 +164,12 @@ fn report_viewer_loads_and_switches_subsets_in_chromium() {
         .collect();
     let attention = Modality::ALL
         .iter()
-        .map(|&m| (m, images[m.index()].map(|v| if v > 0.0 { 0.25 } else { 0.0 })))
+        .map(|&m| {
+            (
+                m,
+                images[m.index()].map(|v| if v > 0.0 { 0.25 } else { 0.0 }),
+            )
+        })
         .collect();
     let case = ViewerCase {
         id: "synthetic".into(),
@@ -257,11 +270,27 @@ fn view_command_errors_name_the_file() {
     for (args, needle) in [
         (vec!["view", "--out", arg(&out)], "--flair".to_string()),
         (
-            vec!["view", "--flair", arg(&flair), "--gt", arg(&missing), "--out", arg(&out)],
+            vec![
+                "view",
+                "--flair",
+                arg(&flair),
+                "--gt",
+                arg(&missing),
+                "--out",
+                arg(&out),
+            ],
             missing.display().to_string(),
         ),
         (
-            vec!["view", "--flair", arg(&flair), "--seg", arg(&flair), "--out", arg(&out)],
+            vec![
+                "view",
+                "--flair",
+                arg(&flair),
+                "--seg",
+                arg(&flair),
+                "--out",
+                arg(&out),
+            ],
             flair.display().to_string(),
         ),
         (
@@ -271,7 +300,10 @@ fn view_command_errors_name_the_file() {
     ] {
         let (ok, stderr) = run_a2fseg(&args);
         assert!(!ok, "{args:?}");
-        assert!(stderr.starts_with("error: ") && stderr.contains(&needle), "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(&needle),
+            "{stderr}"
+        );
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         assert!(!out.exists());
     }

@@ -85,11 +85,7 @@ pub fn run(args: ViewArgs, global: Global) -> Result<()> {
     refuse_overwriting_inputs(&[&args.out], &inputs)?;
     let size = write_view_page(&files, &args.out)?;
     if !global.quiet {
-        eprintln!(
-            "wrote {} ({:.1} MB)",
-            args.out.display(),
-            size as f64 / 1e6
-        );
+        eprintln!("wrote {} ({:.1} MB)", args.out.display(), size as f64 / 1e6);
     }
     Ok(())
 }

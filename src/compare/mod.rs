@@ -440,8 +440,7 @@ fn document_context(
         .collect();
     let refs: Vec<(&str, &Path)> = runs.iter().map(|(l, p)| (*l, p.as_path())).collect();
     let viewed: Vec<String> = split.test.iter().take(opts.view_cases).cloned().collect();
-    let sections =
-        report::viewer_sections(&opts.data, &viewed, &refs, MetricOptions::default())?;
+    let sections = report::viewer_sections(&opts.data, &viewed, &refs, MetricOptions::default())?;
     let viewers = viewed.into_iter().zip(sections).collect();
     let panel = match split.test.first() {
         Some(id) => {

@@ -175,8 +175,17 @@ mod tests {
                 eval_dir: eval,
             });
         }
-        let (files, findings) =
-            build_report(dir.path(), "A2FSeg", &models, None, "", vec![], vec![], vec![]).unwrap();
+        let (files, findings) = build_report(
+            dir.path(),
+            "A2FSeg",
+            &models,
+            None,
+            "",
+            vec![],
+            vec![],
+            vec![],
+        )
+        .unwrap();
         let md = fs::read_to_string(files.markdown).unwrap();
         assert!(md.contains("Baseline (average fusion only)"));
         assert!(md.contains("figures/curves-average.png"));

@@ -423,7 +423,13 @@ impl<'a> Demo<'a> {
                 opts.budget_minutes
             ));
         }
-        let viewed: Vec<String> = inputs.split.test.iter().take(opts.view_cases).cloned().collect();
+        let viewed: Vec<String> = inputs
+            .split
+            .test
+            .iter()
+            .take(opts.view_cases)
+            .cloned()
+            .collect();
         let runs: Vec<(&str, &Path)> = models
             .iter()
             .map(|m| (m.label.as_str(), m.run_dir.as_path()))

@@ -93,11 +93,16 @@ pub fn load_view_case(files: &ViewFiles) -> Result<ViewerCase> {
             *slot = v.channels.into_iter().next();
         }
     }
-    let (first, geometry) = grid.clone().context("no image given: pass at least one of --t1, --t1c, --t2, --flair")?;
+    let (first, geometry) = grid
+        .clone()
+        .context("no image given: pass at least one of --t1, --t1c, --t2, --flair")?;
     let mut labels: Vec<(PathBuf, Grid<f32>)> = Vec::new();
     for p in files.truth.iter().chain(&files.segmentations) {
         let v = read_on_grid(p, grid.as_ref())?;
-        labels.push((p.clone(), v.channels.into_iter().next().expect("one channel")));
+        labels.push((
+            p.clone(),
+            v.channels.into_iter().next().expect("one channel"),
+        ));
     }
     let convention = match files.convention {
         Some(c) => c,
@@ -238,7 +243,12 @@ mod tests {
         assert_eq!(std::fs::metadata(&out).unwrap().len() as usize, size);
 
         // A file on another grid, a non-label value and no image are refused by name.
-        write_labels(&d.join("small.nii"), &geometry([2, 2, 2]), &Grid::zeros([2, 2, 2])).unwrap();
+        write_labels(
+            &d.join("small.nii"),
+            &geometry([2, 2, 2]),
+            &Grid::zeros([2, 2, 2]),
+        )
+        .unwrap();
         let e = load_view_case(&ViewFiles {
             truth: Some(d.join("small.nii")),
             ..files.clone()

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use super::slices::{LEGEND, class_colour, intensity_window};
 use super::tables::escape;
-use crate::labels::Region;
 use crate::infer::Prediction;
+use crate::labels::Region;
 use crate::metrics::{self, MetricOptions};
 use crate::modality::{Modality, Subset};
 use crate::preprocess::CropBox;
@@ -36,6 +36,13 @@ const NIIVUE_JS: &str = include_str!("../../assets/niivue/niivue.umd.js");
 
 /// NiiVue's licence (BSD-2-Clause), reproduced in every page that embeds the bundle.
 const NIIVUE_LICENSE: &str = include_str!("../../assets/niivue/LICENSE");
+
+/// NiiVue's bundle as the page embeds it: its one PNG data URI (a font atlas, in a JS string
+/// literal) is written with the comma escaped (`\x2C`, the same string in JavaScript), so
+/// that a report's `data:image/png;base64,` URIs are its own figures only.
+fn niivue_script() -> String {
+    NIIVUE_JS.replace("\"data:image/png;base64,", "\"data:image/png;base64\\x2C")
+}
 
 /// The page's own script: builds one NiiVue instance per viewer section.
 const VIEWER_JS: &str = include_str!("viewer.js");
@@ -123,10 +130,7 @@ impl ViewerCase {
         let dims = self.geometry.dims;
         let bad = |what: &str, d: [usize; 3]| -> Result<()> {
             if d != dims {
-                bail!(
-                    "case {}: {what} has dims {d:?}, the case {dims:?}",
-                    self.id
-                );
+                bail!("case {}: {what} has dims {d:?}, the case {dims:?}", self.id);
             }
             Ok(())
         };
@@ -197,7 +201,10 @@ fn nonzero_box<T: Copy + PartialEq + Default>(grid: &Grid<T>) -> Option<CropBox>
             let start = grid.index(0, y, z);
             let row = &grid.data()[start..start + nx];
             if let Some(first) = row.iter().position(|&v| v != T::default()) {
-                let last = row.iter().rposition(|&v| v != T::default()).unwrap_or(first);
+                let last = row
+                    .iter()
+                    .rposition(|&v| v != T::default())
+                    .unwrap_or(first);
                 for (a, (l, h)) in [(first, last + 1), (y, y + 1), (z, z + 1)]
                     .into_iter()
                     .enumerate()
@@ -278,13 +285,23 @@ pub fn quantise_attention(map: &AttentionMap) -> (Grid<u8>, Uint8Scaling) {
 }
 
 /// `voxels` cropped to `crop`, as base64 of a gzip NIfTI with `geometry`.
-fn embed(geometry: &Geometry, crop: &CropBox, voxels: &Grid<u8>, s: Uint8Scaling) -> Result<String> {
+fn embed(
+    geometry: &Geometry,
+    crop: &CropBox,
+    voxels: &Grid<u8>,
+    s: Uint8Scaling,
+) -> Result<String> {
     let bytes = encode_u8_gz(geometry, &crop.crop(voxels), s)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 /// The Dice (%) and HD95 (mm) of WT, TC, ET of `pred` against `truth`, as JSON.
-fn scores_json(pred: &Grid<u8>, truth: &Grid<u8>, spacing: [f64; 3], opts: &MetricOptions) -> Value {
+fn scores_json(
+    pred: &Grid<u8>,
+    truth: &Grid<u8>,
+    spacing: [f64; 3],
+    opts: &MetricOptions,
+) -> Value {
     let m = metrics::evaluate_case(pred, truth, spacing, opts);
     Value::Array(
         Region::ALL
@@ -424,8 +441,9 @@ pub fn viewer_scripts() -> String {
         "<style>\n{CSS}</style>\n<p class=\"a2f-credit\">Viewer: NiiVue {NIIVUE_VERSION} \
          (BSD-2-Clause licence, reproduced in this page's source).</p>\n\
          <!--\nNiiVue {NIIVUE_VERSION} (npm @niivue/niivue, dist/niivue.umd.js), embedded below:\n\
-         {license}-->\n<script>\n{NIIVUE_JS}\n</script>\n<script>\n{VIEWER_JS}</script>\n",
+         {license}-->\n<script>\n{niivue}\n</script>\n<script>\n{VIEWER_JS}</script>\n",
         license = NIIVUE_LICENSE.replace("--", "- -"),
+        niivue = niivue_script(),
     )
 }
 
@@ -591,15 +609,18 @@ mod tests {
 
     #[test]
     fn images_quantise_to_255_steps_with_their_scale() {
-        let img = Grid::from_vec([4, 1, 1], vec![0.0, 10.0, 60.0, f32::NAN]).unwrap();
+        let img = Grid::from_vec([4, 1, 1], vec![0.0, 12.0, 60.0, f32::NAN]).unwrap();
         let (q, s) = quantise_image(&img);
-        // lo = 0, hi = the top quantile of {10, 60} = 60.
-        assert_eq!(q.data(), &[0, 43, 255, 0]);
+        // lo = 0, hi = the top quantile of {12, 60} = 60: steps of 60/255.
+        assert_eq!(q.data(), &[0, 51, 255, 0]);
         for (&stored, &v) in q.data().iter().zip(&img.data()[..3]) {
             let back = s.slope * f64::from(stored) + s.inter;
-            assert!((back - f64::from(v)).abs() <= s.slope / 2.0 + 1e-9, "{back} vs {v}");
+            assert!(
+                (back - f64::from(v)).abs() <= s.slope / 2.0 + 1e-9,
+                "{back} vs {v}"
+            );
         }
-        assert_eq!(s.window, Some((10.0, 60.0)));
+        assert_eq!(s.window, Some((12.0, 60.0)));
         let a = AttentionMap {
             label: "T1".into(),
             weights: Grid::from_vec([3, 1, 1], vec![0.0, 0.5, 1.0]).unwrap(),
@@ -640,7 +661,11 @@ mod tests {
     fn page_embeds_the_bundle_once_and_refuses_mismatched_grids() {
         let c = case();
         let page = case_page(&c).unwrap();
-        assert_eq!(page.matches(NIIVUE_JS).count(), 1);
+        assert_eq!(page.matches(&niivue_script()).count(), 1);
+        // The bundle is unchanged but for one escaped comma in a string literal; the page
+        // has no PNG data URI of its own.
+        assert_eq!(niivue_script().len(), NIIVUE_JS.len() + 3);
+        assert_eq!(page.matches("data:image/png;base64,").count(), 0);
         assert!(page.contains("BSD 2-Clause License"));
         assert!(page.contains(&format!("NiiVue {NIIVUE_VERSION}")));
         // The bundle dominates; the 20×16×12 case adds a few kilobytes.

@@ -109,7 +109,7 @@ with sync_playwright() as p:
                 nv.scene.crosshairPos = nv.vox2frac(centre);
                 nv.opts.crosshairWidth = 0;
                 nv.drawScene();
-                const dpr = nv.uiData.dpr || 1;
+                const dpr = (nv.uiData && nv.uiData.dpr) || 1;
                 const xs = [], ys = [];
                 for (const x of [lo[0] - 0.5, hi[0] + 0.5])
                     for (const y of [lo[1] - 0.5, hi[1] + 0.5]) {
