@@ -64,6 +64,10 @@ pub struct EvaluateArgs {
     /// Cases are preprocessed with the settings each model was trained with either way.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Labelled cases (the first N evaluated) shown in report.html's interactive viewer,
+    /// predicted once more for it (0: none).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub view_cases: usize,
     #[command(flatten)]
     pub plan: super::args::PlanArgs,
     #[command(flatten)]
@@ -124,6 +128,7 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
         quiet: global.quiet,
         cache: args.cache,
         strict_finite: args.finite.strict_finite,
+        view_cases: args.view_cases,
     };
     let outcome = evaluate(&opts)?;
     for note in &outcome.notes {

@@ -46,6 +46,15 @@ pub struct DemoOptions {
     /// Optimiser steps per epoch instead of the `small` preset's; for fast end-to-end tests
     /// of the whole pipeline (`--iterations-per-epoch`, hidden in the CLI).
     pub iterations_per_epoch: Option<usize>,
+    /// Test cases with an interactive viewer in `report.html` (the first ones of the split:
+    /// the first is the Fig.-2 case); not a setting of the results.
+    #[serde(default = "default_view_cases")]
+    pub view_cases: usize,
+}
+
+/// One viewer: the Fig.-2 case.
+fn default_view_cases() -> usize {
+    1
 }
 
 impl Default for DemoOptions {
@@ -59,6 +68,7 @@ impl Default for DemoOptions {
             arch: Arch::A2fseg,
             iterations_per_epoch: None,
             quiet: false,
+            view_cases: default_view_cases(),
         }
     }
 }
@@ -99,6 +109,7 @@ pub fn build_report(
     models: &[DemoModel],
     panel: Option<PathBuf>,
     panel_caption: &str,
+    viewers: Vec<(String, String)>,
     notes: Vec<String>,
     conventions: Vec<(String, String)>,
 ) -> Result<(crate::report::ReportFiles, Vec<String>)> {
@@ -119,6 +130,7 @@ pub fn build_report(
         notes,
         panel,
         panel_caption: panel_caption.to_string(),
+        viewers,
         conventions,
     };
     Ok((write_report(out, &input)?, findings))
@@ -163,8 +175,17 @@ mod tests {
                 eval_dir: eval,
             });
         }
-        let (files, findings) =
-            build_report(dir.path(), "A2FSeg", &models, None, "", vec![], vec![]).unwrap();
+        let (files, findings) = build_report(
+            dir.path(),
+            "A2FSeg",
+            &models,
+            None,
+            "",
+            vec![],
+            vec![],
+            vec![],
+        )
+        .unwrap();
         let md = fs::read_to_string(files.markdown).unwrap();
         assert!(md.contains("Baseline (average fusion only)"));
         assert!(md.contains("figures/curves-average.png"));
