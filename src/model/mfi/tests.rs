@@ -8,6 +8,9 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use super::loss::dice_bce;
 use super::summary::counts;
 use super::*;
+use crate::model::tests::{
+    assert_missing_images_do_not_matter, assert_seam_rejects_bad_inputs, max_abs_diff,
+};
 
 /// Features 8-16-32, 16³ patches: every level has a whole number of norm groups.
 fn tiny() -> ModelConfig {
@@ -24,14 +27,6 @@ fn image(device: &Device, dims: [usize; 5]) -> Tensor<5> {
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_into_vec().unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn classes(device: &Device, dims: [usize; 4]) -> Tensor<4, Int> {
@@ -125,17 +120,7 @@ fn encoding_is_the_stem_and_decode_gives_k_logits() {
     let out = model.decode(&[(Modality::T2, enc)]).unwrap();
     assert_eq!(out.logits.dims(), [2, 3, 8, 4, 12]);
     assert!(out.attention.is_none());
-    assert!(
-        model
-            .encode(Modality::T2, image(&device, [1, 1, 6, 8, 8]))
-            .is_err()
-    );
-    assert!(
-        model
-            .encode(Modality::T2, image(&device, [1, 2, 8, 8, 8]))
-            .is_err()
-    );
-    assert!(model.decode(&[]).is_err());
+    assert_seam_rejects_bad_inputs(&model, &device);
 }
 
 /// Inference from a subset does not depend on the other modalities' images (they are
@@ -145,31 +130,10 @@ fn missing_modalities_do_not_change_the_output() {
     let device = Device::flex();
     device.seed(5);
     let model = Mfi::new(&tiny(), &device);
-    let dims = [1, 1, 8, 8, 8];
-    let present = [Modality::T1, Modality::T2];
-    let run = |images: &[(Modality, Tensor<5>)], subset: &[Modality]| {
-        let encodings: Vec<(Modality, Encoding)> = images
-            .iter()
-            .filter(|(m, _)| subset.contains(m))
-            .map(|(m, x)| (*m, model.encode(*m, x.clone()).unwrap()))
-            .collect();
-        values(model.decode(&encodings).unwrap().logits)
-    };
-    let mut images: Vec<(Modality, Tensor<5>)> = Modality::ALL
-        .iter()
-        .map(|&m| (m, image(&device, dims)))
-        .collect();
-    let before = run(&images, &present);
-    for (m, x) in images.iter_mut() {
-        if !present.contains(m) {
-            *x = image(&device, dims).mul_scalar(10.0);
-        }
-    }
-    assert_eq!(before, run(&images, &present));
-    assert_ne!(before, run(&images, &[Modality::T1, Modality::Flair]));
+    let images = assert_missing_images_do_not_matter(&model, &device);
     // The training path sees the same: the hidden images are zeroed.
     let step = TrainInputs::new(
-        subset(&present),
+        subset(&[Modality::T1, Modality::T2]),
         images.clone(),
         classes(&device, [1, 8, 8, 8]),
         0,
@@ -210,7 +174,7 @@ fn inference_equals_the_training_forward() {
         "one deep-supervision level, four branches"
     );
     let train: Vec<f32> = values(out.final_logits().narrow(0, 0, 1));
-    assert!(max_diff(&train, &decode(a, 0)) < 1e-5);
+    assert!(max_abs_diff(&train, &decode(a, 0)) < 1e-5);
     // Sample 0 keeps T1 only, sample 1 T2 and FLAIR.
     let (s0, s1) = (
         subset(&[Modality::T1]),
@@ -230,8 +194,8 @@ fn inference_equals_the_training_forward() {
         .forward(inputs, code.clone(), false)
         .unwrap()
         .final_logits();
-    assert!(max_diff(&values(logits.clone().narrow(0, 0, 1)), &decode(s0, 0)) < 1e-5);
-    assert!(max_diff(&values(logits.narrow(0, 1, 1)), &decode(s1, 1)) < 1e-5);
+    assert!(max_abs_diff(&values(logits.clone().narrow(0, 0, 1)), &decode(s0, 0)) < 1e-5);
+    assert!(max_abs_diff(&values(logits.narrow(0, 1, 1)), &decode(s1, 1)) < 1e-5);
 }
 
 /// The relation weights are a softmax over the sources, and the availability code changes
@@ -253,12 +217,12 @@ fn interaction_weights_sum_to_one_over_sources() {
         code(vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]),
     );
     assert!(
-        max_diff(
+        max_abs_diff(
             &values(r.clone().narrow(0, 0, 1)),
             &values(other.clone().narrow(0, 0, 1))
         ) > 0.0
     );
-    assert!(max_diff(&values(r.narrow(0, 1, 1)), &values(other.narrow(0, 1, 1))) == 0.0);
+    assert!(max_abs_diff(&values(r.narrow(0, 1, 1)), &values(other.narrow(0, 1, 1))) == 0.0);
     // F_i + Σ_j R_ij ⊙ F_j, checked at one voxel and channel.
     let out = block.forward(features.clone(), all.clone());
     let r = values(block.weights(&features, all));
