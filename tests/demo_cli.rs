@@ -148,6 +148,40 @@ fn demo_arch_trains_another_method_alone() {
     assert!(!md.contains("Only the adaptive-fusion model"), "{md}");
 }
 
+/// `demo --arch mfi`: MFI alone with its own recipe (per-sample Bernoulli draws, its
+/// per-output loss terms).
+#[test]
+fn demo_arch_trains_mfi() {
+    let tmp = common::tempdir();
+    let out = tmp.path().join("demo");
+    let o = Command::new(common::bin())
+        .args(["demo", "--arch", "mfi", "--out"])
+        .arg(&out)
+        .args(common::TOY_DEMO)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "demo failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let config = std::fs::read_to_string(out.join("train-mfi/config.toml")).unwrap();
+    assert!(config.contains("arch = \"mfi\""), "{config}");
+    assert!(
+        config.contains("modality_dropout = \"bernoulli\""),
+        "{config}"
+    );
+    assert!(config.contains("subset_draw = \"sample\""), "{config}");
+    let log = std::fs::read_to_string(out.join("train-mfi/log.csv")).unwrap();
+    assert!(log.lines().next().unwrap().contains("loss_fused"), "{log}");
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary.as_object().unwrap().len(), 16);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.starts_with("# MFI demo"), "{md}");
+}
+
 #[test]
 fn demo_rejects_bad_options() {
     let tmp = common::tempdir();

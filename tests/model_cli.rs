@@ -80,3 +80,23 @@ fn config_file_and_errors() {
         .code(1)
         .stderr(predicates::str::contains("config.json"));
 }
+
+/// `--arch mfi`: the official model's parameters in use, and the text names MFI's parts.
+#[test]
+fn mfi_summary_counts() {
+    let v = json(&["--arch", "mfi", "--preset", "paper"]);
+    assert_eq!(v["parameters_total"], 30_918_521);
+    assert_eq!(v["parameters_per_msfe"], 7_459_011);
+    assert_eq!(v["config"]["arch"], "mfi");
+    let text = summary(&["--arch", "mfi", "--preset", "small"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(text.starts_with("MFI: targets regions"), "{text}");
+    assert!(
+        text.contains("interaction blocks") && text.contains("group_norm"),
+        "{text}"
+    );
+}

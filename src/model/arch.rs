@@ -210,6 +210,10 @@ macro_rules! with_network {
                 type $n = $crate::model::A2fsegReleased;
                 $body
             }
+            $crate::model::Arch::Mfi => {
+                type $n = $crate::model::Mfi;
+                $body
+            }
         }
     };
 }

@@ -54,11 +54,13 @@ pub enum Arch {
     A2fsegReleased,
     /// U-HVED, the hetero-modal variational encoder-decoder ([`super::Uhved`]).
     Uhved,
+    /// MFI, four U-Nets with modality interaction blocks ([`super::Mfi`]).
+    Mfi,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 3] = [Arch::A2fseg, Arch::A2fsegReleased, Arch::Uhved];
+    pub const ALL: [Arch; 4] = [Arch::A2fseg, Arch::A2fsegReleased, Arch::Uhved, Arch::Mfi];
 
     /// The name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Arch {
             Arch::A2fseg => "a2fseg",
             Arch::A2fsegReleased => "a2fseg-released",
             Arch::Uhved => "uhved",
+            Arch::Mfi => "mfi",
         }
     }
 }

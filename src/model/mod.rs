@@ -12,7 +12,9 @@
 //! - [`loss`](mod@loss): CE/BCE + soft Dice per head, summed as Eq. 5.
 //! - [`uhved`]: [`Uhved`], the U-HVED baseline (product of Gaussians over the available
 //!   modalities' latents), behind the same seam.
-//! - [`ops`]: 3D max-pooling and trilinear ×2 upsampling, which Burn lacks.
+//! - [`mfi`]: [`Mfi`], the MFI baseline (four U-Nets with modality interaction blocks;
+//!   a missing modality is a zero image and a 0 in the availability code).
+//! - [`ops`]: 3D max-pooling, trilinear ×2 and nearest upsampling, which Burn lacks.
 //! - [`per_modality`]: one sub-network per modality under the modality's key.
 //! - [`device`]: [`ComputeDevice`], the `--device` names and the devices' limits.
 //! - [`weights`]: `config.json` + `model.safetensors` (naming scheme documented there).
@@ -25,6 +27,7 @@ pub mod config;
 pub mod device;
 pub mod fusion;
 pub mod loss;
+pub mod mfi;
 pub mod msfe;
 pub mod network;
 pub mod ops;
@@ -41,6 +44,7 @@ pub use arch::{Encoding, Network, Segmenter, StepLoss, TrainInputs};
 pub use config::{Arch, Fusion, ModelConfig, PRESETS, Preset, ReleasedVariant, Targets};
 pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
+pub use mfi::Mfi;
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
 pub use released::A2fsegReleased;
 pub use summary::ModelSummary;

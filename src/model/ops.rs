@@ -4,6 +4,7 @@
 //! - [`max_pool3d_2x`]: 2×2×2 max-pooling with stride 2. Burn has `max_pool1d`/`max_pool2d`
 //!   and an adaptive *average* 3D pooling, but no 3D max-pooling.
 //! - [`upsample_trilinear_2x`]: trilinear ×2 resizing. Burn's `interpolate` is 2D only.
+//! - [`upsample_nearest`]: nearest-neighbour ×f resizing (PyTorch's `Upsample(scale_factor=f)`).
 //!
 //! Both work one axis at a time: a 3D max over a 2³ cell is the max along D of the max
 //! along H of the max along W, and trilinear interpolation is separable into three linear
@@ -85,6 +86,26 @@ pub fn upsample_trilinear_2x(x: Tensor<5>) -> Tensor<5> {
     along_axis(x, 2, double_linear)
 }
 
+/// `[outer, n, inner]` → `[outer, f·n, inner]`: each entry repeated `f` times.
+fn repeat_each(x: Tensor<3>, f: usize) -> Tensor<3> {
+    let [o, n, i] = x.dims();
+    x.unsqueeze_dim::<4>(2)
+        .repeat_dim(2, f)
+        .reshape([o, n * f, i])
+}
+
+/// Nearest-neighbour resizing by an integer factor `f`: `x` `[B, C, D, H, W]` →
+/// `[B, C, f·D, f·H, f·W]`, output voxel `j` copying input `⌊j / f⌋` on every axis (PyTorch's
+/// `nn.Upsample(scale_factor=f)`, mode `nearest`).
+pub fn upsample_nearest(x: Tensor<5>, f: usize) -> Tensor<5> {
+    if f == 1 {
+        return x;
+    }
+    let x = along_axis(x, 4, |t| repeat_each(t, f));
+    let x = along_axis(x, 3, |t| repeat_each(t, f));
+    along_axis(x, 2, |t| repeat_each(t, f))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +143,23 @@ mod tests {
         assert_eq!(&v[..6], &[0.0, 1.0, 2.0, 4.0, 6.0, 6.0]);
         // Constant along D and H: every row repeats.
         assert!(v.chunks(6).all(|r| r == &v[..6]));
+    }
+
+    #[test]
+    fn nearest_upsampling_copies_voxel_j_over_f() {
+        let device = Device::flex();
+        let (d, h, w, f) = (2, 3, 4, 3);
+        let data: Vec<f32> = (0..d * h * w).map(|v| v as f32).collect();
+        let x = Tensor::<5>::from_data(TensorData::new(data, [1, 1, d, h, w]), &device);
+        let y = upsample_nearest(x, f);
+        assert_eq!(y.dims(), [1, 1, f * d, f * h, f * w]);
+        let v = values(y);
+        for (i, got) in v.iter().enumerate() {
+            let (z, rest) = (i / (f * h * f * w), i % (f * h * f * w));
+            let (yy, xx) = (rest / (f * w), rest % (f * w));
+            let want = ((z / f) * h * w + (yy / f) * w + xx / f) as f32;
+            assert_eq!(*got, want, "output voxel {i}");
+        }
     }
 
     /// Gradients of `sum(op(x) · r)` under autodiff against central finite differences.

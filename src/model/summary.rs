@@ -18,7 +18,7 @@ pub struct LayerInfo {
     /// Tensor-name prefix of the layer (see [`weights`](super::weights)), with `{m}` for
     /// the modality in MSFE layers.
     pub name: String,
-    /// `conv3d`, `conv_transpose3d`, `instance_norm` or `head`.
+    /// `conv3d`, `conv_transpose3d`, `instance_norm`, `group_norm`, `linear` or `head`.
     pub kind: &'static str,
     /// Input channels.
     pub in_channels: usize,
@@ -335,6 +335,7 @@ impl ModelSummary {
         let p = cfg.patch_size;
         let (headline, rows, unit) = match cfg.arch {
             Arch::Uhved => super::uhved::summary::text_parts(self),
+            Arch::Mfi => super::mfi::summary::text_parts(self),
             Arch::A2fsegReleased => super::released::summary::text_parts(self),
             Arch::A2fseg => self.a2fseg_text_parts(),
         };

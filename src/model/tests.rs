@@ -39,6 +39,48 @@ pub(crate) fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// The method seam refuses bad inputs: `encode` of an image whose size is not a multiple of
+/// `2^poolings` (6 voxels along D, for 2 poolings or more) or that has two channels, and
+/// `decode` of no modality.
+pub(crate) fn assert_seam_rejects_bad_inputs<N: Network>(model: &N, device: &Device) {
+    for dims in [[1, 1, 6, 8, 8], [1, 2, 8, 8, 8]] {
+        let x = Tensor::random(dims, Distribution::Normal(0.0, 1.0), device);
+        assert!(model.encode(Modality::T2, x).is_err(), "{dims:?}");
+    }
+    assert!(model.decode(&[]).is_err());
+}
+
+/// Inference from T1 and T2 does not depend on the other modalities' images (redrawn ten
+/// times larger), and T1 + FLAIR gives a different output. Returns the images, `[1, 1, 8, 8,
+/// 8]` each in canonical order, as they are after the redraw.
+pub(crate) fn assert_missing_images_do_not_matter<N: Network>(
+    model: &N,
+    device: &Device,
+) -> Vec<(Modality, Tensor<5>)> {
+    let dims = [1, 1, 8, 8, 8];
+    let draw = || Tensor::random(dims, Distribution::Normal(0.0, 1.0), device);
+    let present = [Modality::T1, Modality::T2];
+    let run = |images: &[(Modality, Tensor<5>)], subset: &[Modality]| {
+        let encodings: Vec<(Modality, Encoding)> = images
+            .iter()
+            .filter(|(m, _)| subset.contains(m))
+            .map(|(m, x)| (*m, model.encode(*m, x.clone()).unwrap()))
+            .collect();
+        values(model.decode(&encodings).unwrap().logits)
+    };
+    let mut images: Vec<(Modality, Tensor<5>)> =
+        Modality::ALL.iter().map(|&m| (m, draw())).collect();
+    let before = run(&images, &present);
+    for (m, x) in images.iter_mut() {
+        if !present.contains(m) {
+            *x = draw().mul_scalar(10.0);
+        }
+    }
+    assert_eq!(before, run(&images, &present));
+    assert_ne!(before, run(&images, &[Modality::T1, Modality::Flair]));
+    images
+}
+
 /// Multiplies every parameter by NaN: any use of a poisoned module poisons the output.
 pub(crate) struct Poison;
 

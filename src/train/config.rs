@@ -135,6 +135,9 @@ impl TrainConfig {
     ///   10 steps at `authors`), weight decay 1e-5, no gradient clipping, 60,000 steps, a
     ///   subset size then a subset per step (`size`); at `small` the short schedule with the
     ///   decay steps scaled to its length.
+    /// - `mfi`: Adam, lr 5e-5 with poly decay, weight decay 1e-5, no gradient clipping, 1200
+    ///   epochs, each modality kept with probability ½ per sample (`bernoulli`, `sample`); at
+    ///   `small` the short schedule with the official command line's lr 5e-4.
     ///
     /// Every method keeps the same data pipeline (patch sampling, augmentation,
     /// preprocessing), so a comparison differs only in what the method is.
@@ -173,6 +176,25 @@ impl TrainConfig {
                     weight_decay: r::WEIGHT_DECAY,
                     grad_clip_norm: 0.0,
                     modality_dropout: ModalityDropout::Size,
+                    ..base
+                }
+            }
+            Arch::Mfi => {
+                use crate::model::mfi::recipe as r;
+                let (epochs, lr) = match preset {
+                    Preset::Small => (base.epochs, r::LEARNING_RATE_ARGUMENT),
+                    Preset::Paper | Preset::Authors => (r::EPOCHS, r::LEARNING_RATE),
+                };
+                TrainConfig {
+                    epochs,
+                    batch_size: r::BATCH,
+                    optimizer: OptimizerKind::Adam,
+                    lr,
+                    lr_schedule: LrSchedule::Poly,
+                    weight_decay: r::WEIGHT_DECAY,
+                    grad_clip_norm: 0.0,
+                    modality_dropout: ModalityDropout::Bernoulli,
+                    subset_draw: SubsetDraw::Sample,
                     ..base
                 }
             }
@@ -547,6 +569,15 @@ mod tests {
         assert_eq!(
             TrainConfig::recipe(Arch::Uhved, Preset::Authors).lr_step_iterations,
             10
+        );
+        let m = TrainConfig::recipe(Arch::Mfi, Preset::Paper);
+        assert_eq!(
+            (m.lr, m.epochs, m.weight_decay, m.lr_schedule),
+            (5e-5, 1200, 1e-5, LrSchedule::Poly)
+        );
+        assert_eq!(
+            (m.modality_dropout, m.subset_draw, m.model.patch_size),
+            (ModalityDropout::Bernoulli, SubsetDraw::Sample, [128; 3])
         );
         let r = TrainConfig::recipe(Arch::A2fsegReleased, Preset::Paper);
         assert_eq!(

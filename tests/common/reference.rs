@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use a2fseg::Modality;
-use a2fseg::model::{ModelConfig, Network, save_model};
+use a2fseg::model::{Encoding, ModelConfig, Network, probabilities, save_model};
 use burn::module::{ModuleMapper, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
@@ -60,18 +60,73 @@ pub fn tiny_config() -> ModelConfig {
         .with_patch_size([4, 4, 4])
 }
 
+/// Replaces every weight (rank ≥ 2) by N(0, 2 / fan) values, `fan` = its elements per
+/// index of the first axis (a convolution's fan-in; within a factor of 4 of the fan-in of
+/// a transposed convolution or a linear layer), and every rank-1 parameter (biases, norms'
+/// scale and shift) by N(0, 0.3), as [`Randomise`] does. For deep networks whose paths are
+/// not all normalised: with [`Randomise`]'s N(0, 0.3) weights their features grow by about
+/// `0.3·√fan` per convolution, and f32's relative rounding then exceeds 1e-4 in absolute
+/// terms while most sigmoids saturate; these keep the activations near unit scale.
+pub struct HeRandomise;
+
+impl ModuleMapper for HeRandomise {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|t| {
+            let shape = t.shape();
+            let std = if D >= 2 {
+                (2.0 * shape[0] as f64 / shape.num_elements() as f64).sqrt()
+            } else {
+                0.3
+            };
+            Tensor::random(shape, Distribution::Normal(0.0, std), &t.device())
+        })
+    }
+}
+
 /// The network of `cfg` with [`Randomise`]d parameters (device seeded with `seed`), saved
 /// by [`save_model`] into a fresh folder; returns the network, the folder and the device.
 pub fn saved_random_model<N: Network>(
     cfg: &ModelConfig,
     seed: u64,
 ) -> (N, tempfile::TempDir, Device) {
+    saved_model_mapped(cfg, seed, &mut Randomise)
+}
+
+/// [`saved_random_model`] with the parameters drawn by `mapper`.
+pub fn saved_model_mapped<N: Network>(
+    cfg: &ModelConfig,
+    seed: u64,
+    mapper: &mut impl ModuleMapper,
+) -> (N, tempfile::TempDir, Device) {
     let device = Device::flex();
     device.seed(seed);
-    let model = N::init(cfg, &device).map(&mut Randomise);
+    let model = N::init(cfg, &device).map(mapper);
     let dir = super::tempdir();
     save_model(dir.path(), &model, cfg).unwrap();
     (model, dir, device)
+}
+
+/// Decodes each of `subsets` (canonical order) from its modalities' `encodings` and stores
+/// the probabilities as `probs.{m}+{m}…` (modality keys) in `io`.
+pub fn insert_subset_probabilities<N: Network>(
+    model: &N,
+    encodings: &[(Modality, Encoding)],
+    subsets: &[&[Modality]],
+    io: &mut Named,
+) {
+    for subset in subsets {
+        let chosen: Vec<_> = encodings
+            .iter()
+            .filter(|(m, _)| subset.contains(m))
+            .cloned()
+            .collect();
+        let logits = model.decode(&chosen).unwrap().logits;
+        let keys: Vec<&str> = subset.iter().map(|m| m.key()).collect();
+        io.insert(
+            format!("probs.{}", keys.join("+")),
+            to_vec(probabilities(model.config(), logits)),
+        );
+    }
 }
 
 /// Tensors by name, as [`write_tensors`] writes them.

@@ -99,7 +99,7 @@ fn shared_msfe_path_equals_separate_predictions() {
 }
 
 /// Every method's predictor keeps attention maps exactly when its network has them (as
-/// `evaluate` asks): A2FSeg's adaptive fusion and a2fseg-released, not U-HVED.
+/// `evaluate` asks): A2FSeg's adaptive fusion and a2fseg-released, not U-HVED or MFI.
 #[test]
 fn attention_maps_where_the_method_has_them() {
     for arch in crate::model::Arch::ALL {
@@ -111,7 +111,10 @@ fn attention_maps_where_the_method_has_them() {
         });
         assert_eq!(
             p.has_attention(),
-            arch != crate::model::Arch::Uhved,
+            matches!(
+                arch,
+                crate::model::Arch::A2fseg | crate::model::Arch::A2fsegReleased
+            ),
             "{arch}"
         );
         p.keep_attention = p.has_attention();

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 
 use super::summary::counts;
 use super::*;
+use crate::model::tests::{assert_missing_images_do_not_matter, assert_seam_rejects_bad_inputs};
 
 fn tiny() -> ModelConfig {
     ModelConfig::new()
@@ -106,17 +107,7 @@ fn encoding_has_mean_and_logvar_per_scale() {
             [2, 8, 2, 1, 3]
         ]
     );
-    assert!(
-        model
-            .encode(Modality::T2, image(&device, [1, 1, 6, 8, 8]))
-            .is_err()
-    );
-    assert!(
-        model
-            .encode(Modality::T2, image(&device, [1, 2, 8, 8, 8]))
-            .is_err()
-    );
-    assert!(model.decode(&[]).is_err());
+    assert_seam_rejects_bad_inputs(&model, &device);
 }
 
 /// With one modality, the fused posterior is the analytic product of N(μ, σ²) with
@@ -159,28 +150,7 @@ fn missing_modalities_do_not_change_the_output() {
     let device = Device::flex();
     device.seed(5);
     let model = Uhved::new(&tiny(), &device);
-    let dims = [1, 1, 8, 8, 8];
-    let present = [Modality::T1, Modality::T2];
-    let run = |images: &[(Modality, Tensor<5>)], subset: &[Modality]| {
-        let encodings: Vec<(Modality, Encoding)> = images
-            .iter()
-            .map(|(m, x)| (*m, model.encode(*m, x.clone()).unwrap()))
-            .filter(|(m, _)| subset.contains(m))
-            .collect();
-        values(model.decode(&encodings).unwrap().logits)
-    };
-    let mut images: Vec<(Modality, Tensor<5>)> = Modality::ALL
-        .iter()
-        .map(|&m| (m, image(&device, dims)))
-        .collect();
-    let before = run(&images, &present);
-    for (m, x) in images.iter_mut() {
-        if !present.contains(m) {
-            *x = image(&device, dims).mul_scalar(10.0);
-        }
-    }
-    assert_eq!(before, run(&images, &present));
-    assert_ne!(before, run(&images, &[Modality::T1, Modality::Flair]));
+    assert_missing_images_do_not_matter(&model, &device);
 }
 
 fn classes(device: &Device, dims: [usize; 4]) -> Tensor<4, Int> {
