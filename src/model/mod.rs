@@ -12,23 +12,28 @@
 //! - [`loss`](mod@loss): CE/BCE + soft Dice per head, summed as Eq. 5.
 //! - [`uhved`]: [`Uhved`], the U-HVED baseline (product of Gaussians over the available
 //!   modalities' latents), behind the same seam.
-//! - [`ops`]: 3D max-pooling and trilinear ×2 upsampling, which Burn lacks.
+//! - [`mmformer`]: [`Mmformer`], mmFormer (conv encoders, intra- and inter-modal
+//!   transformers, masked fusion), behind the same seam.
+//! - [`ops`]: 3D max-pooling and trilinear upsampling, which Burn lacks; [`reflect`]: a
+//!   convolution with reflect padding.
 //! - [`per_modality`]: one sub-network per modality under the modality's key.
 //! - [`device`]: [`ComputeDevice`], the `--device` names and the devices' limits.
 //! - [`weights`]: `config.json` + `model.safetensors` (naming scheme documented there).
 //!
-//! A missing modality is never zero-filled: it is simply not an input, and its MSFE does
-//! not run.
+//! In A2FSeg a missing modality is never zero-filled: it is simply not an input, and its
+//! MSFE does not run (mmFormer zeroes its features, as its official code does).
 
 pub mod arch;
 pub mod config;
 pub mod device;
 pub mod fusion;
 pub mod loss;
+pub mod mmformer;
 pub mod msfe;
 pub mod network;
 pub mod ops;
 pub mod per_modality;
+pub mod reflect;
 pub mod released;
 pub mod summary;
 pub mod uhved;
@@ -41,6 +46,7 @@ pub use arch::{Encoding, Network, Segmenter, StepLoss, TrainInputs};
 pub use config::{Arch, Fusion, ModelConfig, PRESETS, Preset, ReleasedVariant, Targets};
 pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
+pub use mmformer::Mmformer;
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
 pub use released::A2fsegReleased;
 pub use summary::ModelSummary;

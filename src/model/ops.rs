@@ -4,6 +4,8 @@
 //! - [`max_pool3d_2x`]: 2×2×2 max-pooling with stride 2. Burn has `max_pool1d`/`max_pool2d`
 //!   and an adaptive *average* 3D pooling, but no 3D max-pooling.
 //! - [`upsample_trilinear_2x`]: trilinear ×2 resizing. Burn's `interpolate` is 2D only.
+//! - [`upsample_trilinear_aligned`]: trilinear resizing by an integer factor with aligned
+//!   corners (RFNet's and mmFormer's convention).
 //!
 //! Both work one axis at a time: a 3D max over a 2³ cell is the max along D of the max
 //! along H of the max along W, and trilinear interpolation is separable into three linear
@@ -85,6 +87,46 @@ pub fn upsample_trilinear_2x(x: Tensor<5>) -> Tensor<5> {
     along_axis(x, 2, double_linear)
 }
 
+/// `[outer, n, inner]` → `[outer, f·n, inner]` by linear interpolation with aligned corners:
+/// output `j` reads input position `j · (n − 1) / (f·n − 1)`, so the first and last outputs
+/// equal the first and last inputs (a one-voxel axis is repeated). Computed as a product
+/// with the `[f·n, n]` interpolation matrix.
+fn resize_linear_aligned(x: Tensor<3>, factor: usize) -> Tensor<3> {
+    let [o, n, i] = x.dims();
+    let m = n * factor;
+    let mut weights = vec![0.0f32; m * n];
+    for j in 0..m {
+        let pos = if m > 1 && n > 1 {
+            j as f64 * (n - 1) as f64 / (m - 1) as f64
+        } else {
+            0.0
+        };
+        let lo = (pos.floor() as usize).min(n - 1);
+        let hi = (lo + 1).min(n - 1);
+        let frac = (pos - lo as f64) as f32;
+        weights[j * n + lo] += 1.0 - frac;
+        weights[j * n + hi] += frac;
+    }
+    let matrix =
+        Tensor::<2>::from_data(burn::tensor::TensorData::new(weights, [m, n]), &x.device());
+    matrix
+        .unsqueeze_dim::<3>(0)
+        .expand([o, m, n])
+        .matmul(x)
+        .reshape([o, m, i])
+}
+
+/// Trilinear resizing by an integer `factor` with aligned corners (PyTorch's
+/// `Upsample(scale_factor=factor, mode='trilinear', align_corners=True)`, SciPy's
+/// `ndimage.zoom(order=1)` at the same output size): `x` `[B, C, D, H, W]` →
+/// `[B, C, f·D, f·H, f·W]`. RFNet's and mmFormer's decoders use this convention; U-HVED's
+/// is [`upsample_trilinear_2x`].
+pub fn upsample_trilinear_aligned(x: Tensor<5>, factor: usize) -> Tensor<5> {
+    let x = along_axis(x, 4, |t| resize_linear_aligned(t, factor));
+    let x = along_axis(x, 3, |t| resize_linear_aligned(t, factor));
+    along_axis(x, 2, |t| resize_linear_aligned(t, factor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +164,32 @@ mod tests {
         assert_eq!(&v[..6], &[0.0, 1.0, 2.0, 4.0, 6.0, 6.0]);
         // Constant along D and H: every row repeats.
         assert!(v.chunks(6).all(|r| r == &v[..6]));
+    }
+
+    #[test]
+    fn aligned_upsample_keeps_the_corners() {
+        let device = Device::flex();
+        let x = Tensor::<5>::from_data(
+            TensorData::new(vec![0.0f32, 3.0, 9.0], [1, 1, 1, 1, 3]),
+            &device,
+        );
+        // 3 → 6 samples at j · 2/5: 0, 0.4, 0.8, 1.2, 1.6, 2 (SciPy's zoom(order=1)).
+        let y = upsample_trilinear_aligned(x, 2);
+        assert_eq!(y.dims(), [1, 1, 2, 2, 6]);
+        let v = values(y);
+        let expect = [0.0, 1.2, 2.4, 4.2, 6.6, 9.0];
+        for (a, b) in v[..6].iter().zip(expect) {
+            assert!((a - b).abs() < 1e-5, "{v:?}");
+        }
+        assert!(v.chunks(6).all(|r| r == &v[..6]));
+        let four = upsample_trilinear_aligned(Tensor::ones([1, 2, 2, 1, 3], &device), 4);
+        assert_eq!(four.dims(), [1, 2, 8, 4, 12]);
+        assert!(values(four).iter().all(|v| (v - 1.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn aligned_upsample_gradient_matches_finite_differences() {
+        check_gradient(|x| upsample_trilinear_aligned(x, 2), [1, 2, 2, 3, 2]);
     }
 
     /// Gradients of `sum(op(x) · r)` under autodiff against central finite differences.

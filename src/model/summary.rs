@@ -335,6 +335,7 @@ impl ModelSummary {
         let p = cfg.patch_size;
         let (headline, rows, unit) = match cfg.arch {
             Arch::Uhved => super::uhved::summary::text_parts(self),
+            Arch::Mmformer => super::mmformer::summary::text_parts(self),
             Arch::A2fsegReleased => super::released::summary::text_parts(self),
             Arch::A2fseg => self.a2fseg_text_parts(),
         };
