@@ -64,6 +64,7 @@ fn report_has_table1_in_paper_order_and_self_contained_html() {
         notes: vec![],
         panel: None,
         panel_caption: String::new(),
+        viewers: vec![],
         conventions: vec![("Split".into(), "70/10/20, seed 7".into())],
     };
     let out = dir.path().join("report");

@@ -101,6 +101,7 @@ fn evaluate_validation(
         quiet: true,
         cache: Some(data.with_extension("cache")),
         strict_finite: false,
+        view_cases: 0,
     })
     .unwrap()
 }

@@ -1,7 +1,8 @@
 //! The CPU a bench ran on: its model name and the vector extensions its kernels can use,
 //! written into every JSON line so that results from different machines are never mixed up
-//! (gemm picks AVX-512 micro-kernels at run time where the CPU has them, AVX2 + FMA
-//! elsewhere: the same build runs at different speeds).
+//! (gemm picks AVX-512 micro-kernels at run time where the CPU has them and the build has
+//! the `avx512` feature, AVX2 + FMA elsewhere: the same build runs at different speeds, and
+//! a build without the feature measures the AVX2 path on an AVX-512 machine).
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,53 @@ pub struct CpuInfo {
     /// The SIMD extensions present and enabled by the OS, from the list of
     /// [`VECTOR_EXTENSIONS`], in that order (names as `/proc/cpuinfo` spells them).
     pub vector_extensions: Vec<String>,
+    /// The matrix-multiplication micro-kernels this process uses (convolutions run through
+    /// them): [`GemmKernels::name`]. Absent in lines written before it was recorded.
+    #[serde(default)]
+    pub gemm_kernels: String,
+}
+
+/// Which of gemm's micro-kernels run: decided at run time from the CPU and the build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmKernels {
+    /// AVX-512F: the CPU has it and the build enables the `avx512` cargo feature (default).
+    Avx512,
+    /// AVX2 + FMA: the CPU has no AVX-512, or the build was made without `avx512`.
+    Avx2Fma,
+    /// Portable scalar code (an x86 CPU without FMA).
+    Scalar,
+    /// Another architecture's kernels (NEON, …).
+    Native,
+}
+
+impl GemmKernels {
+    /// The kernels gemm selects in this process (the same test it makes).
+    pub fn detect() -> GemmKernels {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            if cfg!(feature = "avx512") && std::arch::is_x86_feature_detected!("avx512f") {
+                GemmKernels::Avx512
+            } else if std::arch::is_x86_feature_detected!("fma") {
+                GemmKernels::Avx2Fma
+            } else {
+                GemmKernels::Scalar
+            }
+        }
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+        {
+            GemmKernels::Native
+        }
+    }
+
+    /// The name in bench lines: `avx512`, `avx2+fma`, `scalar` or `native`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmKernels::Avx512 => "avx512",
+            GemmKernels::Avx2Fma => "avx2+fma",
+            GemmKernels::Scalar => "scalar",
+            GemmKernels::Native => "native",
+        }
+    }
 }
 
 /// The x86 extensions reported: those that matter for convolution and GEMM speed.
@@ -42,16 +90,20 @@ impl CpuInfo {
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            gemm_kernels: GemmKernels::detect().name().to_string(),
         }
     }
 
-    /// One line for reports: `MODEL (ext, ext, …)`.
+    /// One line for reports: `MODEL (ext, ext, …), KERNELS kernels`.
     pub fn describe(&self) -> String {
-        if self.vector_extensions.is_empty() {
-            self.model.clone()
-        } else {
-            format!("{} ({})", self.model, self.vector_extensions.join(", "))
+        let mut s = self.model.clone();
+        if !self.vector_extensions.is_empty() {
+            s = format!("{s} ({})", self.vector_extensions.join(", "));
         }
+        if !self.gemm_kernels.is_empty() {
+            s = format!("{s}, {} kernels", self.gemm_kernels);
+        }
+        s
     }
 }
 
@@ -136,5 +188,19 @@ mod tests {
             }
         }
         assert!(cpu.describe().starts_with(&cpu.model));
+        // The kernels follow the CPU and the build.
+        let expected = if has("avx512f") && cfg!(feature = "avx512") {
+            "avx512"
+        } else if has("fma") {
+            "avx2+fma"
+        } else {
+            "scalar"
+        };
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        assert_eq!(cpu.gemm_kernels, expected);
+        assert!(
+            cpu.describe()
+                .ends_with(&format!("{} kernels", cpu.gemm_kernels))
+        );
     }
 }

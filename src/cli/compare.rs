@@ -50,6 +50,10 @@ pub struct CompareArgs {
     /// Seed of the split and of every training.
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
+    /// Test cases shown in report.html's interactive viewer (the first N of the test part;
+    /// the first is the Fig.-2 case; 0: none).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub view_cases: usize,
     /// Compute device: cpu, cuda[:N], wgpu or wgpu:cpu|discrete:N|integrated:N (GPU builds
     /// only).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
@@ -85,6 +89,7 @@ pub fn run(args: CompareArgs, global: Global) -> Result<()> {
         epochs: args.epochs,
         iterations_per_epoch: args.iterations_per_epoch,
         seed: args.seed,
+        view_cases: args.view_cases,
         device: args.device,
         strict_finite: args.finite.strict_finite,
         quiet: global.quiet,

@@ -41,6 +41,10 @@ pub struct DemoArgs {
     /// of the single-model demo.
     #[arg(long, value_name = "LIST")]
     pub methods: Option<String>,
+    /// Test cases shown in report.html's interactive viewer (the first N of the test part;
+    /// the first is the Fig.-2 case; 0: none).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub view_cases: usize,
     /// Optimiser steps per epoch (for fast end-to-end tests of the pipeline).
     #[arg(long, value_name = "N", hide = true)]
     pub iterations_per_epoch: Option<usize>,
@@ -69,6 +73,7 @@ pub fn run(args: DemoArgs, global: Global) -> Result<()> {
         arch: args.arch,
         quiet: global.quiet,
         iterations_per_epoch: args.iterations_per_epoch,
+        view_cases: args.view_cases,
     };
     if let Some(list) = &args.methods {
         let methods = super::compare::methods_option(list)?;

@@ -42,7 +42,8 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "500")]
     pub et_postprocess: Option<usize>,
     /// HD95 (mm) when exactly one of prediction and reference is empty.
-    #[arg(long, default_value_t = 373.13, value_name = "MM")]
+    #[arg(long, default_value_t = crate::metrics::DEFAULT_HD95_PENALTY, value_name = "MM",
+          value_parser = super::args::parse_hd95_penalty)]
     pub hd95_penalty: f64,
     /// Sliding-window step as a fraction of the patch.
     #[arg(long, default_value_t = 0.5)]
@@ -64,6 +65,10 @@ pub struct EvaluateArgs {
     /// Cases are preprocessed with the settings each model was trained with either way.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// Labelled cases (the first N evaluated) shown in report.html's interactive viewer,
+    /// predicted once more for it (0: none).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub view_cases: usize,
     #[command(flatten)]
     pub plan: super::args::PlanArgs,
     #[command(flatten)]
@@ -124,6 +129,7 @@ pub fn run(args: EvaluateArgs, global: Global) -> Result<()> {
         quiet: global.quiet,
         cache: args.cache,
         strict_finite: args.finite.strict_finite,
+        view_cases: args.view_cases,
     };
     let outcome = evaluate(&opts)?;
     for note in &outcome.notes {

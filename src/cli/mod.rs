@@ -20,6 +20,7 @@ pub mod model;
 pub mod phantom;
 pub mod predict;
 pub mod train;
+pub mod view;
 
 /// A2FSeg: brain-tumour segmentation from any subset of T1, T1c, T2 and FLAIR.
 #[derive(Debug, Parser)]
@@ -61,6 +62,9 @@ pub enum Command {
     Metrics(metrics::MetricsArgs),
     /// Train and evaluate several methods on one split and report them side by side.
     Compare(compare::CompareArgs),
+    /// Write an offline HTML page with an interactive 3D viewer of one case: images,
+    /// predictions, ground truth and attention maps.
+    View(view::ViewArgs),
     /// Run the whole pipeline on synthetic data: phantoms, training, evaluation, report.
     Demo(demo::DemoArgs),
     /// Measure speed and memory (JSON lines).
@@ -101,6 +105,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Evaluate(a) => evaluate::run(a, global),
         Command::Metrics(a) => metrics::run(a, global),
         Command::Compare(a) => compare::run(a, global),
+        Command::View(a) => view::run(a, global),
         Command::Demo(a) => demo::run(a, global),
         Command::Bench(a) => bench::run(a, global),
         Command::Export(a) => export::run(a, global),

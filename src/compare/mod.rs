@@ -73,6 +73,9 @@ pub struct CompareOptions {
     pub iterations_per_epoch: Option<usize>,
     /// Seed of the split and of every training.
     pub seed: u64,
+    /// Test cases with an interactive viewer in `report.html` (the first ones of the split;
+    /// the first is the Fig.-2 case); not a setting of the results.
+    pub view_cases: usize,
     /// Where the networks train and run.
     pub device: ComputeDevice,
     /// Refuse input files with NaN or infinite voxels instead of reading them as 0 (training
@@ -430,15 +433,18 @@ fn document_context(
     split: &Split,
     split_path: &Path,
 ) -> Result<report::DocumentContext> {
+    let runs: Vec<(&str, PathBuf)> = opts
+        .methods
+        .iter()
+        .map(|m| (m.label(), opts.out.join(m.name()).join("run")))
+        .collect();
+    let refs: Vec<(&str, &Path)> = runs.iter().map(|(l, p)| (*l, p.as_path())).collect();
+    let viewed: Vec<String> = split.test.iter().take(opts.view_cases).cloned().collect();
+    let sections = report::viewer_sections(&opts.data, &viewed, &refs, MetricOptions::default())?;
+    let viewers = viewed.into_iter().zip(sections).collect();
     let panel = match split.test.first() {
         Some(id) => {
             let path = opts.out.join("figures").join("panel.png");
-            let runs: Vec<(&str, PathBuf)> = opts
-                .methods
-                .iter()
-                .map(|m| (m.label(), opts.out.join(m.name()).join("run")))
-                .collect();
-            let refs: Vec<(&str, &Path)> = runs.iter().map(|(l, p)| (*l, p.as_path())).collect();
             report::render_panel(&opts.data, id, &refs, &path)?;
             Some((
                 path,
@@ -512,6 +518,7 @@ fn document_context(
                 .join(", ")
         )],
         panel,
+        viewers,
         conventions,
     })
 }

@@ -10,14 +10,16 @@ use anyhow::{Context, Result};
 use super::methods::Method;
 use super::summary::CompareSummary;
 use crate::dataset;
-use crate::infer::{Predictor, Tta};
+use crate::infer::{Prediction, Predictor, Tta};
 use crate::labels::Region;
+use crate::metrics::MetricOptions;
 use crate::modality::{Modality, Subset};
 use crate::preprocess::preprocess_case;
 use crate::report::charts::{methods_bar_chart, png_bytes};
-use crate::report::document::{Block, render_html, render_markdown};
+use crate::report::document::{Block, render_html, render_markdown, viewer_blocks};
 use crate::report::slices::{PanelCase, PredictionRow, methods_panel};
 use crate::report::tables::{self, Metric, Table, dice_pct};
+use crate::report::viewer::{self, ViewerCase};
 use crate::volume::Grid;
 
 /// The subsets the panel shows, as the paper's Fig. 2: FLAIR, FLAIR + T1c, all four.
@@ -29,31 +31,55 @@ pub fn panel_subsets() -> [Subset; 3] {
     ]
 }
 
-/// Predicts case `id` of the dataset `data` from [`panel_subsets`] with each model of
-/// `runs` (`(label, run or model folder)`) and writes the panel (the modalities, then one
-/// row per model ending with the ground truth) to `path` as PNG.
-pub fn render_panel(data: &Path, id: &str, runs: &[(&str, &Path)], path: &Path) -> Result<()> {
+/// Case `id` of the dataset `data` and its predictions by each model of `runs` (`(label, run
+/// or model folder)`) from each of `subsets` the case has (with the adaptive fusion's
+/// attention maps when `attention`), with the settings `evaluate` uses by default (step 0.5,
+/// no mirroring, each model's post-processing).
+/// One model's predictions of a case, one per subset.
+type SubsetPredictions = Vec<(Subset, Prediction)>;
+
+fn predict_case(
+    data: &Path,
+    id: &str,
+    runs: &[(&str, &Path)],
+    subsets: &[Subset],
+    attention: bool,
+) -> Result<(dataset::LoadedCase, Vec<SubsetPredictions>)> {
     let ds = dataset::discover(data)?;
     let case = ds
         .case(id)
         .with_context(|| format!("case {id} is not in {}", data.display()))?;
     let loaded = dataset::load_case(&ds, case)?;
+    let available = loaded.available();
+    let subsets: Vec<Subset> = subsets
+        .iter()
+        .copied()
+        .filter(|s| s.is_subset_of(available))
+        .collect();
+    let device = crate::model::device_from_name("cpu")?;
+    let mut predictions = Vec::new();
+    for (_, run) in runs {
+        let mut predictor = Predictor::load(run, device.clone(), 0.5, Tta::OFF)?;
+        predictor.keep_attention = attention && predictor.has_attention();
+        let pre = preprocess_case(&loaded, &predictor.preprocess)?;
+        predictions.push(predictor.predict_subsets(&pre, &subsets)?);
+    }
+    Ok((loaded, predictions))
+}
+
+/// Predicts case `id` of the dataset `data` from [`panel_subsets`] with each model of
+/// `runs` (`(label, run or model folder)`) and writes the panel (the modalities, then one
+/// row per model ending with the ground truth) to `path` as PNG.
+pub fn render_panel(data: &Path, id: &str, runs: &[(&str, &Path)], path: &Path) -> Result<()> {
+    let (loaded, predictions) = predict_case(data, id, runs, &panel_subsets(), false)?;
     let truth = loaded
         .classes
         .as_ref()
         .with_context(|| format!("case {id} has no segmentation"))?;
-    let device = crate::model::device_from_name("cpu")?;
-    let mut predictions: Vec<Vec<(Subset, Grid<u8>)>> = Vec::new();
-    for (_, run) in runs {
-        let predictor = Predictor::load(run, device.clone(), 0.5, Tta::OFF)?;
-        let pre = preprocess_case(&loaded, &predictor.preprocess)?;
-        let preds = predictor
-            .predict_subsets(&pre, &panel_subsets())?
-            .into_iter()
-            .map(|(s, p)| (s, p.classes))
-            .collect();
-        predictions.push(preds);
-    }
+    let predictions: Vec<Vec<(Subset, Grid<u8>)>> = predictions
+        .into_iter()
+        .map(|p| p.into_iter().map(|(s, p)| (s, p.classes)).collect())
+        .collect();
     let rows: Vec<PredictionRow<'_>> = runs
         .iter()
         .zip(&predictions)
@@ -72,6 +98,37 @@ pub fn render_panel(data: &Path, id: &str, runs: &[(&str, &Path)], path: &Path) 
     crate::fsutil::atomic_write_bytes(path, &png_bytes(&img)?)
 }
 
+/// The viewer sections (HTML, see [`crate::report::viewer`]) of the cases `ids` of `data`:
+/// each model of `runs` predicts every subset the case has; the attention maps are those
+/// of the largest subset; the scores beside the viewer use `metrics`.
+pub fn viewer_sections(
+    data: &Path,
+    ids: &[String],
+    runs: &[(&str, &Path)],
+    metrics: MetricOptions,
+) -> Result<Vec<String>> {
+    let all: Vec<Subset> = Subset::all_nonempty().collect();
+    let mut sections = Vec::with_capacity(ids.len());
+    for id in ids {
+        let (loaded, predictions) = predict_case(data, id, runs, &all, true)?;
+        let methods = runs
+            .iter()
+            .zip(predictions)
+            .map(|((label, _), preds)| viewer::predictions_method(label, preds))
+            .collect();
+        let case = ViewerCase {
+            id: id.clone(),
+            geometry: loaded.geometry,
+            images: loaded.images,
+            truth: loaded.classes,
+            methods,
+            metrics,
+        };
+        sections.push(viewer::viewer_section(&case)?);
+    }
+    Ok(sections)
+}
+
 /// What the documents say besides the results.
 #[derive(Debug, Clone, Default)]
 pub struct DocumentContext {
@@ -79,6 +136,8 @@ pub struct DocumentContext {
     pub intro: Vec<String>,
     /// The rendered panel and its caption, if any.
     pub panel: Option<(PathBuf, String)>,
+    /// Interactive viewers: `(case id, HTML section)`.
+    pub viewers: Vec<(String, String)>,
     /// `(name, value)` facts: data, split, recipe, epochs, conventions.
     pub conventions: Vec<(String, String)>,
 }
@@ -157,6 +216,7 @@ pub fn report_blocks(s: &CompareSummary, ctx: &DocumentContext) -> Result<Vec<Bl
             caption: caption.clone(),
         });
     }
+    b.extend(viewer_blocks(&ctx.viewers));
     if !ctx.conventions.is_empty() {
         b.push(Block::Heading(2, "Conventions".into()));
         b.push(Block::Bullets(

@@ -46,6 +46,15 @@ pub struct DemoOptions {
     /// Optimiser steps per epoch instead of the `small` preset's; for fast end-to-end tests
     /// of the whole pipeline (`--iterations-per-epoch`, hidden in the CLI).
     pub iterations_per_epoch: Option<usize>,
+    /// Test cases with an interactive viewer in `report.html` (the first ones of the split:
+    /// the first is the Fig.-2 case); not a setting of the results.
+    #[serde(default = "default_view_cases")]
+    pub view_cases: usize,
+}
+
+/// One viewer: the Fig.-2 case.
+fn default_view_cases() -> usize {
+    1
 }
 
 impl Default for DemoOptions {
@@ -59,6 +68,7 @@ impl Default for DemoOptions {
             arch: Arch::A2fseg,
             iterations_per_epoch: None,
             quiet: false,
+            view_cases: default_view_cases(),
         }
     }
 }
@@ -90,15 +100,15 @@ pub fn model_label(key: &str) -> String {
 }
 
 /// Builds `report.md`, `report.html` and the figures in `out` from the models' files
-/// (adaptive first) of a demo of `method` (its report label), the Fig.-2 panel if already
-/// rendered, and the run's conventions; also returns the key findings as sentences (printed
+/// (adaptive first) of a demo of `method` (its report label), the Fig.-2 panel and its
+/// caption if already rendered, and the run's conventions; also returns the key findings as sentences (printed
 /// at the end of the demo).
 pub fn build_report(
     out: &Path,
     method: &str,
     models: &[DemoModel],
-    panel: Option<PathBuf>,
-    panel_caption: &str,
+    panel: Option<(PathBuf, String)>,
+    viewers: Vec<(String, String)>,
     notes: Vec<String>,
     conventions: Vec<(String, String)>,
 ) -> Result<(crate::report::ReportFiles, Vec<String>)> {
@@ -117,8 +127,9 @@ pub fn build_report(
         )],
         models: reports,
         notes,
-        panel,
-        panel_caption: panel_caption.to_string(),
+        panel_caption: panel.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
+        panel: panel.map(|(p, _)| p),
+        viewers,
         conventions,
     };
     Ok((write_report(out, &input)?, findings))
@@ -164,7 +175,7 @@ mod tests {
             });
         }
         let (files, findings) =
-            build_report(dir.path(), "A2FSeg", &models, None, "", vec![], vec![]).unwrap();
+            build_report(dir.path(), "A2FSeg", &models, None, vec![], vec![], vec![]).unwrap();
         let md = fs::read_to_string(files.markdown).unwrap();
         assert!(md.contains("Baseline (average fusion only)"));
         assert!(md.contains("figures/curves-average.png"));

@@ -102,6 +102,7 @@ pub fn run_demo_compare(opts: &DemoOptions, methods: &[Method]) -> Result<Compar
         epochs: None,
         iterations_per_epoch: opts.iterations_per_epoch,
         seed: opts.seed,
+        view_cases: opts.view_cases,
         device: crate::model::ComputeDevice::Cpu,
         strict_finite: false,
         quiet: opts.quiet,
@@ -422,10 +423,35 @@ impl<'a> Demo<'a> {
                 opts.budget_minutes
             ));
         }
+        let viewed: Vec<String> = inputs
+            .split
+            .test
+            .iter()
+            .take(opts.view_cases)
+            .cloned()
+            .collect();
+        let runs: Vec<(&str, &Path)> = models
+            .iter()
+            .map(|m| (m.label.as_str(), m.run_dir.as_path()))
+            .collect();
+        let sections = crate::compare::report::viewer_sections(
+            &inputs.data,
+            &viewed,
+            &runs,
+            MetricOptions::default(),
+        )?;
+        let viewers = viewed.into_iter().zip(sections).collect();
         let conventions = conventions(opts, inputs, plan, &models);
         let method = Method::from(opts.arch).label();
-        let (files, findings) =
-            build_report(root, method, &models, panel, &caption, notes, conventions)?;
+        let (files, findings) = build_report(
+            root,
+            method,
+            &models,
+            panel.map(|p| (p, caption)),
+            viewers,
+            notes,
+            conventions,
+        )?;
         for line in &findings {
             self.sink.emit(&DemoEvent::Finding(line));
         }

@@ -100,6 +100,9 @@ pub struct ReportInput {
     pub panel: Option<PathBuf>,
     /// Caption of the panel.
     pub panel_caption: String,
+    /// Interactive viewers: `(case id, HTML section from
+    /// [`super::viewer::viewer_section`])`, shown in `report.html` after the panel.
+    pub viewers: Vec<(String, String)>,
     /// Conventions and facts of the run: `(name, value)` (metrics, split, seeds, versions,
     /// timings).
     pub conventions: Vec<(String, String)>,
@@ -125,6 +128,39 @@ pub enum Block {
         /// Caption (alt text too).
         caption: String,
     },
+    /// An interactive viewer (HTML only; Markdown points to `report.html`).
+    Viewer {
+        /// The case shown.
+        case: String,
+        /// The section from [`super::viewer::viewer_section`].
+        html: String,
+    },
+}
+
+/// The report's viewer part: a heading, what the viewer shows, and one viewer per case of
+/// `viewers` (`(case id, HTML section)`); nothing without viewers.
+pub fn viewer_blocks(viewers: &[(String, String)]) -> Vec<Block> {
+    if viewers.is_empty() {
+        return Vec::new();
+    }
+    let mut b = vec![
+        Block::Heading(2, "Interactive viewer".into()),
+        Block::Para(
+            "Each test case below in 3D (NiiVue, in this page; drag to move the crosshair or \
+             rotate the render, scroll to change slice): the four modalities, the ground truth \
+             and each model's prediction from any modality subset (selector in the paper's order) \
+             as label overlays in the figures' colours, the adaptive fusion's attention maps as \
+             heat overlays, and the case's Dice and HD95 of the shown prediction against the \
+             ground truth. Volumes are cropped to the brain box; images are stored in 256 grey \
+             levels."
+                .into(),
+        ),
+    ];
+    b.extend(viewers.iter().map(|(case, html)| Block::Viewer {
+        case: case.clone(),
+        html: html.clone(),
+    }));
+    b
 }
 
 /// The files written by [`write_report`].
@@ -298,6 +334,7 @@ pub fn blocks(input: &ReportInput) -> Result<Vec<Block>> {
             caption: input.panel_caption.clone(),
         });
     }
+    b.extend(viewer_blocks(&input.viewers));
     let with_attention = input.models.iter().find(|m| m.attention.is_some());
     if let Some(m) = with_attention {
         let a = m.attention.as_ref().expect("found above");
@@ -376,6 +413,12 @@ pub fn render_markdown(blocks: &[Block]) -> String {
                     caption.replace(['[', ']'], "")
                 );
             }
+            Block::Viewer { case, .. } => {
+                let _ = writeln!(
+                    s,
+                    "The interactive 3D viewer of case {case} is in `report.html`.\n"
+                );
+            }
         }
     }
     s
@@ -445,7 +488,11 @@ pub fn render_html(blocks: &[Block]) -> String {
                     inline_html(caption)
                 );
             }
+            Block::Viewer { html, .. } => s.push_str(html),
         }
+    }
+    if blocks.iter().any(|b| matches!(b, Block::Viewer { .. })) {
+        s.push_str(&super::viewer::viewer_scripts());
     }
     s.push_str("</body>\n</html>\n");
     s

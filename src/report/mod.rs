@@ -18,6 +18,8 @@ pub mod inputs;
 pub mod scores;
 pub mod slices;
 pub mod tables;
+pub mod view_files;
+pub mod viewer;
 
 pub use attention::{Attention, AttentionFile, ModalityWeights, RegionWeights};
 pub use document::{ModelFiles, ModelReport, ReportFiles, ReportInput, write_report};

@@ -26,6 +26,13 @@ pub fn class_colour(class: u8) -> Option<[u8; 3]> {
     }
 }
 
+/// The tumour classes in legend order, with their legend names (figures and viewer).
+pub const LEGEND: [(TumourClass, &str); 3] = [
+    (TumourClass::Edema, "edema (ED)"),
+    (TumourClass::Enhancing, "enhancing (ET)"),
+    (TumourClass::Necrosis, "necrosis / non-enhancing (NCR)"),
+];
+
 /// The axial slice (index along z) holding the most tumour voxels of `classes`
 /// (`TumourClass` indices); the lowest such z on ties, the middle slice if there is none.
 pub fn tumour_slice(classes: &Grid<u8>) -> usize {
@@ -337,11 +344,7 @@ fn draw_texts(
     }
     let y = (h - layout.legend + 6) as i32;
     let mut x = layout.gap as i32;
-    for (class, name) in [
-        (TumourClass::Edema, "edema (ED)"),
-        (TumourClass::Enhancing, "enhancing (ET)"),
-        (TumourClass::Necrosis, "necrosis / non-enhancing (NCR)"),
-    ] {
+    for (class, name) in LEGEND {
         let [r, g, b] = class_colour(class.index() as u8).expect("tumour class has a colour");
         root.draw(&Rectangle::new(
             [(x, y), (x + 14, y + 14)],

@@ -24,7 +24,7 @@ pub use geometry::{Geometry, SAME_GRID_TOLERANCE_MM};
 pub use header::NiftiVersion;
 pub use inspect::{VolumeInfo, volume_info};
 pub use read::{NonFinite, Volume, read_geometry, read_volume, read_volume_with};
-pub use write::{write_float, write_labels};
+pub use write::{Uint8Scaling, encode_u8_gz, write_float, write_labels};
 
 /// A dense 3D grid of voxels, x fastest (NIfTI order).
 #[derive(Debug, Clone, PartialEq)]

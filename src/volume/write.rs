@@ -70,6 +70,63 @@ fn write_nifti<T: LeBytes>(
     data: &[T],
 ) -> Result<()> {
     let gz = output_is_gz(path)?;
+    let head = single_file_header(geometry, dims, datatype, bitpix, Uint8Scaling::IDENTITY)?;
+    atomic_write(path, |w| {
+        if gz {
+            let mut enc = GzEncoder::new(&mut *w, Compression::new(6));
+            write_body(&mut enc, &head, data)?;
+            enc.finish()?;
+        } else {
+            write_body(w, &head, data)?;
+        }
+        Ok(())
+    })
+}
+
+/// How the stored voxels of [`encode_u8_gz`] read back: `value = slope × stored + inter`
+/// (NIfTI `scl_slope`, `scl_inter`), and the display window a viewer opens the image with
+/// (`cal_min`, `cal_max`; none: the viewer chooses).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Uint8Scaling {
+    /// `scl_slope`.
+    pub slope: f64,
+    /// `scl_inter`.
+    pub inter: f64,
+    /// `(cal_min, cal_max)` in read-back values.
+    pub window: Option<(f64, f64)>,
+}
+
+impl Uint8Scaling {
+    /// Stored values are the values (labels); no display window.
+    pub const IDENTITY: Uint8Scaling = Uint8Scaling {
+        slope: 1.0,
+        inter: 0.0,
+        window: None,
+    };
+}
+
+/// A uint8 volume with `geometry` (and its NIfTI version) as the bytes of a gzip-compressed
+/// single-file NIfTI, in memory: for pages that embed volumes rather than link files.
+pub fn encode_u8_gz(
+    geometry: &Geometry,
+    voxels: &Grid<u8>,
+    scaling: Uint8Scaling,
+) -> Result<Vec<u8>> {
+    let head = single_file_header(geometry, voxels.dims(), 2, 8, scaling)?;
+    let mut enc = GzEncoder::new(Vec::new(), Compression::new(9));
+    write_body(&mut enc, &head, voxels.data())?;
+    Ok(enc.finish()?)
+}
+
+/// The encoded header (and zero extension flag) of a single-file NIfTI of `dims` voxels of
+/// `datatype`, starting from `geometry`'s header.
+fn single_file_header(
+    geometry: &Geometry,
+    dims: [usize; 3],
+    datatype: i16,
+    bitpix: i16,
+    scaling: Uint8Scaling,
+) -> Result<Vec<u8>> {
     if dims != geometry.dims {
         bail!(
             "the grid has dims {dims:?} but the reference geometry has {:?}",
@@ -95,10 +152,9 @@ fn write_nifti<T: LeBytes>(
     h.datatype = datatype;
     h.bitpix = bitpix;
     h.vox_offset = h.version.single_vox_offset() as f64;
-    h.scl_slope = 1.0;
-    h.scl_inter = 0.0;
-    h.cal_min = 0.0;
-    h.cal_max = 0.0;
+    h.scl_slope = scaling.slope;
+    h.scl_inter = scaling.inter;
+    (h.cal_min, h.cal_max) = scaling.window.unwrap_or((0.0, 0.0));
     h.analyze.glmax = 0;
     h.analyze.glmin = 0;
     h.intent_code = 0;
@@ -111,17 +167,7 @@ fn write_nifti<T: LeBytes>(
     let mut head = h.encode();
     // No extensions: the 4-byte extension flag is zero.
     head.extend_from_slice(&[0; 4]);
-
-    atomic_write(path, |w| {
-        if gz {
-            let mut enc = GzEncoder::new(&mut *w, Compression::new(6));
-            write_body(&mut enc, &head, data)?;
-            enc.finish()?;
-        } else {
-            write_body(w, &head, data)?;
-        }
-        Ok(())
-    })
+    Ok(head)
 }
 
 /// Header then voxels, converted to little-endian bytes in chunks.
@@ -179,6 +225,29 @@ mod tests {
         }
         let gz = std::fs::read(dir.path().join("l.nii.gz")).unwrap();
         assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+    }
+
+    #[test]
+    fn uint8_bytes_read_back_scaled_with_their_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = geometry();
+        let stored = Grid::from_vec([3, 2, 2], (0u8..12).collect()).unwrap();
+        let scaling = Uint8Scaling {
+            slope: 0.5,
+            inter: -2.0,
+            window: Some((-1.0, 3.0)),
+        };
+        let bytes = encode_u8_gz(&g, &stored, scaling).unwrap();
+        assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+        let p = dir.path().join("q.nii.gz");
+        std::fs::write(&p, &bytes).unwrap();
+        let v = read_volume(&p).unwrap();
+        assert_eq!(v.datatype, "uint8");
+        assert_eq!(v.geometry, g);
+        assert_eq!(v.channels[0], stored.map(|s| f32::from(s) * 0.5 - 2.0));
+        let h = v.geometry.header();
+        assert_eq!((h.cal_min, h.cal_max), (-1.0, 3.0));
+        assert!(encode_u8_gz(&g, &Grid::zeros([2, 2, 2]), scaling).is_err());
     }
 
     #[test]

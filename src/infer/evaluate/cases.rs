@@ -6,7 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::dataset::{self, Split};
-use crate::infer::Predictor;
+use crate::infer::{Prediction, Predictor};
+use crate::modality::Subset;
 use crate::preprocess::resample::needs_resampling;
 use crate::preprocess::{self, PreprocessSettings};
 use crate::volume::Grid;
@@ -85,6 +86,24 @@ impl<'a> CaseSource<'a> {
             self.loaded = Some(dataset::load_case(self.ds, self.case)?);
         }
         Ok(self.loaded.as_ref())
+    }
+
+    /// `predictor`'s predictions of the case from each of `subsets` on the case's own grid,
+    /// and whether the case was resampled to the model's spacing for them.
+    pub(super) fn predict(
+        &mut self,
+        predictor: &Predictor,
+        subsets: &[Subset],
+    ) -> Result<(Vec<(Subset, Prediction)>, bool)> {
+        // A case of another spacing than the model's is resampled to it and the
+        // prediction back to the case's grid, where the reference is.
+        Ok(match self.resampling_for(predictor)? {
+            Some(loaded) => (predictor.predict_loaded(loaded, subsets)?, true),
+            None => {
+                let pre = self.preprocessed(&predictor.preprocess)?;
+                (predictor.predict_subsets(pre, subsets)?, false)
+            }
+        })
     }
 
     /// The case preprocessed with `settings`.

@@ -23,6 +23,8 @@
 //! - `summary.csv`: one row per (model, subset or "mean") ([`output`]).
 //! - `summary.md`: Table 1 per model ([`crate::report::tables::table1`]), Table 2 (one line
 //!   per model), Fig. 3 numbers ([`output`]).
+//! - `report.html`: Table 1 per model and an interactive viewer of the first `view_cases`
+//!   labelled cases ([`crate::report::viewer`]), predicted once more for it ([`output`]).
 //!
 //! Averages ([`summary`]): Dice and HD95 are averaged over cases per subset; the `mean` row
 //! averages the subsets' rows (as the paper's "Average" row). Attention ([`attention`]): the
@@ -43,7 +45,7 @@ use anyhow::{Result, ensure};
 
 pub use attention::{ATTENTION_CLASSES, ClassAttention, attention_by_class};
 pub use cases::select_cases;
-pub use output::{summary_csv, summary_markdown, write_summaries};
+pub use output::{summary_csv, summary_markdown, write_report_html, write_summaries};
 pub use rows::{CaseRow, read_case_rows, write_case_rows};
 pub use settings::EvaluateSettings;
 pub use summary::{ModelEvaluation, summarize};
@@ -57,6 +59,7 @@ use crate::fsutil::FolderLock;
 use crate::metrics::{self, MetricOptions};
 use crate::modality::{Modality, Subset};
 use crate::preprocess;
+use crate::report::viewer::{self, ViewerCase};
 use cases::CaseSource;
 
 /// What to evaluate and where to write it.
@@ -98,13 +101,17 @@ pub struct EvaluateOptions {
     pub cache: Option<PathBuf>,
     /// Refuse input files with NaN or infinite voxels instead of reading them as 0.
     pub strict_finite: bool,
+    /// Labelled cases (the first ones evaluated) with an interactive viewer in
+    /// `report.html`; they are predicted once more for it.
+    pub view_cases: usize,
 }
 
 impl EvaluateOptions {
     /// `a2fseg evaluate`'s defaults for one model (a run or model folder) on the `test` part
     /// of `split` (or every case of `data`), writing to `out`: all 15 subsets, default
     /// metrics, the sliding window at step 0.5, no mirroring, the model's post-processing, on
-    /// the CPU, without a cache.
+    /// the CPU, without a cache, no viewer (the callers, `compare` and `demo`, show cases
+    /// in their own reports).
     pub fn new(model: PathBuf, data: PathBuf, split: Option<PathBuf>, out: PathBuf) -> Self {
         EvaluateOptions {
             models: vec![model],
@@ -123,6 +130,7 @@ impl EvaluateOptions {
             quiet: false,
             cache: None,
             strict_finite: false,
+            view_cases: 0,
         }
     }
 }
@@ -288,18 +296,8 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         let mut source = CaseSource::new(&ds, case, cache.as_ref())?;
         let (gt, spacing) = source.reference()?;
         for &i in &todo {
-            // A case of another spacing than the model's is resampled to it and the
-            // prediction back to the case's grid, where the reference is.
-            let preds = match source.resampling_for(&predictors[i])? {
-                Some(loaded) => {
-                    resampled[i] += 1;
-                    predictors[i].predict_loaded(loaded, &subsets)?
-                }
-                None => {
-                    let pre = source.preprocessed(&predictors[i].preprocess)?;
-                    predictors[i].predict_subsets(pre, &subsets)?
-                }
-            };
+            let (preds, was_resampled) = source.predict(&predictors[i], &subsets)?;
+            resampled[i] += usize::from(was_resampled);
             if let Some((_, p)) = preds.first() {
                 *plans.entry(p.plan.plan.to_string()).or_default() += 1;
             }
@@ -335,6 +333,34 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         })
         .collect();
     write_summaries(&opts.out, &summaries, &settings)?;
+    // The viewed cases are predicted again (as in the loop: the predictions are not kept,
+    // and a resumed evaluation has none of its finished cases).
+    let mut viewers = Vec::new();
+    let labelled = ids.iter().filter(|id| by_id[id.as_str()].has_seg());
+    for id in labelled.take(opts.view_cases) {
+        let case = by_id[id.as_str()];
+        let subsets = wanted(case);
+        if subsets.is_empty() {
+            continue;
+        }
+        let mut source = CaseSource::new(&ds, case, cache.as_ref())?;
+        let mut methods = Vec::new();
+        for (name, p) in names.iter().zip(&predictors) {
+            let (preds, _) = source.predict(p, &subsets)?;
+            methods.push(viewer::predictions_method(name, preds));
+        }
+        let loaded = dataset::load_case(&ds, case)?;
+        let view = ViewerCase {
+            id: id.clone(),
+            geometry: loaded.geometry,
+            images: loaded.images,
+            truth: loaded.classes,
+            methods,
+            metrics: opts.metrics,
+        };
+        viewers.push((id.clone(), viewer::viewer_section(&view)?));
+    }
+    write_report_html(&opts.out, &summaries, &settings, &viewers)?;
     for ((name, p), n) in names.iter().zip(&predictors).zip(resampled) {
         if let (Some(s), true) = (p.config().spacing, n > 0) {
             notes.push(format!(

@@ -15,7 +15,7 @@ use super::settings::EvaluateSettings;
 use super::summary::ModelEvaluation;
 use crate::fsutil::atomic_write_bytes;
 use crate::modality::Modality;
-use crate::report::document::metric_conventions;
+use crate::report::document::{Block, metric_conventions, render_html, viewer_blocks};
 use crate::report::scores::by_model_json;
 use crate::report::tables::{Table, Table1Columns, dice_pct, table1};
 
@@ -179,6 +179,33 @@ pub fn summary_csv(models: &[ModelEvaluation]) -> Result<Vec<u8>> {
         }
     }
     Ok(w.into_inner()?)
+}
+
+/// `report.html`: Table 1 per model and the interactive viewers `(case id, HTML section)`.
+pub fn write_report_html(
+    out: &Path,
+    models: &[ModelEvaluation],
+    settings: &EvaluateSettings,
+    viewers: &[(String, String)],
+) -> Result<()> {
+    let columns = Table1Columns {
+        et_postprocessed: settings.et_postprocess.is_some(),
+        cases: true,
+    };
+    let mut blocks = vec![
+        Block::Heading(1, "Evaluation".into()),
+        Block::Para(format!(
+            "Dataset `{}`; Dice in %, HD95 in mm, mean over the cases; the settings and \
+             conventions are in `summary.md`.",
+            settings.data.display()
+        )),
+    ];
+    for m in models {
+        blocks.push(Block::Heading(2, format!("Table 1 — {}", m.model)));
+        blocks.push(Block::Table(table1(&m.scores, columns)));
+    }
+    blocks.extend(viewer_blocks(viewers));
+    atomic_write_bytes(&out.join("report.html"), render_html(&blocks).as_bytes())
 }
 
 /// Writes `summary.md`, `summary.csv`, `summary.json`, `attention.json` (and per-model copies
