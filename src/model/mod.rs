@@ -14,8 +14,8 @@
 //!   modalities' latents), behind the same seam.
 //! - [`mmformer`]: [`Mmformer`], mmFormer (conv encoders, intra- and inter-modal
 //!   transformers, masked fusion), behind the same seam.
-//! - [`ops`]: 3D max-pooling and trilinear upsampling, which Burn lacks; [`reflect`]: a
-//!   convolution with reflect padding.
+//! - [`ops`]: 3D max-pooling and trilinear upsampling, which Burn lacks; [`reflect`]: the
+//!   reflection-padded convolution.
 //! - [`per_modality`]: one sub-network per modality under the modality's key.
 //! - [`device`]: [`ComputeDevice`], the `--device` names and the devices' limits.
 //! - [`weights`]: `config.json` + `model.safetensors` (naming scheme documented there).

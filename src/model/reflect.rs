@@ -1,78 +1,77 @@
-//! [`ReflectConv3d`]: a 3D convolution on a reflect-padded input (PyTorch's
-//! `padding_mode='reflect'`), which Burn's `Conv3d` lacks (its padding is zeros only).
+//! [`ReflectConv3d`]: a 3D convolution whose input is padded by reflection (PyTorch's
+//! `padding_mode='reflect'`), which Burn's `Conv3d` lacks (it pads with zeros only).
 //!
-//! The input is padded with Burn's `Tensor::pad(…, PadMode::Reflect)` (the border voxel is
-//! not repeated: `[a, b, c]` padded by 1 reads `[b, a, b, c, b]`), then convolved without
-//! padding through [`crate::kernels::conv3d_module`], so the fast CPU kernels apply on
-//! `flex` and autodiff differentiates the padding as slices.
+//! The input is padded by `kernel / 2` on each side of D, H and W with Burn's
+//! `Tensor::pad(…, PadMode::Reflect)` (the border voxel is not repeated: `[a, b, c]` padded
+//! by 1 reads `[b, a, b, c, b]`), then convolved without padding through
+//! [`crate::kernels::conv3d_module`], so the fast CPU kernels apply and autodiff needs no
+//! custom backward.
 
 use burn::config::Config;
 use burn::module::Module;
+use burn::nn::PaddingConfig3d;
 use burn::nn::conv::{Conv3d, Conv3dConfig};
-use burn::nn::{Initializer, PaddingConfig3d};
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 
+use super::msfe::he_init;
 use crate::kernels::conv3d_module;
 
-/// Configuration of a [`ReflectConv3d`]: a cubic kernel, padded by `kernel / 2` on every side
-/// so that stride 1 keeps the size and stride 2 halves an even size.
+/// Configuration of a [`ReflectConv3d`].
 #[derive(Config, Debug)]
 pub struct ReflectConv3dConfig {
     /// Input and output channels `[in, out]`.
     pub channels: [usize; 2],
-    /// Edge length of the cubic kernel (odd).
+    /// Cubic kernel size (odd); the input is padded by `kernel / 2` per side.
     pub kernel: usize,
-    /// Stride along every axis.
+    /// Cubic stride.
     #[config(default = 1)]
     pub stride: usize,
-    /// Whether the convolution adds a bias (initialised to zero).
+    /// Whether the convolution has a bias (initialised to zero).
     #[config(default = true)]
     pub bias: bool,
 }
 
 impl ReflectConv3dConfig {
-    /// A convolution with He-normal weights (PyTorch's `kaiming_normal_`, gain √2, fan in)
-    /// and zero bias.
-    pub fn init(&self, device: &Device) -> ReflectConv3d {
-        let cout = self.channels[1];
-        let mut conv = Conv3dConfig::new(self.channels, [self.kernel; 3])
+    /// A freshly initialised convolution (He weights for a LeakyReLU of negative slope
+    /// `slope` that follows it).
+    pub fn init_with_slope(&self, slope: f64, device: &Device) -> ReflectConv3d {
+        let [cin, cout] = self.channels;
+        let mut conv = Conv3dConfig::new([cin, cout], [self.kernel; 3])
             .with_stride([self.stride; 3])
             .with_padding(PaddingConfig3d::Valid)
             .with_bias(self.bias)
-            .with_initializer(Initializer::KaimingNormal {
-                gain: std::f64::consts::SQRT_2,
-                fan_out_only: false,
-            })
+            .with_initializer(he_init(slope))
             .init(device);
         if self.bias {
-            conv.bias = Some(Initializer::Zeros.init([cout], device));
+            conv.bias = Some(burn::nn::Initializer::Zeros.init([cout], device));
         }
         ReflectConv3d {
             conv,
-            padding: self.kernel / 2,
+            pad: self.kernel / 2,
         }
     }
 }
 
-/// A 3D convolution with reflect padding. Tensors: `conv.weight` `[out, in, k, k, k]`,
-/// `conv.bias` `[out]` (if any).
+/// A 3D convolution with reflection padding. Tensors: `conv.weight`
+/// `[out, in, k, k, k]`, `conv.bias` `[out]`.
 #[derive(Module, Debug)]
 pub struct ReflectConv3d {
-    /// The convolution proper, without padding of its own.
+    /// The convolution itself, without padding.
     pub conv: Conv3d,
-    /// Voxels reflected onto each side of every spatial axis (`kernel / 2`).
+    /// Voxels reflected onto each side of D, H and W before the convolution.
     #[module(skip)]
-    pub padding: usize,
+    pub pad: usize,
 }
 
 impl ReflectConv3d {
-    /// `[B, in, D, H, W]` → `[B, out, D', H', W']` (the same size at stride 1). Each spatial
-    /// size must exceed the padding (a reflection needs a voxel beyond the border).
+    /// `[B, in, D, H, W]` → `[B, out, D', H', W']` with `D' = (D − 1) / stride + 1` for an
+    /// odd kernel (the size is kept at stride 1). Panics (as PyTorch errors) if a size is
+    /// not larger than the padding.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let p = self.padding;
-        let x = if p > 0 {
-            x.pad([(p, p); 3], PadMode::Reflect)
+        let x = if self.pad > 0 {
+            let p = (self.pad, self.pad);
+            x.pad([p, p, p], PadMode::Reflect)
         } else {
             x
         };
@@ -83,41 +82,54 @@ impl ReflectConv3d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Distribution, TensorData};
 
+    /// Reflection-padded input written out by hand, convolved by Burn's own zero-padding-free
+    /// convolution: equal to the module's output, at stride 1 and 2.
     #[test]
-    fn pads_by_reflection_then_convolves() {
+    fn matches_an_explicitly_reflected_input() {
         let device = Device::flex();
-        // A 3³ kernel that reads only its left neighbour along W: out[w] = in[w − 1], so
-        // the first output shows the reflected voxel in[1].
-        let mut conv = ReflectConv3dConfig::new([1, 1], 3)
-            .with_bias(false)
-            .init(&device);
-        let mut w = vec![0.0f32; 27];
-        w[13 - 1] = 1.0;
-        conv.conv.weight = burn::module::Param::from_tensor(Tensor::from_data(
-            TensorData::new(w, [1, 1, 3, 3, 3]),
-            &device,
-        ));
-        let x = Tensor::<5>::from_data(
-            TensorData::new(
-                vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
-                [1, 1, 2, 2, 2],
-            ),
+        device.seed(3);
+        let (d, h, w) = (3usize, 4usize, 5usize);
+        let x = Tensor::<5>::random([1, 2, d, h, w], Distribution::Normal(0.0, 1.0), &device);
+        let v: Vec<f32> = x.to_data().convert::<f32>().try_into_vec().unwrap();
+        // Reflect index i of an axis of length n padded by 1: −1 → 1, n → n − 2.
+        let r = |i: isize, n: usize| -> usize {
+            if i < 0 {
+                (-i) as usize
+            } else if i as usize >= n {
+                2 * n - 2 - i as usize
+            } else {
+                i as usize
+            }
+        };
+        let mut padded = Vec::new();
+        for c in 0..2 {
+            for z in -1..=d as isize {
+                for y in -1..=h as isize {
+                    for xx in -1..=w as isize {
+                        let idx = ((c * d + r(z, d)) * h + r(y, h)) * w + r(xx, w);
+                        padded.push(v[idx]);
+                    }
+                }
+            }
+        }
+        let padded = Tensor::<5>::from_data(
+            TensorData::new(padded, [1, 2, d + 2, h + 2, w + 2]),
             &device,
         );
-        let y: Vec<f32> = conv
-            .forward(x)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec()
-            .unwrap();
-        // Each W-row [a, b] becomes [b, a].
-        assert_eq!(y, vec![2.0, 1.0, 4.0, 3.0, 6.0, 5.0, 8.0, 7.0]);
-        let strided = ReflectConv3dConfig::new([1, 4], 3)
-            .with_stride(2)
-            .init(&device);
-        let y = strided.forward(Tensor::zeros([1, 1, 4, 6, 8], &device));
-        assert_eq!(y.dims(), [1, 4, 2, 3, 4]);
+        for stride in [1, 2] {
+            let conv = ReflectConv3dConfig::new([2, 3], 3)
+                .with_stride(stride)
+                .init_with_slope(0.2, &device);
+            let ours = conv.forward(x.clone());
+            let direct = conv.conv.forward(padded.clone());
+            assert_eq!(ours.dims(), direct.dims());
+            if stride == 1 {
+                assert_eq!(ours.dims(), [1, 3, d, h, w]);
+            }
+            let diff = (ours - direct).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-5, "stride {stride}: difference {diff}");
+        }
     }
 }

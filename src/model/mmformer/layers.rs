@@ -52,7 +52,7 @@ impl PreNormConv {
             norm: norm(cin, cfg, device),
             conv: ReflectConv3dConfig::new([cin, cout], kernel)
                 .with_stride(stride)
-                .init(device),
+                .init_with_slope(0.0, device),
             slope: cfg.leaky_slope,
         }
     }
