@@ -55,7 +55,11 @@ def encoder(x, m):
     levels = []
     for l in range(P + 1):
         p = f"encoders.{m}.levels.{l}"
-        x = pre(x, p + ".first", stride=2 if l > 0 else 1)
+        if l == 0:
+            # The first convolution reads the image itself: no norm or activation before it.
+            x = conv(x, p + ".first.conv.conv", reflect=True)
+        else:
+            x = pre(x, p + ".first", stride=2)
         x = x + pre(pre(x, p + ".residual.0"), p + ".residual.1")
         levels.append(x)
     return levels

@@ -103,9 +103,10 @@ fn shared_msfe_path_equals_separate_predictions() {
 #[test]
 fn attention_maps_where_the_method_has_them() {
     for arch in crate::model::Arch::ALL {
+        use crate::model::Arch;
         let mut cfg = crate::model::ModelConfig::of(arch, crate::model::Preset::Small)
             .with_patch_size([8, 8, 8]);
-        if arch == crate::model::Arch::Mmformer {
+        if arch == Arch::Mmformer {
             // Its reflect padding needs a bottleneck of 2 voxels per axis.
             cfg.poolings = 2;
         }
@@ -115,10 +116,7 @@ fn attention_maps_where_the_method_has_them() {
         });
         assert_eq!(
             p.has_attention(),
-            !matches!(
-                arch,
-                crate::model::Arch::Uhved | crate::model::Arch::Mmformer
-            ),
+            matches!(arch, Arch::A2fseg | Arch::A2fsegReleased),
             "{arch}"
         );
         p.keep_attention = p.has_attention();

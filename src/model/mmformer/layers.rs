@@ -25,12 +25,14 @@ pub(super) fn plain_conv(cin: usize, cout: usize, kernel: usize, device: &Device
 }
 
 /// InstanceNorm (no affine) → LeakyReLU → Conv (reflect padding, bias): the official
-/// `general_conv3d_prenorm`. Tensors: `conv.conv.weight` `[out, in, k, k, k]`,
-/// `conv.conv.bias` `[out]`.
+/// `general_conv3d_prenorm`; without the norm and activation ([`PreNormConv::plain`]) the
+/// official encoder's first convolution `e1_c1` on the raw image. Tensors:
+/// `conv.conv.weight` `[out, in, k, k, k]`, `conv.conv.bias` `[out]`.
 #[derive(Module, Debug)]
 pub struct PreNormConv {
-    /// The normalisation of the input (no parameters).
-    pub norm: InstanceNorm,
+    /// The normalisation of the input (no parameters), followed by the activation; `None`
+    /// for the plain convolution.
+    pub norm: Option<InstanceNorm>,
     /// The convolution.
     pub conv: ReflectConv3d,
     /// Negative slope of the activation.
@@ -49,7 +51,22 @@ impl PreNormConv {
         device: &Device,
     ) -> Self {
         PreNormConv {
-            norm: norm(cin, cfg, device),
+            norm: Some(norm(cin, cfg, device)),
+            ..Self::plain(cin, cout, kernel, stride, cfg, device)
+        }
+    }
+
+    /// The convolution alone, without norm or activation before it.
+    pub fn plain(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Self {
+        PreNormConv {
+            norm: None,
             conv: ReflectConv3dConfig::new([cin, cout], kernel)
                 .with_stride(stride)
                 .init_with_slope(0.0, device),
@@ -59,8 +76,11 @@ impl PreNormConv {
 
     /// `[B, in, D, H, W]` → `[B, out, D / stride, H / stride, W / stride]`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        self.conv
-            .forward(leaky_relu(self.norm.forward(x), self.slope))
+        let x = match &self.norm {
+            Some(norm) => leaky_relu(norm.forward(x), self.slope),
+            None => x,
+        };
+        self.conv.forward(x)
     }
 }
 
@@ -71,11 +91,12 @@ fn norm(c: usize, cfg: &ModelConfig, device: &Device) -> InstanceNorm {
         .init(device)
 }
 
-/// One encoder level: `x = first(x)` (stride 2 from level 1), then `x = x + second(third… )`:
-/// the official `x = c1(x); x = x + c3(c2(x))`.
+/// One encoder level: `x = first(x)` (stride 2 from level 1), then `x = x + c3(c2(x))`: the
+/// official `x = c1(x); x = x + c3(c2(x))`. Level 0's `first` is a plain convolution of
+/// the image (the official `e1_c1` has no norm or activation before it).
 #[derive(Module, Debug)]
 pub struct EncoderLevel {
-    /// `c1`: `f(l−1) → f(l)` (1 → f(0) at level 0), 3³.
+    /// `c1`: `f(l−1) → f(l)` (plain 1 → f(0) at level 0), 3³.
     pub first: PreNormConv,
     /// `c2`, `c3`: `f(l) → f(l)`, 3³.
     pub residual: Vec<PreNormConv>,
@@ -103,9 +124,13 @@ impl Encoder {
         let f = cfg.features();
         let levels = (0..=cfg.poolings)
             .map(|l| {
-                let (cin, stride) = if l == 0 { (1, 1) } else { (f[l - 1], 2) };
+                let first = if l == 0 {
+                    PreNormConv::plain(1, f[0], 3, 1, cfg, device)
+                } else {
+                    PreNormConv::new(f[l - 1], f[l], 3, 2, cfg, device)
+                };
                 EncoderLevel {
-                    first: PreNormConv::new(cin, f[l], 3, stride, cfg, device),
+                    first,
                     residual: (0..2)
                         .map(|_| PreNormConv::new(f[l], f[l], 3, 1, cfg, device))
                         .collect(),

@@ -3,7 +3,8 @@
 //!
 //! - Four conv encoders ([`Encoder`], one per modality, not shared): levels `l = 0..=L`
 //!   (`L = poolings`) of `f(l) = base_features · 2^l` channels, pre-norm blocks InstanceNorm
-//!   → LeakyReLU → Conv with reflect padding, `x = c1(x); x = x + c3(c2(x))` per level.
+//!   → LeakyReLU → Conv with reflect padding, `x = c1(x); x = x + c3(c2(x))` per level;
+//!   level 0's `c1` convolves the image directly (no norm or activation before it).
 //! - Intra-modal transformer per modality at the bottleneck ([`transformer`]): 1×1 conv
 //!   `f(L) → E` (a *tokenizer*), the `N` bottleneck voxels as tokens, a learned positional
 //!   embedding `[1, N, E]` (initialised to 0) added before every layer.
@@ -43,7 +44,7 @@
 //!
 //! | name | what |
 //! |------|------|
-//! | `encoders.{m}.levels.{l}.first` | `c1`: 1 → f(0) (l = 0) or f(l−1) → f(l), stride 2 (3³) |
+//! | `encoders.{m}.levels.{l}.first` | `c1`: 1 → f(0) (l = 0, no norm) or f(l−1) → f(l), stride 2 (3³) |
 //! | `encoders.{m}.levels.{l}.residual.{0,1}` | `c2`, `c3`: f(l) → f(l) (3³) |
 //! | `tokenizers.{m}.weight` / `.bias` | `[E, f(L), 1, 1, 1]` / `[E]` |
 //! | `positions.{m}` | `[1, N, E]`, tokens in (D, H, W) row-major order |

@@ -129,9 +129,12 @@ fn modality_layers(cfg: &ModelConfig) -> (Vec<LayerInfo>, Vec<LayerInfo>) {
         out: Vec::new(),
     };
     for l in 0..=cfg.poolings {
-        let (cin, stride) = if l == 0 { (1, 1) } else { (f[l - 1], 2) };
         let p = format!("encoders.{{m}}.levels.{l}");
-        b.prenorm(&format!("{p}.first"), (cin, f[l], 3), stride, l);
+        if l == 0 {
+            b.conv(format!("{p}.first.conv"), (1, f[0], 3), 1, 0);
+        } else {
+            b.prenorm(&format!("{p}.first"), (f[l - 1], f[l], 3), 2, l);
+        }
         for i in 0..2 {
             b.prenorm(&format!("{p}.residual.{i}"), (f[l], f[l], 3), 1, l);
         }
