@@ -5,13 +5,14 @@
 
 mod common;
 
-use common::reference::{Named, Randomise, to_vec, write_tensors};
+use common::reference::{
+    Named, insert_subset_probabilities, run_reference, saved_random_model, to_vec,
+};
 
 use a2fseg::Modality;
 use a2fseg::model::mmformer::{MmformerConfig, TokenLayout};
-use a2fseg::model::{Arch, Mmformer, ModelConfig, Network, Targets, probabilities, save_model};
-use burn::module::Module;
-use burn::tensor::{Device, Distribution, Tensor};
+use a2fseg::model::{Arch, Mmformer, ModelConfig, Network, Targets, probabilities};
+use burn::tensor::{Distribution, Tensor};
 
 /// The numpy reference, from the method's description and the tensor names documented in
 /// `a2fseg::model::mmformer`; every tensor is one sample, `[C, D, H, W]` or `[tokens, E]`.
@@ -166,11 +167,7 @@ print(worst, checked)
 "#;
 
 fn run_case(cfg: ModelConfig, batch: usize, subsets: &[&[Modality]], seed: u64) {
-    let device = Device::flex();
-    device.seed(seed);
-    let model = Mmformer::init(&cfg, &device).map(&mut Randomise);
-    let dir = common::tempdir();
-    save_model(dir.path(), &model, &cfg).unwrap();
+    let (model, dir, device) = saved_random_model::<Mmformer>(&cfg, seed);
     let p = cfg.patch_size;
     let dims = [batch, 1, p[2], p[1], p[0]];
     let mut io = Named::new();
@@ -195,24 +192,8 @@ fn run_case(cfg: ModelConfig, batch: usize, subsets: &[&[Modality]], seed: u64) 
         .find(|(m, _)| *m == Modality::T2)
         .unwrap();
     io.insert("auxiliary.t2".into(), to_vec(probabilities(&cfg, aux)));
-    for subset in subsets {
-        let chosen: Vec<_> = encodings
-            .iter()
-            .filter(|(m, _)| subset.contains(m))
-            .cloned()
-            .collect();
-        let logits = model.decode(&chosen).unwrap().logits;
-        let keys: Vec<&str> = subset.iter().map(|m| m.key()).collect();
-        io.insert(
-            format!("probs.{}", keys.join("+")),
-            to_vec(probabilities(&cfg, logits)),
-        );
-    }
-    write_tensors(&dir.path().join("io.safetensors"), &io);
-    let printed = common::run_python(SCRIPT, &[dir.path().to_str().unwrap()]);
-    let mut fields = printed.split_whitespace();
-    let worst: f64 = fields.next().unwrap().parse().unwrap();
-    let checked: usize = fields.next().unwrap().parse().unwrap();
+    insert_subset_probabilities(&model, &encodings, subsets, &mut io);
+    let (worst, checked) = run_reference(dir.path(), SCRIPT, &io);
     eprintln!(
         "mmFormer ({} layout): {checked} outputs, largest relative difference from numpy {worst:e}",
         cfg.mmformer.token_layout

@@ -25,7 +25,7 @@ pub(super) fn plain_conv(cin: usize, cout: usize, kernel: usize, device: &Device
 }
 
 /// InstanceNorm (no affine) → LeakyReLU → Conv (reflect padding, bias): the official
-/// `general_conv3d_prenorm`; without the norm and activation ([`PreNormConv::plain`]) the
+/// `general_conv3d_prenorm`; without the norm and activation ([`PreNormConv::without_norm`]) the
 /// official encoder's first convolution `e1_c1` on the raw image. Tensors:
 /// `conv.conv.weight` `[out, in, k, k, k]`, `conv.conv.bias` `[out]`.
 #[derive(Module, Debug)]
@@ -52,26 +52,16 @@ impl PreNormConv {
     ) -> Self {
         PreNormConv {
             norm: Some(norm(cin, cfg, device)),
-            ..Self::plain(cin, cout, kernel, stride, cfg, device)
-        }
-    }
-
-    /// The convolution alone, without norm or activation before it.
-    pub fn plain(
-        cin: usize,
-        cout: usize,
-        kernel: usize,
-        stride: usize,
-        cfg: &ModelConfig,
-        device: &Device,
-    ) -> Self {
-        PreNormConv {
-            norm: None,
             conv: ReflectConv3dConfig::new([cin, cout], kernel)
                 .with_stride(stride)
                 .init_with_slope(0.0, device),
             slope: cfg.leaky_slope,
         }
+    }
+
+    /// The convolution alone, without the norm and activation before it.
+    pub fn without_norm(self) -> Self {
+        PreNormConv { norm: None, ..self }
     }
 
     /// `[B, in, D, H, W]` → `[B, out, D / stride, H / stride, W / stride]`.
@@ -125,7 +115,7 @@ impl Encoder {
         let levels = (0..=cfg.poolings)
             .map(|l| {
                 let first = if l == 0 {
-                    PreNormConv::plain(1, f[0], 3, 1, cfg, device)
+                    PreNormConv::new(1, f[0], 3, 1, cfg, device).without_norm()
                 } else {
                     PreNormConv::new(f[l - 1], f[l], 3, 2, cfg, device)
                 };

@@ -92,7 +92,7 @@ impl Default for MmformerConfig {
 impl MmformerConfig {
     /// Checks that the settings describe a buildable transformer.
     pub fn validate(&self) -> Result<()> {
-        if self.embedding == 0 || self.heads == 0 || self.embedding % self.heads != 0 {
+        if self.embedding == 0 || self.heads == 0 || !self.embedding.is_multiple_of(self.heads) {
             bail!(
                 "mmformer.embedding ({}) must be a positive multiple of mmformer.heads ({})",
                 self.embedding,

@@ -177,18 +177,18 @@ fn shared_layers(cfg: &ModelConfig) -> (Vec<LayerInfo>, Vec<LayerInfo>, Vec<Laye
     b.transformer("inter", 4 * Mmformer::tokens(cfg));
     b.conv("detokenizer".into(), (4 * e, 4 * f[top], 1), 1, top);
     let inter = b.take();
-    for l in 0..=top {
+    for (l, &c) in f.iter().enumerate() {
         let p = format!("decoder.fusions.{l}");
-        b.prenorm(&format!("{p}.reduce"), (4 * f[l], f[l], 1), 1, l);
-        b.norm(format!("{p}.norm"), f[l], l);
-        b.conv(format!("{p}.conv"), (f[l], f[l], 3), 1, l);
-        b.prenorm(&format!("{p}.expand"), (f[l], f[l], 1), 1, l);
+        b.prenorm(&format!("{p}.reduce"), (4 * c, c, 1), 1, l);
+        b.norm(format!("{p}.norm"), c, l);
+        b.conv(format!("{p}.conv"), (c, c, 3), 1, l);
+        b.prenorm(&format!("{p}.expand"), (c, c, 1), 1, l);
     }
     for l in (0..top).rev() {
         b.decoder_level("decoder", l);
     }
-    for l in 1..=top {
-        b.conv(format!("decoder.heads.{}", l - 1), (f[l], k, 1), 1, l);
+    for (l, &c) in f.iter().enumerate().skip(1) {
+        b.conv(format!("decoder.heads.{}", l - 1), (c, k, 1), 1, l);
     }
     b.conv("decoder.output".into(), (f[0], k, 1), 1, 0);
     let decoder = b.take();
