@@ -135,9 +135,9 @@ impl TrainConfig {
     ///   10 steps at `authors`), weight decay 1e-5, no gradient clipping, 60,000 steps, a
     ///   subset size then a subset per step (`size`); at `small` the short schedule with the
     ///   decay steps scaled to its length.
-    /// - `mmformer`: Adam (the official AMSGrad variant is not in Burn), lr 2e-4 with poly
-    ///   decay, L2 weight decay 1e-4, no gradient clipping, batch 1, 1000 × 150, a subset
-    ///   drawn uniformly from the 15 per sample; at `small` the short schedule.
+    /// - `mmformer`: Adam (the official code's AMSGrad is not a trainer setting), lr 2e-4
+    ///   with poly decay, L2 weight decay 1e-4, no gradient clipping, batch 1, 1000 × 150, a
+    ///   subset drawn uniformly from the 15 per sample; at `small` the short schedule.
     ///
     /// Every method keeps the same data pipeline (patch sampling, augmentation,
     /// preprocessing), so a comparison differs only in what the method is.
