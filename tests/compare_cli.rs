@@ -244,16 +244,16 @@ fn unknown_methods_and_bad_options_are_one_line_errors() {
         "--out",
         o,
         "--methods",
-        "a2fseg,mmformer",
+        "a2fseg,unet3d",
     ]);
     assert_eq!(
         err.trim(),
-        "error: --methods: unknown method 'mmformer' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi)"
+        "error: --methods: unknown method 'unet3d' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi, mmformer)"
     );
     let err = run(&["demo", "--out", o, "--methods", "unet"]);
     assert!(
         err.contains(
-            "unknown method 'unet' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi)"
+            "unknown method 'unet' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi, mmformer)"
         ),
         "{err}"
     );

@@ -211,3 +211,40 @@ fn demo_rejects_bad_options() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--methods"));
 }
+
+/// mmFormer through the demo: its own recipe (a uniform subset per sample), its three loss
+/// terms, Table 1 over the 15 subsets.
+#[test]
+fn demo_arch_trains_mmformer() {
+    let tmp = common::tempdir();
+    let out = tmp.path().join("demo");
+    let o = Command::new(common::bin())
+        .args(["demo", "--arch", "mmformer", "--out"])
+        .arg(&out)
+        .args(common::TOY_DEMO)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "demo failed: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let config = std::fs::read_to_string(out.join("train-mmformer/config.toml")).unwrap();
+    assert!(config.contains("arch = \"mmformer\""), "{config}");
+    assert!(
+        config.contains("modality_dropout = \"uniform\""),
+        "{config}"
+    );
+    assert!(config.contains("subset_draw = \"sample\""), "{config}");
+    let log = std::fs::read_to_string(out.join("train-mmformer/log.csv")).unwrap();
+    let header = log.lines().next().unwrap();
+    for term in ["loss_fused", "loss_auxiliary", "loss_deep_supervision"] {
+        assert!(header.contains(term), "{header}");
+    }
+    let summary: Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary.as_object().unwrap().len(), 16);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.starts_with("# mmFormer demo"), "{md}");
+}

@@ -34,6 +34,11 @@ fn config(arch: Arch, epochs: usize, iterations: usize) -> TrainConfig {
     cfg.augmentation = AugmentConfig::none();
     cfg.foreground_fraction = 0.5;
     cfg.seed = 5;
+    if arch == Arch::Mmformer {
+        // Its official lr (2e-4, for 150,000 steps) moves 40 steps too little to show; the
+        // test checks that the method learns, not its schedule.
+        cfg.lr = 2e-3;
+    }
     cfg
 }
 

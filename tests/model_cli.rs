@@ -100,3 +100,21 @@ fn mfi_summary_counts() {
         "{text}"
     );
 }
+
+#[test]
+fn mmformer_counts_and_text() {
+    let v = json(&["--arch", "mmformer", "--preset", "paper"]);
+    // The official 36,654,416 less four 1×1 convolutions its forward never uses (262,656).
+    assert_eq!(v["parameters_total"], 36_391_760);
+    assert_eq!(v["config"]["arch"], "mmformer");
+    assert_eq!(v["config"]["mmformer"]["token_layout"], "intended");
+    let out = summary(&["--arch", "mmformer", "--preset", "small"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.starts_with("mmFormer: targets classes"), "{text}");
+    assert!(text.contains("64 tokens per modality (4×4×4)"), "{text}");
+    assert!(text.contains("inter.layers.0"), "{text}");
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::reference::{Randomise, insert_subset_probabilities, to_vec, write_tensors};
+use common::reference::{Randomise, insert_subset_probabilities, run_reference, to_vec};
 
 use std::collections::BTreeMap;
 
@@ -136,11 +136,7 @@ fn run_case(cfg: ModelConfig, dims: [usize; 5], subsets: &[&[Modality]], seed: u
         encodings.push((m, e));
     }
     insert_subset_probabilities(&model, &encodings, subsets, &mut io);
-    write_tensors(&dir.path().join("io.safetensors"), &io);
-    let printed = common::run_python(SCRIPT, &[dir.path().to_str().unwrap()]);
-    let mut fields = printed.split_whitespace();
-    let worst: f64 = fields.next().unwrap().parse().unwrap();
-    let checked: usize = fields.next().unwrap().parse().unwrap();
+    let (worst, checked) = run_reference(dir.path(), SCRIPT, &io);
     eprintln!(
         "U-HVED {} poolings: {checked} outputs, largest difference from numpy {worst:e}",
         cfg.poolings

@@ -81,6 +81,7 @@ impl Method {
             "uhved" => "U-HVED",
             "mfi" => "MFI",
             "a2fseg-released" => "A2FSeg (released code)",
+            "mmformer" => "mmFormer",
             other => other,
         }
     }
@@ -193,9 +194,9 @@ mod tests {
             [Method::A2FSEG, Method::AVERAGE]
         );
         assert_eq!(parse_methods("HEMIS").unwrap(), [Method::HEMIS]);
-        let e = parse_methods("a2fseg,mmformer").unwrap_err().to_string();
+        let e = parse_methods("a2fseg,unet3d").unwrap_err().to_string();
         assert!(
-            e.starts_with("unknown method 'mmformer' (known: a2fseg, average, hemis"),
+            e.starts_with("unknown method 'unet3d' (known: a2fseg, average, hemis"),
             "{e}"
         );
         assert!(parse_methods("a2fseg,a2fseg").is_err());

@@ -102,6 +102,24 @@ impl TrainInputs {
         Tensor::from_data(burn::tensor::TensorData::new(values, dims), device)
     }
 
+    /// Uniform noise in `[0, 1)` of shape `dims` on `device` (a dropout mask's draw), from the
+    /// stream `(noise_seed, stream)` as [`TrainInputs::standard_normal`]: the same numbers on
+    /// every device and in every run and resume of the step.
+    pub fn uniform<const D: usize>(
+        &self,
+        stream: u64,
+        dims: [usize; D],
+        device: &Device,
+    ) -> Tensor<D> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.noise_seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let n = dims.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| rng.random::<f32>()).collect();
+        Tensor::from_data(burn::tensor::TensorData::new(values, dims), device)
+    }
+
     /// The images of the drawn subset only.
     pub fn subset_images(&self) -> Vec<(Modality, Tensor<5>)> {
         self.images
@@ -212,6 +230,10 @@ macro_rules! with_network {
             }
             $crate::model::Arch::Mfi => {
                 type $n = $crate::model::Mfi;
+                $body
+            }
+            $crate::model::Arch::Mmformer => {
+                type $n = $crate::model::Mmformer;
                 $body
             }
         }

@@ -56,11 +56,20 @@ pub enum Arch {
     Uhved,
     /// MFI, four U-Nets with modality interaction blocks ([`super::Mfi`]).
     Mfi,
+    /// mmFormer, per-modality encoders with intra- and inter-modal transformers
+    /// ([`super::Mmformer`]).
+    Mmformer,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 4] = [Arch::A2fseg, Arch::A2fsegReleased, Arch::Uhved, Arch::Mfi];
+    pub const ALL: [Arch; 5] = [
+        Arch::A2fseg,
+        Arch::A2fsegReleased,
+        Arch::Uhved,
+        Arch::Mfi,
+        Arch::Mmformer,
+    ];
 
     /// The name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
@@ -69,6 +78,7 @@ impl Arch {
             Arch::A2fsegReleased => "a2fseg-released",
             Arch::Uhved => "uhved",
             Arch::Mfi => "mfi",
+            Arch::Mmformer => "mmformer",
         }
     }
 }
@@ -253,6 +263,9 @@ pub struct ModelConfig {
     /// that `exp(lv)` stays finite (the official code: 50).
     #[config(default = 50.0)]
     pub logvar_clip: f64,
+    /// mmFormer only: its transformers and token layout ([`super::mmformer::MmformerConfig`]).
+    #[config(default = "super::mmformer::MmformerConfig::new()")]
+    pub mmformer: super::mmformer::MmformerConfig,
 }
 
 impl Default for ModelConfig {
@@ -341,12 +354,13 @@ impl ModelConfig {
     /// The keys added after the first file format, each of which a file may lack and then
     /// takes its default (files written before methods existed hold A2FSeg models). Any other
     /// missing key is an error: the file is damaged or not a model configuration.
-    pub const ADDED_KEYS: [&str; 5] = [
+    pub const ADDED_KEYS: [&str; 6] = [
         "arch",
         "released_variant",
         "kl_weight",
         "reconstruction_weight",
         "logvar_clip",
+        "mmformer",
     ];
 
     /// Reads a configuration from a JSON file (as written by [`ModelConfig::save_json`]),
@@ -434,6 +448,9 @@ impl ModelConfig {
         }
         self.check_size(self.patch_size)
             .context("patch_size does not fit the network")?;
+        if self.arch == Arch::Mmformer {
+            super::mmformer::Mmformer::check(self)?;
+        }
         Ok(())
     }
 

@@ -14,13 +14,17 @@
 //!   modalities' latents), behind the same seam.
 //! - [`mfi`]: [`Mfi`], the MFI baseline (four U-Nets with modality interaction blocks;
 //!   a missing modality is a zero image and a 0 in the availability code).
-//! - [`ops`]: 3D max-pooling, trilinear ×2 and nearest upsampling, which Burn lacks.
+//! - [`mmformer`]: [`Mmformer`], mmFormer (conv encoders, intra- and inter-modal
+//!   transformers, masked fusion), behind the same seam.
+//! - [`ops`]: 3D max-pooling, trilinear (×2, and aligned-corner ×f) and nearest upsampling,
+//!   which Burn lacks; [`reflect`]: the
+//!   reflection-padded convolution.
 //! - [`per_modality`]: one sub-network per modality under the modality's key.
 //! - [`device`]: [`ComputeDevice`], the `--device` names and the devices' limits.
 //! - [`weights`]: `config.json` + `model.safetensors` (naming scheme documented there).
 //!
-//! A missing modality is never zero-filled: it is simply not an input, and its MSFE does
-//! not run.
+//! In A2FSeg a missing modality is never zero-filled: it is simply not an input, and its
+//! MSFE does not run (mmFormer zeroes its features, as its official code does).
 
 pub mod arch;
 pub mod config;
@@ -28,10 +32,12 @@ pub mod device;
 pub mod fusion;
 pub mod loss;
 pub mod mfi;
+pub mod mmformer;
 pub mod msfe;
 pub mod network;
 pub mod ops;
 pub mod per_modality;
+pub mod reflect;
 pub mod released;
 pub mod summary;
 pub mod uhved;
@@ -45,6 +51,7 @@ pub use config::{Arch, Fusion, ModelConfig, PRESETS, Preset, ReleasedVariant, Ta
 pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use mfi::Mfi;
+pub use mmformer::Mmformer;
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
 pub use released::A2fsegReleased;
 pub use summary::ModelSummary;

@@ -336,6 +336,7 @@ impl ModelSummary {
         let (headline, rows, unit) = match cfg.arch {
             Arch::Uhved => super::uhved::summary::text_parts(self),
             Arch::Mfi => super::mfi::summary::text_parts(self),
+            Arch::Mmformer => super::mmformer::summary::text_parts(self),
             Arch::A2fsegReleased => super::released::summary::text_parts(self),
             Arch::A2fseg => self.a2fseg_text_parts(),
         };

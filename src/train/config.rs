@@ -138,6 +138,9 @@ impl TrainConfig {
     /// - `mfi`: Adam, lr 5e-5 with poly decay, weight decay 1e-5, no gradient clipping, 1200
     ///   epochs, each modality kept with probability ½ per sample (`bernoulli`, `sample`); at
     ///   `small` the short schedule with the official command line's lr 5e-4.
+    /// - `mmformer`: Adam (the official code's AMSGrad is not a trainer setting), lr 2e-4
+    ///   with poly decay, L2 weight decay 1e-4, no gradient clipping, batch 1, 1000 × 150, a
+    ///   subset drawn uniformly from the 15 per sample; at `small` the short schedule.
     ///
     /// Every method keeps the same data pipeline (patch sampling, augmentation,
     /// preprocessing), so a comparison differs only in what the method is.
@@ -196,6 +199,30 @@ impl TrainConfig {
                     modality_dropout: ModalityDropout::Bernoulli,
                     subset_draw: SubsetDraw::Sample,
                     ..base
+                }
+            }
+            // `small` keeps A2FSeg's short schedule (epochs, iterations) around the method.
+            Arch::Mmformer => {
+                use crate::model::mmformer::recipe as r;
+                let schedule = match preset {
+                    Preset::Small => base.clone(),
+                    Preset::Paper | Preset::Authors => TrainConfig {
+                        epochs: r::EPOCHS,
+                        iterations_per_epoch: r::ITERATIONS_PER_EPOCH,
+                        ..base.clone()
+                    },
+                };
+                TrainConfig {
+                    batch_size: r::BATCH,
+                    optimizer: OptimizerKind::Adam,
+                    lr: r::LEARNING_RATE,
+                    lr_schedule: LrSchedule::Poly,
+                    poly_power: 0.9,
+                    weight_decay: r::WEIGHT_DECAY,
+                    grad_clip_norm: 0.0,
+                    modality_dropout: ModalityDropout::Uniform,
+                    subset_draw: SubsetDraw::Sample,
+                    ..schedule
                 }
             }
         }

@@ -154,16 +154,23 @@ pub fn random_inputs(present: &[Modality], device: &Device) -> (Vec<(Modality, T
 /// output (all but the `inputs` input tensors) to within 1e-4. `what` names the case in the
 /// printed line.
 pub fn check_against_numpy(dir: &Path, script: &str, io: &Named, inputs: usize, what: &str) {
-    write_tensors(&dir.join("io.safetensors"), io);
-    let script = format!("{NUMPY_LAYERS}{script}");
-    let printed = super::run_python(&script, &[dir.to_str().unwrap()]);
-    let mut fields = printed.split_whitespace();
-    let worst: f64 = fields.next().unwrap().parse().unwrap();
-    let checked: usize = fields.next().unwrap().parse().unwrap();
+    let (worst, checked) = run_reference(dir, &format!("{NUMPY_LAYERS}{script}"), io);
     eprintln!("{what}: {checked} outputs, largest difference from numpy {worst:e}");
     // Every output the network produced was recomputed (all but the inputs).
     assert_eq!(checked, io.len() - inputs);
     assert!(worst < 1e-4, "largest difference from numpy: {worst}");
+}
+
+/// Writes `io` as `io.safetensors` into the model folder `dir` and runs the Python `script`
+/// on the folder, which prints the largest difference it found and how many outputs it
+/// checked; returns both.
+pub fn run_reference(dir: &Path, script: &str, io: &Named) -> (f64, usize) {
+    write_tensors(&dir.join("io.safetensors"), io);
+    let printed = super::run_python(script, &[dir.to_str().unwrap()]);
+    let mut fields = printed.split_whitespace();
+    let worst: f64 = fields.next().unwrap().parse().unwrap();
+    let checked: usize = fields.next().unwrap().parse().unwrap();
+    (worst, checked)
 }
 
 /// The numpy layers of the nnU-Net building blocks, written from their definitions (not
