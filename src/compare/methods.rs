@@ -79,6 +79,7 @@ impl Method {
             "average" => "Average fusion",
             "hemis" => "HeMIS fusion",
             "uhved" => "U-HVED",
+            "rfnet" => "RFNet",
             "a2fseg-released" => "A2FSeg (released code)",
             other => other,
         }

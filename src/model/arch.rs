@@ -55,6 +55,9 @@ pub struct TrainInputs {
     /// Seed of the step's random draws ([`TrainInputs::standard_normal`]); the trainer
     /// derives it from the run seed, the epoch and the iteration.
     pub noise_seed: u64,
+    /// The step's epoch (from 0), for a loss whose terms switch on after a warm-up
+    /// (RFNet's fused term). [`TrainInputs::new`] sets 0; see [`TrainInputs::with_epoch`].
+    pub epoch: usize,
 }
 
 impl TrainInputs {
@@ -72,7 +75,13 @@ impl TrainInputs {
             images,
             classes,
             noise_seed,
+            epoch: 0,
         }
+    }
+
+    /// The same inputs at epoch `epoch` (from 0).
+    pub fn with_epoch(self, epoch: usize) -> TrainInputs {
+        TrainInputs { epoch, ..self }
     }
 
     /// Which modalities each sample has, `[B, 4]` in canonical order (1 available, 0 hidden):
@@ -208,6 +217,10 @@ macro_rules! with_network {
             }
             $crate::model::Arch::A2fsegReleased => {
                 type $n = $crate::model::A2fsegReleased;
+                $body
+            }
+            $crate::model::Arch::Rfnet => {
+                type $n = $crate::model::Rfnet;
                 $body
             }
         }

@@ -54,11 +54,13 @@ pub enum Arch {
     A2fsegReleased,
     /// U-HVED, the hetero-modal variational encoder-decoder ([`super::Uhved`]).
     Uhved,
+    /// RFNet, region-aware fusion ([`super::Rfnet`]).
+    Rfnet,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 3] = [Arch::A2fseg, Arch::A2fsegReleased, Arch::Uhved];
+    pub const ALL: [Arch; 4] = [Arch::A2fseg, Arch::A2fsegReleased, Arch::Uhved, Arch::Rfnet];
 
     /// The name used in JSON and on the command line.
     pub fn name(self) -> &'static str {
@@ -66,6 +68,7 @@ impl Arch {
             Arch::A2fseg => "a2fseg",
             Arch::A2fsegReleased => "a2fseg-released",
             Arch::Uhved => "uhved",
+            Arch::Rfnet => "rfnet",
         }
     }
 }
@@ -250,6 +253,10 @@ pub struct ModelConfig {
     /// that `exp(lv)` stays finite (the official code: 50).
     #[config(default = 50.0)]
     pub logvar_clip: f64,
+    /// RFNet only: epochs (counted from 0) before the fused output's loss term counts; the
+    /// auxiliary and region-map terms train alone until then (the official code: 20).
+    #[config(default = 20)]
+    pub region_fusion_start_epoch: usize,
 }
 
 impl Default for ModelConfig {
@@ -338,12 +345,13 @@ impl ModelConfig {
     /// The keys added after the first file format, each of which a file may lack and then
     /// takes its default (files written before methods existed hold A2FSeg models). Any other
     /// missing key is an error: the file is damaged or not a model configuration.
-    pub const ADDED_KEYS: [&str; 5] = [
+    pub const ADDED_KEYS: [&str; 6] = [
         "arch",
         "released_variant",
         "kl_weight",
         "reconstruction_weight",
         "logvar_clip",
+        "region_fusion_start_epoch",
     ];
 
     /// Reads a configuration from a JSON file (as written by [`ModelConfig::save_json`]),

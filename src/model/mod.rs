@@ -12,7 +12,10 @@
 //! - [`loss`](mod@loss): CE/BCE + soft Dice per head, summed as Eq. 5.
 //! - [`uhved`]: [`Uhved`], the U-HVED baseline (product of Gaussians over the available
 //!   modalities' latents), behind the same seam.
-//! - [`ops`]: 3D max-pooling and trilinear ×2 upsampling, which Burn lacks.
+//! - [`rfnet`]: [`Rfnet`], the RFNet baseline (region-aware fusion of mask-zeroed
+//!   features), behind the same seam.
+//! - [`ops`]: 3D max-pooling and trilinear upsampling, which Burn lacks; [`reflect`]: the
+//!   reflection-padded convolution.
 //! - [`per_modality`]: one sub-network per modality under the modality's key.
 //! - [`device`]: [`ComputeDevice`], the `--device` names and the devices' limits.
 //! - [`weights`]: `config.json` + `model.safetensors` (naming scheme documented there).
@@ -29,7 +32,9 @@ pub mod msfe;
 pub mod network;
 pub mod ops;
 pub mod per_modality;
+pub mod reflect;
 pub mod released;
+pub mod rfnet;
 pub mod summary;
 pub mod uhved;
 pub mod weights;
@@ -43,6 +48,7 @@ pub use device::ComputeDevice;
 pub use loss::{LossParts, decode_classes, loss, probabilities};
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
 pub use released::A2fsegReleased;
+pub use rfnet::Rfnet;
 pub use summary::ModelSummary;
 pub use uhved::Uhved;
 pub use weights::{CONFIG_FILE, WEIGHTS_FILE, load_model, save_model};

@@ -4,13 +4,15 @@
 //! - [`max_pool3d_2x`]: 2×2×2 max-pooling with stride 2. Burn has `max_pool1d`/`max_pool2d`
 //!   and an adaptive *average* 3D pooling, but no 3D max-pooling.
 //! - [`upsample_trilinear_2x`]: trilinear ×2 resizing. Burn's `interpolate` is 2D only.
+//! - [`upsample_trilinear_aligned`]: trilinear resizing by an integer factor with aligned
+//!   corners (PyTorch's `align_corners=True`), as RFNet's decoders use it.
 //!
 //! Both work one axis at a time: a 3D max over a 2³ cell is the max along D of the max
 //! along H of the max along W, and trilinear interpolation is separable into three linear
 //! ones. Each axis step views the volume as `[outer, n, inner]` with the axis in the
 //! middle, so no tensor of rank above 4 is needed.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor, TensorData};
 
 /// Applies `f` (which maps `[outer, n, inner]` to `[outer, n', inner]`) along spatial axis
 /// `axis` (2 = D, 3 = H, 4 = W) of `x` `[B, C, D, H, W]`.
@@ -85,6 +87,48 @@ pub fn upsample_trilinear_2x(x: Tensor<5>) -> Tensor<5> {
     along_axis(x, 2, double_linear)
 }
 
+/// `[outer, n, inner]` → `[outer, n·factor, inner]` by linear interpolation with aligned
+/// corners: output `j` reads input position `j · (n − 1) / (n·factor − 1)`, so the first and
+/// last voxels keep their values (an axis of length 1 is repeated).
+fn resize_linear_aligned(x: Tensor<3>, factor: usize) -> Tensor<3> {
+    let [_, n, _] = x.dims();
+    let m = n * factor;
+    let device = x.device();
+    let scale = if m > 1 {
+        (n - 1) as f64 / (m - 1) as f64
+    } else {
+        0.0
+    };
+    let (mut lo, mut hi, mut frac) = (Vec::new(), Vec::new(), Vec::new());
+    for j in 0..m {
+        let src = j as f64 * scale;
+        let l = (src.floor() as usize).min(n - 1);
+        lo.push(l as i64);
+        hi.push((l + 1).min(n - 1) as i64);
+        frac.push((src - l as f64) as f32);
+    }
+    let index = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [m]), &device);
+    let frac = Tensor::<3>::from_data(TensorData::new(frac, [1, m, 1]), &device);
+    let low = x.clone().select(1, index(lo));
+    let high = x.select(1, index(hi));
+    low.clone() + (high - low) * frac
+}
+
+/// Trilinear resizing by an integer `factor` with aligned corners: `x` `[B, C, D, H, W]` →
+/// `[B, C, factor·D, factor·H, factor·W]`, as PyTorch's
+/// `Upsample(scale_factor=factor, mode='trilinear', align_corners=True)`. One resize by 4 is
+/// not two resizes by 2 with this convention (the sample positions differ), so the factor is
+/// a parameter.
+pub fn upsample_trilinear_aligned(x: Tensor<5>, factor: usize) -> Tensor<5> {
+    if factor == 1 {
+        return x;
+    }
+    let f = |t: Tensor<3>| resize_linear_aligned(t, factor);
+    let x = along_axis(x, 4, f);
+    let x = along_axis(x, 3, f);
+    along_axis(x, 2, f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +166,50 @@ mod tests {
         assert_eq!(&v[..6], &[0.0, 1.0, 2.0, 4.0, 6.0, 6.0]);
         // Constant along D and H: every row repeats.
         assert!(v.chunks(6).all(|r| r == &v[..6]));
+    }
+
+    #[test]
+    fn aligned_upsample_keeps_the_corners() {
+        let device = Device::flex();
+        let x = Tensor::<5>::from_data(
+            TensorData::new(vec![0.0f32, 3.0, 9.0], [1, 1, 1, 1, 3]),
+            &device,
+        );
+        // ×2: 6 samples at input positions j · 2 / 5.
+        let v = values(upsample_trilinear_aligned(x.clone(), 2));
+        let expect = [0.0, 1.2, 2.4, 4.2, 6.6, 9.0];
+        assert_eq!(v.len(), 2 * 2 * 6);
+        for (a, b) in v[..6].iter().zip(expect) {
+            assert!((a - b).abs() < 1e-6, "{:?}", &v[..6]);
+        }
+        // A length-1 axis is repeated; rows along D and H are equal.
+        assert!(v.chunks(6).all(|r| r == &v[..6]));
+        // ×4 samples at j · 2 / 11: not two ×2 resizes.
+        let v4 = values(upsample_trilinear_aligned(x.clone(), 4));
+        let twice = values(upsample_trilinear_aligned(
+            upsample_trilinear_aligned(x, 2),
+            2,
+        ));
+        let at = |j: usize| {
+            let s = j as f32 * 2.0 / 11.0;
+            let l = (s.floor() as usize).min(1);
+            let data = [0.0f32, 3.0, 9.0];
+            data[l] + (data[l + 1] - data[l]) * (s - l as f32)
+        };
+        for (j, value) in v4[..12].iter().enumerate() {
+            assert!((value - at(j)).abs() < 1e-5, "{j}: {value} vs {}", at(j));
+        }
+        assert!(
+            v4[..12]
+                .iter()
+                .zip(&twice[..12])
+                .any(|(a, b)| (a - b).abs() > 1e-3)
+        );
+    }
+
+    #[test]
+    fn aligned_upsample_gradient_matches_finite_differences() {
+        check_gradient(|x| upsample_trilinear_aligned(x, 2), [1, 2, 2, 3, 2]);
     }
 
     /// Gradients of `sum(op(x) · r)` under autodiff against central finite differences.

@@ -73,6 +73,10 @@ pub struct TrainConfig {
     pub nesterov: bool,
     /// L2 weight decay (added to the gradient), for either optimiser.
     pub weight_decay: f64,
+    /// Adam only: the AMSGrad variant (the running maximum of the second moment), as
+    /// RFNet's official code trains. Absent in older files: false.
+    #[serde(default)]
+    pub amsgrad: bool,
     /// Clip the global L2 norm of all gradients to this value; 0 disables.
     pub grad_clip_norm: f64,
     /// How modalities are hidden during training: `paper`, `uniform`, `size`, `bernoulli` or
@@ -135,6 +139,9 @@ impl TrainConfig {
     ///   10 steps at `authors`), weight decay 1e-5, no gradient clipping, 60,000 steps, a
     ///   subset size then a subset per step (`size`); at `small` the short schedule with the
     ///   decay steps scaled to its length.
+    /// - `rfnet`: Adam with AMSGrad, lr 2e-4, weight decay 1e-4, poly 0.9, no gradient
+    ///   clipping, batch 2, a subset drawn uniformly from the 15 per sample, 300 × 150 at
+    ///   `paper` and `authors` (the official code); at `small` the short schedule.
     ///
     /// Every method keeps the same data pipeline (patch sampling, augmentation,
     /// preprocessing), so a comparison differs only in what the method is.
@@ -176,6 +183,28 @@ impl TrainConfig {
                     ..base
                 }
             }
+            Arch::Rfnet => {
+                use crate::model::rfnet::recipe as r;
+                let (epochs, iterations_per_epoch) = match preset {
+                    Preset::Small => (base.epochs, base.iterations_per_epoch),
+                    Preset::Paper | Preset::Authors => (r::EPOCHS, r::ITERATIONS_PER_EPOCH),
+                };
+                TrainConfig {
+                    epochs,
+                    iterations_per_epoch,
+                    batch_size: r::BATCH,
+                    optimizer: OptimizerKind::Adam,
+                    amsgrad: true,
+                    lr: r::LEARNING_RATE,
+                    lr_schedule: LrSchedule::Poly,
+                    poly_power: 0.9,
+                    weight_decay: r::WEIGHT_DECAY,
+                    grad_clip_norm: 0.0,
+                    modality_dropout: ModalityDropout::Uniform,
+                    subset_draw: SubsetDraw::Sample,
+                    ..base
+                }
+            }
         }
     }
 
@@ -196,6 +225,7 @@ impl TrainConfig {
             momentum: 0.99,
             nesterov: true,
             weight_decay: 0.0,
+            amsgrad: false,
             grad_clip_norm: 12.0,
             modality_dropout: ModalityDropout::Paper,
             subset_draw: SubsetDraw::Batch,
