@@ -37,6 +37,11 @@ fn config(arch: Arch, epochs: usize, iterations: usize) -> TrainConfig {
     // RFNet: the fused output trains from the first epoch (its warm-up has a unit test), so
     // that 4 epochs show its validation Dice rising.
     cfg.model.region_fusion_start_epoch = 0;
+    if arch == Arch::Rfnet {
+        // Its official lr (2e-4, for 45,000 steps) moves 40 steps too little to show; the
+        // test checks that the method learns, not its schedule.
+        cfg.lr = 2e-3;
+    }
     cfg
 }
 

@@ -35,13 +35,16 @@ pub fn panel_subsets() -> [Subset; 3] {
 /// or model folder)`) from each of `subsets` the case has (with the adaptive fusion's
 /// attention maps when `attention`), with the settings `evaluate` uses by default (step 0.5,
 /// no mirroring, each model's post-processing).
+/// One model's predictions of a case, one per subset.
+type SubsetPredictions = Vec<(Subset, Prediction)>;
+
 fn predict_case(
     data: &Path,
     id: &str,
     runs: &[(&str, &Path)],
     subsets: &[Subset],
     attention: bool,
-) -> Result<(dataset::LoadedCase, Vec<Vec<(Subset, Prediction)>>)> {
+) -> Result<(dataset::LoadedCase, Vec<SubsetPredictions>)> {
     let ds = dataset::discover(data)?;
     let case = ds
         .case(id)

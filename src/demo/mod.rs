@@ -100,15 +100,14 @@ pub fn model_label(key: &str) -> String {
 }
 
 /// Builds `report.md`, `report.html` and the figures in `out` from the models' files
-/// (adaptive first) of a demo of `method` (its report label), the Fig.-2 panel if already
-/// rendered, and the run's conventions; also returns the key findings as sentences (printed
+/// (adaptive first) of a demo of `method` (its report label), the Fig.-2 panel and its
+/// caption if already rendered, and the run's conventions; also returns the key findings as sentences (printed
 /// at the end of the demo).
 pub fn build_report(
     out: &Path,
     method: &str,
     models: &[DemoModel],
-    panel: Option<PathBuf>,
-    panel_caption: &str,
+    panel: Option<(PathBuf, String)>,
     viewers: Vec<(String, String)>,
     notes: Vec<String>,
     conventions: Vec<(String, String)>,
@@ -128,8 +127,8 @@ pub fn build_report(
         )],
         models: reports,
         notes,
-        panel,
-        panel_caption: panel_caption.to_string(),
+        panel_caption: panel.as_ref().map(|(_, c)| c.clone()).unwrap_or_default(),
+        panel: panel.map(|(p, _)| p),
         viewers,
         conventions,
     };
@@ -175,17 +174,8 @@ mod tests {
                 eval_dir: eval,
             });
         }
-        let (files, findings) = build_report(
-            dir.path(),
-            "A2FSeg",
-            &models,
-            None,
-            "",
-            vec![],
-            vec![],
-            vec![],
-        )
-        .unwrap();
+        let (files, findings) =
+            build_report(dir.path(), "A2FSeg", &models, None, vec![], vec![], vec![]).unwrap();
         let md = fs::read_to_string(files.markdown).unwrap();
         assert!(md.contains("Baseline (average fusion only)"));
         assert!(md.contains("figures/curves-average.png"));

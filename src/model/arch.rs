@@ -121,6 +121,25 @@ impl TrainInputs {
     }
 }
 
+/// The subset of `modalities`, each at most once and at least one (a method's inputs or
+/// encodings); otherwise an error naming `method`.
+pub fn distinct_modalities(
+    modalities: impl Iterator<Item = Modality>,
+    method: &str,
+) -> Result<Subset> {
+    let mut seen = Subset::EMPTY;
+    for m in modalities {
+        if seen.contains(m) {
+            anyhow::bail!("modality {m} given twice");
+        }
+        seen = seen.with(m);
+    }
+    if seen.is_empty() {
+        anyhow::bail!("no modality given: {method} needs at least one of T1, T1c, T2, FLAIR");
+    }
+    Ok(seen)
+}
+
 /// A segmentation network from any subset of the four modalities, as every pipeline stage
 /// uses it. `inputs` always list only the available modalities, each with its image
 /// `[B, 1, D, H, W]` (D, H, W multiples of the network's size divisor); a method that

@@ -484,12 +484,15 @@ pub fn predictions_method(label: &str, predictions: Vec<(Subset, Prediction)>) -
     model_method(label, classes, attention)
 }
 
+/// The attention maps of one subset, per modality.
+pub type SubsetAttention = (Subset, Vec<(Modality, Grid<f32>)>);
+
 /// The predictions of one model for a viewer: each of `predictions` (in the paper's subset
 /// order) and the attention maps `(subset, per modality)` of one subset.
 pub fn model_method(
     label: &str,
     mut predictions: Vec<(Subset, Grid<u8>)>,
-    attention: Option<(Subset, Vec<(Modality, Grid<f32>)>)>,
+    attention: Option<SubsetAttention>,
 ) -> ViewerMethod {
     predictions.sort_by_key(|(s, _)| *s);
     let (attention, attention_note) = match attention {

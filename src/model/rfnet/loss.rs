@@ -20,7 +20,8 @@ use burn::tensor::activation::softmax;
 use super::super::arch::{StepLoss, TrainInputs};
 use super::super::loss::weighted_ce_soft_dice;
 use super::super::ops::upsample_trilinear_aligned;
-use super::{Rfnet, check_modalities};
+use super::Rfnet;
+use crate::model::arch::distinct_modalities;
 
 /// Names of the loss terms, for the training log (the fused term as computed, even while
 /// its weight is 0).
@@ -39,7 +40,7 @@ impl Rfnet {
     /// the batch has, `step.sample_subsets` each sample's drawn subset (its mask),
     /// `step.classes` `[B, D, H, W]`, `step.epoch` the epoch (from 0).
     pub fn loss(&self, step: &TrainInputs) -> Result<StepLoss> {
-        let available = check_modalities(step.images.iter().map(|(m, _)| *m))?;
+        let available = distinct_modalities(step.images.iter().map(|(m, _)| *m), "RFNet")?;
         if let Some(s) = step
             .sample_subsets
             .iter()

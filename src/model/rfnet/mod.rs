@@ -57,6 +57,7 @@ pub mod summary;
 #[cfg(test)]
 mod tests;
 
+use crate::model::arch::distinct_modalities;
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -66,7 +67,7 @@ use super::config::{Arch, ModelConfig, Preset, Targets};
 use super::network::FusedOutput;
 use super::per_modality::PerModality;
 use super::summary::ModelSummary;
-use crate::modality::{Modality, Subset};
+use crate::modality::Modality;
 pub use layers::{Decoder, Encoder, FusedDecoder, FusedForward, RegionFusion, RegionMaps};
 
 /// The whole RFNet. Build it with [`Network::init`].
@@ -211,21 +212,6 @@ impl Rfnet {
     }
 }
 
-/// Checks a list of modalities: non-empty, none twice.
-fn check_modalities(modalities: impl Iterator<Item = Modality>) -> Result<Subset> {
-    let mut seen = Subset::EMPTY;
-    for m in modalities {
-        if seen.contains(m) {
-            bail!("modality {m} given twice");
-        }
-        seen = seen.with(m);
-    }
-    if seen.is_empty() {
-        bail!("no modality given: RFNet needs at least one of T1, T1c, T2, FLAIR");
-    }
-    Ok(seen)
-}
-
 /// RFNet behind the method seam. The encoding of a modality is its encoder's features at
 /// every level, full resolution first (`[B, f(s), D/2^s, H/2^s, W/2^s]`); they do not
 /// depend on the other modalities. `decode` zeroes the missing modalities' features.
@@ -249,7 +235,7 @@ impl Network for Rfnet {
     }
 
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput> {
-        check_modalities(encodings.iter().map(|(m, _)| *m))?;
+        distinct_modalities(encodings.iter().map(|(m, _)| *m), "RFNet")?;
         let scales = self.config.poolings + 1;
         if let Some((m, e)) = encodings.iter().find(|(_, e)| e.len() != scales) {
             bail!("{m}: expected features at {scales} levels, got {}", e.len());

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 
 use super::summary::counts;
 use super::*;
+use crate::modality::Subset;
 
 fn tiny() -> ModelConfig {
     Rfnet::preset(Preset::Small)
