@@ -1,8 +1,52 @@
 //! Value grammars and options shared by several subcommands' arguments.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
 use crate::infer::WindowChoice;
+use crate::modality::Modality;
+
+/// The four image files of one case, any of them optional (`predict`, `view`).
+#[derive(Debug, Clone, Args)]
+pub struct ImageArgs {
+    /// T1 image (NIfTI).
+    #[arg(long, value_name = "FILE")]
+    pub t1: Option<PathBuf>,
+    /// Contrast-enhanced T1 image.
+    #[arg(long, value_name = "FILE")]
+    pub t1c: Option<PathBuf>,
+    /// T2 image.
+    #[arg(long, value_name = "FILE")]
+    pub t2: Option<PathBuf>,
+    /// FLAIR image.
+    #[arg(long, value_name = "FILE")]
+    pub flair: Option<PathBuf>,
+}
+
+impl ImageArgs {
+    /// The files in canonical modality order, `None` where not given.
+    pub fn by_modality(&self) -> [Option<PathBuf>; 4] {
+        [&self.t1, &self.t1c, &self.t2, &self.flair].map(Clone::clone)
+    }
+
+    /// The given files with their modality, in canonical order.
+    pub fn given(&self) -> Vec<(Modality, PathBuf)> {
+        Modality::ALL
+            .into_iter()
+            .zip(self.by_modality())
+            .filter_map(|(m, p)| p.map(|p| (m, p)))
+            .collect()
+    }
+}
+
+/// Parses `--hd95-penalty`: a finite, non-negative number of mm.
+pub fn parse_hd95_penalty(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("must be a non-negative number of mm, not '{s}'")),
+    }
+}
 
 /// What `train`, `predict` and `evaluate` do with input images holding NaN or infinite
 /// voxels (resampling tools leave NaN outside the field of view).
@@ -57,7 +101,20 @@ pub fn parse_xyz(s: &str) -> Result<[usize; 3], String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_xyz;
+    use super::{parse_hd95_penalty, parse_xyz};
+
+    #[test]
+    fn hd95_penalties_are_finite_non_negative_millimetres() {
+        assert_eq!(parse_hd95_penalty("100"), Ok(100.0));
+        assert_eq!(parse_hd95_penalty("0"), Ok(0.0));
+        for bad in ["-1", "inf", "NaN", "ten"] {
+            let e = parse_hd95_penalty(bad).unwrap_err();
+            assert!(
+                e.contains("non-negative number of mm") && e.contains(bad),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn sizes_in_every_accepted_spelling() {

@@ -42,7 +42,8 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "500")]
     pub et_postprocess: Option<usize>,
     /// HD95 (mm) when exactly one of prediction and reference is empty.
-    #[arg(long, default_value_t = 373.13, value_name = "MM")]
+    #[arg(long, default_value_t = crate::metrics::DEFAULT_HD95_PENALTY, value_name = "MM",
+          value_parser = super::args::parse_hd95_penalty)]
     pub hd95_penalty: f64,
     /// Sliding-window step as a fraction of the patch.
     #[arg(long, default_value_t = 0.5)]

@@ -60,18 +60,13 @@ pub struct MetricsArgs {
     pub et_postprocess: Option<usize>,
 
     /// HD95 in mm when exactly one of prediction and reference is empty.
-    #[arg(long, value_name = "MM", default_value_t = DEFAULT_HD95_PENALTY)]
+    #[arg(long, value_name = "MM", default_value_t = DEFAULT_HD95_PENALTY,
+          value_parser = super::args::parse_hd95_penalty)]
     pub hd95_penalty: f64,
 }
 
 /// Runs `a2fseg metrics`.
 pub fn run(args: MetricsArgs, _global: Global) -> Result<()> {
-    if !(args.hd95_penalty.is_finite() && args.hd95_penalty >= 0.0) {
-        bail!(
-            "--hd95-penalty must be a non-negative number of mm, not {}",
-            args.hd95_penalty
-        );
-    }
     let opts = MetricOptions {
         hd95_penalty: args.hd95_penalty,
         et_postprocess: args.et_postprocess,

@@ -25,18 +25,9 @@ pub struct PredictArgs {
     /// Training run folder (its checkpoints/best is used) or a model folder.
     #[arg(long, value_name = "RUN_DIR")]
     pub model: PathBuf,
-    /// T1 image of a single case.
-    #[arg(long, value_name = "FILE")]
-    pub t1: Option<PathBuf>,
-    /// Contrast-enhanced T1 image of a single case.
-    #[arg(long, value_name = "FILE")]
-    pub t1c: Option<PathBuf>,
-    /// T2 image of a single case.
-    #[arg(long, value_name = "FILE")]
-    pub t2: Option<PathBuf>,
-    /// FLAIR image of a single case.
-    #[arg(long, value_name = "FILE")]
-    pub flair: Option<PathBuf>,
+    /// The images of a single case.
+    #[command(flatten)]
+    pub images: super::args::ImageArgs,
     /// A case folder or a dataset folder (instead of --t1/--t1c/--t2/--flair).
     #[arg(long, short, value_name = "DIR")]
     pub input: Option<PathBuf>,
@@ -97,15 +88,7 @@ pub fn parse_convention(s: &str) -> Result<LabelConvention, String> {
 
 /// Runs `a2fseg predict`.
 pub fn run(args: PredictArgs, global: Global) -> Result<()> {
-    let files: Vec<(Modality, PathBuf)> = [
-        (Modality::T1, &args.t1),
-        (Modality::T1c, &args.t1c),
-        (Modality::T2, &args.t2),
-        (Modality::Flair, &args.flair),
-    ]
-    .into_iter()
-    .filter_map(|(m, p)| p.clone().map(|p| (m, p)))
-    .collect();
+    let files: Vec<(Modality, PathBuf)> = args.images.given();
     if files.is_empty() && args.input.is_none() {
         bail!("give the images (--t1, --t1c, --t2, --flair: any non-empty subset) or --input DIR");
     }

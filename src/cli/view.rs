@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 
 use super::Global;
@@ -18,18 +18,9 @@ use crate::report::view_files::{ViewFiles, write_view_page};
     a2fseg view --t1 c_t1.nii.gz --t1c c_t1ce.nii.gz --t2 c_t2.nii.gz --flair c_flair.nii.gz \
     --seg pred.nii.gz --gt c_seg.nii.gz --attention pred_attention_flair.nii.gz --out case.html")]
 pub struct ViewArgs {
-    /// T1 image (NIfTI).
-    #[arg(long, value_name = "FILE")]
-    pub t1: Option<PathBuf>,
-    /// Contrast-enhanced T1 image.
-    #[arg(long, value_name = "FILE")]
-    pub t1c: Option<PathBuf>,
-    /// T2 image.
-    #[arg(long, value_name = "FILE")]
-    pub t2: Option<PathBuf>,
-    /// FLAIR image.
-    #[arg(long, value_name = "FILE")]
-    pub flair: Option<PathBuf>,
+    /// The case's images (at least one).
+    #[command(flatten)]
+    pub images: super::args::ImageArgs,
     /// A predicted label map; repeat to switch between several.
     #[arg(long, value_name = "PRED")]
     pub seg: Vec<PathBuf>,
@@ -44,7 +35,8 @@ pub struct ViewArgs {
     #[arg(long, value_enum)]
     pub convention: Option<ConventionArg>,
     /// HD95 (mm) when exactly one of prediction and reference is empty.
-    #[arg(long, default_value_t = DEFAULT_HD95_PENALTY, value_name = "MM")]
+    #[arg(long, default_value_t = DEFAULT_HD95_PENALTY, value_name = "MM",
+          value_parser = super::args::parse_hd95_penalty)]
     pub hd95_penalty: f64,
     /// Case name in the page's title [default: the first image's file name].
     #[arg(long)]
@@ -56,14 +48,8 @@ pub struct ViewArgs {
 
 /// Runs `a2fseg view`.
 pub fn run(args: ViewArgs, global: Global) -> Result<()> {
-    if !(args.hd95_penalty.is_finite() && args.hd95_penalty >= 0.0) {
-        bail!(
-            "--hd95-penalty must be a non-negative number of mm, not {}",
-            args.hd95_penalty
-        );
-    }
     let files = ViewFiles {
-        images: [args.t1, args.t1c, args.t2, args.flair],
+        images: args.images.by_modality(),
         segmentations: args.seg,
         truth: args.gt,
         attention: args.attention,
