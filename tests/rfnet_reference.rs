@@ -30,22 +30,22 @@ io = {k: v.astype(np.float64) for k, v in load_file(folder + "/io.safetensors").
 slope, eps, P = cfg["leaky_slope"], cfg["norm_epsilon"], cfg["poolings"]
 MODS = ["t1", "t1c", "t2", "flair"]
 
-def conv(x, w, b, stride=1, mode="constant"):
-    # x [C, D, H, W], w [O, C, k, k, k]: padding k // 2 (zeros or reflection), then a
-    # strided valid correlation.
+def conv(x, w, b, stride=1):
+    # x [C, D, H, W], w [O, C, k, k, k]: reflection padding k // 2 (the official
+    # general_conv3d's padding mode), then a strided valid correlation.
     k = w.shape[2]
     p = k // 2
-    xp = np.pad(x, ((0, 0), (p, p), (p, p), (p, p)), mode=mode) if p else x
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (p, p)), mode="reflect") if p else x
     win = sliding_window_view(xp, (k, k, k), axis=(1, 2, 3))[:, ::stride, ::stride, ::stride]
     return np.einsum("cdhwijk,ocijk->odhw", win, w) + b[:, None, None, None]
 
 def leaky(x):
     return np.where(x > 0, x, slope * x)
 
-def unit(x, name, reflect, stride=1):
+def unit(x, name, stride=1):
     # Conv -> InstanceNorm without affine -> LeakyReLU.
-    c = name + (".conv.conv" if reflect else ".conv")
-    y = conv(x, W[c + ".weight"], W[c + ".bias"], stride, "reflect" if reflect else "constant")
+    c = name + ".conv.conv"
+    y = conv(x, W[c + ".weight"], W[c + ".bias"], stride)
     mu = y.mean(axis=(1, 2, 3), keepdims=True)
     var = y.var(axis=(1, 2, 3), keepdims=True)
     return leaky((y - mu) / np.sqrt(var + eps))
@@ -76,8 +76,8 @@ def encode(x, m):
     feats = []
     for s in range(P + 1):
         pre = f"encoders.{m}.levels.{s}"
-        x = unit(x, pre + ".c1", True, 1 if s == 0 else 2)
-        x = x + unit(unit(x, pre + ".c2", True), pre + ".c3", True)
+        x = unit(x, pre + ".c1", 1 if s == 0 else 2)
+        x = x + unit(unit(x, pre + ".c2"), pre + ".c3")
         feats.append(x)
     return feats
 
@@ -85,9 +85,9 @@ def region_maps(s, ys, dec):
     pre = f"fused.maps.{s}"
     e = np.concatenate(ys)
     for i in range(3):
-        e = unit(e, f"{pre}.embed.{i}", False)
+        e = unit(e, f"{pre}.embed.{i}")
     h = e if dec is None else np.concatenate([dec, e])
-    h = unit(h, pre + ".hidden", False)
+    h = unit(h, pre + ".hidden")
     return softmax0(conv(h, W[pre + ".out.weight"], W[pre + ".out.bias"]))
 
 def fusion(s, ys, maps):
@@ -106,8 +106,8 @@ def fusion(s, ys, maps):
     a = np.concatenate(regions)
     b = np.concatenate(ys)
     for i in range(3):
-        a = unit(a, f"{pre}.region.{i}", False)
-        b = unit(b, f"{pre}.shortcut.{i}", False)
+        a = unit(a, f"{pre}.region.{i}")
+        b = unit(b, f"{pre}.shortcut.{i}")
     return np.concatenate([a, b])
 
 def fused(feats):
@@ -117,17 +117,17 @@ def fused(feats):
     x = fusion(P, ys[P], region_maps(P, ys[P], None))
     for s in reversed(range(P)):
         pre = f"fused.levels.{s}"
-        up = unit(upsample(x), pre + ".up", True)
+        up = unit(upsample(x), pre + ".up")
         f = fusion(s, ys[s], region_maps(s, ys[s], up))
-        x = unit(unit(np.concatenate([f, up]), pre + ".merge", True), pre + ".out", True)
+        x = unit(unit(np.concatenate([f, up]), pre + ".merge"), pre + ".out")
     return softmax0(conv(x, W["fused.seg.weight"], W["fused.seg.bias"]))
 
 def auxiliary(f):
     x = f[P]
     for s in reversed(range(P)):
         pre = f"auxiliary.levels.{s}"
-        up = unit(upsample(x), pre + ".up", True)
-        x = unit(unit(np.concatenate([up, f[s]]), pre + ".merge", True), pre + ".out", True)
+        up = unit(upsample(x), pre + ".up")
+        x = unit(unit(np.concatenate([up, f[s]]), pre + ".merge"), pre + ".out")
     return softmax0(conv(x, W["auxiliary.seg.weight"], W["auxiliary.seg.bias"]))
 
 worst, checked = 0.0, 0

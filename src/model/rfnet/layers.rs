@@ -2,18 +2,18 @@
 //! decoder level, the region-map generator and the region-aware fusion.
 //!
 //! Every unit is Conv3d (with bias) → InstanceNorm (no learned scale or shift) →
-//! LeakyReLU(`leaky_slope`), the official `general_conv3d`. The encoders' and decoders' 3³
-//! convolutions pad by reflection; the 3³ convolutions inside the region-map generators and
-//! the fusion pad with zeros (the official layers' default).
+//! LeakyReLU(`leaky_slope`), the official `general_conv3d`, whose convolution pads by
+//! reflection (its default padding mode): so do all of ours, in the encoders, the decoders,
+//! the region-map generators and the fusions (a 1×1×1 convolution pads nothing).
 
 use burn::module::Module;
 use burn::nn::conv::Conv3d;
-use burn::nn::{InstanceNorm, InstanceNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, InstanceNorm, InstanceNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{leaky_relu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
 use super::super::config::ModelConfig;
-use super::super::msfe::conv3d;
+use super::super::msfe::{conv3d, he_init};
 use super::super::ops::upsample_trilinear_aligned;
 use super::super::reflect::{ReflectConv3d, ReflectConv3dConfig};
 use crate::kernels::conv3d_module;
@@ -29,30 +29,12 @@ pub const MAP_HIDDEN: usize = 16;
 /// Added to a region map's mean before it divides the pooled features (official: 1e-7).
 pub const MAP_MEAN_EPS: f64 = 1e-7;
 
-/// A convolution a [`Unit`] can hold.
-pub trait UnitConv: Module {
-    /// Applies the convolution (with its own padding convention).
-    fn apply(&self, x: Tensor<5>) -> Tensor<5>;
-}
-
-impl UnitConv for Conv3d {
-    fn apply(&self, x: Tensor<5>) -> Tensor<5> {
-        conv3d_module(self, x)
-    }
-}
-
-impl UnitConv for ReflectConv3d {
-    fn apply(&self, x: Tensor<5>) -> Tensor<5> {
-        self.forward(x)
-    }
-}
-
-/// Conv3d → InstanceNorm (no affine) → LeakyReLU. Tensors: `conv.weight`, `conv.bias`
-/// (for a [`ReflectConv3d`]: `conv.conv.weight`, `conv.conv.bias`); the norm has none.
+/// Conv3d with reflection padding → InstanceNorm (no affine) → LeakyReLU. Tensors:
+/// `conv.conv.weight`, `conv.conv.bias`; the norm has none.
 #[derive(Module, Debug)]
-pub struct Unit<C> {
-    /// The convolution.
-    pub conv: C,
+pub struct Unit {
+    /// The reflection-padded convolution.
+    pub conv: ReflectConv3d,
     /// Instance normalisation without learned scale or shift.
     pub norm: InstanceNorm,
     /// Negative slope of the activation.
@@ -60,76 +42,53 @@ pub struct Unit<C> {
     pub slope: f64,
 }
 
-impl<C: UnitConv> Unit<C> {
+impl Unit {
+    /// A unit `cin → cout` with a cubic `kernel` (3 or 1) and `stride`, He-initialised for
+    /// the LeakyReLU that follows, zero bias.
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        cfg: &ModelConfig,
+        device: &Device,
+    ) -> Self {
+        Unit {
+            conv: ReflectConv3dConfig::new([cin, cout], kernel)
+                .with_stride(stride)
+                .init_with_slope(cfg.leaky_slope, device),
+            norm: InstanceNormConfig::new(cout)
+                .with_epsilon(cfg.norm_epsilon)
+                .with_affine(false)
+                .init(device),
+            slope: cfg.leaky_slope,
+        }
+    }
+
     /// `[B, in, D, H, W]` → `[B, out, D', H', W']`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        leaky_relu(self.norm.forward(self.conv.apply(x)), self.slope)
-    }
-}
-
-fn norm(channels: usize, cfg: &ModelConfig, device: &Device) -> InstanceNorm {
-    InstanceNormConfig::new(channels)
-        .with_epsilon(cfg.norm_epsilon)
-        .with_affine(false)
-        .init(device)
-}
-
-/// A unit whose 3³ (or 1×1×1) convolution pads by reflection.
-pub type ReflectUnit = Unit<ReflectConv3d>;
-/// A unit whose convolution pads with zeros (`kernel / 2`).
-pub type ZeroUnit = Unit<Conv3d>;
-
-/// A reflection-padded unit `cin → cout` with a cubic `kernel` and `stride`.
-pub fn reflect_unit(
-    cin: usize,
-    cout: usize,
-    kernel: usize,
-    stride: usize,
-    cfg: &ModelConfig,
-    device: &Device,
-) -> ReflectUnit {
-    Unit {
-        conv: ReflectConv3dConfig::new([cin, cout], kernel)
-            .with_stride(stride)
-            .init_with_slope(cfg.leaky_slope, device),
-        norm: norm(cout, cfg, device),
-        slope: cfg.leaky_slope,
-    }
-}
-
-/// A zero-padded unit `cin → cout` with a cubic `kernel`, stride 1.
-pub fn zero_unit(
-    cin: usize,
-    cout: usize,
-    kernel: usize,
-    cfg: &ModelConfig,
-    device: &Device,
-) -> ZeroUnit {
-    Unit {
-        conv: conv3d(cin, cout, kernel, 1, true, cfg.leaky_slope, device),
-        norm: norm(cout, cfg, device),
-        slope: cfg.leaky_slope,
+        leaky_relu(self.norm.forward(self.conv.forward(x)), self.slope)
     }
 }
 
 /// Applies units in sequence.
-fn chain<C: UnitConv>(units: &[Unit<C>], x: Tensor<5>) -> Tensor<5> {
+fn chain(units: &[Unit], x: Tensor<5>) -> Tensor<5> {
     units.iter().fold(x, |x, u| u.forward(x))
 }
 
-/// `1×1 (cin → mid) → 3³ (mid → mid) → 1×1 (mid → cout)`, zero padding: the shape of the
-/// region-map embedding and of both fusion branches.
+/// `1×1 (cin → mid) → 3³ (mid → mid) → 1×1 (mid → cout)`: the shape of the region-map
+/// embedding and of both fusion branches.
 fn bottleneck(
     cin: usize,
     mid: usize,
     cout: usize,
     cfg: &ModelConfig,
     device: &Device,
-) -> Vec<ZeroUnit> {
+) -> Vec<Unit> {
     vec![
-        zero_unit(cin, mid, 1, cfg, device),
-        zero_unit(mid, mid, 3, cfg, device),
-        zero_unit(mid, cout, 1, cfg, device),
+        Unit::new(cin, mid, 1, 1, cfg, device),
+        Unit::new(mid, mid, 3, 1, cfg, device),
+        Unit::new(mid, cout, 1, 1, cfg, device),
     ]
 }
 
@@ -138,11 +97,11 @@ fn bottleneck(
 #[derive(Module, Debug)]
 pub struct EncoderLevel {
     /// The entry unit (`f(s−1) → f(s)`, 1 → `f(0)` at full resolution).
-    pub c1: ReflectUnit,
+    pub c1: Unit,
     /// First unit of the residual branch.
-    pub c2: ReflectUnit,
+    pub c2: Unit,
     /// Second unit of the residual branch.
-    pub c3: ReflectUnit,
+    pub c3: Unit,
 }
 
 /// One modality's encoder: `poolings + 1` [`EncoderLevel`]s.
@@ -160,9 +119,9 @@ impl Encoder {
             .map(|s| {
                 let (cin, stride) = if s == 0 { (1, 1) } else { (f[s - 1], 2) };
                 EncoderLevel {
-                    c1: reflect_unit(cin, f[s], 3, stride, cfg, device),
-                    c2: reflect_unit(f[s], f[s], 3, 1, cfg, device),
-                    c3: reflect_unit(f[s], f[s], 3, 1, cfg, device),
+                    c1: Unit::new(cin, f[s], 3, stride, cfg, device),
+                    c2: Unit::new(f[s], f[s], 3, 1, cfg, device),
+                    c3: Unit::new(f[s], f[s], 3, 1, cfg, device),
                 }
             })
             .collect();
@@ -189,11 +148,11 @@ impl Encoder {
 #[derive(Module, Debug)]
 pub struct DecoderLevel {
     /// The unit after the upsampling.
-    pub up: ReflectUnit,
+    pub up: Unit,
     /// The unit on the concatenation.
-    pub merge: ReflectUnit,
+    pub merge: Unit,
     /// The 1×1×1 output unit.
-    pub out: ReflectUnit,
+    pub out: Unit,
 }
 
 impl DecoderLevel {
@@ -202,9 +161,9 @@ impl DecoderLevel {
         let f = cfg.features();
         (0..cfg.poolings)
             .map(|s| DecoderLevel {
-                up: reflect_unit(f[s + 1], f[s], 3, 1, cfg, device),
-                merge: reflect_unit(2 * f[s], f[s], 3, 1, cfg, device),
-                out: reflect_unit(f[s], f[s], 1, 1, cfg, device),
+                up: Unit::new(f[s + 1], f[s], 3, 1, cfg, device),
+                merge: Unit::new(2 * f[s], f[s], 3, 1, cfg, device),
+                out: Unit::new(f[s], f[s], 1, 1, cfg, device),
             })
             .collect()
     }
@@ -260,9 +219,9 @@ impl Decoder {
 #[derive(Module, Debug)]
 pub struct RegionMaps {
     /// The embedding units.
-    pub embed: Vec<ZeroUnit>,
+    pub embed: Vec<Unit>,
     /// The 1×1×1 unit to [`MAP_HIDDEN`] channels.
-    pub hidden: ZeroUnit,
+    pub hidden: Unit,
     /// The 1×1×1 convolution to the [`CLASSES`] maps.
     pub out: Conv3d,
 }
@@ -273,7 +232,7 @@ impl RegionMaps {
         let hidden_in = if deepest { c } else { 2 * c };
         RegionMaps {
             embed: bottleneck(MODALITIES * c, c / 4, c, cfg, device),
-            hidden: zero_unit(hidden_in, MAP_HIDDEN, 1, cfg, device),
+            hidden: Unit::new(hidden_in, MAP_HIDDEN, 1, 1, cfg, device),
             out: conv3d(MAP_HIDDEN, CLASSES, 1, 1, true, 1.0, device),
         }
     }
@@ -307,10 +266,19 @@ pub struct ModalWeights {
 }
 
 impl ModalWeights {
+    /// He-initialised like every other layer (for the LeakyReLU after `hidden`, gain 1
+    /// before the sigmoid, as the segmentation convolutions), zero biases.
     fn new(c: usize, cfg: &ModelConfig, device: &Device) -> Self {
+        let layer = |cin: usize, cout: usize, slope: f64| {
+            let mut l = LinearConfig::new(cin, cout)
+                .with_initializer(he_init(slope))
+                .init(device);
+            l.bias = Some(Initializer::Zeros.init([cout], device));
+            l
+        };
         ModalWeights {
-            hidden: LinearConfig::new(MODALITIES * c + 1, WEIGHT_HIDDEN).init(device),
-            out: LinearConfig::new(WEIGHT_HIDDEN, MODALITIES).init(device),
+            hidden: layer(MODALITIES * c + 1, WEIGHT_HIDDEN, cfg.leaky_slope),
+            out: layer(WEIGHT_HIDDEN, MODALITIES, 1.0),
             slope: cfg.leaky_slope,
         }
     }
@@ -334,9 +302,9 @@ pub struct RegionFusion {
     /// `weights.{r}`: the modal weights of class region `r`.
     pub weights: Vec<ModalWeights>,
     /// The units on the concatenated region features.
-    pub region: Vec<ZeroUnit>,
+    pub region: Vec<Unit>,
     /// The units on the masked concatenation.
-    pub shortcut: Vec<ZeroUnit>,
+    pub shortcut: Vec<Unit>,
 }
 
 impl RegionFusion {

@@ -35,8 +35,8 @@
 //! # Tensor names (`model.safetensors`)
 //!
 //! `{m}` is `t1`, `t1c`, `t2` or `flair`; `s` a scale (0 = full resolution), `C = f(s)`. A
-//! reflection-padded unit `U` holds `U.conv.conv.weight` / `.bias`, a zero-padded one
-//! `U.conv.weight` / `.bias`; norms hold nothing.
+//! unit `U` (reflection-padded convolution, norm, activation) holds `U.conv.conv.weight` /
+//! `.bias`; norms hold nothing.
 //!
 //! | name | shape | what |
 //! |------|-------|------|

@@ -233,3 +233,38 @@ fn loss_warm_up_and_detached_maps() {
             .is_some()
     );
 }
+
+/// The modal-weight layers are He-initialised like the units (standard deviation
+/// `√(2 / (1 + a²)) / √fan_in` before the LeakyReLU, `1 / √fan_in` before the sigmoid), with
+/// zero biases, not left at `Linear`'s default uniform initialisation.
+#[test]
+fn modal_weight_layers_are_he_initialised() {
+    let device = Device::flex();
+    device.seed(4);
+    let cfg = Rfnet::preset(Preset::Small);
+    let c = cfg.features()[1];
+    let fusion = RegionFusion::new(c, &cfg, &device);
+    let std = |t: Tensor<2>| {
+        let n = t.dims().iter().product::<usize>() as f64;
+        let mean = t.clone().mean().into_scalar::<f32>() as f64;
+        let sq = t.square().sum().into_scalar::<f32>() as f64 / n;
+        (sq - mean * mean).sqrt()
+    };
+    let a = cfg.leaky_slope;
+    for w in &fusion.weights {
+        let fan_in = (4 * c + 1) as f64;
+        let want = (2.0 / (1.0 + a * a)).sqrt() / fan_in.sqrt();
+        let got = std(w.hidden.weight.val());
+        assert!(
+            (got / want - 1.0).abs() < 0.1,
+            "hidden: std {got}, He {want}"
+        );
+        let want = 1.0 / (layers::WEIGHT_HIDDEN as f64).sqrt();
+        let got = std(w.out.weight.val());
+        assert!((got / want - 1.0).abs() < 0.25, "out: std {got}, He {want}");
+        for b in [&w.hidden.bias, &w.out.bias] {
+            let b = b.as_ref().expect("a bias").val();
+            assert_eq!(b.abs().max().into_scalar::<f32>(), 0.0);
+        }
+    }
+}
