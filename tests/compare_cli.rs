@@ -248,12 +248,12 @@ fn unknown_methods_and_bad_options_are_one_line_errors() {
     ]);
     assert_eq!(
         err.trim(),
-        "error: --methods: unknown method 'unet3d' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi, mmformer)"
+        "error: --methods: unknown method 'unet3d' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi, mmformer, rfnet)"
     );
     let err = run(&["demo", "--out", o, "--methods", "unet"]);
     assert!(
         err.contains(
-            "unknown method 'unet' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi, mmformer)"
+            "unknown method 'unet' (known: a2fseg, average, hemis, a2fseg-released, uhved, mfi, mmformer, rfnet)"
         ),
         "{err}"
     );

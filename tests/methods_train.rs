@@ -21,7 +21,7 @@ fn methods() -> impl Iterator<Item = Arch> {
     Arch::ALL.into_iter().filter(|a| *a != Arch::A2fseg)
 }
 
-/// The `small` recipe of `arch` shrunk to seconds: 2 poolings, 16³ patches.
+/// The `small` recipe of `arch` shrunk to seconds: 2 poolings, 16³ patches, no warm-up.
 fn config(arch: Arch, epochs: usize, iterations: usize) -> TrainConfig {
     let mut cfg = TrainConfig::recipe(arch, Preset::Small);
     cfg.model.poolings = 2;
@@ -39,7 +39,26 @@ fn config(arch: Arch, epochs: usize, iterations: usize) -> TrainConfig {
         // test checks that the method learns, not its schedule.
         cfg.lr = 2e-3;
     }
+    if arch == Arch::Rfnet {
+        // The fused output trains from the first epoch (the warm-up has a unit test), so
+        // that 4 epochs show its validation Dice rising.
+        cfg.model.region_fusion_start_epoch = 0;
+        // Its official lr (2e-4, for 45,000 steps) moves a few dozen steps too little to
+        // show: Adam's steps are about lr in size whatever the gradient, and RFNet's nine
+        // loss terms (weighted CE + Dice with background) fall slowly per step (measured on
+        // these phantoms at 2e-3: 40 steps take the WT Dice from 0.30 to 0.40). The test
+        // checks that the method learns, not its schedule, so it trains with A2FSeg's Adam
+        // lr (0.01).
+        cfg.lr = 1e-2;
+    }
     cfg
+}
+
+/// Steps per epoch of the learning test: 10, and 20 for RFNet (at 10, whether its
+/// validation Dice rises by 0.2 from the first epoch to the fourth depends on the seed:
+/// measured +0.14 to +0.42 over seeds 5–7; at 20, +0.23 to +0.35).
+fn learning_iterations(arch: Arch) -> usize {
+    if arch == Arch::Rfnet { 20 } else { 10 }
 }
 
 /// Writes 6 phantoms and a split (4 training, 2 validation cases); returns the split file.
@@ -63,8 +82,8 @@ fn options(dir: &Path, run: &str, cfg: TrainConfig) -> TrainOptions {
 }
 
 /// The whole-tumour validation Dice rises well above the first epoch's and the loss falls
-/// (4 epochs of 10 steps on all four modalities; measured for a2fseg-released: WT Dice
-/// 0.19 → 0.61, loss 9.0 → 6.4). `A2FSEG_TEST_LR=1e-9 cargo test --test methods_train
+/// (4 epochs of 10 steps, 20 for RFNet, on all four modalities; measured for
+/// a2fseg-released: WT Dice 0.19 → 0.61, loss 9.0 → 6.4). `A2FSEG_TEST_LR=1e-9 cargo test --test methods_train
 /// learns` shows that the test fails when nothing is learnt.
 #[test]
 fn every_method_learns_the_phantoms() {
@@ -72,7 +91,7 @@ fn every_method_learns_the_phantoms() {
     let tmp = common::tempdir();
     phantoms(tmp.path());
     for arch in methods() {
-        let mut cfg = config(arch, 4, 10);
+        let mut cfg = config(arch, 4, learning_iterations(arch));
         cfg.modality_dropout = ModalityDropout::Full;
         if let Ok(lr) = std::env::var("A2FSEG_TEST_LR") {
             cfg.lr = lr.parse().unwrap();

@@ -28,8 +28,8 @@ pub struct DemoArgs {
     #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = super::args::parse_xyz)]
     pub shape: [usize; 3],
     /// The method the demo trains with its own recipe: a2fseg (the default: adaptive fusion,
-    /// then the average-fusion baseline if the budget allows), a2fseg-released, uhved, mfi or
-    /// mmformer.
+    /// then the average-fusion baseline if the budget allows), a2fseg-released, uhved, mfi,
+    /// mmformer or rfnet.
     #[arg(
         long,
         value_name = "ARCH",
@@ -38,7 +38,7 @@ pub struct DemoArgs {
     )]
     pub arch: Arch,
     /// Compare these methods (comma-separated: a2fseg, average, hemis, uhved,
-    /// a2fseg-released, mfi, mmformer) on the phantoms, as `a2fseg compare` does, into OUT/compare, instead
+    /// a2fseg-released, mfi, mmformer, rfnet) on the phantoms, as `a2fseg compare` does, into OUT/compare, instead
     /// of the single-model demo.
     #[arg(long, value_name = "LIST")]
     pub methods: Option<String>,

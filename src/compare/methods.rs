@@ -80,6 +80,7 @@ impl Method {
             "hemis" => "HeMIS fusion",
             "uhved" => "U-HVED",
             "mfi" => "MFI",
+            "rfnet" => "RFNet",
             "a2fseg-released" => "A2FSeg (released code)",
             "mmformer" => "mmFormer",
             other => other,

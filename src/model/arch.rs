@@ -55,6 +55,9 @@ pub struct TrainInputs {
     /// Seed of the step's random draws ([`TrainInputs::standard_normal`]); the trainer
     /// derives it from the run seed, the epoch and the iteration.
     pub noise_seed: u64,
+    /// The step's epoch (from 0), for a loss whose terms switch on after a warm-up
+    /// (RFNet's fused term). [`TrainInputs::new`] sets 0; see [`TrainInputs::with_epoch`].
+    pub epoch: usize,
 }
 
 impl TrainInputs {
@@ -72,7 +75,13 @@ impl TrainInputs {
             images,
             classes,
             noise_seed,
+            epoch: 0,
         }
+    }
+
+    /// The same inputs at epoch `epoch` (from 0).
+    pub fn with_epoch(self, epoch: usize) -> TrainInputs {
+        TrainInputs { epoch, ..self }
     }
 
     /// Which modalities each sample has, `[B, 4]` in canonical order (1 available, 0 hidden):
@@ -128,6 +137,25 @@ impl TrainInputs {
             .cloned()
             .collect()
     }
+}
+
+/// The subset of `modalities`, each at most once and at least one (a method's inputs or
+/// encodings); otherwise an error naming `method`.
+pub fn distinct_modalities(
+    modalities: impl Iterator<Item = Modality>,
+    method: &str,
+) -> Result<Subset> {
+    let mut seen = Subset::EMPTY;
+    for m in modalities {
+        if seen.contains(m) {
+            anyhow::bail!("modality {m} given twice");
+        }
+        seen = seen.with(m);
+    }
+    if seen.is_empty() {
+        anyhow::bail!("no modality given: {method} needs at least one of T1, T1c, T2, FLAIR");
+    }
+    Ok(seen)
 }
 
 /// A segmentation network from any subset of the four modalities, as every pipeline stage
@@ -234,6 +262,10 @@ macro_rules! with_network {
             }
             $crate::model::Arch::Mmformer => {
                 type $n = $crate::model::Mmformer;
+                $body
+            }
+            $crate::model::Arch::Rfnet => {
+                type $n = $crate::model::Rfnet;
                 $body
             }
         }

@@ -59,16 +59,19 @@ pub enum Arch {
     /// mmFormer, per-modality encoders with intra- and inter-modal transformers
     /// ([`super::Mmformer`]).
     Mmformer,
+    /// RFNet, region-aware fusion ([`super::Rfnet`]).
+    Rfnet,
 }
 
 impl Arch {
     /// All methods.
-    pub const ALL: [Arch; 5] = [
+    pub const ALL: [Arch; 6] = [
         Arch::A2fseg,
         Arch::A2fsegReleased,
         Arch::Uhved,
         Arch::Mfi,
         Arch::Mmformer,
+        Arch::Rfnet,
     ];
 
     /// The name used in JSON and on the command line.
@@ -79,6 +82,7 @@ impl Arch {
             Arch::Uhved => "uhved",
             Arch::Mfi => "mfi",
             Arch::Mmformer => "mmformer",
+            Arch::Rfnet => "rfnet",
         }
     }
 }
@@ -266,6 +270,10 @@ pub struct ModelConfig {
     /// mmFormer only: its transformers and token layout ([`super::mmformer::MmformerConfig`]).
     #[config(default = "super::mmformer::MmformerConfig::new()")]
     pub mmformer: super::mmformer::MmformerConfig,
+    /// RFNet only: epochs (counted from 0) before the fused output's loss term counts; the
+    /// auxiliary and region-map terms train alone until then (the official code: 20).
+    #[config(default = 20)]
+    pub region_fusion_start_epoch: usize,
 }
 
 impl Default for ModelConfig {
@@ -354,13 +362,14 @@ impl ModelConfig {
     /// The keys added after the first file format, each of which a file may lack and then
     /// takes its default (files written before methods existed hold A2FSeg models). Any other
     /// missing key is an error: the file is damaged or not a model configuration.
-    pub const ADDED_KEYS: [&str; 6] = [
+    pub const ADDED_KEYS: [&str; 7] = [
         "arch",
         "released_variant",
         "kl_weight",
         "reconstruction_weight",
         "logvar_clip",
         "mmformer",
+        "region_fusion_start_epoch",
     ];
 
     /// Reads a configuration from a JSON file (as written by [`ModelConfig::save_json`]),

@@ -16,6 +16,8 @@
 //!   a missing modality is a zero image and a 0 in the availability code).
 //! - [`mmformer`]: [`Mmformer`], mmFormer (conv encoders, intra- and inter-modal
 //!   transformers, masked fusion), behind the same seam.
+//! - [`rfnet`]: [`Rfnet`], the RFNet baseline (region-aware fusion of mask-zeroed
+//!   features), behind the same seam.
 //! - [`ops`]: 3D max-pooling, trilinear (×2, and aligned-corner ×f) and nearest upsampling,
 //!   which Burn lacks; [`reflect`]: the
 //!   reflection-padded convolution.
@@ -39,6 +41,7 @@ pub mod ops;
 pub mod per_modality;
 pub mod reflect;
 pub mod released;
+pub mod rfnet;
 pub mod summary;
 pub mod uhved;
 pub mod weights;
@@ -54,6 +57,7 @@ pub use mfi::Mfi;
 pub use mmformer::Mmformer;
 pub use network::{A2fseg, A2fsegOutput, FusedOutput};
 pub use released::A2fsegReleased;
+pub use rfnet::Rfnet;
 pub use summary::ModelSummary;
 pub use uhved::Uhved;
 pub use weights::{CONFIG_FILE, WEIGHTS_FILE, load_model, save_model};

@@ -339,6 +339,7 @@ impl ModelSummary {
             Arch::Mmformer => super::mmformer::summary::text_parts(self),
             Arch::A2fsegReleased => super::released::summary::text_parts(self),
             Arch::A2fseg => self.a2fseg_text_parts(),
+            Arch::Rfnet => super::rfnet::summary::text_parts(self),
         };
         let _ = writeln!(s, "{headline}");
         let _ = writeln!(s, "patch size [x, y, z] = [{}, {}, {}]\n", p[0], p[1], p[2]);

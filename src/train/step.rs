@@ -45,6 +45,7 @@ pub fn batch_tensors(batch: &Batch, seed: u64, device: &Device) -> TrainInputs {
             seed,
             &[rng::STEP, batch.epoch as u64, batch.iteration as u64],
         ),
+        epoch: batch.epoch,
     }
 }
 
@@ -77,6 +78,7 @@ pub fn build_optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
     match cfg.optimizer {
         OptimizerKind::Adam => AdamConfig::new()
             .with_epsilon(1e-8)
+            .with_amsgrad(cfg.amsgrad)
             .with_weight_decay(decay)
             .init(),
         OptimizerKind::Sgd => SgdConfig::new()

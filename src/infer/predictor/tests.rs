@@ -106,8 +106,8 @@ fn attention_maps_where_the_method_has_them() {
         use crate::model::Arch;
         let mut cfg = crate::model::ModelConfig::of(arch, crate::model::Preset::Small)
             .with_patch_size([8, 8, 8]);
-        if arch == Arch::Mmformer {
-            // Its reflect padding needs a bottleneck of 2 voxels per axis.
+        if matches!(arch, Arch::Mmformer | Arch::Rfnet) {
+            // Their reflection padding needs 2 voxels per side at the deepest level.
             cfg.poolings = 2;
         }
         let device = Device::flex();

@@ -108,9 +108,8 @@ pub struct Mmformer {
     pub config: ModelConfig,
 }
 
-/// The training recipe of the official code, for the trainer's defaults: Adam (the official
-/// code enables AMSGrad; the trainer's Adam here has no AMSGrad setting, so plain Adam), lr
-/// 2e-4 with poly(0.9) decay, L2 weight decay 1e-4, 1000 epochs of 150 iterations, batch 1
+/// The training recipe of the official code, for the trainer's defaults: Adam with AMSGrad,
+/// lr 2e-4 with poly(0.9) decay, L2 weight decay 1e-4, 1000 epochs of 150 iterations, batch 1
 /// (the training script's default; the released job script passes 4), 128³ crops; per
 /// sample a subset drawn uniformly from the 15.
 pub mod recipe {

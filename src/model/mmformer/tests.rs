@@ -270,6 +270,7 @@ fn step(subsets: Vec<Subset>, device: &Device, seed: u64) -> TrainInputs {
         images,
         classes,
         noise_seed: seed,
+        epoch: 0,
     }
 }
 

@@ -19,9 +19,10 @@ use burn::tensor::{Int, Tensor};
 use super::super::arch::{StepLoss, TrainInputs};
 use super::super::config::Targets;
 use super::super::loss::{head_loss, target_channels};
+use super::Uhved;
 use super::gaussian::{Expert, Gaussian, product_with_prior};
-use super::{Uhved, check_modalities};
 use crate::modality::{Modality, Subset};
+use crate::model::arch::distinct_modalities;
 
 /// Names of the loss terms, for the training log.
 pub const TERMS: [&str; 3] = ["segmentation", "kl", "reconstruction"];
@@ -62,7 +63,7 @@ impl Uhved {
     /// the noise stream `s` of [`TrainInputs::standard_normal`].
     pub fn loss(&self, step: &TrainInputs) -> Result<StepLoss> {
         let (subset, images) = (step.subset, &step.images);
-        let available = check_modalities(images.iter().map(|(m, _)| *m))?;
+        let available = distinct_modalities(images.iter().map(|(m, _)| *m), "U-HVED")?;
         if subset.is_empty() || !subset.is_subset_of(available) {
             bail!(
                 "the drawn subset {subset} must be non-empty and among the batch's modalities \

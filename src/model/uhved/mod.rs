@@ -46,6 +46,7 @@ pub mod summary;
 #[cfg(test)]
 mod tests;
 
+use crate::model::arch::distinct_modalities;
 use anyhow::{Result, bail};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -55,7 +56,7 @@ use super::config::{Arch, ModelConfig, Preset, Targets};
 use super::network::FusedOutput;
 use super::per_modality::PerModality;
 use super::summary::ModelSummary;
-use crate::modality::{Modality, Subset};
+use crate::modality::Modality;
 pub use gaussian::{Expert, Gaussian, product_with_prior};
 pub use layers::{Block, Decoder, Encoder, PreActConv};
 
@@ -150,7 +151,7 @@ impl Uhved {
 
     /// Per scale, the product with the prior of the given modalities' latents.
     fn fuse(&self, latents: &[(Modality, Vec<Gaussian>)]) -> Result<Vec<Gaussian>> {
-        check_modalities(latents.iter().map(|(m, _)| *m))?;
+        distinct_modalities(latents.iter().map(|(m, _)| *m), "U-HVED")?;
         let scales = self.config.poolings + 1;
         if let Some((m, l)) = latents.iter().find(|(_, l)| l.len() != scales) {
             bail!("{m}: expected latents at {scales} scales, got {}", l.len());
@@ -171,21 +172,6 @@ impl Uhved {
             .map(|s| product_with_prior(experts.iter().map(|e| &e[s])))
             .collect())
     }
-}
-
-/// Checks a list of modalities: non-empty, none twice.
-fn check_modalities(modalities: impl Iterator<Item = Modality>) -> Result<Subset> {
-    let mut seen = Subset::EMPTY;
-    for m in modalities {
-        if seen.contains(m) {
-            bail!("modality {m} given twice");
-        }
-        seen = seen.with(m);
-    }
-    if seen.is_empty() {
-        bail!("no modality given: U-HVED needs at least one of T1, T1c, T2, FLAIR");
-    }
-    Ok(seen)
 }
 
 /// U-HVED behind the method seam. The encoding of a modality is its latents, mean and

@@ -6,6 +6,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor};
 
 use super::summary::counts;
 use super::*;
+use crate::modality::Subset;
 use crate::model::tests::{assert_missing_images_do_not_matter, assert_seam_rejects_bad_inputs};
 
 fn tiny() -> ModelConfig {
