@@ -84,6 +84,22 @@ impl TrainInputs {
         TrainInputs { epoch, ..self }
     }
 
+    /// Checks that every sample's drawn subset is non-empty and among `available`, the
+    /// modalities the batch carries (a method that masks per sample relies on it).
+    pub fn check_sample_subsets(&self, available: Subset) -> Result<()> {
+        if let Some(s) = self
+            .sample_subsets
+            .iter()
+            .find(|s| s.is_empty() || !s.is_subset_of(available))
+        {
+            anyhow::bail!(
+                "a sample's drawn subset {s} must be non-empty and among the batch's \
+                 modalities {available}"
+            );
+        }
+        Ok(())
+    }
+
     /// Which modalities each sample has, `[B, 4]` in canonical order (1 available, 0 hidden):
     /// the mask of a method that zeroes a missing modality per sample.
     pub fn sample_mask(&self, device: &Device) -> Tensor<2> {

@@ -41,16 +41,7 @@ impl Mmformer {
             );
         }
         let available = Subset::from_modalities(step.images.iter().map(|(m, _)| *m));
-        if let Some(s) = step
-            .sample_subsets
-            .iter()
-            .find(|s| s.is_empty() || !s.is_subset_of(available))
-        {
-            bail!(
-                "a sample's drawn subset {s} must be non-empty and among the batch's \
-                 modalities {available}"
-            );
-        }
+        step.check_sample_subsets(available)?;
         let device = x0.device();
         let drop = Dropout::new(step, self.config.mmformer.dropout, 0);
         let out = self.forward_train(&step.images, step.sample_mask(&device), Some(&drop))?;

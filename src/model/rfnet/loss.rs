@@ -41,16 +41,7 @@ impl Rfnet {
     /// `step.classes` `[B, D, H, W]`, `step.epoch` the epoch (from 0).
     pub fn loss(&self, step: &TrainInputs) -> Result<StepLoss> {
         let available = distinct_modalities(step.images.iter().map(|(m, _)| *m), "RFNet")?;
-        if let Some(s) = step
-            .sample_subsets
-            .iter()
-            .find(|s| s.is_empty() || !s.is_subset_of(available))
-        {
-            bail!(
-                "a sample's drawn subset {s} must be non-empty and among the batch's \
-                 modalities {available}"
-            );
-        }
+        step.check_sample_subsets(available)?;
         let dims0 = step.images[0].1.dims();
         if let Some((m, x)) = step.images.iter().find(|(_, x)| x.dims() != dims0) {
             bail!("{m}: shape {:?} differs from {dims0:?}", x.dims());
