@@ -5,12 +5,12 @@
 
 mod common;
 
-use common::reference::{Randomise, to_vec, write_tensors};
+use common::reference::{Randomise, insert_subset_probabilities, run_reference, to_vec};
 
 use std::collections::BTreeMap;
 
 use a2fseg::Modality;
-use a2fseg::model::{ModelConfig, Network, Preset, Rfnet, probabilities, save_model};
+use a2fseg::model::{ModelConfig, Network, Preset, Rfnet, save_model};
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, Tensor};
@@ -173,24 +173,8 @@ fn run_case(cfg: ModelConfig, dims: [usize; 5], subsets: &[&[Modality]], seed: u
         );
         encodings.push((m, e));
     }
-    for subset in subsets {
-        let chosen: Vec<_> = encodings
-            .iter()
-            .filter(|(m, _)| subset.contains(m))
-            .cloned()
-            .collect();
-        let logits = model.decode(&chosen).unwrap().logits;
-        let keys: Vec<&str> = subset.iter().map(|m| m.key()).collect();
-        io.insert(
-            format!("probs.{}", keys.join("+")),
-            to_vec(probabilities(&cfg, logits)),
-        );
-    }
-    write_tensors(&dir.path().join("io.safetensors"), &io);
-    let printed = common::run_python(SCRIPT, &[dir.path().to_str().unwrap()]);
-    let mut fields = printed.split_whitespace();
-    let worst: f64 = fields.next().unwrap().parse().unwrap();
-    let checked: usize = fields.next().unwrap().parse().unwrap();
+    insert_subset_probabilities(&model, &encodings, subsets, &mut io);
+    let (worst, checked) = run_reference(dir.path(), SCRIPT, &io);
     eprintln!(
         "RFNet {} poolings: {checked} outputs, largest difference from numpy {worst:e}",
         cfg.poolings
