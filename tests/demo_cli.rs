@@ -115,47 +115,22 @@ fn demo_runs_every_stage_and_reuses_them() {
     );
 }
 
-#[test]
-fn demo_arch_trains_another_method_alone() {
-    let tmp = common::tempdir();
-    let out = tmp.path().join("demo");
-    let o = Command::new(common::bin())
-        .args(["demo", "--arch", "uhved", "--out"])
-        .arg(&out)
-        .args(common::TOY_DEMO)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "demo failed: {}\n{stdout}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    // One model, U-HVED with its own recipe: its `size` draw, its KL and reconstruction
-    // loss terms in the training log.
-    assert!(!out.join("train-adaptive").exists() && !out.join("train-average").exists());
-    let config = std::fs::read_to_string(out.join("train-uhved/config.toml")).unwrap();
-    assert!(config.contains("arch = \"uhved\""), "{config}");
-    assert!(config.contains("modality_dropout = \"size\""), "{config}");
-    let log = std::fs::read_to_string(out.join("train-uhved/log.csv")).unwrap();
-    assert!(log.lines().next().unwrap().contains("loss_kl"), "{log}");
-    let summary: Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary.as_object().unwrap().len(), 16);
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.starts_with("# U-HVED demo"), "{md}");
-    assert!(md.contains("U-HVED, preset small"), "{md}");
-    assert!(!md.contains("Only the adaptive-fusion model"), "{md}");
+/// What `demo --arch ARCH` at toy size wrote: its training configuration and log header, its
+/// report.md; asserts that it succeeded and that its summary holds the 15 subsets and the
+/// mean (16 rows).
+struct ArchDemo {
+    _tmp: tempfile::TempDir,
+    out: std::path::PathBuf,
+    config: String,
+    log_header: String,
+    md: String,
 }
 
-/// `demo --arch mfi`: MFI alone with its own recipe (per-sample Bernoulli draws, its
-/// per-output loss terms).
-#[test]
-fn demo_arch_trains_mfi() {
+fn demo_arch(arch: &str) -> ArchDemo {
     let tmp = common::tempdir();
     let out = tmp.path().join("demo");
     let o = Command::new(common::bin())
-        .args(["demo", "--arch", "mfi", "--out"])
+        .args(["demo", "--arch", arch, "--out"])
         .arg(&out)
         .args(common::TOY_DEMO)
         .output()
@@ -166,20 +141,61 @@ fn demo_arch_trains_mfi() {
         String::from_utf8_lossy(&o.stderr),
         String::from_utf8_lossy(&o.stdout)
     );
-    let config = std::fs::read_to_string(out.join("train-mfi/config.toml")).unwrap();
-    assert!(config.contains("arch = \"mfi\""), "{config}");
-    assert!(
-        config.contains("modality_dropout = \"bernoulli\""),
-        "{config}"
-    );
-    assert!(config.contains("subset_draw = \"sample\""), "{config}");
-    let log = std::fs::read_to_string(out.join("train-mfi/log.csv")).unwrap();
-    assert!(log.lines().next().unwrap().contains("loss_fused"), "{log}");
-    let summary: Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let config = read(&format!("train-{arch}/config.toml"));
+    let log_header = read(&format!("train-{arch}/log.csv"))
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let summary: Value = serde_json::from_str(&read("summary.json")).unwrap();
     assert_eq!(summary.as_object().unwrap().len(), 16);
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.starts_with("# MFI demo"), "{md}");
+    let md = read("report.md");
+    ArchDemo {
+        _tmp: tmp,
+        out,
+        config,
+        log_header,
+        md,
+    }
+}
+
+#[test]
+fn demo_arch_trains_another_method_alone() {
+    let d = demo_arch("uhved");
+    // One model, U-HVED with its own recipe: its `size` draw, its KL and reconstruction
+    // loss terms in the training log.
+    assert!(!d.out.join("train-adaptive").exists() && !d.out.join("train-average").exists());
+    assert!(d.config.contains("arch = \"uhved\""), "{}", d.config);
+    assert!(
+        d.config.contains("modality_dropout = \"size\""),
+        "{}",
+        d.config
+    );
+    assert!(d.log_header.contains("loss_kl"), "{}", d.log_header);
+    assert!(d.md.starts_with("# U-HVED demo"), "{}", d.md);
+    assert!(d.md.contains("U-HVED, preset small"), "{}", d.md);
+    assert!(!d.md.contains("Only the adaptive-fusion model"), "{}", d.md);
+}
+
+/// `demo --arch mfi`: MFI alone with its own recipe (per-sample Bernoulli draws, its
+/// per-output loss terms).
+#[test]
+fn demo_arch_trains_mfi() {
+    let d = demo_arch("mfi");
+    assert!(d.config.contains("arch = \"mfi\""), "{}", d.config);
+    assert!(
+        d.config.contains("modality_dropout = \"bernoulli\""),
+        "{}",
+        d.config
+    );
+    assert!(
+        d.config.contains("subset_draw = \"sample\""),
+        "{}",
+        d.config
+    );
+    assert!(d.log_header.contains("loss_fused"), "{}", d.log_header);
+    assert!(d.md.starts_with("# MFI demo"), "{}", d.md);
 }
 
 #[test]
@@ -216,35 +232,20 @@ fn demo_rejects_bad_options() {
 /// terms, Table 1 over the 15 subsets.
 #[test]
 fn demo_arch_trains_mmformer() {
-    let tmp = common::tempdir();
-    let out = tmp.path().join("demo");
-    let o = Command::new(common::bin())
-        .args(["demo", "--arch", "mmformer", "--out"])
-        .arg(&out)
-        .args(common::TOY_DEMO)
-        .output()
-        .unwrap();
+    let d = demo_arch("mmformer");
+    assert!(d.config.contains("arch = \"mmformer\""), "{}", d.config);
     assert!(
-        o.status.success(),
-        "demo failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
+        d.config.contains("modality_dropout = \"uniform\""),
+        "{}",
+        d.config
     );
-    let config = std::fs::read_to_string(out.join("train-mmformer/config.toml")).unwrap();
-    assert!(config.contains("arch = \"mmformer\""), "{config}");
     assert!(
-        config.contains("modality_dropout = \"uniform\""),
-        "{config}"
+        d.config.contains("subset_draw = \"sample\""),
+        "{}",
+        d.config
     );
-    assert!(config.contains("subset_draw = \"sample\""), "{config}");
-    let log = std::fs::read_to_string(out.join("train-mmformer/log.csv")).unwrap();
-    let header = log.lines().next().unwrap();
     for term in ["loss_fused", "loss_auxiliary", "loss_deep_supervision"] {
-        assert!(header.contains(term), "{header}");
+        assert!(d.log_header.contains(term), "{}", d.log_header);
     }
-    let summary: Value =
-        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary.as_object().unwrap().len(), 16);
-    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.starts_with("# mmFormer demo"), "{md}");
+    assert!(d.md.starts_with("# mmFormer demo"), "{}", d.md);
 }
