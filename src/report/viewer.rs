@@ -7,9 +7,9 @@
 //!
 //! Everything is embedded: volumes are cropped to the brain box (the non-zero voxels of the
 //! images and every label map, grown by [`BOX_MARGIN`]) and stored as uint8 gzip NIfTI
-//! ([`super::viewer_volumes`]: images linearly quantised with their scale in the header and
-//! attention weights in steps of 1/255, both predictively coded; labels as they are),
-//! base64-encoded in a JSON block per case. The page's script (`viewer.js`, inline) decodes
+//! ([`super::viewer_volumes`]: images linearly quantised to 127 grey steps with their scale
+//! in the header and attention weights in steps of 1/255, both predictively coded; labels as
+//! they are), base64-encoded in a JSON block per case. The page's script (`viewer.js`, inline) decodes
 //! a volume the first time it is shown. [`case_page`] is a whole page (`a2fseg view`);
 //! [`viewer_section`] and [`viewer_scripts`] put viewers into a report page.
 
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use super::slices::{LEGEND, class_colour};
 use super::tables::escape;
 use super::viewer_volumes::{
-    Coding, crop_geometry, embed, nonzero_box, quantise_attention, quantise_image,
+    Coding, IMAGE_STEPS, crop_geometry, embed, nonzero_box, quantise_attention, quantise_image,
 };
 use crate::infer::Prediction;
 use crate::labels::Region;
@@ -235,7 +235,7 @@ fn case_json(case: &ViewerCase) -> Result<Value> {
     let mut images = Vec::new();
     for (m, img) in Modality::ALL.iter().zip(&case.images) {
         if let Some(img) = img {
-            let (q, s) = quantise_image(img);
+            let (q, s) = quantise_image(img, IMAGE_STEPS);
             let mut v = embed(&geometry, &crop, &q, s, Coding::Predictive)?;
             v["label"] = json!(m.label());
             images.push(v);
