@@ -321,24 +321,16 @@ fn compare_report_viewer_switches_methods_and_subsets_in_chromium() {
     let data = tmp.path().join("data");
     common::synthetic_brats(&data, 4, [32, 32, 32]);
     let out = tmp.path().join("cmp");
-    let (ok, stderr) = run_a2fseg(&[
+    let mut args = vec![
         "--quiet",
         "compare",
         "--data",
         arg(&data),
         "--out",
         arg(&out),
-        "--methods",
-        "a2fseg,average",
-        "--preset",
-        "small",
-        "--epochs",
-        "1",
-        "--iterations-per-epoch",
-        "2",
-        "--seed",
-        "5",
-    ]);
+    ];
+    args.extend(common::TOY_COMPARE);
+    let (ok, stderr) = run_a2fseg(&args);
     assert!(ok, "{stderr}");
     let page = out.join("report.html");
     let html = std::fs::read_to_string(&page).unwrap();

@@ -432,19 +432,8 @@ mod tests {
     use super::*;
     use base64::Engine;
 
+    use crate::report::viewer_volumes::tests::geometry;
     use crate::volume::read_volume;
-
-    fn geometry(dims: [usize; 3]) -> Geometry {
-        Geometry::from_affine(
-            dims,
-            [
-                [1.0, 0.0, 0.0, -10.0],
-                [0.0, 2.0, 0.0, 5.0],
-                [0.0, 0.0, 1.5, 0.0],
-                [0.0, 0.0, 0.0, 1.0],
-            ],
-        )
-    }
 
     /// A 20×16×12 case: a brain block [4,16)×[3,13)×[2,10) of rising intensity, a tumour
     /// [8,11)×[6,9)×[4,7) (edema, core of enhancing tumour).

@@ -172,10 +172,11 @@ pub fn embed(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn geometry(dims: [usize; 3]) -> Geometry {
+    /// A grid of `dims` with unequal spacing and an offset origin (also the viewer's tests').
+    pub(in crate::report) fn geometry(dims: [usize; 3]) -> Geometry {
         Geometry::from_affine(
             dims,
             [
