@@ -18,18 +18,7 @@ fn compare(data: &Path, out: &Path, extra: &[&str]) -> Output {
         .arg(data)
         .arg("--out")
         .arg(out)
-        .args([
-            "--methods",
-            "a2fseg,average",
-            "--preset",
-            "small",
-            "--epochs",
-            "1",
-            "--iterations-per-epoch",
-            "2",
-            "--seed",
-            "5",
-        ])
+        .args(common::TOY_COMPARE)
         .args(extra)
         .output()
         .unwrap()

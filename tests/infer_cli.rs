@@ -605,3 +605,58 @@ fn predictions_are_post_processed_unless_asked_not_to() {
     assert_eq!(postprocess::keep_largest_component(&mut again), 0);
     assert!(largest.data().iter().any(|&c| c != 0));
 }
+
+/// `evaluate` shows its viewed cases with the predictions that scored them: none is
+/// predicted again in a fresh run; after an interruption, a viewed case scored before it
+/// is predicted again (and only that one), and the report still has every viewer.
+#[test]
+fn evaluate_views_the_predictions_it_scored() {
+    let tmp = common::tempdir();
+    let run_dir = common::tiny_run(tmp.path(), "run", Fusion::Adaptive);
+    let data = tmp.path().join("data");
+    for i in 1..=3 {
+        let id = format!("BraTS20_Training_00{i}");
+        write_case(&data, &id, [12, 10, 9], identity(), i);
+    }
+    let eval = tmp.path().join("eval");
+    let evaluate = || {
+        a2fseg::infer::evaluate::evaluate(&a2fseg::infer::evaluate::EvaluateOptions {
+            view_cases: 2,
+            quiet: true,
+            ..a2fseg::infer::evaluate::EvaluateOptions::new(
+                run_dir.clone(),
+                data.clone(),
+                None,
+                eval.clone(),
+            )
+        })
+        .unwrap()
+    };
+    let viewers = || {
+        let html = std::fs::read_to_string(eval.join("report.html")).unwrap();
+        (1..=3)
+            .filter(|i| html.contains(&format!("data-case=\"BraTS20_Training_00{i}\"")))
+            .collect::<Vec<_>>()
+    };
+    let first = evaluate();
+    assert_eq!((first.scored, first.repredicted_for_viewer), (3, 0));
+    assert_eq!(viewers(), [1, 2]);
+    // Simulate a kill before the second case was written: the rerun scores cases 2 and 3
+    // (keeping case 2's predictions) and predicts case 1 again for its viewer.
+    let csv = std::fs::read_to_string(eval.join("cases.csv")).unwrap();
+    let kept: Vec<&str> = csv
+        .lines()
+        .filter(|l| !l.contains("_002") && !l.contains("_003"))
+        .collect();
+    std::fs::write(eval.join("cases.csv"), kept.join("\n") + "\n").unwrap();
+    let resumed = evaluate();
+    assert_eq!(
+        (
+            resumed.scored,
+            resumed.resumed,
+            resumed.repredicted_for_viewer
+        ),
+        (2, 1, 1)
+    );
+    assert_eq!(viewers(), [1, 2]);
+}

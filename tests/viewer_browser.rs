@@ -308,3 +308,81 @@ fn view_command_errors_name_the_file() {
         assert!(!out.exists());
     }
 }
+
+/// The viewer of an actual `compare` report (two toy models, A2FSeg and average fusion, one
+/// epoch of 2 steps on four 32³ cases, a few seconds): it loads from `file://` with no
+/// console error and no network request, its volumes have the brain box's dims of the test
+/// case, and the method, subset and attention selectors switch the overlays (the untrained
+/// models' predictions are not checked against the tumour).
+#[test]
+fn compare_report_viewer_switches_methods_and_subsets_in_chromium() {
+    let Some(chromium) = browser() else { return };
+    let tmp = tempdir();
+    let data = tmp.path().join("data");
+    common::synthetic_brats(&data, 4, [32, 32, 32]);
+    let out = tmp.path().join("cmp");
+    let mut args = vec![
+        "--quiet",
+        "compare",
+        "--data",
+        arg(&data),
+        "--out",
+        arg(&out),
+    ];
+    args.extend(common::TOY_COMPARE);
+    let (ok, stderr) = run_a2fseg(&args);
+    assert!(ok, "{stderr}");
+    let page = out.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    let start = html.find("class=\"a2f-data\">").expect("a viewer") + 17;
+    let end = start + html[start..].find("</script>").unwrap();
+    let case: serde_json::Value = serde_json::from_str(&html[start..end]).unwrap();
+    // The viewed case is the first test case; the volumes are cropped to its brain box.
+    let split: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("split.json")).unwrap()).unwrap();
+    let id = split["test"][0].as_str().unwrap();
+    assert_eq!(case["id"], id);
+    let ds = a2fseg::dataset::discover(&data).unwrap();
+    let loaded = a2fseg::dataset::load_case(&ds, ds.case(id).unwrap()).unwrap();
+    let dims = viewer::brain_box(&ViewerCase {
+        id: id.into(),
+        geometry: loaded.geometry,
+        images: loaded.images,
+        truth: loaded.classes,
+        methods: Vec::new(),
+        metrics: MetricOptions::default(),
+    })
+    .dims;
+    assert_eq!(case["dims"], serde_json::json!(dims));
+    let methods = case["methods"].as_array().unwrap();
+    let labels: Vec<&str> = methods
+        .iter()
+        .map(|m| m["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["A2FSeg", "Average fusion"]);
+    let subset = |m: usize, s: usize| methods[m]["segmentations"][s]["label"].as_str().unwrap();
+    // FLAIR is shown; each selection's overlays by name (`method{m}-seg{s}`), with the
+    // A2FSeg model's attention map of T1 once.
+    let out = drive(
+        &chromium,
+        &page,
+        serde_json::json!({
+            "dims": dims,
+            "tumour": null,
+            "switch": null,
+            "selections": [
+                {"method": 0, "subset": 14, "attention": 1,
+                 "volumes": ["image3.nii", "method0-seg14.nii.gz", "method0-attention0.nii"],
+                 "caption": ["A2FSeg", subset(0, 14)]},
+                {"method": 0, "subset": 0, "attention": 0,
+                 "volumes": ["image3.nii", "method0-seg0.nii.gz"],
+                 "caption": ["A2FSeg", subset(0, 0)]},
+                {"method": 1, "subset": 5, "attention": 0,
+                 "volumes": ["image3.nii", "method1-seg5.nii.gz"],
+                 "caption": ["Average fusion", subset(1, 5)]},
+            ],
+        }),
+    );
+    assert_eq!(out["selections"].as_array().unwrap().len(), 3, "{out}");
+    eprintln!("{out}");
+}

@@ -66,7 +66,7 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
     /// Labelled cases (the first N evaluated) shown in report.html's interactive viewer,
-    /// predicted once more for it (0: none).
+    /// with the predictions made to score them (0: none).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub view_cases: usize,
     #[command(flatten)]

@@ -440,24 +440,30 @@ fn document_context(
         .collect();
     let refs: Vec<(&str, &Path)> = runs.iter().map(|(l, p)| (*l, p.as_path())).collect();
     let viewed: Vec<String> = split.test.iter().take(opts.view_cases).cloned().collect();
-    let sections = report::viewer_sections(&opts.data, &viewed, &refs, MetricOptions::default())?;
-    let viewers = viewed.into_iter().zip(sections).collect();
-    let panel = match split.test.first() {
-        Some(id) => {
-            let path = opts.out.join("figures").join("panel.png");
-            report::render_panel(&opts.data, id, &refs, &path)?;
-            Some((
-                path,
-                format!(
-                    "Test case {id}: axial slice with the most tumour; top: T1, T1c, T2, FLAIR; \
-                     then one row per method: its prediction over FLAIR from FLAIR, FLAIR + T1c \
-                     and all four, and the ground truth (edema red, enhancing blue, \
-                     necrosis/non-enhancing green)"
-                ),
-            ))
-        }
-        None => None,
-    };
+    let panel_path = opts.out.join("figures").join("panel.png");
+    let panel_spec = split.test.first().map(|id| report::PanelSpec {
+        case: id,
+        path: &panel_path,
+        rows: refs.len(),
+    });
+    let viewers = report::panel_and_viewers(
+        &opts.data,
+        &refs,
+        panel_spec,
+        &viewed,
+        MetricOptions::default(),
+    )?;
+    let panel = split.test.first().map(|id| {
+        (
+            panel_path.clone(),
+            format!(
+                "Test case {id}: axial slice with the most tumour; top: T1, T1c, T2, FLAIR; \
+                 then one row per method: its prediction over FLAIR from FLAIR, FLAIR + T1c \
+                 and all four, and the ground truth (edema red, enhancing blue, \
+                 necrosis/non-enhancing green)"
+            ),
+        )
+    });
     let s = &file.settings;
     let mut conventions =
         crate::report::document::metric_conventions(MetricOptions::default().hd95_penalty, None);

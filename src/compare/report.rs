@@ -31,13 +31,13 @@ pub fn panel_subsets() -> [Subset; 3] {
     ]
 }
 
+/// One model's predictions of a case, one per subset.
+type SubsetPredictions = Vec<(Subset, Prediction)>;
+
 /// Case `id` of the dataset `data` and its predictions by each model of `runs` (`(label, run
 /// or model folder)`) from each of `subsets` the case has (with the adaptive fusion's
 /// attention maps when `attention`), with the settings `evaluate` uses by default (step 0.5,
 /// no mirroring, each model's post-processing).
-/// One model's predictions of a case, one per subset.
-type SubsetPredictions = Vec<(Subset, Prediction)>;
-
 fn predict_case(
     data: &Path,
     id: &str,
@@ -67,54 +67,114 @@ fn predict_case(
     Ok((loaded, predictions))
 }
 
-/// Predicts case `id` of the dataset `data` from [`panel_subsets`] with each model of
-/// `runs` (`(label, run or model folder)`) and writes the panel (the modalities, then one
-/// row per model ending with the ground truth) to `path` as PNG.
-pub fn render_panel(data: &Path, id: &str, runs: &[(&str, &Path)], path: &Path) -> Result<()> {
-    let (loaded, predictions) = predict_case(data, id, runs, &panel_subsets(), false)?;
+/// The Fig.-2 panel of a report: which case, where its PNG goes, and how many models (the
+/// first ones of the report's runs) it shows, one row each.
+#[derive(Debug, Clone, Copy)]
+pub struct PanelSpec<'a> {
+    /// The case shown.
+    pub case: &'a str,
+    /// The PNG file written.
+    pub path: &'a Path,
+    /// Rows: the first `rows` models.
+    pub rows: usize,
+}
+
+/// The panel's predictions out of a model's predictions: those of [`panel_subsets`] the
+/// case has, in that order.
+fn panel_predictions(predictions: &[(Subset, Prediction)]) -> Vec<(Subset, Grid<u8>)> {
+    panel_subsets()
+        .iter()
+        .filter_map(|s| predictions.iter().find(|(t, _)| t == s))
+        .map(|(s, p)| (*s, p.classes.clone()))
+        .collect()
+}
+
+/// Writes the panel of `loaded` to `spec.path` as PNG: the modalities, then one row per
+/// model (`labels`, with its [`panel_predictions`]) ending with the ground truth.
+fn write_panel(
+    loaded: &dataset::LoadedCase,
+    labels: &[&str],
+    predictions: &[SubsetPredictions],
+    spec: PanelSpec<'_>,
+) -> Result<()> {
     let truth = loaded
         .classes
         .as_ref()
-        .with_context(|| format!("case {id} has no segmentation"))?;
-    let predictions: Vec<Vec<(Subset, Grid<u8>)>> = predictions
-        .into_iter()
-        .map(|p| p.into_iter().map(|(s, p)| (s, p.classes)).collect())
-        .collect();
-    let rows: Vec<PredictionRow<'_>> = runs
+        .with_context(|| format!("case {} has no segmentation", spec.case))?;
+    let predictions: Vec<Vec<(Subset, Grid<u8>)>> =
+        predictions.iter().map(|p| panel_predictions(p)).collect();
+    let rows: Vec<PredictionRow<'_>> = labels
         .iter()
         .zip(&predictions)
-        .map(|((label, _), p)| PredictionRow {
+        .map(|(label, p)| PredictionRow {
             label,
             predictions: p,
         })
         .collect();
     let case = PanelCase {
-        id,
+        id: spec.case,
         images: [0, 1, 2, 3].map(|i| loaded.images[i].as_ref()),
         truth,
         predictions: &[],
     };
     let (img, _) = methods_panel(&case, &rows, None)?;
-    crate::fsutil::atomic_write_bytes(path, &png_bytes(&img)?)
+    crate::fsutil::atomic_write_bytes(spec.path, &png_bytes(&img)?)
 }
 
-/// The viewer sections (HTML, see [`crate::report::viewer`]) of the cases `ids` of `data`:
-/// each model of `runs` predicts every subset the case has; the attention maps are those
-/// of the largest subset; the scores beside the viewer use `metrics`.
-pub fn viewer_sections(
+/// Writes the panel (`panel`, if any) and returns the viewer sections `(case id, HTML, see
+/// [`crate::report::viewer`])` of the cases `viewed` of `data`, predicting each case once
+/// with each model of `runs` (`(label, run or model folder)`): a viewed case from every
+/// subset it has (the viewer shows the attention maps of the largest; its scores use
+/// `metrics`), and the panel's case, when it is viewed, from those same predictions, else
+/// from the panel's subsets only. One case's predictions are held at a time.
+pub fn panel_and_viewers(
     data: &Path,
-    ids: &[String],
     runs: &[(&str, &Path)],
+    panel: Option<PanelSpec<'_>>,
+    viewed: &[String],
     metrics: MetricOptions,
-) -> Result<Vec<String>> {
+) -> Result<Vec<(String, String)>> {
+    panel_and_viewers_with(
+        runs,
+        panel,
+        viewed,
+        metrics,
+        &mut |id, runs, subsets, attention| predict_case(data, id, runs, subsets, attention),
+    )
+}
+
+/// How [`panel_and_viewers`] predicts a case: `(id, runs, subsets, attention)` as
+/// [`predict_case`] takes them.
+type PredictFn<'f> = dyn FnMut(
+        &str,
+        &[(&str, &Path)],
+        &[Subset],
+        bool,
+    ) -> Result<(dataset::LoadedCase, Vec<SubsetPredictions>)>
+    + 'f;
+
+/// [`panel_and_viewers`] with its predictions from `predict`.
+fn panel_and_viewers_with(
+    runs: &[(&str, &Path)],
+    panel: Option<PanelSpec<'_>>,
+    viewed: &[String],
+    metrics: MetricOptions,
+    predict: &mut PredictFn<'_>,
+) -> Result<Vec<(String, String)>> {
+    let labels: Vec<&str> = runs.iter().map(|(l, _)| *l).collect();
     let all: Vec<Subset> = Subset::all_nonempty().collect();
-    let mut sections = Vec::with_capacity(ids.len());
-    for id in ids {
-        let (loaded, predictions) = predict_case(data, id, runs, &all, true)?;
-        let methods = runs
+    let mut panel_done = false;
+    let mut sections = Vec::with_capacity(viewed.len());
+    for id in viewed {
+        let (loaded, predictions) = predict(id, runs, &all, true)?;
+        if let Some(spec) = panel.filter(|p| p.case == id) {
+            write_panel(&loaded, &labels[..spec.rows], &predictions, spec)?;
+            panel_done = true;
+        }
+        let methods = labels
             .iter()
             .zip(predictions)
-            .map(|((label, _), preds)| viewer::predictions_method(label, preds))
+            .map(|(label, preds)| viewer::predictions_method(label, preds))
             .collect();
         let case = ViewerCase {
             id: id.clone(),
@@ -124,7 +184,12 @@ pub fn viewer_sections(
             methods,
             metrics,
         };
-        sections.push(viewer::viewer_section(&case)?);
+        sections.push((id.clone(), viewer::viewer_section(&case)?));
+    }
+    if let Some(spec) = panel.filter(|_| !panel_done) {
+        let rows = &runs[..spec.rows];
+        let (loaded, predictions) = predict(spec.case, rows, &panel_subsets(), false)?;
+        write_panel(&loaded, &labels[..spec.rows], &predictions, spec)?;
     }
     Ok(sections)
 }
@@ -330,4 +395,133 @@ fn capitalise(s: &str) -> String {
     c.next()
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infer::plan::{Plan, PlanCost};
+    use crate::labels::LabelConvention;
+    use crate::preprocess::CropBox;
+    use crate::volume::Geometry;
+
+    const DIMS: [usize; 3] = [12, 10, 8];
+
+    /// A case of [`DIMS`]: four images, a tumour block, and each model's prediction of each
+    /// requested subset (the truth; attention maps of 0.5 when asked).
+    fn fake_case(
+        id: &str,
+        runs: &[(&str, &Path)],
+        subsets: &[Subset],
+        attention: bool,
+    ) -> (dataset::LoadedCase, Vec<SubsetPredictions>) {
+        let mut truth = Grid::<u8>::zeros(DIMS);
+        for (x, y, z) in [(5, 4, 3), (6, 4, 3), (5, 5, 4)] {
+            truth.set(x, y, z, 2);
+        }
+        let image = truth.map(|c| 100.0 + 10.0 * f32::from(c));
+        let mut affine = [[0.0; 4]; 4];
+        for (i, row) in affine.iter_mut().enumerate() {
+            row[i] = 1.0;
+        }
+        let loaded = dataset::LoadedCase {
+            id: id.to_string(),
+            geometry: Geometry::from_affine(DIMS, affine),
+            images: std::array::from_fn(|_| Some(image.clone())),
+            classes: Some(truth.clone()),
+            convention: LabelConvention::Brats,
+        };
+        let prediction = |s: Subset| Prediction {
+            subset: s,
+            classes: truth.clone(),
+            probabilities: Vec::new(),
+            attention: if attention {
+                s.modalities()
+                    .map(|m| (m, Grid::filled(DIMS, 0.5)))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            crop: CropBox::full(DIMS),
+            full_dims: DIMS,
+            plan: PlanCost {
+                plan: Plan::Whole,
+                window: DIMS,
+                passes: 1,
+                macs: 0,
+                bytes: 0,
+            },
+        };
+        let predictions = runs
+            .iter()
+            .map(|_| subsets.iter().map(|&s| (s, prediction(s))).collect())
+            .collect();
+        (loaded, predictions)
+    }
+
+    /// The calls `(case, models, subsets, attention)` to the predictor and the viewer
+    /// sections of [`panel_and_viewers_with`] for `viewed` and `panel`.
+    type Calls = Vec<(String, usize, usize, bool)>;
+    fn run(
+        runs: &[(&str, &Path)],
+        panel: Option<PanelSpec<'_>>,
+        viewed: &[String],
+    ) -> (Calls, Vec<(String, String)>) {
+        let mut calls = Vec::new();
+        let sections = panel_and_viewers_with(
+            runs,
+            panel,
+            viewed,
+            MetricOptions::default(),
+            &mut |id, runs, subsets, att| {
+                calls.push((id.to_string(), runs.len(), subsets.len(), att));
+                Ok(fake_case(id, runs, subsets, att))
+            },
+        )
+        .unwrap();
+        (calls, sections)
+    }
+
+    /// Each case is predicted once: the viewed panel case feeds the panel and the viewer;
+    /// a panel case that is not viewed is predicted from the panel's subsets alone.
+    #[test]
+    fn each_case_is_predicted_once_for_the_panel_and_the_viewer() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs: Vec<(&str, &Path)> = vec![("A", dir.path()), ("B", dir.path())];
+        let png = dir.path().join("panel.png");
+        let viewed = vec!["c1".to_string(), "c2".to_string()];
+        let spec = PanelSpec {
+            case: "c1",
+            path: &png,
+            rows: 1,
+        };
+        let (calls, sections) = run(&runs, Some(spec), &viewed);
+        assert_eq!(
+            calls,
+            [("c1".into(), 2, 15, true), ("c2".into(), 2, 15, true)]
+        );
+        assert_eq!(sections.len(), 2);
+        assert_eq!(sections[1].0, "c2");
+        assert!(sections[0].1.contains("data-case=\"c1\""));
+        assert!(image::open(&png).is_ok());
+
+        // Nothing viewed: the panel's case alone, its subsets and rows only.
+        std::fs::remove_file(&png).unwrap();
+        let (calls, sections) = run(&runs, Some(spec), &[]);
+        assert!(sections.is_empty());
+        assert_eq!(calls, [("c1".into(), 1, 3, false)]);
+        assert!(image::open(&png).is_ok());
+    }
+
+    #[test]
+    fn the_panel_takes_its_subsets_in_the_papers_order() {
+        let all: Vec<Subset> = Subset::all_nonempty().collect();
+        let runs: Vec<(&str, &Path)> = vec![("A", Path::new("."))];
+        let (_, predictions) = fake_case("c", &runs, &all, false);
+        let got: Vec<Subset> = panel_predictions(&predictions[0])
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(got, panel_subsets());
+    }
 }

@@ -13,6 +13,7 @@ use super::budget::{self, BudgetInputs, BudgetPlan};
 use super::events::DemoEvent;
 use super::stage::{Stage, StageState};
 use super::{DemoModel, DemoOptions, build_report, model_label};
+use crate::compare::report::PanelSpec;
 use crate::compare::{CompareOptions, CompareOutcome, Method, Recipe, run_compare};
 use crate::dataset::{self, Split};
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
@@ -407,14 +408,6 @@ impl<'a> Demo<'a> {
         let bytes = std::fs::read(&summary)
             .with_context(|| format!("cannot read {}", summary.display()))?;
         crate::fsutil::atomic_write_bytes(&root.join("summary.json"), &bytes)?;
-        let (panel, caption) = match inputs.split.test.first() {
-            Some(id) => {
-                let path = root.join("figures").join("panel.png");
-                let caption = render_panel(&inputs.data, id, &models[0], &path)?;
-                (Some(path), caption)
-            }
-            None => (None, String::new()),
-        };
         let mut notes = Vec::new();
         if !plan.both_models && demo_models(opts.arch).len() > 1 {
             notes.push(format!(
@@ -434,24 +427,25 @@ impl<'a> Demo<'a> {
             .iter()
             .map(|m| (m.label.as_str(), m.run_dir.as_path()))
             .collect();
-        let sections = crate::compare::report::viewer_sections(
+        // The panel shows the first model; the viewers every model.
+        let panel_path = root.join("figures").join("panel.png");
+        let panel_case = inputs.split.test.first();
+        let viewers = crate::compare::report::panel_and_viewers(
             &inputs.data,
-            &viewed,
             &runs,
+            panel_case.map(|id| PanelSpec {
+                case: id,
+                path: &panel_path,
+                rows: 1,
+            }),
+            &viewed,
             MetricOptions::default(),
         )?;
-        let viewers = viewed.into_iter().zip(sections).collect();
+        let panel = panel_case.map(|id| (panel_path.clone(), panel_caption(id, &models[0])));
         let conventions = conventions(opts, inputs, plan, &models);
         let method = Method::from(opts.arch).label();
-        let (files, findings) = build_report(
-            root,
-            method,
-            &models,
-            panel.map(|p| (p, caption)),
-            viewers,
-            notes,
-            conventions,
-        )?;
+        let (files, findings) =
+            build_report(root, method, &models, panel, viewers, notes, conventions)?;
         for line in &findings {
             self.sink.emit(&DemoEvent::Finding(line));
         }
@@ -580,15 +574,13 @@ fn timings(root: &Path) -> String {
     parts.join(", ")
 }
 
-/// Predicts test case `id` from FLAIR, FLAIR + T1c and all four with `model`, and writes
-/// the Fig.-2 panel to `path` (the comparison's panel with one unlabelled row). Returns its
-/// caption.
-fn render_panel(data: &Path, id: &str, model: &DemoModel, path: &Path) -> Result<String> {
-    crate::compare::report::render_panel(data, id, &[("", &model.run_dir)], path)?;
-    Ok(format!(
+/// The caption of the Fig.-2 panel of test case `id` (the comparison's panel with one
+/// unlabelled row: `model`'s predictions).
+fn panel_caption(id: &str, model: &DemoModel) -> String {
+    format!(
         "Test case {id}: axial slice with the most tumour; top: T1, T1c, T2, FLAIR; bottom: the \
          prediction of {} over FLAIR from FLAIR, FLAIR + T1c and all four, then the ground \
          truth (edema red, enhancing blue, necrosis/non-enhancing green)",
         model.label
-    ))
+    )
 }

@@ -20,6 +20,7 @@ pub mod slices;
 pub mod tables;
 pub mod view_files;
 pub mod viewer;
+pub mod viewer_volumes;
 
 pub use attention::{Attention, AttentionFile, ModalityWeights, RegionWeights};
 pub use document::{ModelFiles, ModelReport, ReportFiles, ReportInput, write_report};

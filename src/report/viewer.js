@@ -1,18 +1,45 @@
 // a2fseg case viewer: one NiiVue instance (global `niivue`, the bundle inlined before this
 // script) per <section class="a2f-viewer">. Each section carries its case as JSON
 // (script.a2f-data): images, ground truth, per method its predictions (one per subset) and
-// attention maps, each a base64 gzip NIfTI cropped to the brain box; a volume is decoded
-// the first time it is shown. When a section is ready its attribute data-ready is "1" (or
-// data-error holds the message) and section.a2fViewer = { nv, show }.
+// attention maps, each a base64 gzip NIfTI cropped to the brain box (images and attention
+// maps predictively coded); a volume is decoded the first time it is shown. When a section
+// is ready its attribute data-ready is "1" (or data-error holds the message) and
+// section.a2fViewer = { nv, show }.
 "use strict";
 (function () {
   const SLICE = { axial: 0, coronal: 1, sagittal: 2, multiplanar: 3, render: 4 };
 
-  function decode(b64) {
+  function base64Bytes(b64) {
     const s = atob(b64);
     const bytes = new Uint8Array(s.length);
     for (let i = 0; i < s.length; i++) bytes[i] = s.charCodeAt(i);
-    return bytes.buffer;
+    return bytes;
+  }
+
+  // Undoes the predictive coding (src/report/viewer_volumes.rs, predictive_residuals) of
+  // the uint8 voxels at the end of a NIfTI file, in place: each voxel plus the mean
+  // (rounded down) of its decoded neighbours x-1, y-1, z-1 (0 outside), modulo 256.
+  function unpredict(nii, [nx, ny, nz]) {
+    const v = nii.subarray(nii.length - nx * ny * nz);
+    const sxy = nx * ny;
+    let i = 0;
+    for (let z = 0; z < nz; z++)
+      for (let y = 0; y < ny; y++)
+        for (let x = 0; x < nx; x++, i++) {
+          const sum = (x > 0 ? v[i - 1] : 0) + (y > 0 ? v[i - nx] : 0) + (z > 0 ? v[i - sxy] : 0);
+          v[i] = (v[i] + Math.floor(sum / 3)) & 255;
+        }
+  }
+
+  // An embedded volume ({nii: base64 gzip NIfTI, coding}) as NIfTI bytes and a file name
+  // NiiVue reads it by.
+  async function decode(vol, dims) {
+    const gz = base64Bytes(vol.nii);
+    if (vol.coding !== "predictive") return [gz.buffer, ".nii.gz"];
+    const stream = new Blob([gz]).stream().pipeThrough(new DecompressionStream("gzip"));
+    const nii = new Uint8Array(await new Response(stream).arrayBuffer());
+    unpredict(nii, dims);
+    return [nii.buffer, ".nii"];
   }
 
   function fillSelect(select, labels, selected) {
@@ -49,9 +76,10 @@
     });
     await nv.attachToCanvas(section.querySelector("canvas"));
     const cache = new Map();
-    async function volume(key, nii, colormap, isLabel) {
+    async function volume(key, vol, colormap, isLabel) {
       if (!cache.has(key)) {
-        const img = await niivue.NVImage.new(decode(nii), key + ".nii.gz", colormap, 1.0);
+        const [bytes, ext] = await decode(vol, data.dims);
+        const img = await niivue.NVImage.new(bytes, key + ext, colormap, 1.0);
         if (isLabel) img.setColormapLabel(data.lut);
         cache.set(key, img);
       }
@@ -84,16 +112,16 @@
       const si = Number(control("subset").value);
       const seg = method ? method.segmentations[si] : undefined;
       const ii = Number(control("image").value);
-      const want = [await volume(`image${ii}`, data.images[ii].nii, "gray", false)];
+      const want = [await volume(`image${ii}`, data.images[ii], "gray", false)];
       const overlay = control("overlay").value;
       if (overlay === "prediction" && seg) {
-        want.push(await volume(`method${mi}-seg${si}`, seg.nii, "", true));
+        want.push(await volume(`method${mi}-seg${si}`, seg, "", true));
       } else if (overlay === "truth" && data.truth) {
         want.push(await volume("truth", data.truth, "", true));
       }
       const ai = Number(control("attention").value) - 1;
       if (method && ai >= 0) {
-        want.push(await volume(`method${mi}-attention${ai}`, method.attention[ai].nii, "hot", false));
+        want.push(await volume(`method${mi}-attention${ai}`, method.attention[ai], "hot", false));
       }
       while (nv.volumes.length > 0) nv.removeVolume(nv.volumes[0]);
       for (const v of want) nv.addVolume(v);

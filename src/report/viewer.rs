@@ -6,27 +6,29 @@
 //! the selected prediction.
 //!
 //! Everything is embedded: volumes are cropped to the brain box (the non-zero voxels of the
-//! images and every label map, grown by [`BOX_MARGIN`]), stored as uint8 gzip NIfTI
-//! ([`crate::volume::encode_u8_gz`]; images linearly quantised with their scale in the
-//! header, attention weights in steps of 1/255, labels as they are) and base64-encoded in a
-//! JSON block per case. The page's script (`viewer.js`, inline) decodes a volume the first
-//! time it is shown. [`case_page`] is a whole page (`a2fseg view`); [`viewer_section`] and
-//! [`viewer_scripts`] put viewers into a report page.
+//! images and every label map, grown by [`BOX_MARGIN`]) and stored as uint8 gzip NIfTI
+//! ([`super::viewer_volumes`]: images linearly quantised to 127 grey steps with their scale
+//! in the header and attention weights in steps of 1/255, both predictively coded; labels as
+//! they are), base64-encoded in a JSON block per case. The page's script (`viewer.js`, inline) decodes
+//! a volume the first time it is shown. [`case_page`] is a whole page (`a2fseg view`);
+//! [`viewer_section`] and [`viewer_scripts`] put viewers into a report page.
 
 use std::fmt::Write;
 
 use anyhow::{Result, bail};
-use base64::Engine;
 use serde_json::{Value, json};
 
-use super::slices::{LEGEND, class_colour, intensity_window};
+use super::slices::{LEGEND, class_colour};
 use super::tables::escape;
+use super::viewer_volumes::{
+    Coding, IMAGE_STEPS, crop_geometry, embed, nonzero_box, quantise_attention, quantise_image,
+};
 use crate::infer::Prediction;
 use crate::labels::Region;
 use crate::metrics::{self, MetricOptions};
 use crate::modality::{Modality, Subset};
 use crate::preprocess::CropBox;
-use crate::volume::{Geometry, Grid, Uint8Scaling, encode_u8_gz};
+use crate::volume::{Geometry, Grid, Uint8Scaling};
 
 /// The pinned `@niivue/niivue` release whose bundle the pages embed.
 pub const NIIVUE_VERSION: &str = "0.69.0";
@@ -49,10 +51,6 @@ const VIEWER_JS: &str = include_str!("viewer.js");
 
 /// Voxels of margin around the brain box (so that no label touches the cropped border).
 pub const BOX_MARGIN: usize = 2;
-
-/// Quantile (of the non-zero voxels) mapped to the brightest stored value of an image;
-/// brighter voxels are clipped to it.
-const IMAGE_TOP_QUANTILE: f64 = 0.999;
 
 /// A label map to overlay: TumourClass indices on the case's grid.
 #[derive(Debug, Clone)]
@@ -191,110 +189,6 @@ pub fn brain_box(case: &ViewerCase) -> CropBox {
     }
 }
 
-/// The box of the non-zero voxels of `grid` (NaN counts as non-zero), if any.
-fn nonzero_box<T: Copy + PartialEq + Default>(grid: &Grid<T>) -> Option<CropBox> {
-    let [nx, ny, nz] = grid.dims();
-    let mut lo = [usize::MAX; 3];
-    let mut hi = [0usize; 3];
-    for z in 0..nz {
-        for y in 0..ny {
-            let start = grid.index(0, y, z);
-            let row = &grid.data()[start..start + nx];
-            if let Some(first) = row.iter().position(|&v| v != T::default()) {
-                let last = row
-                    .iter()
-                    .rposition(|&v| v != T::default())
-                    .unwrap_or(first);
-                for (a, (l, h)) in [(first, last + 1), (y, y + 1), (z, z + 1)]
-                    .into_iter()
-                    .enumerate()
-                {
-                    lo[a] = lo[a].min(l);
-                    hi[a] = hi[a].max(h);
-                }
-            }
-        }
-    }
-    (lo[0] != usize::MAX).then(|| CropBox {
-        start: lo,
-        dims: std::array::from_fn(|a| hi[a] - lo[a]),
-    })
-}
-
-/// The geometry of the sub-grid `crop` of `geometry`: same axes and spacing, origin moved
-/// to the box's first voxel, so the cropped volumes sit where the full ones do.
-pub fn crop_geometry(geometry: &Geometry, crop: &CropBox) -> Geometry {
-    let mut affine = geometry.affine;
-    for (r, row) in affine.iter_mut().take(3).enumerate() {
-        let shift: f64 = (0..3)
-            .map(|a| geometry.affine[r][a] * crop.start[a] as f64)
-            .sum();
-        row[3] += shift;
-    }
-    Geometry::from_affine(crop.dims, affine)
-}
-
-/// An image as uint8: `lo` (the smallest finite value) to the [`IMAGE_TOP_QUANTILE`] of the
-/// non-zero voxels in 255 equal steps (brighter voxels clipped, NaN and infinities 0), with
-/// that scale in the header and the PNG figures' grey window
-/// ([`super::slices::intensity_window`]) as display window.
-pub fn quantise_image(image: &Grid<f32>) -> (Grid<u8>, Uint8Scaling) {
-    let finite = || image.data().iter().copied().filter(|v| v.is_finite());
-    let lo = finite().fold(f32::INFINITY, f32::min);
-    let lo = if lo.is_finite() { lo } else { 0.0 };
-    let mut nonzero: Vec<f32> = finite().filter(|&v| v != 0.0).collect();
-    let hi = if nonzero.is_empty() {
-        lo
-    } else {
-        let k = ((nonzero.len() - 1) as f64 * IMAGE_TOP_QUANTILE).round() as usize;
-        *nonzero.select_nth_unstable_by(k, f32::total_cmp).1
-    };
-    let step = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-    let stored = image.map(|v| {
-        if v.is_finite() {
-            ((v - lo) / step).round().clamp(0.0, 255.0) as u8
-        } else {
-            0
-        }
-    });
-    let (wlo, whi) = intensity_window(image);
-    let scaling = Uint8Scaling {
-        slope: f64::from(step),
-        inter: f64::from(lo),
-        window: Some((f64::from(wlo), f64::from(whi))),
-    };
-    (stored, scaling)
-}
-
-/// Attention weights in [0, 1] as uint8 in steps of 1/255, displayed from an equal share
-/// `1 / fused` (transparent below) to 1.
-pub fn quantise_attention(map: &AttentionMap) -> (Grid<u8>, Uint8Scaling) {
-    let stored = map.weights.map(|w| {
-        if w.is_finite() {
-            (w.clamp(0.0, 1.0) * 255.0).round() as u8
-        } else {
-            0
-        }
-    });
-    let scaling = Uint8Scaling {
-        slope: 1.0 / 255.0,
-        inter: 0.0,
-        window: Some((1.0 / map.fused.max(1) as f64, 1.0)),
-    };
-    (stored, scaling)
-}
-
-/// `voxels` cropped to `crop`, as base64 of a gzip NIfTI with `geometry`.
-fn embed(
-    geometry: &Geometry,
-    crop: &CropBox,
-    voxels: &Grid<u8>,
-    s: Uint8Scaling,
-) -> Result<String> {
-    let bytes = encode_u8_gz(geometry, &crop.crop(voxels), s)?;
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
 /// The Dice (%) and HD95 (mm) of WT, TC, ET of `pred` against `truth`, as JSON.
 fn scores_json(
     pred: &Grid<u8>,
@@ -331,8 +225,8 @@ fn label_lut() -> Value {
     })
 }
 
-/// The JSON a viewer section carries: volumes (base64 gzip NIfTI, cropped), labels of the
-/// selectors, scores.
+/// The JSON a viewer section carries: volumes (each `{"nii", "coding"}` of
+/// [`embed`], cropped), labels of the selectors, scores.
 fn case_json(case: &ViewerCase) -> Result<Value> {
     case.check()?;
     let crop = brain_box(case);
@@ -341,12 +235,14 @@ fn case_json(case: &ViewerCase) -> Result<Value> {
     let mut images = Vec::new();
     for (m, img) in Modality::ALL.iter().zip(&case.images) {
         if let Some(img) = img {
-            let (q, s) = quantise_image(img);
-            images.push(json!({"label": m.label(), "nii": embed(&geometry, &crop, &q, s)?}));
+            let (q, s) = quantise_image(img, IMAGE_STEPS);
+            let mut v = embed(&geometry, &crop, &q, s, Coding::Predictive)?;
+            v["label"] = json!(m.label());
+            images.push(v);
         }
     }
     let truth = match &case.truth {
-        Some(t) => Value::String(embed(&geometry, &crop, t, Uint8Scaling::IDENTITY)?),
+        Some(t) => embed(&geometry, &crop, t, Uint8Scaling::IDENTITY, Coding::Plain)?,
         None => Value::Null,
     };
     let mut methods = Vec::new();
@@ -357,16 +253,23 @@ fn case_json(case: &ViewerCase) -> Result<Value> {
                 Some(t) => scores_json(&s.classes, t, spacing, &case.metrics),
                 None => Value::Null,
             };
-            segs.push(json!({
-                "label": s.label,
-                "nii": embed(&geometry, &crop, &s.classes, Uint8Scaling::IDENTITY)?,
-                "scores": scores,
-            }));
+            let mut v = embed(
+                &geometry,
+                &crop,
+                &s.classes,
+                Uint8Scaling::IDENTITY,
+                Coding::Plain,
+            )?;
+            v["label"] = json!(s.label);
+            v["scores"] = scores;
+            segs.push(v);
         }
         let mut attention = Vec::new();
         for a in &m.attention {
             let (q, s) = quantise_attention(a);
-            attention.push(json!({"label": a.label, "nii": embed(&geometry, &crop, &q, s)?}));
+            let mut v = embed(&geometry, &crop, &q, s, Coding::Predictive)?;
+            v["label"] = json!(a.label);
+            attention.push(v);
         }
         methods.push(json!({
             "label": m.label,
@@ -527,19 +430,10 @@ pub fn model_method(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::volume::read_volume;
+    use base64::Engine;
 
-    fn geometry(dims: [usize; 3]) -> Geometry {
-        Geometry::from_affine(
-            dims,
-            [
-                [1.0, 0.0, 0.0, -10.0],
-                [0.0, 2.0, 0.0, 5.0],
-                [0.0, 0.0, 1.5, 0.0],
-                [0.0, 0.0, 0.0, 1.0],
-            ],
-        )
-    }
+    use crate::report::viewer_volumes::tests::geometry;
+    use crate::volume::read_volume;
 
     /// A 20×16×12 case: a brain block [4,16)×[3,13)×[2,10) of rising intensity, a tumour
     /// [8,11)×[6,9)×[4,7) (edema, core of enhancing tumour).
@@ -593,48 +487,6 @@ mod tests {
     }
 
     #[test]
-    fn crop_geometry_keeps_voxels_where_they_were() {
-        let g = geometry([20, 16, 12]);
-        let crop = CropBox {
-            start: [2, 3, 4],
-            dims: [5, 6, 7],
-        };
-        let cg = crop_geometry(&g, &crop);
-        assert_eq!(cg.dims, [5, 6, 7]);
-        // Voxel (0,0,0) of the crop is voxel (2,3,4) of the grid: x = 1·2 − 10, y = 2·3 + 5,
-        // z = 1.5·4.
-        assert_eq!(
-            [cg.affine[0][3], cg.affine[1][3], cg.affine[2][3]],
-            [-8.0, 11.0, 6.0]
-        );
-        assert_eq!(cg.spacing, g.spacing);
-    }
-
-    #[test]
-    fn images_quantise_to_255_steps_with_their_scale() {
-        let img = Grid::from_vec([4, 1, 1], vec![0.0, 12.0, 60.0, f32::NAN]).unwrap();
-        let (q, s) = quantise_image(&img);
-        // lo = 0, hi = the top quantile of {12, 60} = 60: steps of 60/255.
-        assert_eq!(q.data(), &[0, 51, 255, 0]);
-        for (&stored, &v) in q.data().iter().zip(&img.data()[..3]) {
-            let back = s.slope * f64::from(stored) + s.inter;
-            assert!(
-                (back - f64::from(v)).abs() <= s.slope / 2.0 + 1e-9,
-                "{back} vs {v}"
-            );
-        }
-        assert_eq!(s.window, Some((12.0, 60.0)));
-        let a = AttentionMap {
-            label: "T1".into(),
-            weights: Grid::from_vec([3, 1, 1], vec![0.0, 0.5, 1.0]).unwrap(),
-            fused: 4,
-        };
-        let (q, s) = quantise_attention(&a);
-        assert_eq!(q.data(), &[0, 128, 255]);
-        assert_eq!(s.window, Some((0.25, 1.0)));
-    }
-
-    #[test]
     fn embedded_volumes_are_cropped_nifti_that_read_back() {
         let c = case();
         let data = case_json(&c).unwrap();
@@ -643,7 +495,11 @@ mod tests {
         let b64 = base64::engine::general_purpose::STANDARD;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.nii.gz");
-        std::fs::write(&p, b64.decode(data["truth"].as_str().unwrap()).unwrap()).unwrap();
+        // Label maps plain, images and attention maps predictively coded.
+        assert_eq!(data["truth"]["coding"], "plain");
+        assert_eq!(data["images"][0]["coding"], "predictive");
+        let truth = data["truth"]["nii"].as_str().unwrap();
+        std::fs::write(&p, b64.decode(truth).unwrap()).unwrap();
         let v = read_volume(&p).unwrap();
         assert_eq!(v.geometry.dims, [16, 14, 12]);
         let crop = brain_box(&c);

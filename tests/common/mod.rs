@@ -74,6 +74,21 @@ impl Rng {
     }
 }
 
+/// `a2fseg compare` at toy size: A2FSeg and average fusion, the `small` preset, 1 epoch of 2
+/// optimiser steps, seed 5.
+pub const TOY_COMPARE: [&str; 10] = [
+    "--methods",
+    "a2fseg,average",
+    "--preset",
+    "small",
+    "--epochs",
+    "1",
+    "--iterations-per-epoch",
+    "2",
+    "--seed",
+    "5",
+];
+
 /// The options of `a2fseg demo` at toy size: 5 cases of 32³, a 6-second budget, 2 optimiser
 /// steps per epoch, seed 3.
 pub const TOY_DEMO: [&str; 10] = [

@@ -4,9 +4,12 @@ what a user sees. Run by tests/viewer_browser.rs:
     python3 viewer_browser.py CHROMIUM PAGE.html SPEC.json
 
 SPEC: {"dims": [x, y, z] of the cropped volumes, "tumour": [[x0, y0, z0], [x1, y1, z1]]
-(inclusive voxel box of the tumour on the case's full grid), "switch": {"subset": i,
-"gone": "blue"} or null}. Prints one JSON object of what was measured; exits non-zero
-with a message on the first failed check.
+(inclusive voxel box of the tumour on the case's full grid) or null (no screenshot check,
+e.g. for an untrained model's predictions), "switch": {"subset": i, "gone": "blue"} or null,
+"selections" (optional): [{"method": i, "subset": j, "attention": k (0: none), "volumes":
+[names of the volumes then shown], "caption": [texts the score table's caption holds]}]}.
+Prints one JSON object of what was measured; exits non-zero with a message on the first
+failed check.
 """
 
 import io
@@ -61,34 +64,9 @@ def select(page, control, value):
     page.evaluate("() => document.querySelector('section.a2f-viewer').a2fViewer.nv.drawScene()")
 
 
-with sync_playwright() as p:
-    browser = p.chromium.launch(
-        executable_path=chromium,
-        args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
-    )
-    page = browser.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
-    errors, requests = [], []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: requests.append(r.url))
-    url = "file://" + page_path
-    page.goto(url)
-    page.wait_for_selector("section.a2f-viewer[data-ready='1'], section.a2f-viewer[data-error]", timeout=60000)
-    err = page.get_attribute("section.a2f-viewer", "data-error")
-    if err:
-        fail(f"the viewer failed: {err}")
-    out = {}
-    out["requests"] = requests
-    if requests != [url]:
-        fail(f"requests other than the page itself: {requests}")
-    out["dims"] = page.evaluate(
-        "() => document.querySelector('section.a2f-viewer').a2fViewer.nv.volumes"
-        ".map(v => Array.from(v.hdr.dims).slice(1, 4))"
-    )
-    for d in out["dims"]:
-        if d != spec["dims"]:
-            fail(f"a volume has dims {d}, expected {spec['dims']}")
-
+def tumour_checks(page, out, label_name):
+    """Overlay colours where the tumour is and none far from it, before and after the
+    subset switch of spec["switch"]."""
     # One axial slice through the tumour's centre, overlay opaque.
     select(page, "view", "axial")
     select(page, "opacity", "1")
@@ -137,9 +115,6 @@ with sync_playwright() as p:
     if outside != 0:
         fail(f"{outside} overlay-coloured pixels far from the tumour")
 
-    label_name = lambda: page.evaluate(
-        "() => document.querySelector('section.a2f-viewer').a2fViewer.nv.volumes.map(v => v.name)"
-    )
     sw = spec.get("switch")
     if sw:
         before = label_name()
@@ -157,6 +132,59 @@ with sync_playwright() as p:
             fail(f"{outside2} overlay-coloured pixels far from the tumour after switching")
         scores = page.inner_text("section.a2f-viewer .a2f-scores")
         out["scores_text"] = scores
+
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(
+        executable_path=chromium,
+        args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"],
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, device_scale_factor=1)
+    errors, requests = [], []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: requests.append(r.url))
+    url = "file://" + page_path
+    page.goto(url)
+    page.wait_for_selector("section.a2f-viewer[data-ready='1'], section.a2f-viewer[data-error]", timeout=60000)
+    err = page.get_attribute("section.a2f-viewer", "data-error")
+    if err:
+        fail(f"the viewer failed: {err}")
+    out = {}
+    out["requests"] = requests
+    if requests != [url]:
+        fail(f"requests other than the page itself: {requests}")
+    label_name = lambda: page.evaluate(
+        "() => document.querySelector('section.a2f-viewer').a2fViewer.nv.volumes.map(v => v.name)"
+    )
+    all_dims = lambda: page.evaluate(
+        "() => document.querySelector('section.a2f-viewer').a2fViewer.nv.volumes"
+        ".map(v => Array.from(v.hdr.dims).slice(1, 4))"
+    )
+    out["dims"] = all_dims()
+    for d in out["dims"]:
+        if d != spec["dims"]:
+            fail(f"a volume has dims {d}, expected {spec['dims']}")
+
+    out["selections"] = []
+    for sel in spec.get("selections", []):
+        select(page, "method", str(sel["method"]))
+        select(page, "subset", str(sel["subset"]))
+        select(page, "attention", str(sel["attention"]))
+        names = label_name()
+        caption = page.inner_text("section.a2f-viewer .a2f-scores caption")
+        out["selections"].append({"volumes": names, "caption": caption})
+        if names != sel["volumes"]:
+            fail(f"after selecting {sel}: volumes {names}")
+        for d in all_dims():
+            if d != spec["dims"]:
+                fail(f"after selecting {sel}: a volume has dims {d}, expected {spec['dims']}")
+        for text in sel["caption"]:
+            if text not in caption:
+                fail(f"after selecting {sel}: the scores' caption {caption!r} lacks {text!r}")
+
+    if spec["tumour"] is not None:
+        tumour_checks(page, out, label_name)
 
     # Every other view draws without error.
     for view in ["multiplanar", "render", "coronal", "sagittal"]:

@@ -24,7 +24,8 @@
 //! - `summary.md`: Table 1 per model ([`crate::report::tables::table1`]), Table 2 (one line
 //!   per model), Fig. 3 numbers ([`output`]).
 //! - `report.html`: Table 1 per model and an interactive viewer of the first `view_cases`
-//!   labelled cases ([`crate::report::viewer`]), predicted once more for it ([`output`]).
+//!   labelled cases ([`crate::report::viewer`]; their predictions of this run are kept for
+//!   it, only a viewed case scored by an earlier run is predicted again) ([`output`]).
 //!
 //! Averages ([`summary`]): Dice and HD95 are averaged over cases per subset; the `mean` row
 //! averages the subsets' rows (as the paper's "Average" row). Attention ([`attention`]): the
@@ -102,7 +103,8 @@ pub struct EvaluateOptions {
     /// Refuse input files with NaN or infinite voxels instead of reading them as 0.
     pub strict_finite: bool,
     /// Labelled cases (the first ones evaluated) with an interactive viewer in
-    /// `report.html`; they are predicted once more for it.
+    /// `report.html`, with the predictions that scored them (predicted again only when
+    /// scored by an earlier, resumed run).
     pub view_cases: usize,
 }
 
@@ -151,6 +153,9 @@ pub struct EvaluateOutcome {
     pub partial: Vec<PartialCase>,
     /// How many (model, case) predictions of this run used each plan (`sliding`, `whole`).
     pub plans: BTreeMap<String, usize>,
+    /// (model, case) predictions made again for the viewer: those of viewed cases scored by
+    /// an earlier run (a viewed case scored in this run keeps its predictions for it).
+    pub repredicted_for_viewer: usize,
     /// Notes about the evaluated cases' folders (files ignored, see
     /// [`CaseFiles::notes`]).
     pub notes: Vec<String>,
@@ -267,6 +272,14 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         Some(dir) => Some(preprocess::Cache::open(dir)?),
         None => None,
     };
+    // The viewed cases (the first labelled ones); their predictions in this run are kept
+    // for the viewer, the other cases' are dropped once scored.
+    let viewed: Vec<&String> = ids
+        .iter()
+        .filter(|id| by_id[id.as_str()].has_seg())
+        .take(opts.view_cases)
+        .collect();
+    let mut kept: BTreeMap<(String, usize), viewer::ViewerMethod> = BTreeMap::new();
     let bar = crate::progress::bar(ids.len() as u64, "cases", opts.quiet);
     let (mut scored, mut resumed, mut unlabelled) = (0, 0, Vec::new());
     let mut partial = Vec::new();
@@ -317,6 +330,12 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
                     attention_by_class(p, &gt),
                 ));
             }
+            if viewed.contains(&id) {
+                kept.insert(
+                    (id.clone(), i),
+                    viewer::predictions_method(&names[i], preds),
+                );
+            }
         }
         write_case_rows(&cases_path, &rows)?;
         scored += 1;
@@ -333,21 +352,32 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         })
         .collect();
     write_summaries(&opts.out, &summaries, &settings)?;
-    // The viewed cases are predicted again (as in the loop: the predictions are not kept,
-    // and a resumed evaluation has none of its finished cases).
+    // The viewer shows this run's predictions of the viewed cases; a viewed case scored by
+    // an earlier run (resumed) is predicted again.
     let mut viewers = Vec::new();
-    let labelled = ids.iter().filter(|id| by_id[id.as_str()].has_seg());
-    for id in labelled.take(opts.view_cases) {
+    let mut repredicted = 0;
+    for id in viewed {
         let case = by_id[id.as_str()];
         let subsets = wanted(case);
         if subsets.is_empty() {
             continue;
         }
-        let mut source = CaseSource::new(&ds, case, cache.as_ref())?;
+        let mut source = None;
         let mut methods = Vec::new();
-        for (name, p) in names.iter().zip(&predictors) {
-            let (preds, _) = source.predict(p, &subsets)?;
-            methods.push(viewer::predictions_method(name, preds));
+        for (i, (name, p)) in names.iter().zip(&predictors).enumerate() {
+            let method = match kept.remove(&(id.clone(), i)) {
+                Some(m) => m,
+                None => {
+                    let source = match &mut source {
+                        Some(s) => s,
+                        None => source.insert(CaseSource::new(&ds, case, cache.as_ref())?),
+                    };
+                    let (preds, _) = source.predict(p, &subsets)?;
+                    repredicted += 1;
+                    viewer::predictions_method(name, preds)
+                }
+            };
+            methods.push(method);
         }
         let loaded = dataset::load_case(&ds, case)?;
         let view = ViewerCase {
@@ -377,6 +407,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         unlabelled,
         partial,
         plans,
+        repredicted_for_viewer: repredicted,
         notes,
     })
 }
