@@ -80,6 +80,27 @@ def _affine(
     return np.asarray(affine, dtype=np.float64)
 
 
+def _settings(
+    step: float,
+    tta: str,
+    window: str,
+    max_memory: Optional[str],
+    probabilities: bool,
+    attention: bool,
+    postprocess: bool,
+) -> Dict[str, Any]:
+    """The prediction settings `predict` and `predict_files` hand to the native module."""
+    return {
+        "step": float(step),
+        "tta": str(tta),
+        "window": window,
+        "max_memory": max_memory,
+        "probabilities": bool(probabilities),
+        "attention": bool(attention),
+        "postprocess": bool(postprocess),
+    }
+
+
 class Model:
     """A trained a2fseg model (any method), loaded once and used for many predictions."""
 
@@ -152,13 +173,7 @@ class Model:
             arrays.get("t2"),
             arrays.get("flair"),
             mat,
-            step=float(step),
-            tta=str(tta),
-            window=window,
-            max_memory=max_memory,
-            probabilities=probabilities,
-            attention=attention,
-            postprocess=postprocess,
+            **_settings(step, tta, window, max_memory, probabilities, attention, postprocess),
             convention=convention,
         )
         return Prediction(
@@ -214,13 +229,7 @@ class Model:
             split=path(split),
             part=part,
             subset=subset,
-            step=float(step),
-            tta=str(tta),
-            window=window,
-            max_memory=max_memory,
-            probabilities=probabilities,
-            attention=attention,
-            postprocess=postprocess,
+            **_settings(step, tta, window, max_memory, probabilities, attention, postprocess),
             convention=convention,
             strict_finite=strict_finite,
         )

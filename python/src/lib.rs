@@ -144,7 +144,7 @@ impl Model {
         }
         let loaded = py.detach(|| {
             let device = device.open()?;
-            let mut p = Predictor::load(&path, device, 0.5, Tta::Off)?;
+            let mut p = Predictor::load(&path, device, 0.5, Tta::OFF)?;
             p.interrupt = Some(Box::new(|| {
                 Python::attach(|py| py.check_signals()).map_err(anyhow::Error::from)
             }));
@@ -207,8 +207,7 @@ impl Model {
             max_memory: self::max_memory(max_memory)?,
             postprocess,
         };
-        let convention =
-            parse_convention(convention).map_err(|e| PyValueError::new_err(format!("{e}")))?;
+        let convention = parse_convention(convention).map_err(PyValueError::new_err)?;
         let case = in_memory_case([t1, t1c, t2, flair], &affine, convention)?;
         let subset = case.available();
         let pred = self.with_predictor(py, settings, |p| {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::Global;
@@ -113,7 +113,7 @@ pub fn run(args: MetricsArgs, _global: Global) -> Result<()> {
     } else {
         print!(
             "{}",
-            table(&args.pred, &args.gt, &m, &opts, convention, source, spacing)
+            table(&args.pred, &args.gt, m, &opts, convention, source, spacing)
         );
     }
     Ok(())

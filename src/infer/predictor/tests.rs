@@ -241,7 +241,7 @@ fn interrupt_is_asked_before_each_pass_and_stops_the_prediction() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let subset = Subset::from_bits(0b1010);
     let case = tiny_case(subset, [12, 8, 8]);
-    let mut p = tiny_predictor(Fusion::Adaptive, Targets::Regions, Tta::Off);
+    let mut p = tiny_predictor(Fusion::Adaptive, Targets::Regions, Tta::OFF);
     p.window = WindowChoice::Sliding;
     let passes = p.window().unwrap().windows([12, 8, 8]).len();
     assert!(passes > 1, "the case must need several windows");
