@@ -1,6 +1,5 @@
-//! The Python package (`python/`): its wheel is built with maturin from this workspace's
-//! target folder (the dev profile, so the dependencies `cargo test` compiled are reused),
-//! installed into a fresh virtual environment with only numpy, nibabel and pytest, and its
+//! The Python package (`python/`): its wheel is built with maturin into this workspace's
+//! target folder in the dev profile (see the README for what it recompiles), installed into a fresh virtual environment with only numpy, nibabel and pytest, and its
 //! pytest suite (`python/tests/`) run there against this build's `a2fseg` binary and a tiny
 //! saved model: `predict` must equal the command line's output on the same files.
 //!
