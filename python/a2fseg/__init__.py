@@ -83,7 +83,7 @@ def _affine(
 def _settings(
     step: float,
     tta: str,
-    window: str,
+    window: Optional[str],
     max_memory: Optional[str],
     probabilities: bool,
     attention: bool,
@@ -146,7 +146,7 @@ class Model:
         probabilities: bool = False,
         attention: bool = False,
         step: float = 0.5,
-        window: str = "auto",
+        window: Optional[str] = None,
         max_memory: Optional[str] = None,
         postprocess: bool = True,
         convention: str = "brats",
@@ -156,8 +156,8 @@ class Model:
         Images are ``[x, y, z]`` arrays on one grid or nibabel images. The grid is ``affine``
         (4 × 4, voxel → mm), or ``spacing`` (x, y, z mm; axis-aligned), or else the affine of
         the first nibabel image. Preprocessing (crop, z-score, resampling to the model's
-        spacing), the inference plan (``window``: auto, sliding or whole; ``max_memory`` such
-        as ``"4G"``), the mirroring (``tta``: off, 8 or axes such as ``"xy"``), ``step`` and
+        spacing), the inference plan (``window``: sliding, whole or auto, None for
+        ``a2fseg predict``'s default; ``max_memory`` such as ``"4G"``), the mirroring (``tta``: off, 8 or axes such as ``"xy"``), ``step`` and
         the post-processing are those of ``a2fseg predict``. The GIL is released while it
         computes; Ctrl-C stops it between network passes (KeyboardInterrupt).
 
@@ -201,7 +201,7 @@ class Model:
         probabilities: bool = False,
         attention: bool = False,
         step: float = 0.5,
-        window: str = "auto",
+        window: Optional[str] = None,
         max_memory: Optional[str] = None,
         postprocess: bool = True,
         convention: Optional[str] = None,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use a2fseg::cli::Global;
-use a2fseg::cli::args::{FiniteArgs, PlanArgs};
+use a2fseg::cli::args::{FiniteArgs, ImageArgs, PlanArgs};
 use a2fseg::cli::predict::{PredictArgs, parse_convention, run_with, to_labels};
 use a2fseg::dataset::LoadedCase;
 use a2fseg::infer::{Postprocess, Predictor, Tta, WindowChoice, resolve_model_dir};
@@ -75,13 +75,17 @@ fn to_array<'py, T: Element + Copy>(py: Python<'py>, g: Grid<T>) -> Bound<'py, P
 /// A trained model loaded for prediction (`a2fseg.Model` wraps it).
 #[pyclass(module = "a2fseg._native")]
 struct Model {
-    /// The predictor; predictions set their settings on it, one at a time.
-    predictor: Mutex<Predictor>,
+    /// The predictor; predictions set their settings on it, one at a time. Boxed: the
+    /// predictor holds 64-byte-aligned parts, and Python allocates objects on 16 bytes.
+    predictor: Box<Mutex<Predictor>>,
     /// The model's own post-processing, restored after a prediction without it.
     postprocess: Postprocess,
     /// The folder as given to `load` (for `predict_files` and notes).
     path: PathBuf,
 }
+
+// pyo3 stores a `#[pyclass]` inside the Python object, whose memory is aligned on 16 bytes.
+const _: () = assert!(std::mem::align_of::<Model>() <= 16);
 
 /// The settings of one prediction.
 struct Settings {
@@ -120,6 +124,11 @@ impl Model {
     }
 }
 
+/// `--window` parsed, or its default (`None`).
+fn window_choice(value: Option<&str>) -> PyResult<WindowChoice> {
+    value.map_or(Ok(WindowChoice::default()), |w| parse("window", w))
+}
+
 /// The memory cap `--max-memory` would give (`None`: the default).
 fn max_memory(value: Option<&str>) -> PyResult<u64> {
     let plan = PlanArgs {
@@ -153,7 +162,7 @@ impl Model {
         let predictor = loaded.map_err(|e| to_py(py, e))?;
         Ok(Model {
             postprocess: predictor.postprocess,
-            predictor: Mutex::new(predictor),
+            predictor: Box::new(Mutex::new(predictor)),
             path,
         })
     }
@@ -193,7 +202,7 @@ impl Model {
         affine: PyReadonlyArray2<'py, f64>,
         step: f64,
         tta: &str,
-        window: &str,
+        window: Option<&str>,
         max_memory: Option<&str>,
         probabilities: bool,
         attention: bool,
@@ -203,7 +212,7 @@ impl Model {
         let settings = Settings {
             step,
             tta: parse("tta", tta)?,
-            window: parse("window", window)?,
+            window: window_choice(window)?,
             max_memory: self::max_memory(max_memory)?,
             postprocess,
         };
@@ -260,7 +269,7 @@ impl Model {
         subset: Option<&str>,
         step: f64,
         tta: &str,
-        window: &str,
+        window: Option<&str>,
         max_memory: Option<String>,
         probabilities: bool,
         attention: bool,
@@ -274,10 +283,7 @@ impl Model {
             .map_err(PyValueError::new_err)?;
         let args = PredictArgs {
             model: self.path.clone(),
-            t1,
-            t1c,
-            t2,
-            flair,
+            images: ImageArgs { t1, t1c, t2, flair },
             input,
             split,
             part,
@@ -291,7 +297,7 @@ impl Model {
             no_postprocess: !postprocess,
             device: ComputeDevice::Cpu,
             plan: PlanArgs {
-                window: parse("window", window)?,
+                window: window_choice(window)?,
                 max_memory,
             },
             finite: FiniteArgs { strict_finite },

@@ -1,7 +1,8 @@
 """Fixtures of the package's tests: the ``a2fseg`` command line (``A2FSEG_BIN``), a model
-folder (``A2FSEG_TEST_MODEL``, an adaptive-fusion network) and a synthetic case written by
-``a2fseg phantom``. ``tests/python_package.rs`` builds the wheel, installs it into a fresh
-virtual environment and runs these tests with both variables set."""
+folder (``A2FSEG_TEST_MODEL``, an adaptive-fusion network), a model of another method
+(``A2FSEG_TEST_MODEL_UHVED``) and a synthetic case written by ``a2fseg phantom``.
+``tests/python_package.rs`` builds the wheel, installs it into a fresh virtual environment
+and runs these tests with the three variables set."""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ def cli() -> str:
 @pytest.fixture(scope="session")
 def model_dir() -> str:
     return _env("A2FSEG_TEST_MODEL")
+
+
+@pytest.fixture(scope="session")
+def uhved_dir() -> str:
+    """A model folder of another method (U-HVED), predicted through the same library code."""
+    return _env("A2FSEG_TEST_MODEL_UHVED")
 
 
 def run_cli(cli: str, *args: str) -> subprocess.CompletedProcess:

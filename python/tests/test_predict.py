@@ -128,6 +128,22 @@ def test_config_and_summary_are_the_cli_s(cli, model_dir, model):
     assert "a2fseg" in repr(model)
 
 
+def test_another_method_predicts_as_the_cli(cli, uhved_dir, case, tmp_path):
+    model = a2fseg.Model.load(uhved_dir)
+    assert model.config["arch"] == "uhved"
+    assert not model.has_attention
+    config_json = os.path.join(uhved_dir, "config.json")
+    assert model.summary() == run_cli(cli, "model", "summary", "--config", config_json).stdout
+    for mods in (["t1", "t1c", "t2", "flair"], ["t1c", "flair"]):
+        out = tmp_path / f"cli_{'_'.join(mods)}.nii.gz"
+        cli_predict(cli, uhved_dir, case, mods, out)
+        labels, probs, _ = cli_outputs(out)
+        pred = model.predict(**{m: nib.load(str(case[m])) for m in mods}, probabilities=True)
+        np.testing.assert_array_equal(pred.labels, labels)
+        for r, p in probs.items():
+            assert np.max(np.abs(pred.probabilities[r] - p)) <= 1e-5, r
+
+
 def test_bad_input_raises_with_a_clear_message(model, case, tmp_path):
     t1 = nib.load(str(case["t1"]))
     with pytest.raises(FileNotFoundError, match="does not exist"):
