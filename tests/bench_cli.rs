@@ -3,18 +3,13 @@
 
 mod common;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> (String, String) {
-    let out = Command::new(common::bin())
-        .args(["--threads", "2", "bench", "--quick", "--preset", "small"])
-        .args(["--repeats", "1", "--warmup", "0"])
-        .args(args)
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let mut all = vec!["--threads", "2", "bench", "--quick", "--preset", "small"];
+    all.extend_from_slice(&["--repeats", "1", "--warmup", "0"]);
+    all.extend_from_slice(args);
+    let out = common::a2fseg_ok(&all);
     (
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
@@ -23,14 +18,9 @@ fn bench(args: &[&str]) -> (String, String) {
 
 /// The stderr of `a2fseg bench --preset small ARGS`, which must fail.
 fn bench_error(args: &[&str]) -> String {
-    let out = Command::new(common::bin())
-        .args(["bench", "--preset", "small"])
-        .args(args)
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    String::from_utf8(out.stderr).unwrap()
+    let mut all = vec!["bench", "--preset", "small"];
+    all.extend_from_slice(args);
+    common::a2fseg_error(&all).1
 }
 
 fn lines(stdout: &str) -> Vec<Value> {
@@ -147,13 +137,7 @@ fn arch_measures_each_method_forward_and_training_step() {
         assert!(r["median_s"].as_f64().unwrap() > 0.0, "{r}");
         assert!(r["flops"].as_f64().unwrap() > 0.0, "{r}");
     }
-    let out = Command::new(common::bin())
-        .args(["bench", "--quick", "--arch", "unet"])
-        .assert()
-        .failure()
-        .get_output()
-        .clone();
-    let err = String::from_utf8(out.stderr).unwrap();
+    let (_, err) = common::a2fseg_error(&["bench", "--quick", "--arch", "unet"]);
     assert!(err.contains("unet") && err.contains("a2fseg"), "{err}");
 }
 

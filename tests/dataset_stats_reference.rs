@@ -5,8 +5,6 @@
 
 mod common;
 
-use assert_cmd::Command;
-
 use serde_json::Value;
 
 /// Reads every case of a BraTS 2020-layout folder (`sys.argv[1]`) with nibabel and prints
@@ -99,12 +97,7 @@ fn dataset_stats_match_numpy_and_nibabel() {
     let dir = tmp.path().join("phantoms");
     a2fseg::phantom::write_dataset(&dir, 5, [36, 40, 32], 21, true).unwrap();
     let dir_arg = dir.to_str().unwrap();
-    let out = Command::new(common::bin())
-        .args(["dataset", "stats", dir_arg, "--json", "--quiet"])
-        .assert()
-        .success()
-        .get_output()
-        .clone();
+    let out = common::a2fseg_ok(&["dataset", "stats", dir_arg, "--json", "--quiet"]);
     let ours: Value = serde_json::from_slice(&out.stdout).unwrap();
     let theirs: Value = serde_json::from_str(&common::run_python(SCRIPT, &[dir_arg])).unwrap();
     // Every key numpy computed (all but the label names) agrees; f32 z-scores against

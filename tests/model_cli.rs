@@ -2,20 +2,26 @@
 
 mod common;
 
-use assert_cmd::Command;
+/// `a2fseg model summary ARGS`, which must succeed: its stdout.
+fn summary(args: &[&str]) -> String {
+    let mut all = vec!["model", "summary"];
+    all.extend_from_slice(args);
+    String::from_utf8(common::a2fseg_ok(&all).stdout).unwrap()
+}
 
-fn summary(args: &[&str]) -> assert_cmd::assert::Assert {
-    Command::new(common::bin())
-        .args(["model", "summary"])
-        .args(args)
-        .assert()
+/// `a2fseg model summary ARGS`, which must exit with status 1: its stderr.
+fn summary_error(args: &[&str]) -> String {
+    let mut all = vec!["model", "summary"];
+    all.extend_from_slice(args);
+    let (code, stderr) = common::a2fseg_error(&all);
+    assert_eq!(code, Some(1), "{stderr}");
+    stderr
 }
 
 fn json(args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json"];
     all.extend_from_slice(args);
-    let out = summary(&all).success().get_output().stdout.clone();
-    serde_json::from_slice(&out).expect("summary --json prints one JSON object")
+    serde_json::from_str(&summary(&all)).expect("summary --json prints one JSON object")
 }
 
 #[test]
@@ -50,12 +56,7 @@ fn small_preset_and_overrides() {
     assert!(
         hemis["parameters_total"].as_u64().unwrap() < small["parameters_total"].as_u64().unwrap()
     );
-    let out = summary(&["--preset", "small"])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = summary(&["--preset", "small"]);
     assert!(text.contains("msfe.{m}.encoder.0.convs.0.conv"), "{text}");
     assert!(text.contains("4 modalities"));
 }
@@ -69,16 +70,13 @@ fn config_file_and_errors() {
     let v = json(&["--config", cfg.to_str().unwrap()]);
     assert_eq!(v["config"]["base_features"], 8);
 
-    summary(&["--preset", "tiny"])
-        .code(1)
-        .stderr(predicates::str::contains("unknown model preset 'tiny'"));
-    summary(&["--preset", "small", "--patch", "30"])
-        .code(1)
-        .stderr(predicates::str::contains("multiple of 2^3 = 8"));
+    let err = summary_error(&["--preset", "tiny"]);
+    assert!(err.contains("unknown model preset 'tiny'"), "{err}");
+    let err = summary_error(&["--preset", "small", "--patch", "30"]);
+    assert!(err.contains("multiple of 2^3 = 8"), "{err}");
     std::fs::write(&cfg, "{\"poolings\": 3}").unwrap();
-    summary(&["--config", cfg.to_str().unwrap()])
-        .code(1)
-        .stderr(predicates::str::contains("config.json"));
+    let err = summary_error(&["--config", cfg.to_str().unwrap()]);
+    assert!(err.contains("config.json"), "{err}");
 }
 
 /// `--arch mfi`: the official model's parameters in use, and the text names MFI's parts.
@@ -88,12 +86,7 @@ fn mfi_summary_counts() {
     assert_eq!(v["parameters_total"], 30_918_521);
     assert_eq!(v["parameters_per_msfe"], 7_459_011);
     assert_eq!(v["config"]["arch"], "mfi");
-    let text = summary(&["--arch", "mfi", "--preset", "small"])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(text).unwrap();
+    let text = summary(&["--arch", "mfi", "--preset", "small"]);
     assert!(text.starts_with("MFI: targets regions"), "{text}");
     assert!(
         text.contains("interaction blocks") && text.contains("group_norm"),
@@ -108,12 +101,7 @@ fn mmformer_counts_and_text() {
     assert_eq!(v["parameters_total"], 36_391_760);
     assert_eq!(v["config"]["arch"], "mmformer");
     assert_eq!(v["config"]["mmformer"]["token_layout"], "intended");
-    let out = summary(&["--arch", "mmformer", "--preset", "small"])
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = summary(&["--arch", "mmformer", "--preset", "small"]);
     assert!(text.starts_with("mmFormer: targets classes"), "{text}");
     assert!(text.contains("64 tokens per modality (4×4×4)"), "{text}");
     assert!(text.contains("inter.layers.0"), "{text}");

@@ -301,21 +301,25 @@ fn bad_model_subset_and_arch_are_one_line_errors() {
         "{err}"
     );
 
-    // Another method: refused before any weights are read.
-    let uhved = common::tempdir();
-    ModelConfig::of(Arch::Uhved, Preset::Small)
-        .save_json(&uhved.path().join("config.json"))
-        .unwrap();
-    let err = one_line_error(&export(&[
-        "--model",
-        uhved.path().to_str().unwrap(),
-        "--out",
-        out_s,
-    ]));
-    assert!(
-        err.contains("export onnx supports a2fseg only") && err.contains("uhved"),
-        "{err}"
-    );
+    // Every other method: refused before any weights are read, naming the method.
+    for arch in Arch::ALL.into_iter().filter(|a| *a != Arch::A2fseg) {
+        let other = common::tempdir();
+        ModelConfig::of(arch, Preset::Small)
+            .save_json(&other.path().join("config.json"))
+            .unwrap();
+        let err = one_line_error(&export(&[
+            "--model",
+            other.path().to_str().unwrap(),
+            "--out",
+            out_s,
+        ]));
+        assert!(
+            err.contains("export onnx supports a2fseg only")
+                && err.contains(&format!("is a {} model", arch.name())),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
 
     // The model's own files are never an output.
     let weights = dir.path().join("model.safetensors");

@@ -4,15 +4,16 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::Global;
 use crate::labels::{LabelConvention, Region};
 use crate::metrics::{
-    self, CaseMetrics, DEFAULT_ET_MIN_VOXELS, DEFAULT_HD95_PENALTY, MetricOptions, RegionMetrics,
+    self, CaseMetrics, DEFAULT_ET_MIN_VOXELS, DEFAULT_HD95_PENALTY, LabelComparison, MetricOptions,
+    RegionMetrics, check_penalty, compare_labels,
 };
-use crate::volume::{Grid, Volume, read_volume};
+use crate::volume::{Geometry, Grid, read_volume};
 
 /// A label convention, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,10 +72,11 @@ pub fn run(args: MetricsArgs, _global: Global) -> Result<()> {
         hd95_penalty: args.hd95_penalty,
         et_postprocess: args.et_postprocess,
     };
+    check_penalty(&opts)?;
     let pred = read_labels(&args.pred)?;
     let gt = read_labels(&args.gt)?;
-    if !pred.volume.geometry.same_grid(&gt.volume.geometry) {
-        let (a, b) = (&pred.volume.geometry, &gt.volume.geometry);
+    if !pred.geometry.same_grid(&gt.geometry) {
+        let (a, b) = (&pred.geometry, &gt.geometry);
         bail!(
             "{} and {} are not on the same voxel grid (dims {:?} vs {:?}, spacing {:?} vs {:?}, \
              or a different affine)",
@@ -86,73 +88,46 @@ pub fn run(args: MetricsArgs, _global: Global) -> Result<()> {
             b.spacing
         );
     }
-    let spacing = gt.volume.geometry.spacing.map(f64::abs);
-    if spacing.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-        bail!(
-            "{}: voxel spacing {:?} is not positive; cannot measure distances",
-            args.gt.display(),
-            spacing
-        );
-    }
-    let (convention, guessed) = match args.convention {
-        Some(c) => (LabelConvention::from(c), false),
-        None => {
-            let present = pred.present().chain(gt.present());
-            let c = metrics::guess_convention(present).with_context(|| {
-                format!(
-                    "cannot guess the label convention of {} and {} from their label values \
-                     {:?} and {:?}; pass --convention",
-                    args.pred.display(),
-                    args.gt.display(),
-                    pred.present().collect::<Vec<_>>(),
-                    gt.present().collect::<Vec<_>>()
-                )
-            })?;
-            (c, true)
-        }
-    };
-    let pred_classes = pred.classes(convention, &args.pred)?;
-    let gt_classes = gt.classes(convention, &args.gt)?;
-    let m = metrics::evaluate_case(&pred_classes, &gt_classes, spacing, &opts);
-    let source = if guessed {
+    let spacing = gt.geometry.spacing;
+    let comparison = compare_labels(
+        (&pred.labels, &args.pred.display().to_string()),
+        (&gt.labels, &args.gt.display().to_string()),
+        spacing,
+        args.convention.map(LabelConvention::from),
+        &opts,
+    )?;
+    let LabelComparison {
+        metrics: m,
+        convention,
+        guessed,
+        spacing,
+    } = &comparison;
+    let (convention, spacing) = (*convention, *spacing);
+    let source = if *guessed {
         "guessed from the label values"
     } else {
         "given"
     };
     if args.json {
-        let mut obj = m.to_json();
-        if let Some(map) = obj.as_object_mut() {
-            map.insert(
-                "conventions".to_string(),
-                serde_json::json!({
-                    "labels": convention_name(convention),
-                    "labels_guessed": guessed,
-                    "spacing_mm": spacing,
-                    "hd95_penalty_mm": opts.hd95_penalty,
-                    "et_postprocess_min_voxels": opts.et_postprocess,
-                    "text": metrics::conventions_text(&opts),
-                }),
-            );
-        }
+        let obj = comparison.to_json(&opts);
         println!("{}", serde_json::to_string_pretty(&obj)?);
     } else {
         print!(
             "{}",
-            table(&args.pred, &args.gt, &m, &opts, convention, source, spacing)
+            table(&args.pred, &args.gt, m, &opts, convention, source, spacing)
         );
     }
     Ok(())
 }
 
-/// A label file read as a 3D grid, with the set of label values it holds.
-struct Labels {
-    volume: Volume,
-    /// `seen[v]`: whether integer label `v` occurs.
-    seen: Box<[bool; 256]>,
+/// A label file: its geometry and its one 3D grid of values.
+struct LabelFile {
+    geometry: Geometry,
+    labels: Grid<f32>,
 }
 
-/// Reads a label map: one 3D channel of integer values in 0..=255.
-fn read_labels(path: &Path) -> Result<Labels> {
+/// Reads a label map: one 3D channel.
+fn read_labels(path: &Path) -> Result<LabelFile> {
     let volume = read_volume(path)?;
     if volume.channels.len() != 1 {
         bail!(
@@ -161,52 +136,10 @@ fn read_labels(path: &Path) -> Result<Labels> {
             volume.channels.len()
         );
     }
-    let mut seen = Box::new([false; 256]);
-    for &v in volume.channels[0].data() {
-        if !(v.fract() == 0.0 && (0.0..=255.0).contains(&v)) {
-            bail!(
-                "{}: value {v} is not a label (labels are integers 0..=255)",
-                path.display()
-            );
-        }
-        seen[v as usize] = true;
-    }
-    Ok(Labels { volume, seen })
-}
-
-impl Labels {
-    /// The label values present, ascending.
-    fn present(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..=255u8).filter(|&v| self.seen[v as usize])
-    }
-
-    /// The map of `TumourClass` indices under `convention`; an error names the first label
-    /// value the convention does not have.
-    fn classes(&self, convention: LabelConvention, path: &Path) -> Result<Grid<u8>> {
-        let mut lut = [None; 256];
-        for v in self.present() {
-            lut[v as usize] = Some(
-                convention
-                    .to_class(v)
-                    .with_context(|| {
-                        format!(
-                            "{}: label {v} is not a label of {convention}",
-                            path.display()
-                        )
-                    })?
-                    .index() as u8,
-            );
-        }
-        Ok(self.volume.channels[0].map(|v| lut[v as usize].unwrap_or(0)))
-    }
-}
-
-fn convention_name(c: LabelConvention) -> &'static str {
-    match c {
-        LabelConvention::Brats => "brats",
-        LabelConvention::Brats2023 => "brats2023",
-        LabelConvention::Msd => "msd",
-    }
+    Ok(LabelFile {
+        geometry: volume.geometry,
+        labels: volume.channels.into_iter().next().expect("one channel"),
+    })
 }
 
 /// The human-readable report: a header, one row per region, the conventions.

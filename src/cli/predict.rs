@@ -88,14 +88,8 @@ pub fn parse_convention(s: &str) -> Result<LabelConvention, String> {
 
 /// Runs `a2fseg predict`.
 pub fn run(args: PredictArgs, global: Global) -> Result<()> {
-    let files: Vec<(Modality, PathBuf)> = args.images.given();
-    if files.is_empty() && args.input.is_none() {
-        bail!("give the images (--t1, --t1c, --t2, --flair: any non-empty subset) or --input DIR");
-    }
-    if !files.is_empty() && args.input.is_some() {
-        bail!("give either image files (--t1 …) or --input, not both");
-    }
-    let max_memory = args.plan.max_memory_bytes()?;
+    check_inputs(&args)?;
+    args.plan.max_memory_bytes()?;
     let device = args.device.open()?;
     if let Some(d) = args.device.describe()?
         && !global.quiet
@@ -103,8 +97,22 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
         eprintln!("device {d}");
     }
     let mut predictor = Predictor::load(&args.model, device, args.step, args.tta)?;
+    run_with(&args, &mut predictor, global)
+}
+
+/// Runs `a2fseg predict` with `predictor`, a model already loaded from `args.model` (the
+/// Python package's `Model.predict_files`): the step, mirroring, plan and attention
+/// settings of `args` are set on it; `--no-postprocess` sets [`Postprocess::NONE`], which
+/// the caller restores for later predictions. `args.device` is not used.
+///
+/// [`Postprocess::NONE`]: crate::infer::Postprocess::NONE
+pub fn run_with(args: &PredictArgs, predictor: &mut Predictor, global: Global) -> Result<()> {
+    let files = check_inputs(args)?;
+    predictor.step = args.step;
+    predictor.tta = args.tta;
+    predictor.window()?;
     predictor.window = args.plan.window;
-    predictor.max_memory = max_memory;
+    predictor.max_memory = args.plan.max_memory_bytes()?;
     predictor.keep_attention = args.save_attention && predictor.has_attention();
     if args.no_postprocess {
         predictor.postprocess = crate::infer::Postprocess::NONE;
@@ -113,9 +121,9 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
         eprintln!("note: the model does not fuse with attention: no attention maps to save");
     }
     if files.is_empty() {
-        predict_dataset(&args, &predictor, global)?;
+        predict_dataset(args, predictor, global)?;
     } else {
-        predict_files(&args, &predictor, &files, global.quiet)?;
+        predict_files(args, predictor, &files, global.quiet)?;
     }
     // Said after the outputs are written: a failure is its one-line error alone.
     if predictor.config().spacing.is_none() {
@@ -125,6 +133,19 @@ pub fn run(args: PredictArgs, global: Global) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The image files of `args` by modality; an error unless exactly one of image files and
+/// `--input` is given.
+fn check_inputs(args: &PredictArgs) -> Result<Vec<(Modality, PathBuf)>> {
+    let files: Vec<(Modality, PathBuf)> = args.images.given();
+    if files.is_empty() && args.input.is_none() {
+        bail!("give the images (--t1, --t1c, --t2, --flair: any non-empty subset) or --input DIR");
+    }
+    if !files.is_empty() && args.input.is_some() {
+        bail!("give either image files (--t1 …) or --input, not both");
+    }
+    Ok(files)
 }
 
 /// One case from explicit files.

@@ -17,7 +17,9 @@ pub mod window;
 pub use gaussian::gaussian_importance;
 pub use plan::{Plan, PlanCost, WindowChoice};
 pub use postprocess::Postprocess;
-pub use predictor::{Prediction, Predictor, model_preprocess_settings, resolve_model_dir};
+pub use predictor::{
+    Interrupt, Prediction, Predictor, model_preprocess_settings, resolve_model_dir,
+};
 pub use resampled::unrecorded_spacing_note;
 pub use tta::Tta;
 pub use window::{SlidingWindow, window_starts};

@@ -135,7 +135,15 @@ pub struct Predictor {
     /// Post-processing of the label maps: the model folder's `postprocess.json` when it
     /// has one, else the brain mask alone (see [`super::postprocess`]).
     pub postprocess: Postprocess,
+    /// Asked before every network pass (each window, each mirrored pass); an error stops
+    /// the prediction with that error. How an embedding host (the Python package) lets
+    /// Ctrl-C interrupt a long prediction; `None` for the command line, where Ctrl-C ends
+    /// the process.
+    pub interrupt: Option<Interrupt>,
 }
+
+/// A check for a request to stop (see [`Predictor::interrupt`]).
+pub type Interrupt = Box<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// The cropped dims and the images fed to the network, in canonical order.
 type CaseInputs<'a> = ([usize; 3], Vec<(Modality, &'a Grid<f32>)>);
@@ -163,6 +171,7 @@ impl Predictor {
             keep_attention: false,
             preprocess: PreprocessSettings::default(),
             postprocess: Postprocess::default(),
+            interrupt: None,
         };
         p.window()?;
         Ok(p)
@@ -285,6 +294,9 @@ impl Predictor {
             &grids,
             layout.channels,
             |patches| {
+                if let Some(stop) = &self.interrupt {
+                    stop()?;
+                }
                 let mut encodings = Vec::with_capacity(mods.len());
                 for (m, p) in mods.iter().zip(patches) {
                     let x = self.tensor(p, [pz, py, px]);

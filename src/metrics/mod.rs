@@ -15,10 +15,12 @@
 //!   (default [`DEFAULT_ET_MIN_VOXELS`]) becomes NCR; reported beside the plain ET.
 
 pub mod edt;
+mod labels;
 pub mod surface;
 
 use serde::{Deserialize, Serialize};
 
+pub use labels::{LabelComparison, check_penalty, compare_labels, convention_name};
 pub use surface::{hd95, percentile_linear, surface, surface_distances};
 
 use crate::labels::{LabelConvention, Region, TumourClass};

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 pub mod reference;
 
@@ -139,6 +139,27 @@ pub fn run_a2fseg(args: &[&str]) -> (bool, String) {
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs the `a2fseg` binary with `args`, which must succeed: its output (the panic message
+/// shows the stderr otherwise).
+pub fn a2fseg_ok(args: &[&str]) -> Output {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "a2fseg {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs the `a2fseg` binary with `args`, which must fail: its exit code and stderr.
+pub fn a2fseg_error(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "a2fseg {args:?} succeeded: {stderr}");
+    (out.status.code(), stderr)
 }
 
 /// A path as a command-line argument (the tests' paths are UTF-8).

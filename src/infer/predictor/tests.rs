@@ -237,3 +237,37 @@ fn model_folders_resolve() {
     assert!(resolve_model_dir(dir.path()).is_err());
     assert!(resolve_model_dir(&dir.path().join("nope")).is_err());
 }
+
+/// The interrupt check runs before every network pass, and its error stops the prediction
+/// with that error.
+#[test]
+fn interrupt_is_asked_before_each_pass_and_stops_the_prediction() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let subset = Subset::from_bits(0b1010);
+    let case = tiny_case(subset, [12, 8, 8]);
+    let mut p = tiny_predictor(Fusion::Adaptive, Targets::Regions, Tta::OFF);
+    p.window = WindowChoice::Sliding;
+    let passes = p.window().unwrap().windows([12, 8, 8]).len();
+    assert!(passes > 1, "the case must need several windows");
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    p.interrupt = Some(Box::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }));
+    p.predict_case(&case, subset).unwrap();
+    assert_eq!(asked.load(Ordering::SeqCst), passes);
+
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    p.interrupt = Some(Box::new(move || {
+        if counter.fetch_add(1, Ordering::SeqCst) == 1 {
+            anyhow::bail!("stopped by the host");
+        }
+        Ok(())
+    }));
+    let err = p.predict_case(&case, subset).unwrap_err();
+    assert_eq!(err.to_string(), "stopped by the host");
+    assert_eq!(asked.load(Ordering::SeqCst), 2, "no pass after the stop");
+}
