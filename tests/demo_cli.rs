@@ -249,3 +249,22 @@ fn demo_arch_trains_mmformer() {
     }
     assert!(d.md.starts_with("# mmFormer demo"), "{}", d.md);
 }
+
+/// RFNet through the demo: its own recipe (a uniform subset per sample, Adam with AMSGrad),
+/// its three loss terms (the fused output, the auxiliary decoder, the region maps), Table 1
+/// over the 15 subsets.
+#[test]
+fn demo_arch_trains_rfnet() {
+    let d = demo_arch("rfnet");
+    assert!(d.config.contains("arch = \"rfnet\""), "{}", d.config);
+    assert!(
+        d.config.contains("modality_dropout = \"uniform\""),
+        "{}",
+        d.config
+    );
+    assert!(d.config.contains("amsgrad = true"), "{}", d.config);
+    for term in ["loss_fused", "loss_auxiliary", "loss_region_maps"] {
+        assert!(d.log_header.contains(term), "{}", d.log_header);
+    }
+    assert!(d.md.starts_with("# RFNet demo"), "{}", d.md);
+}

@@ -15,9 +15,12 @@
 //!
 //! With `--budget-minutes M`, the budget left after the calibration is split **equally in
 //! wall-clock time** across the methods: each method's step time is measured by two short
-//! training runs, and the demo's planner ([`crate::demo::budget::plan`]) turns its share
-//! (training, validation and evaluation) into epochs, so a slower method trains fewer
-//! epochs in the same time.
+//! training runs, twice and in turn with the other methods (the faster measurement counts,
+//! so a burst of load during the calibration does not make the plan unfair), and the demo's
+//! planner ([`crate::demo::budget::plan`]) turns its share (training, validation and
+//! evaluation) into epochs, so a slower method trains fewer epochs in the same time. The
+//! plan is not a deadline: a machine that gets busier after the calibration takes longer
+//! (a training cut at a wall-clock deadline would not be reproducible).
 
 pub mod methods;
 pub mod report;
@@ -353,13 +356,30 @@ fn plan(
         cache,
         &calibration.join("warm-up"),
     )?;
-    let mut steps = Vec::new();
-    for &m in &opts.methods {
-        let cfg = config_of(opts, m, 1);
-        let full =
-            budget::measure_step(&opts.data, split_path, &cfg, cache, &calibration, m.name())?;
-        steps.push(budget::step_share(&cfg) * full);
-    }
+    let configs: Vec<TrainConfig> = opts
+        .methods
+        .iter()
+        .map(|&m| config_of(opts, m, 1))
+        .collect();
+    let runs: Vec<(&str, &TrainConfig)> = opts
+        .methods
+        .iter()
+        .zip(&configs)
+        .map(|(m, cfg)| (m.name(), cfg))
+        .collect();
+    let full = budget::measure_steps(
+        &opts.data,
+        split_path,
+        &runs,
+        cache,
+        &calibration,
+        budget::CALIBRATION_ROUNDS,
+    )?;
+    let steps: Vec<f64> = configs
+        .iter()
+        .zip(full)
+        .map(|(cfg, step)| budget::step_share(cfg) * step)
+        .collect();
     // The calibration runs are only timings.
     std::fs::remove_dir_all(&calibration)
         .with_context(|| format!("cannot remove {}", calibration.display()))?;

@@ -52,6 +52,45 @@ pub fn measure_step(
     Ok(((long - short) / 5.0).max(1e-3))
 }
 
+/// How many times `compare`'s calibration measures each method ([`measure_steps`]).
+pub const CALIBRATION_ROUNDS: usize = 2;
+
+/// Seconds of one four-modality training step of each configuration of `runs` (its name and
+/// configuration), each the minimum of `rounds` measurements by [`measure_step`] taken in
+/// turn: every configuration once, then every one again. Other work on the machine only ever
+/// makes a step look slower, so the minimum is the better estimate, and taking the rounds in
+/// turn keeps a burst of load during one measurement from making one method's plan unfair to
+/// the others. The runs are `dir/<name>-<round>-short` and `-long`.
+pub fn measure_steps(
+    data: &Path,
+    split: &Path,
+    runs: &[(&str, &TrainConfig)],
+    cache: &Path,
+    dir: &Path,
+    rounds: usize,
+) -> Result<Vec<f64>> {
+    minimum_in_turn(runs.len(), rounds, |i, round| {
+        let (name, cfg) = runs[i];
+        measure_step(data, split, cfg, cache, dir, &format!("{name}-{round}"))
+    })
+}
+
+/// The minimum over `rounds` of `measure(i, round)` for each `i < n`, measured in the order
+/// round 0 of every `i`, then round 1 of every `i`, and so on (at least one round).
+fn minimum_in_turn(
+    n: usize,
+    rounds: usize,
+    mut measure: impl FnMut(usize, usize) -> Result<f64>,
+) -> Result<Vec<f64>> {
+    let mut best = vec![f64::INFINITY; n];
+    for round in 0..rounds.max(1) {
+        for (i, b) in best.iter_mut().enumerate() {
+            *b = b.min(measure(i, round)?);
+        }
+    }
+    Ok(best)
+}
+
 /// One 1-iteration run of `cfg` in `dir` that fills the preprocessing cache `cache`.
 pub fn warm_up(
     data: &Path,
@@ -260,6 +299,30 @@ mod tests {
         assert!(
             (p.estimated_seconds - (2.0 * (25.0 * p.epoch_seconds + 40.0) + 10.0)).abs() < 1e-9
         );
+    }
+
+    #[test]
+    fn calibration_takes_turns_and_keeps_the_minimum() {
+        // Two configurations, three rounds; the machine is busy during the first
+        // measurement of configuration 0 and the second of configuration 1.
+        let times = [[0.9, 0.3, 0.35], [0.5, 1.4, 0.45]];
+        let mut order = Vec::new();
+        let best = minimum_in_turn(2, 3, |i, round| {
+            order.push((i, round));
+            Ok(times[i][round])
+        })
+        .unwrap();
+        assert_eq!(best, vec![0.3, 0.45]);
+        assert_eq!(order, [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
+        // Zero rounds still measures once; an error stops the calibration.
+        assert_eq!(minimum_in_turn(1, 0, |_, _| Ok(2.0)).unwrap(), vec![2.0]);
+        let mut calls = 0;
+        let failed = minimum_in_turn(2, 2, |_, _| {
+            calls += 1;
+            anyhow::bail!("training failed")
+        });
+        assert!(failed.is_err());
+        assert_eq!(calls, 1);
     }
 
     #[test]
