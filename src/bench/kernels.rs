@@ -12,7 +12,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use super::process::process_cpu_seconds;
-use crate::kernels::{cpu, fast_kernels_enabled, set_fast_kernels};
+use crate::kernels::{cpu, fast_kernels_enabled, set_fast_kernels, set_winograd, winograd_enabled};
 use crate::modality::Modality;
 use crate::model::Preset;
 use crate::train::step::{build_optimizer, stable_param_ids};
@@ -79,7 +79,8 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// Conv3d `c → c`, k3, s1, p1 on `[1, c, n, n, n]`: forward, input gradient and weight
-/// gradient, flex's kernels (`flex`) against this module's (`fast`).
+/// gradient, flex's kernels (`flex`) against this module's (`fast`: Winograd where it
+/// applies) and, for forward and input gradient, its im2col + GEMM path (`im2col`).
 pub fn conv_timings(n: usize, c: usize, repeats: usize) -> Vec<Timing> {
     let xd = [1, c, n, n, n];
     let wd = [c, c, 3, 3, 3];
@@ -95,11 +96,20 @@ pub fn conv_timings(n: usize, c: usize, repeats: usize) -> Vec<Timing> {
         time(format!("{tag} forward flex"), flops, repeats, || {
             let _ = Flex::conv3d(fx.clone(), fw.clone(), None, opts());
         }),
+        time(format!("{tag} forward im2col"), flops, repeats, || {
+            let _ = cpu::conv3d_forward_im2col(&x, xd, &w, wd, None, [1; 3], [1; 3]);
+        }),
         time(format!("{tag} forward fast"), flops, repeats, || {
             let _ = cpu::conv3d_forward(&x, xd, &w, wd, None, [1; 3], [1; 3]);
         }),
         time(format!("{tag} input-grad flex"), flops, repeats, || {
             let _ = Flex::conv3d_x_backward(fx.clone(), fw.clone(), fdy.clone(), opts());
+        }),
+        time(format!("{tag} input-grad im2col"), flops, repeats, || {
+            let previous = winograd_enabled();
+            set_winograd(false);
+            let _ = cpu::conv3d_input_grad(&dy, xd, &w, wd, [1; 3], [1; 3], [n; 3]);
+            set_winograd(previous);
         }),
         time(format!("{tag} input-grad fast"), flops, repeats, || {
             let _ = cpu::conv3d_input_grad(&dy, xd, &w, wd, [1; 3], [1; 3], [n; 3]);
@@ -186,8 +196,10 @@ fn timing() {
         );
     };
     println!("threads: {}", rayon::current_num_threads());
-    for t in conv_timings(64, 32, 5) {
-        print(&t);
+    for (n, c) in [(64, 32), (128, 32), (64, 64), (32, 128)] {
+        for t in conv_timings(n, c, 3) {
+            print(&t);
+        }
     }
     let cfg = crate::model::ModelConfig::preset("small").unwrap();
     for fast in [false, true] {

@@ -57,13 +57,13 @@ struct DstMap {
 /// A raw pointer shared by the tiles of one parallel loop. Every use writes a region that no
 /// other tile touches.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(super) struct SharedMut(pub(super) *mut f32);
 // SAFETY: tiles write disjoint regions (see each use), so sharing the base pointer is sound.
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
 impl SharedMut {
-    fn get(self) -> *mut f32 {
+    pub(super) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -199,7 +199,7 @@ fn gather(src: &[f32], channels: usize, ax: &[Axis; 3], q0: usize, q1: usize, co
 /// # Safety
 /// The pointers must address matrices of the given shapes and strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(super) unsafe fn matmul(
     m: usize,
     n: usize,
     k: usize,
@@ -395,7 +395,9 @@ fn forward_axes(xs: [usize; 3], ks: [usize; 3], stride: [usize; 3], pad: [usize;
 
 /// Conv3d forward: `x` `[B, Ci, D, H, W]`, `w` `[Co, Ci, kd, kh, kw]`, optional `bias`
 /// `[Co]` → `y` `[B, Co, Do, Ho, Wo]` (returned with its dims). Few output channels at
-/// stride 1 go to the direct kernel of [`super::direct`], everything else to im2col + GEMM.
+/// stride 1 go to the direct kernel of [`super::direct`], 3×3×3 convolutions at stride 1 and
+/// padding 1 to the Winograd kernel of [`super::winograd`] (unless turned off:
+/// [`super::set_winograd`]), everything else to im2col + GEMM.
 pub fn conv3d_forward(
     x: &[f32],
     xd: Dims5,
@@ -413,6 +415,9 @@ pub fn conv3d_forward(
     assert_eq!(w.len(), wd.iter().product::<usize>());
     if super::direct::applies(xd, wd, stride, padding) {
         return super::direct::conv3d_forward(x, xd, w, wd, bias, padding);
+    }
+    if super::winograd_enabled() && super::winograd::applies(xd, wd, stride, padding) {
+        return super::winograd::conv3d_forward(x, xd, w, wd, bias);
     }
     conv3d_forward_im2col(x, xd, w, wd, bias, stride, padding)
 }
@@ -467,6 +472,25 @@ pub fn conv3d_input_grad(
     let ks = [wd[2], wd[3], wd[4]];
     let dys = [dyd[2], dyd[3], dyd[4]];
     let batch = dyd[0];
+    // At stride 1 and padding 1 a 3×3×3 conv keeps the size, and its input gradient is the
+    // same kind of conv of `dy` with the kernel flipped and its channels swapped.
+    let flipped_wd = [ci, co, ks[0], ks[1], ks[2]];
+    if super::winograd_enabled()
+        && in_spatial == dys
+        && super::winograd::applies(dyd, flipped_wd, stride, padding)
+    {
+        let mut flipped = vec![0.0f32; w.len()];
+        for o in 0..co {
+            for i in 0..ci {
+                let src = &w[(o * ci + i) * 27..(o * ci + i + 1) * 27];
+                let dst = &mut flipped[(i * co + o) * 27..(i * co + o + 1) * 27];
+                for (t, d) in dst.iter_mut().enumerate() {
+                    *d = src[26 - t];
+                }
+            }
+        }
+        return super::winograd::conv3d_forward(dy, dyd, &flipped, flipped_wd, None).0;
+    }
     let mut dx = vec![0.0f32; batch * ci * in_spatial.iter().product::<usize>()];
     // Per axis and residue r: input positions i = r + s·j, taps k with (r + p - k) ≡ 0 mod s
     // reading dy at j + (r + p - k) / s.

@@ -647,3 +647,63 @@ fn fused_norm_on_plain_flex_leaves_shared_inputs_intact() {
     let want = leaky_relu(norm.forward(xt), 0.01);
     assert_close(&data(got), &data(want), "transposed input");
 }
+
+/// The Winograd kernel (3×3×3, stride 1, padding 1, at least 8 channels) against the naive
+/// loops and im2col, forward and input gradient, on sizes odd and even along every axis
+/// (tiles hanging over the border), a single voxel, batch 2, with and without bias.
+#[test]
+fn winograd_conv_matches_naive_loops_and_im2col() {
+    use super::winograd;
+    let mut n = 0;
+    for (b, ci, co, x) in [
+        (1, 8, 8, [4, 4, 4]),
+        (2, 9, 12, [5, 6, 7]),
+        (1, 16, 8, [1, 1, 1]),
+        (1, 8, 10, [2, 3, 9]),
+        (2, 12, 9, [9, 4, 3]),
+    ] {
+        let c = Case {
+            b,
+            ci,
+            co,
+            x,
+            k: [3; 3],
+            s: [1; 3],
+            p: [1; 3],
+        };
+        assert!(winograd::applies(c.xd(), c.wd(), c.s, c.p), "{c:?}");
+        let xs = values(c.xd().iter().product(), 800 + n);
+        let w = values(c.wd().iter().product(), 900 + n);
+        let bias = values(co, 1000 + n);
+        n += 1;
+        let (y, yd) = winograd::conv3d_forward(&xs, c.xd(), &w, c.wd(), Some(&bias));
+        assert_eq!(yd, c.yd());
+        assert_close(
+            &y,
+            &naive_forward(&c, &xs, &w, &bias),
+            &format!("winograd {c:?}"),
+        );
+        let (y0, _) = winograd::conv3d_forward(&xs, c.xd(), &w, c.wd(), None);
+        let (want0, _) = cpu::conv3d_forward_im2col(&xs, c.xd(), &w, c.wd(), None, c.s, c.p);
+        assert_close(&y0, &want0, &format!("winograd vs im2col {c:?}"));
+        // The public entry takes it; the input gradient runs as a Winograd conv too.
+        let (y1, _) = cpu::conv3d_forward(&xs, c.xd(), &w, c.wd(), Some(&bias), c.s, c.p);
+        assert_eq!(y1, y, "conv3d_forward did not take the Winograd kernel");
+        let dy = values(y.len(), 1100 + n);
+        let (dx_ref, _, _) = naive_grads(&c, &xs, &w, &dy);
+        let dx = cpu::conv3d_input_grad(&dy, yd, &w, c.wd(), c.s, c.p, c.x);
+        assert_close(&dx, &dx_ref, &format!("winograd input grad {c:?}"));
+    }
+    // Not for it: other kernels, strides or paddings, and thin layers.
+    let d = [1, 8, 4, 4, 4];
+    assert!(!winograd::applies(d, [8, 8, 3, 3, 3], [2; 3], [1; 3]));
+    assert!(!winograd::applies(d, [8, 8, 3, 3, 3], [1; 3], [0; 3]));
+    assert!(!winograd::applies(d, [8, 8, 1, 1, 1], [1; 3], [0; 3]));
+    assert!(!winograd::applies(d, [4, 8, 3, 3, 3], [1; 3], [1; 3]));
+    assert!(!winograd::applies(
+        [1, 4, 4, 4, 4],
+        [8, 4, 3, 3, 3],
+        [1; 3],
+        [1; 3]
+    ));
+}
