@@ -262,6 +262,7 @@ fn output_pair(m: [&[f32]; 4], o0: &mut [f32], o1: &mut [f32]) {
 /// # Safety
 /// `y_b` must address `co · D·H·W` floats; the voxels of these tile rows must not be written
 /// concurrently.
+#[allow(clippy::too_many_arguments)]
 unsafe fn transform_output(
     m: &[f32],
     co: usize,
