@@ -192,25 +192,10 @@ fn transform_input(x: &[f32], ci: usize, g: &Grid, r0: usize, r1: usize, s: &mut
             // Along H: t2[(zd·4 + ξh)·4 + ξw][t].
             for zd in 0..4 {
                 for xw in 0..4 {
-                    let lane = |yh: usize| &t1[((zd * 4 + yh) * 4 + xw) * tw..][..tw];
-                    let (a, b, c2, d) = (lane(0), lane(1), lane(2), lane(3));
-                    for (xh, out) in (0..4).map(|xh| (xh, ((zd * 4 + xh) * 4 + xw) * tw)) {
-                        let o = &mut t2[out..out + tw];
-                        match xh {
-                            0 => o
-                                .iter_mut()
-                                .enumerate()
-                                .for_each(|(t, o)| *o = a[t] - c2[t]),
-                            1 => o
-                                .iter_mut()
-                                .enumerate()
-                                .for_each(|(t, o)| *o = b[t] + c2[t]),
-                            2 => o
-                                .iter_mut()
-                                .enumerate()
-                                .for_each(|(t, o)| *o = c2[t] - b[t]),
-                            _ => o.iter_mut().enumerate().for_each(|(t, o)| *o = b[t] - d[t]),
-                        }
+                    let lanes = [0, 1, 2, 3].map(|yh| &t1[((zd * 4 + yh) * 4 + xw) * tw..][..tw]);
+                    for xh in 0..4 {
+                        let out = ((zd * 4 + xh) * 4 + xw) * tw;
+                        input_point(lanes, xh, &mut t2[out..out + tw]);
                     }
                 }
             }
@@ -218,31 +203,29 @@ fn transform_input(x: &[f32], ci: usize, g: &Grid, r0: usize, r1: usize, s: &mut
             let col = (r - r0) * tw;
             for xh in 0..4 {
                 for xw in 0..4 {
-                    let lane = |zd: usize| &t2[((zd * 4 + xh) * 4 + xw) * tw..][..tw];
-                    let (a, b, c2, d) = (lane(0), lane(1), lane(2), lane(3));
+                    let lanes = [0, 1, 2, 3].map(|zd| &t2[((zd * 4 + xh) * 4 + xw) * tw..][..tw]);
                     for xd in 0..4 {
-                        let xi = (xd * 4 + xh) * 4 + xw;
-                        let at = (xi * ci + c) * n + col;
-                        let o = &mut v[at..at + tw];
-                        match xd {
-                            0 => o
-                                .iter_mut()
-                                .enumerate()
-                                .for_each(|(t, o)| *o = a[t] - c2[t]),
-                            1 => o
-                                .iter_mut()
-                                .enumerate()
-                                .for_each(|(t, o)| *o = b[t] + c2[t]),
-                            2 => o
-                                .iter_mut()
-                                .enumerate()
-                                .for_each(|(t, o)| *o = c2[t] - b[t]),
-                            _ => o.iter_mut().enumerate().for_each(|(t, o)| *o = b[t] - d[t]),
-                        }
+                        let at = (((xd * 4 + xh) * 4 + xw) * ci + c) * n + col;
+                        input_point(lanes, xd, &mut v[at..at + tw]);
                     }
                 }
             }
         }
+    }
+}
+
+/// `Bᵀ` along one axis for a lane of values: transform point `xi` of the samples `d`
+/// (`d0 − d2`, `d1 + d2`, `d2 − d1`, `d1 − d3`) into `out`.
+#[inline]
+fn input_point(d: [&[f32]; 4], xi: usize, out: &mut [f32]) {
+    let [a, b, c, e] = d;
+    let n = out.len();
+    let (a, b, c, e) = (&a[..n], &b[..n], &c[..n], &e[..n]);
+    match xi {
+        0 => (0..n).for_each(|t| out[t] = a[t] - c[t]),
+        1 => (0..n).for_each(|t| out[t] = b[t] + c[t]),
+        2 => (0..n).for_each(|t| out[t] = c[t] - b[t]),
+        _ => (0..n).for_each(|t| out[t] = b[t] - e[t]),
     }
 }
 
