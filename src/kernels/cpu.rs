@@ -472,24 +472,10 @@ pub fn conv3d_input_grad(
     let ks = [wd[2], wd[3], wd[4]];
     let dys = [dyd[2], dyd[3], dyd[4]];
     let batch = dyd[0];
-    // At stride 1 and padding 1 a 3×3×3 conv keeps the size, and its input gradient is the
-    // same kind of conv of `dy` with the kernel flipped and its channels swapped.
-    let flipped_wd = [ci, co, ks[0], ks[1], ks[2]];
     if super::winograd_enabled()
-        && in_spatial == dys
-        && super::winograd::applies(dyd, flipped_wd, stride, padding)
+        && super::winograd::applies_input_grad(dyd, wd, stride, padding, in_spatial)
     {
-        let mut flipped = vec![0.0f32; w.len()];
-        for o in 0..co {
-            for i in 0..ci {
-                let src = &w[(o * ci + i) * 27..(o * ci + i + 1) * 27];
-                let dst = &mut flipped[(i * co + o) * 27..(i * co + o + 1) * 27];
-                for (t, d) in dst.iter_mut().enumerate() {
-                    *d = src[26 - t];
-                }
-            }
-        }
-        return super::winograd::conv3d_forward(dy, dyd, &flipped, flipped_wd, None).0;
+        return super::winograd::conv3d_input_grad(dy, dyd, w, wd);
     }
     let mut dx = vec![0.0f32; batch * ci * in_spatial.iter().product::<usize>()];
     // Per axis and residue r: input positions i = r + s·j, taps k with (r + p - k) ≡ 0 mod s

@@ -706,4 +706,30 @@ fn winograd_conv_matches_naive_loops_and_im2col() {
         [1; 3],
         [1; 3]
     ));
+    // Its input gradient: only where the conv kept the size at stride 1 and padding 1 (a
+    // stride-2 conv of one voxel also keeps it), and not for a conv with 4 input channels
+    // (the gradient's output channels).
+    let w = [8, 8, 3, 3, 3];
+    assert!(winograd::applies_input_grad(d, w, [1; 3], [1; 3], [4; 3]));
+    assert!(!winograd::applies_input_grad(
+        d,
+        w,
+        [1; 3],
+        [1; 3],
+        [5, 4, 4]
+    ));
+    assert!(!winograd::applies_input_grad(
+        [1, 8, 1, 1, 1],
+        w,
+        [2; 3],
+        [1; 3],
+        [1; 3]
+    ));
+    assert!(!winograd::applies_input_grad(
+        d,
+        [8, 4, 3, 3, 3],
+        [1; 3],
+        [1; 3],
+        [4; 3]
+    ));
 }

@@ -13,7 +13,8 @@
 //! `gemm` crate's matrix product (as [`super::cpu`] is). The transforms are written as
 //! loops over a row of tiles along W, which the compiler vectorises. The arithmetic of
 //! F(2, 3) adds rounding of the order of a few ulps of the largest term (its coefficients
-//! are 0, ±1 and ±1/2); the tests hold it to the direct sum within 1e-5 relative.
+//! are 0, ±1 and ±1/2); the tests hold it to the direct sum within 1e-4 of the largest
+//! output.
 //!
 //! Shapes: `x` `[B, Ci, D, H, W]`, `w` `[Co, Ci, 3, 3, 3]`, `y` `[B, Co, D, H, W]`.
 
@@ -31,8 +32,10 @@ const POINTS: usize = 64;
 /// where most of the time goes.
 const BLOCK_TILES: usize = 64;
 
-/// Fewest input and output channels for which [`applies`] holds: below this the 64 GEMMs are
-/// too thin to beat im2col's one (measured in `bench::kernels`).
+/// Fewest input and output channels for which [`applies`] holds. A chosen bound, not a
+/// measured one: with fewer channels the 64 GEMMs are very thin, and such layers (a
+/// network's first convolution, one input channel) are a small share of the work, so they
+/// stay on im2col.
 pub const MIN_CHANNELS: usize = 8;
 
 /// Whether the Winograd kernel computes this convolution: a 3×3×3 kernel at stride 1 and
@@ -45,6 +48,41 @@ pub fn applies(xd: Dims5, wd: Dims5, stride: [usize; 3], padding: [usize; 3]) ->
         && xd[1] >= MIN_CHANNELS
         && wd[0] >= MIN_CHANNELS
         && xd.iter().all(|&n| n > 0)
+}
+
+/// Whether [`conv3d_input_grad`] computes the input gradient of the convolution with weight
+/// `wd`, `stride` and `padding` whose output gradient is `dyd` and whose input had spatial
+/// dims `in_spatial`: a convolution [`applies`] to (so input and output sizes agree) with
+/// the roles of input and output channels swapped.
+pub fn applies_input_grad(
+    dyd: Dims5,
+    wd: Dims5,
+    stride: [usize; 3],
+    padding: [usize; 3],
+    in_spatial: [usize; 3],
+) -> bool {
+    in_spatial == [dyd[2], dyd[3], dyd[4]]
+        && applies(dyd, [wd[1], wd[0], wd[2], wd[3], wd[4]], stride, padding)
+}
+
+/// The input gradient `dx` `[B, Ci, D, H, W]` of a 3×3×3, stride-1, padding-1 convolution
+/// with weight `w` `[Co, Ci, 3, 3, 3]`, from its output gradient `dy` `[B, Co, D, H, W]`: the
+/// same kind of convolution of `dy` with the kernel flipped along every axis and its
+/// channels swapped (`w'[i, o, k] = w[o, i, 2 − k]`), so it runs as [`conv3d_forward`].
+pub fn conv3d_input_grad(dy: &[f32], dyd: Dims5, w: &[f32], wd: Dims5) -> Vec<f32> {
+    let (co, ci) = (wd[0], wd[1]);
+    assert_eq!(wd[2..], [3, 3, 3], "winograd: the kernel must be 3×3×3");
+    let mut flipped = vec![0.0f32; w.len()];
+    for o in 0..co {
+        for i in 0..ci {
+            let src = &w[(o * ci + i) * 27..(o * ci + i + 1) * 27];
+            let dst = &mut flipped[(i * co + o) * 27..(i * co + o + 1) * 27];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    conv3d_forward(dy, dyd, &flipped, [ci, co, 3, 3, 3], None).0
 }
 
 /// `Gg` along one axis: the 3 weights of a kernel row → its 4 transform points.
