@@ -412,6 +412,17 @@ impl ModelConfig {
         serde_json::to_string_pretty(self).expect("a model configuration always serialises")
     }
 
+    /// What the network is, for reports: A2FSeg's fusion (`adaptive fusion`, `average
+    /// fusion`, `hemis fusion`), or the architecture's name for every other method (their
+    /// `fusion` field is unused).
+    pub fn network_label(&self) -> String {
+        if self.arch == Arch::A2fseg {
+            format!("{} fusion", self.fusion.name())
+        } else {
+            self.arch.name().to_string()
+        }
+    }
+
     /// Writes the configuration as JSON (atomically).
     pub fn save_json(&self, path: &Path) -> Result<()> {
         crate::fsutil::atomic_write_bytes(path, self.to_json().as_bytes())
@@ -558,6 +569,22 @@ mod tests {
         let paper = ModelConfig::preset("paper").unwrap();
         assert_eq!(paper.features(), vec![32, 64, 128, 256, 320, 320]);
         assert_eq!(paper.patch_size, [128, 128, 128]);
+    }
+
+    #[test]
+    fn network_label_names_the_fusion_for_a2fseg_and_the_architecture_otherwise() {
+        let mut a2fseg = ModelConfig::of(Arch::A2fseg, Preset::Small);
+        assert_eq!(a2fseg.network_label(), "adaptive fusion");
+        a2fseg.fusion = Fusion::Hemis;
+        assert_eq!(a2fseg.network_label(), "hemis fusion");
+        assert_eq!(
+            ModelConfig::of(Arch::Rfnet, Preset::Small).network_label(),
+            "rfnet"
+        );
+        assert_eq!(
+            ModelConfig::of(Arch::Uhved, Preset::Small).network_label(),
+            "uhved"
+        );
     }
 
     #[test]

@@ -348,7 +348,7 @@ pub fn evaluate(opts: &EvaluateOptions) -> Result<EvaluateOutcome> {
         .zip(&predictors)
         .map(|(n, p)| {
             let rs: Vec<&CaseRow> = rows.iter().filter(|r| &r.model == n).collect();
-            summarize(n, Some(p.config().fusion.name().to_string()), &rs)
+            summarize(n, Some(p.config().network_label()), &rs)
         })
         .collect();
     write_summaries(&opts.out, &summaries, &settings)?;

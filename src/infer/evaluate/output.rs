@@ -62,9 +62,9 @@ pub fn summary_markdown(models: &[ModelEvaluation], settings: &EvaluateSettings)
             md,
             "## Table 1: {}{}\n",
             m.model,
-            m.fusion
+            m.network
                 .as_ref()
-                .map(|f| format!(" ({f} fusion)"))
+                .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
         );
         let _ = writeln!(md, "{}", table1(&m.scores, columns).markdown());
@@ -80,7 +80,7 @@ pub fn summary_markdown(models: &[ModelEvaluation], settings: &EvaluateSettings)
                 let d = m.scores.mean.regions.map(|r| r.dice);
                 vec![
                     m.model.clone(),
-                    m.fusion.clone().unwrap_or_else(|| "?".into()),
+                    m.network.clone().unwrap_or_else(|| "?".into()),
                     dice_pct(d[0]),
                     dice_pct(d[1]),
                     dice_pct(d[2]),
@@ -89,7 +89,7 @@ pub fn summary_markdown(models: &[ModelEvaluation], settings: &EvaluateSettings)
             })
             .collect();
         let table = Table {
-            header: ["Model", "Fusion", "WT", "TC", "ET", "Average"]
+            header: ["Model", "Network", "WT", "TC", "ET", "Average"]
                 .map(String::from)
                 .to_vec(),
             rows,
@@ -262,12 +262,12 @@ mod tests {
         ];
         let sa = summarize(
             "a",
-            Some("adaptive".into()),
+            Some("adaptive fusion".into()),
             &rows[..2].iter().collect::<Vec<_>>(),
         );
         let sb = summarize(
             "b",
-            Some("average".into()),
+            Some("rfnet".into()),
             &rows[2..].iter().collect::<Vec<_>>(),
         );
         let settings = EvaluateSettings {
@@ -289,7 +289,9 @@ mod tests {
         assert!(i0101 < i1111);
         assert!(md.contains("Dice ET (pp)"));
         assert!(md.contains("## Table 2"));
-        assert!(md.contains("| b | average | 90.00 | 90.00 | 90.00 | 90.00 |"));
+        assert!(md.contains("## Table 1: a (adaptive fusion)"));
+        assert!(md.contains("## Table 1: b (rfnet)"));
+        assert!(md.contains("| b | rfnet | 90.00 | 90.00 | 90.00 | 90.00 |"));
         let j: serde_json::Value = serde_json::from_slice(
             &by_model_json(&[("a", &sa.scores), ("b", &sb.scores)]).unwrap(),
         )

@@ -14,8 +14,9 @@ use crate::report::{AttentionFile, ScoreTable, SubsetScores};
 pub struct ModelEvaluation {
     /// Model name.
     pub model: String,
-    /// Fusion strategy name, if known.
-    pub fusion: Option<String>,
+    /// What the network is, if known: A2FSeg's fusion (`adaptive fusion`, `average fusion`,
+    /// `hemis fusion`) or another method's architecture (`rfnet`, `uhved`, …).
+    pub network: Option<String>,
     /// Mean scores per subset (ascending bit value = the paper's order) and their mean.
     pub scores: ScoreTable,
     /// Per subset: mean attention (adaptive models, subsets of ≥ 2 modalities).
@@ -23,7 +24,7 @@ pub struct ModelEvaluation {
 }
 
 /// Averages `rows` (all of one model) per subset and over subsets.
-pub fn summarize(model: &str, fusion: Option<String>, rows: &[&CaseRow]) -> ModelEvaluation {
+pub fn summarize(model: &str, network: Option<String>, rows: &[&CaseRow]) -> ModelEvaluation {
     let mut by_subset: BTreeMap<Subset, Vec<&CaseRow>> = BTreeMap::new();
     for r in rows {
         by_subset.entry(r.subset).or_default().push(r);
@@ -49,7 +50,7 @@ pub fn summarize(model: &str, fusion: Option<String>, rows: &[&CaseRow]) -> Mode
     };
     ModelEvaluation {
         model: model.to_string(),
-        fusion,
+        network,
         scores: ScoreTable { subsets, mean },
         attention,
     }
@@ -79,7 +80,7 @@ mod tests {
             row("m", "c2", "1111", 1.0, 4.0, Some(0.9)),
         ];
         let refs: Vec<&CaseRow> = rows.iter().collect();
-        let s = summarize("m", Some("adaptive".into()), &refs);
+        let s = summarize("m", Some("adaptive fusion".into()), &refs);
         let j = serde_json::to_value(&s.scores).unwrap();
         assert!((j["0001"]["WT"]["dice"].as_f64().unwrap() - 0.3).abs() < 1e-12);
         assert!((j["1111"]["ET"]["hd95"].as_f64().unwrap() - 3.0).abs() < 1e-12);
