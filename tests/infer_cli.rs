@@ -333,7 +333,7 @@ fn several_models_give_a_comparison() {
     assert!(eval.join("average/summary.json").is_file());
     let md = std::fs::read_to_string(eval.join("summary.md")).unwrap();
     assert!(
-        md.contains("## Table 2") && md.contains("| average | average |"),
+        md.contains("## Table 2") && md.contains("| average | average fusion |"),
         "{md}"
     );
     // The per-model folders are what the demo's report reads: the average-fusion model has
