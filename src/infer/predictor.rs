@@ -7,7 +7,9 @@
 //! - [`Predictor::predict_subsets`]: several subsets of the same case at once. A method's
 //!   per-modality encoding does not depend on the other modalities, so each window encodes
 //!   every needed modality once ([`Segmenter::encode`]; A2FSeg: its MSFE) and then decodes
-//!   each subset from those encodings ([`Segmenter::decode`]; A2FSeg: one cheap fusion).
+//!   all subsets from those encodings ([`Segmenter::decode_subsets`]; A2FSeg: the attention
+//!   convolutions and heads run once per feature map, see
+//!   [`crate::model::fusion::adaptive_subsets`]).
 //!
 //! Only the modalities of a subset are ever given to the network (how a method represents
 //! the missing ones is its own business). Inference runs on a device without autodiff: no
@@ -303,13 +305,10 @@ impl Predictor {
                     encodings.push((*m, self.model.encode(*m, x)?));
                 }
                 let mut v = Vec::new();
-                for (s, &(_, _, n_attn)) in subsets.iter().zip(&layout.offsets) {
-                    let e: Vec<_> = encodings
-                        .iter()
-                        .filter(|(m, _)| s.contains(*m))
-                        .cloned()
-                        .collect();
-                    let fused = self.model.decode(&e)?;
+                let decoded = self.model.decode_subsets(&encodings, subsets)?;
+                for ((s, &(_, _, n_attn)), fused) in
+                    subsets.iter().zip(&layout.offsets).zip(decoded)
+                {
                     v.extend(to_vec(model::probabilities(self.config(), fused.logits))?);
                     if n_attn > 0 {
                         let maps = fused

@@ -215,6 +215,19 @@ pub trait Network: Module + 'static {
     /// the encodings of the available modalities.
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput>;
 
+    /// [`Network::decode`] of each of `subsets` from the encodings of their union (every
+    /// subset's modalities must be among `encodings`), in the order of `subsets`. Equal to
+    /// decoding each subset alone up to float rounding; a method overrides it when its
+    /// decoders can share work across subsets (A2FSeg's fusion is linear in the features
+    /// up to the attention softmax).
+    fn decode_subsets(
+        &self,
+        encodings: &[(Modality, Encoding)],
+        subsets: &[Subset],
+    ) -> Result<Vec<FusedOutput>> {
+        decode_each(encodings, subsets, |e| self.decode(e))
+    }
+
     /// A freshly initialised network of `config` on `device` (seeded by the device's RNG).
     fn init(config: &ModelConfig, device: &Device) -> Self;
 
@@ -227,6 +240,30 @@ pub trait Network: Module + 'static {
     fn describe(config: &ModelConfig) -> ModelSummary;
 }
 
+/// [`Network::decode_subsets`] by decoding each subset alone with `decode`.
+pub fn decode_each(
+    encodings: &[(Modality, Encoding)],
+    subsets: &[Subset],
+    decode: impl Fn(&[(Modality, Encoding)]) -> Result<FusedOutput>,
+) -> Result<Vec<FusedOutput>> {
+    subsets
+        .iter()
+        .map(|s| {
+            let e: Vec<(Modality, Encoding)> = encodings
+                .iter()
+                .filter(|(m, _)| s.contains(*m))
+                .cloned()
+                .collect();
+            anyhow::ensure!(
+                e.len() == s.len(),
+                "subset {} needs modalities that were not encoded",
+                s.name()
+            );
+            decode(&e)
+        })
+        .collect()
+}
+
 /// The inference half of [`Network`] as a trait object, so that a predictor can hold any
 /// method's network without being generic. Implemented for every [`Network`].
 pub trait Segmenter: Send {
@@ -236,6 +273,12 @@ pub trait Segmenter: Send {
     fn encode(&self, m: Modality, x: Tensor<5>) -> Result<Encoding>;
     /// See [`Network::decode`].
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput>;
+    /// See [`Network::decode_subsets`].
+    fn decode_subsets(
+        &self,
+        encodings: &[(Modality, Encoding)],
+        subsets: &[Subset],
+    ) -> Result<Vec<FusedOutput>>;
 }
 
 impl<N: Network> Segmenter for N {
@@ -247,6 +290,13 @@ impl<N: Network> Segmenter for N {
     }
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput> {
         Network::decode(self, encodings)
+    }
+    fn decode_subsets(
+        &self,
+        encodings: &[(Modality, Encoding)],
+        subsets: &[Subset],
+    ) -> Result<Vec<FusedOutput>> {
+        Network::decode_subsets(self, encodings, subsets)
     }
 }
 

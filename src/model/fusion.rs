@@ -10,10 +10,12 @@ use burn::nn::conv::Conv3d;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
+use burn::nn::PaddingConfig3d;
+
 use super::config::{Fusion, ModelConfig};
 use super::msfe::conv3d;
 use crate::kernels::conv3d_module;
-use crate::modality::Modality;
+use crate::modality::{Modality, Subset};
 
 /// F̄ = (1/N) Σ_m F_m over the N available features, each `[B, C, D, H, W]`.
 pub fn average(features: &[(Modality, Tensor<5>)]) -> Tensor<5> {
@@ -114,6 +116,107 @@ pub fn adaptive(
         .zip(&weights)
         .map(|((_, f), (_, w))| w.clone() * f.clone()));
     (fused, weights)
+}
+
+/// Final logits and attention maps of one subset: [`adaptive`] followed by the head.
+pub type SubsetFusion = (Tensor<5>, Vec<(Modality, Tensor<5>)>);
+
+/// [`adaptive`] and the 1×1×1 `head` (no bias) for each of `subsets`, from the features
+/// `[B, C, D, H, W]` of their union (sorted, each subset non-empty and within the union),
+/// sharing the work between subsets. For attention maps of one channel only (`[B, 1, D, H,
+/// W]`): the results equal per-subset fusion up to float rounding.
+///
+/// Two identities move the convolutions out of the per-subset loop:
+/// - conv_m([F̄; F_m]) = conv_m^F̄(F̄) + conv_m^F(F_m) + b_m, where conv_m^F̄ and conv_m^F are
+///   conv_m's weights on its first and last C input channels, and F̄ is the subset's mean,
+///   so conv_m^F̄(F̄) is the mean of conv_m^F̄(F_k): each conv runs once per feature map
+///   (conv_m^F̄(F_k) for every pair m, k of the union, stacked into one convolution per k,
+///   and conv_m^F(F_m));
+/// - the head is linear and Ŵ_m is one number per voxel, so head(Σ_m Ŵ_m F_m) =
+///   Σ_m Ŵ_m head(F_m).
+///
+/// What is left per subset works on maps of 1 and K channels instead of C (the 15 subsets
+/// of a window cost about one fusion instead of 15).
+pub fn adaptive_subsets(
+    convs: &AttentionConvs,
+    head: &Conv3d,
+    features: &[(Modality, Tensor<5>)],
+    subsets: &[Subset],
+) -> Vec<SubsetFusion> {
+    let index = |m: Modality| {
+        features
+            .iter()
+            .position(|(k, _)| *k == m)
+            .expect("every subset lies within the encoded modalities")
+    };
+    let c = features[0].1.dims()[1];
+    let halves = |m: Modality| {
+        let conv = convs.get(m);
+        let w = conv.weight.val();
+        let [a, c2, kd, kh, kw] = w.dims();
+        let mean_half = w.clone().slice([0..a, 0..c, 0..kd, 0..kh, 0..kw]);
+        let own_half = w.slice([0..a, c..c2, 0..kd, 0..kh, 0..kw]);
+        (mean_half, own_half)
+    };
+    let geometry = |m: Modality| {
+        let conv = convs.get(m);
+        let k = conv.kernel_size;
+        let padding = match conv.padding {
+            PaddingConfig3d::Explicit(d, h, w) => [d, h, w],
+            PaddingConfig3d::Valid => [0; 3],
+            PaddingConfig3d::Same => [k[0] / 2, k[1] / 2, k[2] / 2],
+        };
+        (conv.stride, padding)
+    };
+    let (stride, padding) = geometry(features[0].0);
+    // conv_m^F̄(F_k) for every m of the union, as channel `index(m)` of one map per k.
+    let mean_weights = Tensor::cat(features.iter().map(|(m, _)| halves(*m).0).collect(), 0);
+    let to_mean: Vec<Tensor<5>> = features
+        .iter()
+        .map(|(_, f)| {
+            crate::kernels::conv3d(f.clone(), mean_weights.clone(), None, stride, padding)
+        })
+        .collect();
+    // conv_m^F(F_m) + b_m.
+    let own: Vec<Tensor<5>> = features
+        .iter()
+        .map(|(m, f)| {
+            let (stride, padding) = geometry(*m);
+            let bias = convs.get(*m).bias.as_ref().map(|b| b.val());
+            crate::kernels::conv3d(f.clone(), halves(*m).1, bias, stride, padding)
+        })
+        .collect();
+    let heads: Vec<Tensor<5>> = features
+        .iter()
+        .map(|(_, f)| conv3d_module(head, f.clone()))
+        .collect();
+    subsets
+        .iter()
+        .map(|s| {
+            let members: Vec<usize> = s.modalities().map(index).collect();
+            let n = members.len() as f64;
+            let exps: Vec<Tensor<5>> = members
+                .iter()
+                .map(|&m| {
+                    let mean_part =
+                        sum(members.iter().map(|&k| to_mean[k].clone().narrow(1, m, 1)))
+                            .div_scalar(n);
+                    sigmoid(own[m].clone() + mean_part).exp()
+                })
+                .collect();
+            let denom = sum(exps.iter().cloned());
+            let weights: Vec<(Modality, Tensor<5>)> = members
+                .iter()
+                .zip(exps)
+                .map(|(&m, e)| (features[m].0, e / denom.clone()))
+                .collect();
+            let logits = sum(members
+                .iter()
+                .zip(&weights)
+                .map(|(&m, (_, w))| w.clone() * heads[m].clone()));
+            (logits, weights)
+        })
+        .collect()
 }
 
 /// The fusion stage's parameters: attention convolutions (adaptive only) and the heads.

@@ -1,10 +1,10 @@
 //! A2FSeg: four MSFEs, average fusion and adaptive (or HeMIS) fusion, with their heads.
 
-use anyhow::{Result, bail};
+use anyhow::{Result, bail, ensure};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::arch::{Encoding, Network, StepLoss, TrainInputs};
+use super::arch::{Encoding, Network, StepLoss, TrainInputs, decode_each};
 use super::config::{Arch, Fusion, ModelConfig, Preset};
 use super::fusion::{self, FusionModule};
 use super::msfe::Msfe;
@@ -174,6 +174,20 @@ impl A2fseg {
     }
 }
 
+/// The feature maps of A2FSeg encodings (one tensor each).
+fn features_of(encodings: &[(Modality, Encoding)]) -> Result<Vec<(Modality, Tensor<5>)>> {
+    encodings
+        .iter()
+        .map(|(m, e)| match e.as_slice() {
+            [f] => Ok((*m, f.clone())),
+            _ => bail!(
+                "an A2FSeg encoding is one feature map, got {} tensors",
+                e.len()
+            ),
+        })
+        .collect()
+}
+
 /// A2FSeg behind the method seam: the encoding of a modality is its MSFE's feature map
 /// `[B, C, D, H, W]` (one tensor), which does not depend on the other modalities.
 impl Network for A2fseg {
@@ -210,17 +224,72 @@ impl Network for A2fseg {
     }
 
     fn decode(&self, encodings: &[(Modality, Encoding)]) -> Result<FusedOutput> {
-        let features = encodings
-            .iter()
-            .map(|(m, e)| match e.as_slice() {
-                [f] => Ok((*m, f.clone())),
-                _ => bail!(
-                    "an A2FSeg encoding is one feature map, got {} tensors",
-                    e.len()
-                ),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        self.fuse(&features)
+        self.fuse(&features_of(encodings)?)
+    }
+
+    /// Average fusion: the head is linear, so each subset's logits are the mean of the
+    /// heads of its features. Adaptive fusion with one-channel attention maps:
+    /// [`fusion::adaptive_subsets`]. Otherwise (HeMIS's variance, per-channel attention) each
+    /// subset is fused alone.
+    fn decode_subsets(
+        &self,
+        encodings: &[(Modality, Encoding)],
+        subsets: &[Subset],
+    ) -> Result<Vec<FusedOutput>> {
+        let shared = match self.config.fusion {
+            Fusion::Average => true,
+            Fusion::Adaptive => self.config.attention_channels == 1,
+            Fusion::Hemis => false,
+        };
+        if !shared || subsets.len() < 2 {
+            return decode_each(encodings, subsets, |e| self.decode(e));
+        }
+        let mut features = features_of(encodings)?;
+        self.check_inputs(&features, self.config.feature_channels())?;
+        features.sort_by_key(|(m, _)| *m);
+        let union = Subset::from_modalities(features.iter().map(|(m, _)| *m));
+        for s in subsets {
+            ensure!(
+                !s.is_empty() && s.is_subset_of(union),
+                "subset {} needs modalities that were not encoded",
+                s.name()
+            );
+        }
+        match (
+            self.config.fusion,
+            &self.fusion.fused_head,
+            &self.fusion.attention,
+        ) {
+            (Fusion::Adaptive, Some(head), Some(convs)) => {
+                Ok(fusion::adaptive_subsets(convs, head, &features, subsets)
+                    .into_iter()
+                    .map(|(logits, weights)| FusedOutput {
+                        logits,
+                        attention: Some(weights),
+                    })
+                    .collect())
+            }
+            _ => {
+                let heads: Vec<(Modality, Tensor<5>)> = features
+                    .iter()
+                    .map(|(m, f)| (*m, conv3d_module(&self.fusion.average_head, f.clone())))
+                    .collect();
+                Ok(subsets
+                    .iter()
+                    .map(|s| {
+                        let members: Vec<(Modality, Tensor<5>)> = heads
+                            .iter()
+                            .filter(|(m, _)| s.contains(*m))
+                            .cloned()
+                            .collect();
+                        FusedOutput {
+                            logits: fusion::average(&members),
+                            attention: None,
+                        }
+                    })
+                    .collect())
+            }
+        }
     }
 
     fn init(config: &ModelConfig, device: &Device) -> Self {

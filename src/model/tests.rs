@@ -4,7 +4,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::{Device, Distribution, Gradients, Int, Tensor, TensorData};
 
 use super::*;
-use crate::modality::Modality;
+use crate::modality::{Modality, Subset};
 
 /// A tiny network: 2 poolings, features 4-8-8, 8³ inputs.
 fn tiny() -> ModelConfig {
@@ -573,4 +573,64 @@ fn weighted_ce_soft_dice_matches_a_direct_computation() {
     let classes = Tensor::<4, Int>::from_data(TensorData::new(y, [b, 1, 1, n]), &d);
     let got = loss::weighted_ce_soft_dice(probs, classes).into_scalar::<f32>() as f64;
     assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+}
+
+/// `decode_subsets` of all 15 subsets from the four encodings equals decoding each subset
+/// alone, logits and attention maps, for every fusion (adaptive with one-channel maps and
+/// per-channel maps, kernel 1 and 3; average; HeMIS).
+#[test]
+fn decoding_many_subsets_equals_decoding_each() {
+    let device = device();
+    let configs = [
+        tiny(),
+        tiny().with_attention_kernel(1),
+        tiny().with_attention_channels(4),
+        tiny().with_fusion(Fusion::Average),
+        tiny().with_fusion(Fusion::Hemis),
+    ];
+    for cfg in configs {
+        let model = cfg.init(&device);
+        let encodings: Vec<(Modality, Encoding)> = Modality::ALL
+            .iter()
+            .map(|&m| {
+                (
+                    m,
+                    Network::encode(&model, m, image(&device, [8, 8, 8])).unwrap(),
+                )
+            })
+            .collect();
+        let subsets: Vec<Subset> = Subset::all_nonempty().collect();
+        let many = Network::decode_subsets(&model, &encodings, &subsets).unwrap();
+        assert_eq!(many.len(), 15);
+        for (s, got) in subsets.iter().zip(many) {
+            let alone: Vec<(Modality, Encoding)> = encodings
+                .iter()
+                .filter(|(m, _)| s.contains(*m))
+                .cloned()
+                .collect();
+            let want = Network::decode(&model, &alone).unwrap();
+            let d = max_abs_diff(&values(got.logits), &values(want.logits));
+            assert!(
+                d < 1e-5,
+                "{:?} {}: logits differ by {d}",
+                cfg.fusion,
+                s.name()
+            );
+            match (got.attention, want.attention) {
+                (Some(a), Some(b)) => {
+                    assert_eq!(a.len(), b.len());
+                    for ((ma, ta), (mb, tb)) in a.into_iter().zip(b) {
+                        assert_eq!(ma, mb);
+                        let d = max_abs_diff(&values(ta), &values(tb));
+                        assert!(d < 1e-6, "{} attention of {ma}: {d}", s.name());
+                    }
+                }
+                (None, None) => {}
+                _ => panic!("{}: attention maps on one path only", s.name()),
+            }
+        }
+        // A subset whose modalities were not all encoded is refused.
+        let t1_only = &encodings[..1];
+        assert!(Network::decode_subsets(&model, t1_only, &subsets[..2]).is_err());
+    }
 }
