@@ -42,7 +42,8 @@ fn writes_two_tiny_cases_that_read_back() {
     assert!(o.status.success(), "{}", stderr(&o));
     let m = read_manifest(&out).unwrap().expect("phantom.json");
     assert!(m.matches(2, [32, 32, 32], 7));
-    assert_eq!(m.spacing, [6.0; 3]);
+    // The default geometry is BraTS's 240×240×155 mm: 7.5 mm voxels on 32³.
+    assert_eq!(m.spacing, [7.5; 3]);
     // Only the dataset is left: no temporary folder beside it.
     let beside: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(beside.len(), 1);
@@ -54,8 +55,8 @@ fn writes_two_tiny_cases_that_read_back() {
         for (k, suffix) in ["t1", "t1ce", "t2", "flair"].iter().enumerate() {
             let v = read_volume(&folder.join(format!("{id}_{suffix}.nii.gz"))).unwrap();
             assert_eq!(v.geometry.dims, [32, 32, 32]);
-            assert_eq!(v.geometry.spacing, [6.0; 3]);
-            assert_eq!(v.geometry.affine[0][0], -6.0);
+            assert_eq!(v.geometry.spacing, [7.5; 3]);
+            assert_eq!(v.geometry.affine[0][0], -7.5);
             assert_eq!(v.channels[0], expected.images[k], "{id} {suffix}");
         }
         let seg = read_volume(&folder.join(format!("{id}_seg.nii.gz"))).unwrap();
@@ -181,7 +182,7 @@ fn bad_options_fail_on_one_line_naming_the_option() {
 }
 
 #[test]
-fn brats_geometry_is_recorded_and_read_back() {
+fn geometries_are_recorded_and_read_back() {
     let dir = common::tempdir();
     let out = dir.path().join("brats");
     let o = phantom(&[
@@ -203,12 +204,35 @@ fn brats_geometry_is_recorded_and_read_back() {
     assert_eq!(m.geometry, PhantomGeometry::Brats);
     assert_eq!(m.spacing, [5.0; 3]);
     assert!(m.matches_with(1, [48, 48, 31], 3, PhantomGeometry::Brats));
-    assert!(!m.matches(1, [48, 48, 31], 3), "not the default geometry");
+    assert!(m.matches(1, [48, 48, 31], 3), "the default geometry");
+    assert!(!m.matches_with(1, [48, 48, 31], 3, PhantomGeometry::Fit));
     let id = "BraTS20_Training_001";
     let expected = generate_case_with(3, 0, [48, 48, 31], PhantomGeometry::Brats);
     let v = read_volume(&out.join(format!("{id}/{id}_flair.nii.gz"))).unwrap();
     assert_eq!(v.geometry.spacing, [5.0; 3]);
     assert_eq!(v.channels[0], expected.images[3]);
+
+    // The fit geometry (generator version 1's default): the brain fills the grid.
+    let fit = dir.path().join("fit");
+    let o = phantom(&[
+        "--out",
+        fit.to_str().unwrap(),
+        "--cases",
+        "1",
+        "--shape",
+        "32,32,32",
+        "--geometry",
+        "fit",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = read_manifest(&fit).unwrap().expect("phantom.json");
+    assert_eq!(m.geometry, PhantomGeometry::Fit);
+    assert_eq!(m.spacing, [6.0; 3]);
+    assert!(
+        !m.matches(1, [32, 32, 32], 2020),
+        "not the default geometry"
+    );
 
     let o = phantom(&[
         "--out",

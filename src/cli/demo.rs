@@ -19,13 +19,13 @@ pub struct DemoArgs {
     #[arg(long, value_name = "M", default_value_t = 15.0)]
     pub budget_minutes: f64,
     /// Number of synthetic cases (split 70/10/20).
-    #[arg(long, value_name = "N", default_value_t = 20)]
+    #[arg(long, value_name = "N", default_value_t = 40)]
     pub cases: usize,
     /// Seed of phantoms, split and training.
     #[arg(long, value_name = "S", default_value_t = 42)]
     pub seed: u64,
     /// Phantom shape X,Y,Z in voxels.
-    #[arg(long, value_name = "X,Y,Z", default_value = "64,64,64", value_parser = super::args::parse_xyz)]
+    #[arg(long, value_name = "X,Y,Z", default_value = "80,80,52", value_parser = super::args::parse_xyz)]
     pub shape: [usize; 3],
     /// The method the demo trains with its own recipe: a2fseg (the default: adaptive fusion,
     /// then the average-fusion baseline if the budget allows), a2fseg-released, uhved, mfi,

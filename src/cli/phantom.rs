@@ -20,15 +20,16 @@ pub struct PhantomArgs {
     #[arg(long, value_name = "N")]
     pub cases: usize,
 
-    /// Grid size in voxels, x,y,z (the anatomy scales with it: 96³ is 2 mm voxels,
-    /// 240,240,155 about 1 mm); default 96,96,96, or 240,240,155 with --geometry brats.
+    /// Grid size in voxels, x,y,z: the voxel size follows from it (with the brats geometry,
+    /// 240,240,155 is 1 mm, 80,80,52 is 3 mm); default 240,240,155, or 96,96,96 with
+    /// --geometry fit.
     #[arg(long, value_name = "X,Y,Z")]
     pub shape: Option<String>,
 
-    /// fit: the brain at its own size filling the grid (2 mm voxels at 96³); brats: BraTS's
-    /// geometry, a 240×240×155 mm field of view (1 mm voxels on 240,240,155) with a brain box
-    /// of about 140×175×140 mm.
-    #[arg(long, value_name = "GEOMETRY", default_value = "fit")]
+    /// brats: BraTS's geometry, a 240×240×155 mm field of view (1 mm voxels on 240,240,155)
+    /// with a brain box of about 140×175×140 mm; fit: the brain at its own size filling the
+    /// grid (2 mm voxels at 96³).
+    #[arg(long, value_name = "GEOMETRY", default_value = "brats")]
     pub geometry: PhantomGeometry,
 
     /// Seed: the same seed, count and shape always give the same files.

@@ -31,7 +31,7 @@ pub fn step_share(cfg: &TrainConfig) -> f64 {
 }
 
 /// Seconds of one training step of `cfg` on all four modalities, measured as the
-/// difference between a 6-iteration and a 1-iteration run (both of one epoch, without
+/// difference between an 11-iteration and a 1-iteration run (both of one epoch, without
 /// validation or post-processing decision) in `dir/<name>-short` and `dir/<name>-long`, so
 /// that loading the cases and writing checkpoints cancel out. `cache` is the preprocessing
 /// cache the runs share (fill it first with `warm_up`, or the first run pays for it).
@@ -47,12 +47,18 @@ pub fn measure_step(
         let run_dir = dir.join(format!("{name}-{suffix}"));
         timed_run(data, split, cfg, cache, &run_dir, iterations)
     };
+    // Ten steps apart: with five, a second of noise in either run (loading, page faults)
+    // moved the estimate by 40–90 % on a 2-core machine.
     let short = run("short", 1)?;
-    let long = run("long", 6)?;
-    Ok(((long - short) / 5.0).max(1e-3))
+    let long = run("long", 1 + CALIBRATION_STEPS)?;
+    Ok(((long - short) / CALIBRATION_STEPS as f64).max(1e-3))
 }
 
-/// How many times `compare`'s calibration measures each method ([`measure_steps`]).
+/// How many more steps the long calibration run takes than the short one ([`measure_step`]).
+pub const CALIBRATION_STEPS: usize = 10;
+
+/// How many times the calibration of `compare` and `demo` measures each method
+/// ([`measure_steps`]).
 pub const CALIBRATION_ROUNDS: usize = 2;
 
 /// Seconds of one four-modality training step of each configuration of `runs` (its name and

@@ -62,9 +62,9 @@ impl Default for DemoOptions {
         DemoOptions {
             out: PathBuf::from("demo-out"),
             budget_minutes: 15.0,
-            cases: 20,
+            cases: 40,
             seed: 42,
-            dims: [64, 64, 64],
+            dims: [80, 80, 52],
             arch: Arch::A2fseg,
             iterations_per_epoch: None,
             quiet: false,

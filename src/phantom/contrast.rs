@@ -1,7 +1,9 @@
-//! The contrast table: mean intensity of each tissue in each modality.
+//! The phantoms' contrasts: a fixed table for the healthy tissues, and per-case draws for
+//! the tumour's tissues.
 //!
-//! Values are relative to white matter on T1 (= 1) and were chosen to follow the
-//! appearance of real 1.5–3 T brain MRI as it is seen in BraTS:
+//! **Healthy tissues.** Mean intensity relative to white matter on T1 (= 1), following the
+//! appearance of real 1.5–3 T brain MRI as seen in BraTS; each case multiplies every cell by
+//! its own factor in 0.92–1.08:
 //!
 //! | tissue                 | T1   | T1c  | T2   | FLAIR |
 //! |------------------------|------|------|------|-------|
@@ -9,21 +11,30 @@
 //! | cortical grey matter   | 0.72 | 0.75 | 0.82 | 0.82  |
 //! | deep grey matter       | 0.82 | 0.84 | 0.70 | 0.74  |
 //! | CSF                    | 0.28 | 0.30 | 1.55 | 0.16  |
-//! | edema (ED)             | 0.74 | 0.76 | 1.15 | 1.20  |
-//! | necrosis (NCR)         | 0.38 | 0.38 | 1.40 | 0.72  |
-//! | non-enhancing core     | 0.62 | 0.64 | 1.12 | 1.08  |
-//! | enhancing tumour (ET)  | 0.76 | 1.70 | 0.92 | 1.00  |
 //! | choroid plexus         | 0.62 | 1.45 | 0.85 | 0.55  |
 //! | white-matter lesion    | 0.86 | 0.88 | 1.02 | 1.12  |
 //!
-//! T1: WM > GM > CSF, edema slightly dark (close to GM), necrosis dark. T1c: as T1 except
-//! that the enhancing rim and the choroid plexus light up. T2: fluid bright (CSF and
-//! necrosis overlap with edema). FLAIR: CSF suppressed, edema brightest, the core
-//! moderately bright, necrosis darker than its rim. White-matter lesions (small vessel
-//! disease) and the choroid plexus are unlabelled look-alikes that keep a pure intensity
-//! threshold from segmenting the tumour.
+//! White-matter lesions (small vessel disease) and the choroid plexus are unlabelled
+//! look-alikes that keep a pure intensity threshold from segmenting the tumour.
+//!
+//! **Tumour tissues** (edema, necrosis, solid non-enhancing tumour, enhancing tumour) are
+//! drawn per case as z-scores, the unit in which the network sees them after its per-case
+//! normalisation, and turned into intensities against the case's own brain
+//! (`CaseModel::calibrate`). The distributions ([`TumourZ::draw`]) follow what real
+//! skull-stripped BraTS cases show (the README's `dataset stats` table): mean z of each
+//! labelled region and its spread across cases. Three facts of real glioma shape them:
+//! - enhancing tumour is told from everything else by T1c alone; on T1, T2 and FLAIR it looks
+//!   like the edema around it (its z there is the edema's plus a small difference), so
+//!   without T1c its rim can only be inferred from shape;
+//! - the tumour core (label 1: necrosis and non-enhancing tumour) is brighter than edema on
+//!   T2 and FLAIR, and near the brain's mean on T1, with a wide spread;
+//! - contrasts vary widely between cases (scanners, sequences, tumour biology), which is what
+//!   makes real data harder than a fixed table.
 
-/// Tissues with their own row of contrasts.
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+
+/// Healthy tissues and look-alikes, each with a row of fixed contrasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tissue {
     /// White matter.
@@ -34,31 +45,19 @@ pub enum Tissue {
     DeepGreyMatter = 2,
     /// Cerebrospinal fluid (sulci, fissure, ventricles).
     Csf = 3,
-    /// Peritumoral edema.
-    Edema = 4,
-    /// Necrosis (fluid-filled, label NCR).
-    Necrosis = 5,
-    /// Solid non-enhancing tumour core (label NCR/NET).
-    NonEnhancing = 6,
-    /// Enhancing tumour (label ET).
-    Enhancing = 7,
     /// Choroid plexus inside the ventricles: enhances on T1c, label background.
-    ChoroidPlexus = 8,
+    ChoroidPlexus = 4,
     /// Small white-matter hyperintensities: bright on T2/FLAIR, label background.
-    WhiteMatterLesion = 9,
+    WhiteMatterLesion = 5,
 }
 
 impl Tissue {
     /// Every tissue, in table order.
-    pub const ALL: [Tissue; 10] = [
+    pub const ALL: [Tissue; 6] = [
         Tissue::WhiteMatter,
         Tissue::GreyMatter,
         Tissue::DeepGreyMatter,
         Tissue::Csf,
-        Tissue::Edema,
-        Tissue::Necrosis,
-        Tissue::NonEnhancing,
-        Tissue::Enhancing,
         Tissue::ChoroidPlexus,
         Tissue::WhiteMatterLesion,
     ];
@@ -70,10 +69,6 @@ impl Tissue {
             Tissue::GreyMatter => "cortical grey matter",
             Tissue::DeepGreyMatter => "deep grey matter",
             Tissue::Csf => "CSF",
-            Tissue::Edema => "edema",
-            Tissue::Necrosis => "necrosis",
-            Tissue::NonEnhancing => "non-enhancing core",
-            Tissue::Enhancing => "enhancing tumour",
             Tissue::ChoroidPlexus => "choroid plexus",
             Tissue::WhiteMatterLesion => "white-matter lesion",
         }
@@ -86,15 +81,146 @@ impl Tissue {
 }
 
 /// Rows in [`Tissue::ALL`] order, columns T1, T1c, T2, FLAIR.
-const CONTRAST: [[f64; 4]; 10] = [
+const CONTRAST: [[f64; 4]; 6] = [
     [1.00, 1.00, 0.55, 0.62],
     [0.72, 0.75, 0.82, 0.82],
     [0.82, 0.84, 0.70, 0.74],
     [0.28, 0.30, 1.55, 0.16],
-    [0.74, 0.76, 1.15, 1.20],
-    [0.38, 0.38, 1.40, 0.72],
-    [0.62, 0.64, 1.12, 1.08],
-    [0.76, 1.70, 0.92, 1.00],
     [0.62, 1.45, 0.85, 0.55],
     [0.86, 0.88, 1.02, 1.12],
 ];
+
+/// The tumour's tissues, whose contrasts are drawn per case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TumourTissue {
+    /// Peritumoral edema (label ED).
+    Edema = 0,
+    /// Necrosis (label NCR).
+    Necrosis = 1,
+    /// Solid non-enhancing tumour (label NCR/NET).
+    NonEnhancing = 2,
+    /// Enhancing tumour (label ET).
+    Enhancing = 3,
+}
+
+/// Mean and s.d. across cases of the edema's z-score, T1, T1c, T2, FLAIR (tissue level: the
+/// labelled region's mean is a little lower, as edema fades towards its border).
+const EDEMA_Z: [(f64, f64); 4] = [(-0.1, 0.62), (-0.55, 0.45), (1.05, 0.72), (2.7, 1.2)];
+
+/// Mean and s.d. of the tumour core's z-score (necrosis and non-enhancing tumour share it,
+/// each with its own small deviation, [`CORE_PART_SD`]).
+const CORE_Z: [(f64, f64); 4] = [(-0.2, 1.2), (-0.5, 0.8), (2.05, 1.2), (2.85, 0.8)];
+
+/// S.d. of necrosis' and non-enhancing tumour's own deviation from the core's draw.
+const CORE_PART_SD: f64 = 0.3;
+
+/// Enhancing tumour on T1c: mean and s.d. of its z-score.
+const ENHANCING_T1C_Z: (f64, f64) = (2.7, 1.15);
+
+/// Enhancing tumour on T1, T2 and FLAIR (the T1c cell unused): mean and s.d. of its z-score
+/// minus the edema's.
+const ENHANCING_MINUS_EDEMA_Z: [(f64, f64); 4] =
+    [(-0.05, 0.72), (0.0, 0.0), (-0.35, 0.65), (0.0, 0.95)];
+
+/// Draws are kept within this many s.d. of their mean.
+const CLIP_SD: f64 = 2.2;
+
+/// One case's tumour contrasts as z-scores over its brain, per [`TumourTissue`], each
+/// `[T1, T1c, T2, FLAIR]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct TumourZ(pub [[f64; 4]; 4]);
+
+/// A standard normal number (Box–Muller).
+fn normal(rng: &mut ChaCha8Rng) -> f64 {
+    let u1 = 1.0 - rng.random::<f64>();
+    let u2 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// A draw of `N(mean, sd)` kept within [`CLIP_SD`] s.d.
+fn draw(rng: &mut ChaCha8Rng, (mean, sd): (f64, f64)) -> f64 {
+    mean + sd * normal(rng).clamp(-CLIP_SD, CLIP_SD)
+}
+
+impl TumourZ {
+    /// Draws one case's tumour contrasts. Orderings that hold in every real glioma are
+    /// enforced: edema and core are brighter than the brain on FLAIR (z ≥ 0.7) and T2
+    /// (z ≥ 0); enhancing tumour is clearly brighter than the brain (z ≥ 0.9) and than the
+    /// core (by ≥ 0.9) on T1c.
+    pub(crate) fn draw(rng: &mut ChaCha8Rng) -> Self {
+        let edema: [f64; 4] = std::array::from_fn(|m| draw(rng, EDEMA_Z[m]));
+        let core: [f64; 4] = std::array::from_fn(|m| draw(rng, CORE_Z[m]));
+        let mut parts = [[0.0; 4]; 2];
+        for part in &mut parts {
+            for m in 0..4 {
+                part[m] = core[m] + CORE_PART_SD * normal(rng).clamp(-CLIP_SD, CLIP_SD);
+            }
+        }
+        let [mut necrosis, mut non_enhancing] = parts;
+        let mut enhancing: [f64; 4] =
+            std::array::from_fn(|m| edema[m] + draw(rng, ENHANCING_MINUS_EDEMA_Z[m]));
+        enhancing[1] = draw(rng, ENHANCING_T1C_Z).max(0.9);
+        let mut edema = edema;
+        for t in [
+            &mut edema,
+            &mut necrosis,
+            &mut non_enhancing,
+            &mut enhancing,
+        ] {
+            t[2] = t[2].max(0.0);
+            t[3] = t[3].max(0.7);
+        }
+        for t in [&mut necrosis, &mut non_enhancing] {
+            t[1] = t[1].min(enhancing[1] - 0.9);
+        }
+        TumourZ([edema, necrosis, non_enhancing, enhancing])
+    }
+
+    /// The z-scores of `tissue`, `[T1, T1c, T2, FLAIR]`.
+    #[cfg(test)]
+    pub(crate) fn of(&self, tissue: TumourTissue) -> [f64; 4] {
+        self.0[tissue as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn tumour_draws_keep_the_orderings_and_spread() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let draws: Vec<TumourZ> = (0..400).map(|_| TumourZ::draw(&mut rng)).collect();
+        for z in &draws {
+            let et = z.of(TumourTissue::Enhancing);
+            for t in [TumourTissue::Necrosis, TumourTissue::NonEnhancing] {
+                assert!(z.of(t)[1] <= et[1] - 0.9 + 1e-12);
+            }
+            for t in 0..4 {
+                assert!(z.0[t][3] >= 0.7 && z.0[t][2] >= 0.0);
+            }
+        }
+        // Enhancing tumour follows the edema on FLAIR: strongly correlated across cases.
+        let n = draws.len() as f64;
+        let col = |t: TumourTissue, m: usize| draws.iter().map(move |z| z.of(t)[m]);
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / n;
+        let (ed, et): (Vec<f64>, Vec<f64>) = (
+            col(TumourTissue::Edema, 3).collect(),
+            col(TumourTissue::Enhancing, 3).collect(),
+        );
+        let (me, mt) = (mean(ed.clone()), mean(et.clone()));
+        let cov: f64 = ed
+            .iter()
+            .zip(&et)
+            .map(|(a, b)| (a - me) * (b - mt))
+            .sum::<f64>()
+            / n;
+        let sd = |v: &[f64], m: f64| (v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n).sqrt();
+        assert!(cov / (sd(&ed, me) * sd(&et, mt)) > 0.6);
+        // The core on T1 spreads about as widely as in real cases (s.d. 0.85 there).
+        let core_t1: Vec<f64> = col(TumourTissue::Necrosis, 0).collect();
+        let m = mean(core_t1.clone());
+        assert!(sd(&core_t1, m) > 0.85, "{}", sd(&core_t1, m));
+    }
+}

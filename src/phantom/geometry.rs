@@ -27,12 +27,13 @@ const BRATS_BRAIN_BOX: [f64; 3] = [140.0, 175.0, 140.0];
 pub enum PhantomGeometry {
     /// The brain at the anatomy's own size (a box of about 134×168×115 mm), on the isotropic
     /// voxel size that fits a 160×192×150 mm field of view into the grid: 2 mm at 96³,
-    /// 0.97 mm at 240×240×155. The default.
-    #[default]
+    /// 0.97 mm at 240×240×155 (the default of generator version 1).
     Fit,
     /// BraTS's geometry: a 240×240×155 mm field of view (1 mm voxels on the 240×240×155 grid,
     /// proportionally larger voxels on smaller grids) and the brain drawn to a box of about
-    /// 140×175×140 mm, near the grid's centre as in BraTS's atlas-registered cases.
+    /// 140×175×140 mm, near the grid's centre as in BraTS's atlas-registered cases. The
+    /// default: tumours keep their real size in millimetres on any grid.
+    #[default]
     Brats,
 }
 
@@ -143,6 +144,6 @@ mod tests {
             Ok(PhantomGeometry::Brats)
         );
         assert!("mni".parse::<PhantomGeometry>().is_err());
-        assert_eq!(PhantomGeometry::default(), PhantomGeometry::Fit);
+        assert_eq!(PhantomGeometry::default(), PhantomGeometry::Brats);
     }
 }

@@ -6,11 +6,17 @@
 //! ChaCha8 generator seeded with `seed` on stream `index`, and every per-voxel random
 //! quantity is a hash of its position, so rendering is parallel and reproducible.
 //!
-//! Anatomy is defined in millimetres and sampled on an isotropic grid whose spacing
-//! ([`phantom_spacing`]) makes the brain fill the grid as in BraTS: 2 mm at the default
-//! 96³, about 1 mm at 240×240×155. [`PhantomGeometry::Brats`] instead gives BraTS's own
-//! geometry (1 mm voxels on 240×240×155, a brain box of about 140×175×140 mm). Contrasts are
-//! listed in [`contrast`].
+//! Anatomy is defined in millimetres and sampled on an isotropic grid. The default geometry,
+//! [`PhantomGeometry::Brats`], is BraTS's own: a 240×240×155 mm field of view (1 mm voxels on
+//! the 240×240×155 grid, 3 mm on 80×80×52) with a brain box of about 140×175×140 mm, so that
+//! tumours have their real size in millimetres whatever the grid. [`PhantomGeometry::Fit`]
+//! (generator version 1's default) instead fills the grid with the brain at its own size.
+//!
+//! Tumours follow glioma (see `model`): an enhancing rim of variable thickness, patchy or
+//! absent, around necrosis; edema along white matter with finger-like borders; mass effect;
+//! sometimes a second focus. Contrasts (see [`contrast`]) are drawn per case, the tumour's
+//! as z-scores calibrated on real BraTS statistics; each sequence gets its own bias field,
+//! blur (often thick slices along one axis) and Rician noise.
 
 pub mod contrast;
 mod geometry;
@@ -35,9 +41,9 @@ use crate::volume::{Geometry, Grid};
 
 /// Version of the generator, written to `phantom.json`; bump it whenever the same seed
 /// would give different images.
-pub const GENERATOR_VERSION: u32 = 1;
+pub const GENERATOR_VERSION: u32 = 2;
 
-/// The default grid, `[x, y, z]`: small enough for CPU training.
+/// The default grid `[x, y, z]` of [`PhantomGeometry::Fit`].
 pub const DEFAULT_SHAPE: [usize; 3] = [96, 96, 96];
 
 /// Summary of a case's tumour.
@@ -53,6 +59,14 @@ pub struct TumourSummary {
     pub core_radius_mm: f64,
     /// Nominal necrosis radius (mm), 0 without necrosis.
     pub necrosis_radius_mm: f64,
+    /// Number of foci: 1, or 2 for a multifocal tumour (the other fields describe the main
+    /// focus).
+    #[serde(default = "one")]
+    pub foci: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// One synthetic case.
@@ -80,22 +94,23 @@ pub fn case_id(index: usize) -> String {
 }
 
 /// Isotropic voxel size (mm) for a grid of `dims`: the smallest that covers the field of
-/// view on every axis (2 mm for 96³, 0.97 mm for 240×240×155), in the default geometry.
+/// view on every axis, in the default geometry (BraTS's: 1 mm at 240×240×155, 3 mm at
+/// 80×80×52).
 pub fn phantom_spacing(dims: [usize; 3]) -> [f64; 3] {
-    PhantomGeometry::Fit.spacing(dims)
+    PhantomGeometry::default().spacing(dims)
 }
 
 /// The affine written with a phantom of `dims` in the default geometry: BraTS's orientation
 /// (x and y reversed, as in its `[-1, -1, 1]` diagonal) at the phantom's spacing.
 pub fn phantom_affine(dims: [usize; 3]) -> [[f64; 4]; 4] {
-    PhantomGeometry::Fit.affine(dims)
+    PhantomGeometry::default().affine(dims)
 }
 
 /// Generates case `index` of the phantom set `seed` on a grid of `dims` (`[x, y, z]`, each
 /// at least 1; callers validate user input) in the default geometry. Deterministic; uses
 /// the rayon pool.
 pub fn generate_case(seed: u64, index: usize, dims: [usize; 3]) -> PhantomCase {
-    generate_case_with(seed, index, dims, PhantomGeometry::Fit)
+    generate_case_with(seed, index, dims, PhantomGeometry::default())
 }
 
 /// [`generate_case`] in `geometry`: the same random draws (so the same tumour type, contrasts
@@ -108,10 +123,11 @@ pub fn generate_case_with(
 ) -> PhantomCase {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(index as u64);
-    let m = model::CaseModel::draw(&mut rng, geometry.brain_box_mm());
+    let mut m = model::CaseModel::draw(&mut rng, geometry.brain_box_mm());
     let spacing = geometry.spacing(dims);
+    m.calibrate(render::partial_volume(spacing));
     let r = render::render(&m, dims, spacing);
-    let t = &m.tumour;
+    let t = m.tumour.main();
     PhantomCase {
         id: case_id(index),
         images: r.images,
@@ -119,7 +135,8 @@ pub fn generate_case_with(
         tissues: r.tissues,
         geometry: Geometry::from_affine(dims, geometry.affine(dims)),
         tumour: TumourSummary {
-            grade: t.grade,
+            grade: m.tumour.grade,
+            foci: m.tumour.foci.len(),
             centre_voxel: {
                 let q = m.anatomy.brain_to_scanner(t.centre);
                 [0, 1, 2].map(|i| q[i] / spacing[i] + dims[i] as f64 * 0.5 - 0.5)

@@ -10,7 +10,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::contrast::Tissue;
+use super::contrast::{Tissue, TumourTissue, TumourZ};
 use super::noise::{Fractal, ValueNoise};
 
 /// Tumour grade: high-grade tumours have an enhancing rim (usually around necrosis);
@@ -306,13 +306,19 @@ struct Blob {
     radius: f64,
 }
 
-/// A lobulated shape: a union of spheres whose radius is perturbed by smooth noise. Its
-/// level function is < 1 inside, 1 on the boundary, and grows like distance / radius.
+/// A lobulated shape: a union of spheres whose radius is perturbed by smooth noise (and,
+/// optionally, finer detail noise for irregular, finger-like borders), optionally stretched
+/// along one direction. Its level function is < 1 inside, 1 on the boundary, and grows like
+/// distance / radius.
 #[derive(Debug, Clone)]
 struct Lobulated {
     blobs: Vec<Blob>,
     noise: Fractal,
     amp: f64,
+    /// Finer noise and its amplitude.
+    detail: Option<(Fractal, f64)>,
+    /// Unit direction and factor (≥ 1) of the elongation.
+    stretch: Option<([f64; 3], f64)>,
 }
 
 impl Lobulated {
@@ -341,78 +347,82 @@ impl Lobulated {
             blobs,
             noise: Fractal::new(seed(rng), (radius * 0.6).max(4.0)),
             amp,
+            detail: None,
+            stretch: None,
         }
     }
 
     fn level(&self, p: [f64; 3]) -> f64 {
-        let k = 1.0 + self.amp * self.noise.at(p);
+        let mut k = 1.0 + self.amp * self.noise.at(p);
+        if let Some((f, a)) = &self.detail {
+            k += a * f.at(p);
+        }
+        let q = match self.stretch {
+            Some((u, s)) => {
+                let c = self.blobs[0].centre;
+                let d = sub(p, c);
+                let along = (d[0] * u[0] + d[1] * u[1] + d[2] * u[2]) * (1.0 - 1.0 / s);
+                [
+                    p[0] - along * u[0],
+                    p[1] - along * u[1],
+                    p[2] - along * u[2],
+                ]
+            }
+            None => p,
+        };
         self.blobs
             .iter()
-            .map(|b| norm(sub(p, b.centre)) / (b.radius * k))
+            .map(|b| norm(sub(q, b.centre)) / (b.radius * k))
             .fold(f64::INFINITY, f64::min)
     }
 
     /// The farthest reach of the shape from `c` (mm), bounding every point with level < 1.
     fn reach(&self, c: [f64; 3]) -> f64 {
-        self.blobs
-            .iter()
-            .map(|b| norm(sub(b.centre, c)) + b.radius * (1.0 + self.amp))
-            .fold(0.0, f64::max)
+        let detail = self.detail.as_ref().map_or(0.0, |d| d.1);
+        let stretch = self.stretch.map_or(1.0, |s| s.1);
+        let c0 = self.blobs[0].centre;
+        norm(sub(c0, c))
+            + self
+                .blobs
+                .iter()
+                .map(|b| (norm(sub(b.centre, c0)) + b.radius * (1.0 + self.amp + detail)) * stretch)
+                .fold(0.0, f64::max)
     }
 }
 
-/// The tumour: edema ⊃ core ⊃ necrosis, each lobulated; the enhancing rim is the core
-/// minus the necrosis minus some non-enhancing gaps (high grade only).
+/// One focus of the tumour: edema ⊃ core ⊃ necrosis, each lobulated; in a high-grade
+/// tumour the enhancing rim is the core minus the necrosis minus non-enhancing gaps.
 #[derive(Debug, Clone)]
-pub(crate) struct Tumour {
-    pub grade: Grade,
+pub(crate) struct Focus {
     pub centre: [f64; 3],
     pub edema_radius: f64,
     pub core_radius: f64,
-    /// 0 when the tumour has no necrosis.
+    /// 0 when the focus has no necrosis.
     pub necrosis_radius: f64,
     edema: Lobulated,
     core: Lobulated,
     necrosis: Option<Lobulated>,
     gap_noise: ValueNoise,
     gap_threshold: f64,
-    texture: Fractal,
-    pub heterogeneity: f64,
-    pub edema_strength: f64,
-    pub enhancement: f64,
-    mass: f64,
-    mass_sigma: f64,
+    reach: f64,
 }
 
-impl Tumour {
-    fn draw(rng: &mut ChaCha8Rng, anatomy: &Anatomy) -> Self {
-        let grade = if rng.random::<f64>() < 0.15 {
-            Grade::Low
-        } else {
-            Grade::High
-        };
-        let d = direction(rng);
-        let rho = uniform(rng, 0.15, 0.55);
-        let mut centre = [
-            d[0] * anatomy.axes[0] * rho,
-            d[1] * anatomy.axes[1] * rho,
-            d[2] * anatomy.axes[2] * rho * 0.8 + 6.0,
-        ];
-        if centre[0].abs() < 14.0 {
-            let side = if centre[0] < 0.0 { -1.0 } else { 1.0 };
-            centre[0] = side * uniform(rng, 14.0, 26.0);
-        }
-        let edema_radius = (uniform(rng, 16f64.ln(), 38f64.ln())).exp();
+impl Focus {
+    /// Draws a focus of `grade` at `centre` with edema radius `edema_radius` (mm).
+    fn draw(rng: &mut ChaCha8Rng, grade: Grade, centre: [f64; 3], edema_radius: f64) -> Self {
         let core_radius = edema_radius
             * match grade {
-                Grade::High => uniform(rng, 0.5, 0.78),
-                Grade::Low => uniform(rng, 0.55, 0.85),
+                Grade::High => uniform(rng, 0.45, 0.85),
+                Grade::Low => uniform(rng, 0.5, 0.85),
             };
         let necrosis_radius = match grade {
             Grade::High => {
-                let rim = uniform(rng, 3.0, 8.0).min(core_radius * 0.6);
+                // The enhancing rim: mostly thin, sometimes thick (3.5–16 mm).
+                let rim = uniform(rng, 3.5f64.ln(), 16f64.ln())
+                    .exp()
+                    .min(core_radius * 0.7);
                 let r = core_radius - rim;
-                if r < 3.0 || rng.random::<f64>() < 0.12 {
+                if r < 2.5 || rng.random::<f64>() < 0.12 {
                     0.0
                 } else {
                     r
@@ -426,28 +436,35 @@ impl Tumour {
                 }
             }
         };
-        let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.2, 0.35));
-        let edema = Lobulated::draw(rng, centre, edema_radius, extra, 0.6, amp);
-        let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.1, 0.2));
+        let (extra, amp) = (rng.random_range(0..4), uniform(rng, 0.2, 0.4));
+        let mut edema = Lobulated::draw(rng, centre, edema_radius, extra, 0.7, amp);
+        // Edema follows white-matter tracts: finger-like borders, elongated along a tract.
+        edema.detail = Some((
+            Fractal::new(seed(rng), uniform(rng, 5.0, 9.0)),
+            uniform(rng, 0.1, 0.25),
+        ));
+        edema.stretch = Some((direction(rng), uniform(rng, 1.0, 1.7)));
+        let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.1, 0.25));
         let core = Lobulated::draw(rng, centre, core_radius, extra, 0.35, amp);
         let necrosis = (necrosis_radius > 0.0).then(|| {
             let d = direction(rng);
-            let off = uniform(rng, 0.0, 0.25) * (core_radius - necrosis_radius);
+            let off = uniform(rng, 0.0, 0.3) * (core_radius - necrosis_radius);
             let c = [
                 centre[0] + d[0] * off,
                 centre[1] + d[1] * off,
                 centre[2] + d[2] * off,
             ];
-            let (extra, amp) = (rng.random_range(0..2), uniform(rng, 0.1, 0.22));
-            Lobulated::draw(rng, c, necrosis_radius, extra, 0.3, amp)
+            let (extra, amp) = (rng.random_range(0..3), uniform(rng, 0.12, 0.3));
+            Lobulated::draw(rng, c, necrosis_radius, extra, 0.35, amp)
         });
+        // Non-enhancing gaps: none in half of the rims, up to half of the rim in the others.
         let gap_fraction: f64 = if rng.random::<f64>() < 0.5 {
-            uniform(rng, 0.0, 0.3)
+            uniform(rng, 0.0, 0.5)
         } else {
             0.0
         };
-        Tumour {
-            grade,
+        let reach = edema.reach(centre).max(core.reach(centre)) + 1.0;
+        Focus {
             centre,
             edema_radius,
             core_radius,
@@ -458,38 +475,101 @@ impl Tumour {
             gap_noise: ValueNoise::new(seed(rng), (core_radius * 0.5).max(4.0)),
             // Value noise is roughly triangular on [-1, 1]: map the wanted share to a level.
             gap_threshold: 0.8 - 1.6 * gap_fraction,
+            reach,
+        }
+    }
+}
+
+/// The tumour: one focus, or (sometimes) a main focus and a satellite; mass effect around
+/// the main one; textures shared by the foci.
+#[derive(Debug, Clone)]
+pub(crate) struct Tumour {
+    pub grade: Grade,
+    /// The main focus first.
+    pub foci: Vec<Focus>,
+    texture: Fractal,
+    pub heterogeneity: f64,
+    pub edema_strength: f64,
+    mass: f64,
+    mass_sigma: f64,
+}
+
+impl Tumour {
+    fn draw(rng: &mut ChaCha8Rng, anatomy: &Anatomy) -> Self {
+        // About one case in ten has no enhancing tumour, as in BraTS's training sets.
+        let grade = if rng.random::<f64>() < 0.1 {
+            Grade::Low
+        } else {
+            Grade::High
+        };
+        let place = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| {
+            let d = direction(rng);
+            let rho = uniform(rng, lo, hi);
+            let mut centre = [
+                d[0] * anatomy.axes[0] * rho,
+                d[1] * anatomy.axes[1] * rho,
+                d[2] * anatomy.axes[2] * rho * 0.8 + 6.0,
+            ];
+            if centre[0].abs() < 14.0 {
+                let side = if centre[0] < 0.0 { -1.0 } else { 1.0 };
+                centre[0] = side * uniform(rng, 14.0, 26.0);
+            }
+            centre
+        };
+        let centre = place(rng, 0.15, 0.55);
+        let edema_radius = (uniform(rng, 15f64.ln(), 38f64.ln())).exp();
+        let main = Focus::draw(rng, grade, centre, edema_radius);
+        let core_radius = main.core_radius;
+        let mut foci = vec![main];
+        // Multifocal in about one high-grade case in eight: a smaller satellite nearby.
+        if grade == Grade::High && rng.random::<f64>() < 0.12 {
+            let d = direction(rng);
+            let dist = edema_radius * uniform(rng, 0.9, 1.5);
+            let mut c = [
+                centre[0] + d[0] * dist,
+                centre[1] + d[1] * dist,
+                centre[2] + d[2] * dist,
+            ];
+            // Keep it inside the brain: pull it halfway back when it falls too far out.
+            let rho = norm([
+                c[0] / anatomy.axes[0],
+                c[1] / anatomy.axes[1],
+                c[2] / anatomy.axes[2],
+            ]);
+            if rho > 0.6 {
+                c = [0, 1, 2].map(|i| 0.5 * (c[i] + centre[i]));
+            }
+            let r = edema_radius * uniform(rng, 0.35, 0.6);
+            foci.push(Focus::draw(rng, grade, c, r));
+        }
+        Tumour {
+            grade,
+            foci,
             texture: Fractal::new(seed(rng), 5.0),
-            heterogeneity: uniform(rng, 0.05, 0.12),
-            edema_strength: uniform(rng, 0.65, 1.0),
-            enhancement: uniform(rng, 0.7, 1.2),
+            heterogeneity: uniform(rng, 0.05, 0.15),
+            edema_strength: uniform(rng, 0.8, 1.0),
             mass: uniform(rng, 0.15, 0.45),
             mass_sigma: core_radius * 1.4,
         }
     }
 
-    /// Undoes the mass effect: the healthy anatomy seen at `b` came from this point, nearer
-    /// to the tumour centre (the map is monotonic for `mass` < 1).
-    pub(crate) fn displace(&self, b: [f64; 3]) -> [f64; 3] {
-        let d = sub(b, self.centre);
-        let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
-        let f = 1.0 - self.mass * (-r2 / (2.0 * self.mass_sigma * self.mass_sigma)).exp();
-        [
-            self.centre[0] + d[0] * f,
-            self.centre[1] + d[1] * f,
-            self.centre[2] + d[2] * f,
-        ]
+    /// The main focus.
+    pub(crate) fn main(&self) -> &Focus {
+        &self.foci[0]
     }
 
-    /// Radius (mm) around the centre outside which the tumour cannot reach.
-    pub(crate) fn reach(&self) -> f64 {
-        self.edema
-            .reach(self.centre)
-            .max(self.core.reach(self.centre))
-            + 1.0
+    /// Undoes the mass effect of the main focus: the healthy anatomy seen at `b` came from
+    /// this point, nearer to the tumour centre (the map is monotonic for `mass` < 1).
+    pub(crate) fn displace(&self, b: [f64; 3]) -> [f64; 3] {
+        let c = self.main().centre;
+        let d = sub(b, c);
+        let r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2];
+        let f = 1.0 - self.mass * (-r2 / (2.0 * self.mass_sigma * self.mass_sigma)).exp();
+        [c[0] + d[0] * f, c[1] + d[1] * f, c[2] + d[2] * f]
     }
 }
 
-/// Acquisition: per-modality gain, bias field and noise.
+/// Acquisition: per-modality gain, bias field, blur and noise, and the case's contrasts.
 #[derive(Debug, Clone)]
 pub(crate) struct Acquisition {
     pub gain: [f64; 4],
@@ -498,7 +578,13 @@ pub(crate) struct Acquisition {
     bias_amp: [f64; 4],
     bias_grad: [[f64; 3]; 4],
     pub noise_seed: [u64; 4],
-    pub contrast_jitter: [[f64; 4]; 10],
+    /// Gaussian blur s.d. (mm) along x, y, z per modality: the resolution the sequence was
+    /// acquired at (often thick slices along one axis) before BraTS resampled it to 1 mm.
+    pub blur_mm: [[f64; 3]; 4],
+    contrast_jitter: [[f64; 4]; 6],
+    tumour_z: TumourZ,
+    /// Intensities of the tumour tissues, set by [`CaseModel::calibrate`].
+    tumour_contrast: [[f64; 4]; 4],
 }
 
 impl Acquisition {
@@ -509,12 +595,21 @@ impl Acquisition {
             uniform(rng, 500.0, 1500.0),
             uniform(rng, 400.0, 1100.0),
         ];
-        let noise = [(); 4].map(|_| uniform(rng, 0.025, 0.05));
+        let noise = [(); 4].map(|_| uniform(rng, 0.02, 0.07));
         let bias = [(); 4].map(|_| Fractal::new(seed(rng), 70.0));
-        let bias_amp = [(); 4].map(|_| uniform(rng, 0.06, 0.18));
-        let bias_grad = [(); 4].map(|_| [(); 3].map(|_| uniform(rng, -0.0012, 0.0012)));
+        let bias_amp = [(); 4].map(|_| uniform(rng, 0.05, 0.25));
+        let bias_grad = [(); 4].map(|_| [(); 3].map(|_| uniform(rng, -0.0015, 0.0015)));
         let noise_seed = [(); 4].map(|_| seed(rng));
-        let contrast_jitter = [(); 10].map(|_| [(); 4].map(|_| uniform(rng, 0.96, 1.04)));
+        let blur_mm = [(); 4].map(|_| {
+            let mut s = [(); 3].map(|_| uniform(rng, 0.0, 0.6));
+            if rng.random::<f64>() < 0.5 {
+                let axis = rng.random_range(0..3);
+                s[axis] = uniform(rng, 0.8, 2.2);
+            }
+            s
+        });
+        let contrast_jitter = [(); 6].map(|_| [(); 4].map(|_| uniform(rng, 0.92, 1.08)));
+        let tumour_z = TumourZ::draw(rng);
         Acquisition {
             gain,
             noise,
@@ -522,21 +617,55 @@ impl Acquisition {
             bias_amp,
             bias_grad,
             noise_seed,
+            blur_mm,
             contrast_jitter,
+            tumour_z,
+            tumour_contrast: [[0.0; 4]; 4],
         }
     }
 
-    /// The multiplicative bias of modality `m` at scanner point `q` (about 0.75–1.3).
+    /// The multiplicative bias of modality `m` at scanner point `q` (about 0.7–1.4).
     pub(crate) fn bias(&self, m: usize, q: [f64; 3]) -> f64 {
         let g = self.bias_grad[m];
         (self.bias_amp[m] * self.bias[m].at(q) + g[0] * q[0] + g[1] * q[1] + g[2] * q[2]).exp()
     }
 
-    /// Contrast of tissue `t` in this case (the table with a few percent of jitter).
+    /// Contrast of healthy tissue `t` in this case (the table with the case's factors).
     pub(crate) fn contrast(&self, t: Tissue) -> [f64; 4] {
         let c = t.contrast();
         let j = self.contrast_jitter[t as usize];
         [c[0] * j[0], c[1] * j[1], c[2] * j[2], c[3] * j[3]]
+    }
+}
+
+/// A point's intensity as a linear combination: `healthy · weight` plus the tumour tissues'
+/// contrasts times their coefficients (same for every modality). Rendering applies it to the
+/// case's tumour contrasts; calibration solves for those contrasts from many points.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Mix {
+    /// Healthy intensities T1, T1c, T2, FLAIR.
+    pub healthy: [f64; 4],
+    /// Weight of `healthy`.
+    pub healthy_weight: f64,
+    /// Coefficient of each [`TumourTissue`].
+    pub tumour: [f64; 4],
+}
+
+impl Mix {
+    /// Blends towards the tumour tissue combination `target` with weight `w`.
+    fn blend(&mut self, w: f64, target: [f64; 4]) {
+        self.healthy_weight *= 1.0 - w;
+        for (c, t) in self.tumour.iter_mut().zip(target) {
+            *c = *c * (1.0 - w) + w * t;
+        }
+    }
+
+    /// The intensities for tumour contrasts `tumour` (rows in [`TumourTissue`] order).
+    pub(crate) fn apply(&self, tumour: &[[f64; 4]; 4]) -> [f64; 4] {
+        std::array::from_fn(|m| {
+            self.healthy_weight * self.healthy[m]
+                + (0..4).map(|t| self.tumour[t] * tumour[t][m]).sum::<f64>()
+        })
     }
 }
 
@@ -548,6 +677,7 @@ pub(crate) struct CaseModel {
     pub acquisition: Acquisition,
     lesions: Vec<Blob>,
     tissue_texture: Fractal,
+    calibration_seed: u64,
 }
 
 /// What the model says about one point.
@@ -557,13 +687,17 @@ pub(crate) struct Sample {
     pub class: u8,
     /// Dominant healthy tissue: 0 outside, 1 CSF, 2 GM (cortical or deep), 3 WM.
     pub tissue: u8,
-    /// Noise-free intensities T1, T1c, T2, FLAIR before gain and bias.
-    pub contrast: [f64; 4],
+    /// Noise-free intensities before gain and bias, as a combination of tissues.
+    pub mix: Mix,
     pub inside: bool,
 }
 
+/// Points sampled in the brain to calibrate a case's tumour contrasts.
+const CALIBRATION_POINTS: usize = 12_000;
+
 impl CaseModel {
     /// Draws a case from `rng`, its brain at its own size or drawn to `brain_box` (mm).
+    /// Its tumour contrasts are set by [`CaseModel::calibrate`].
     pub(crate) fn draw(rng: &mut ChaCha8Rng, brain_box: Option<[f64; 3]>) -> Self {
         let anatomy = Anatomy::draw(rng, brain_box);
         let tumour = Tumour::draw(rng, &anatomy);
@@ -589,7 +723,60 @@ impl CaseModel {
             acquisition,
             lesions,
             tissue_texture: Fractal::new(seed(rng), 6.0),
+            calibration_seed: seed(rng),
         }
+    }
+
+    /// The noise-free intensities at a point (before gain and bias).
+    pub(crate) fn intensities(&self, s: &Sample) -> [f64; 4] {
+        s.mix.apply(&self.acquisition.tumour_contrast)
+    }
+
+    /// Sets the tumour tissues' intensities so that, over this case's brain, each has the
+    /// z-score drawn for it ([`TumourZ`]): `c = μ + σ z` per modality, where μ and σ are the
+    /// brain's mean and s.d. with the tumour in it (a fixed point, reached in a few rounds),
+    /// estimated from points sampled uniformly in the brain with partial-volume width `pv`.
+    pub(crate) fn calibrate(&mut self, pv: f64) {
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(self.calibration_seed);
+        let ax = self.anatomy.axes;
+        let mut mixes = Vec::with_capacity(CALIBRATION_POINTS);
+        let mut tries = 0;
+        while mixes.len() < CALIBRATION_POINTS && tries < 20 * CALIBRATION_POINTS {
+            tries += 1;
+            let b = [0, 1, 2].map(|i| uniform(&mut rng, -1.1, 1.1) * ax[i]);
+            let s = self.sample(self.anatomy.brain_to_scanner(b), pv);
+            if s.inside {
+                mixes.push(s.mix);
+            }
+        }
+        let z = self.acquisition.tumour_z;
+        let n = mixes.len().max(1) as f64;
+        // Start from the healthy brain's statistics (tumour contrasts at its mean).
+        let mut contrast = [[0.0; 4]; 4];
+        for round in 0..6 {
+            let mut sum = [0.0; 4];
+            let mut sum2 = [0.0; 4];
+            for mix in &mixes {
+                let v = if round == 0 {
+                    mix.healthy
+                } else {
+                    mix.apply(&contrast)
+                };
+                for m in 0..4 {
+                    sum[m] += v[m];
+                    sum2[m] += v[m] * v[m];
+                }
+            }
+            for m in 0..4 {
+                let mean = sum[m] / n;
+                let sd = (sum2[m] / n - mean * mean).max(1e-12).sqrt();
+                for (t, row) in contrast.iter_mut().enumerate() {
+                    // Intensities stay positive whatever the draw.
+                    row[m] = (mean + sd * z.0[t][m]).max(0.05 * mean);
+                }
+            }
+        }
+        self.acquisition.tumour_contrast = contrast;
     }
 
     /// Evaluates the model at scanner point `q` (mm) with partial-volume width `pv` (mm).
@@ -600,7 +787,7 @@ impl CaseModel {
             return Sample {
                 class: 0,
                 tissue: 0,
-                contrast: [0.0; 4],
+                mix: Mix::default(),
                 inside: false,
             };
         }
@@ -642,65 +829,72 @@ impl CaseModel {
             3
         };
 
-        let mut out = healthy;
+        let mut mix = Mix {
+            healthy,
+            healthy_weight: 1.0,
+            tumour: [0.0; 4],
+        };
         let mut class = 0u8;
-        if norm(sub(b, t.centre)) < t.reach() {
-            let s_ed = t.edema.level(b);
-            let s_core = t.core.level(b);
-            let s_nec = t.necrosis.as_ref().map_or(f64::INFINITY, |n| n.level(b));
-            // Edema spreads along white matter, less into cortex, not into CSF.
-            let thr = tis.wm + tis.dgm + 0.72 * tis.gm + 0.3 * (tis.csf + tis.choroid);
-            let gap = soft(t.gap_noise.at(b) - t.gap_threshold, 0.03);
-            let in_core = s_core < 1.0;
-            class = if in_core {
+        let fluid = tis.csf + tis.choroid;
+        // Edema spreads along white matter, less into cortex, not into CSF.
+        let thr = tis.wm + tis.dgm + 0.72 * tis.gm + 0.3 * fluid;
+        let het = 1.0 + t.heterogeneity * t.texture.at(b);
+        for f in &t.foci {
+            if norm(sub(b, f.centre)) >= f.reach {
+                continue;
+            }
+            let s_ed = f.edema.level(b);
+            let s_core = f.core.level(b);
+            let s_nec = f.necrosis.as_ref().map_or(f64::INFINITY, |n| n.level(b));
+            let gap = soft(f.gap_noise.at(b) - f.gap_threshold, 0.03);
+            let here = if s_core < 1.0 {
                 if t.grade == Grade::High && s_nec >= 1.0 && gap < 0.5 {
                     3
                 } else {
                     1
                 }
-            } else if s_ed < thr && tis.csf + tis.choroid < 0.5 {
+            } else if s_ed < thr && fluid < 0.5 {
                 2
             } else {
                 0
             };
+            // A core label wins over edema and background; edema over background.
+            let rank = |c: u8| [0, 3, 1, 2][c as usize];
+            if rank(here) > rank(class) {
+                class = here;
+            }
             // Edema contrast fades towards its edge: at the labelled boundary it is still
             // about two thirds of its full strength, and it never reaches into fluid.
-            let het = 1.0 + t.heterogeneity * t.texture.at(b);
-            let w_ed = t.edema_strength
-                * soft(thr - s_ed + 0.05, 0.07)
-                * (1.0 - tis.csf - tis.choroid).max(0.0);
-            let ed = acq.contrast(Tissue::Edema);
-            for m in 0..4 {
-                out[m] += w_ed * (ed[m] * het - out[m]);
-            }
-            let w_core = soft(1.0 - s_core, pv / t.core_radius);
+            let w_ed = t.edema_strength * soft(thr - s_ed + 0.05, 0.07) * (1.0 - fluid).max(0.0);
+            mix.blend(w_ed, [het, 0.0, 0.0, 0.0]);
+            let w_core = soft(1.0 - s_core, pv / f.core_radius);
             if w_core > 1e-4 {
-                let w_nec = if t.necrosis_radius > 0.0 {
-                    soft(1.0 - s_nec, pv / t.necrosis_radius)
+                let w_nec = if f.necrosis_radius > 0.0 {
+                    soft(1.0 - s_nec, pv / f.necrosis_radius)
                 } else {
                     0.0
                 };
-                let net = acq.contrast(Tissue::NonEnhancing);
-                let nec = acq.contrast(Tissue::Necrosis);
-                let rim = match t.grade {
-                    Grade::High => {
-                        let mut et = acq.contrast(Tissue::Enhancing);
-                        let base = et[0];
-                        et[1] = base + t.enhancement * (et[1] - base);
-                        [0, 1, 2, 3].map(|m| et[m] + gap * (net[m] - et[m]))
-                    }
-                    Grade::Low => net,
+                // The rim: enhancing (high grade) except in its gaps; low grade: none.
+                let et = match t.grade {
+                    Grade::High => 1.0 - gap,
+                    Grade::Low => 0.0,
                 };
-                for m in 0..4 {
-                    let core = (rim[m] + w_nec * (nec[m] - rim[m])) * het;
-                    out[m] += w_core * (core - out[m]);
-                }
+                let rim = [0.0, 0.0, 1.0 - et, et];
+                let core: [f64; 4] = std::array::from_fn(|i| {
+                    let nec = if i == TumourTissue::Necrosis as usize {
+                        1.0
+                    } else {
+                        0.0
+                    };
+                    (rim[i] + w_nec * (nec - rim[i])) * het
+                });
+                mix.blend(w_core, core);
             }
         }
         Sample {
             class,
             tissue,
-            contrast: out,
+            mix,
             inside: true,
         }
     }

@@ -52,12 +52,12 @@ fn healthy(c: &PhantomCase, t: u8) -> Vec<bool> {
 
 #[test]
 fn spacing_scales_with_the_shape() {
-    assert_eq!(phantom_spacing([96, 96, 96]), [2.0; 3]);
-    let s = phantom_spacing([240, 240, 155])[0];
-    assert!((0.95..=1.0).contains(&s), "{s}");
-    let a = phantom_affine([96, 96, 96]);
-    assert_eq!(a[0][0], -2.0);
-    assert_eq!(a[1][3], 190.0);
+    // The default geometry is BraTS's: 1 mm on its grid, 3 mm on 80×80×52.
+    assert_eq!(phantom_spacing([240, 240, 155]), [1.0; 3]);
+    assert_eq!(phantom_spacing([80, 80, 52]), [3.0; 3]);
+    let a = phantom_affine([80, 80, 52]);
+    assert_eq!(a[0][0], -3.0);
+    assert_eq!(a[1][3], 237.0);
 }
 
 #[test]
@@ -164,64 +164,126 @@ fn labels_are_nested_in_one_tumour() {
         }
         assert!(core_border > 0, "case {i} has a core");
         let share = core_border_in_wt as f64 / core_border as f64;
+        // Real cores touch the cortex or a ventricle in places, and edema follows white
+        // matter, so not all of the border is edema.
         assert!(
-            share > 0.7,
+            share > 0.5,
             "case {i}: only {share} of the core border is edema"
         );
     }
 }
 
+/// Mean z-score of `img` over `region`, the image z-scored over the brain (its non-zero
+/// voxels) as preprocessing does; `None` when `region` is empty.
+fn mean_z(img: &Grid<f32>, region: &[bool]) -> Option<f64> {
+    let brain: Vec<bool> = img.data().iter().map(|&v| v != 0.0).collect();
+    let mu = mean(img, &brain)?;
+    let var = img
+        .data()
+        .iter()
+        .zip(&brain)
+        .filter(|(_, b)| **b)
+        .map(|(&v, _)| (v as f64 - mu).powi(2))
+        .sum::<f64>()
+        / brain.iter().filter(|b| **b).count() as f64;
+    Some((mean(img, region)? - mu) / var.sqrt())
+}
+
 #[test]
 fn contrasts_follow_real_mri() {
     let mut checked_et = 0;
-    for i in 0..5 {
-        let c = generate_case(2, i, [48, 48, 48]);
+    for i in 0..6 {
+        let c = generate_case(2, i, [80, 80, 52]);
         let [t1, t1c, t2, flair] = &c.images;
         let wm = healthy(&c, 3);
         let gm = healthy(&c, 2);
         let csf = healthy(&c, 1);
         let ed = mask(&c.classes, |k| k == 2);
         let et = mask(&c.classes, |k| k == 3);
+        let ncr = mask(&c.classes, |k| k == 1);
         let m = |img, msk: &[bool]| mean(img, msk).unwrap();
-        // T1: WM > GM > CSF; edema darker than WM.
+        // Healthy tissue as in real MRI: T1 WM > GM > CSF; CSF dark on FLAIR, bright on T2.
         assert!(
             m(t1, &wm) > m(t1, &gm) && m(t1, &gm) > m(t1, &csf),
             "case {i} T1 order"
         );
-        assert!(m(t1, &ed) < 0.95 * m(t1, &wm), "case {i} edema dark on T1");
-        // CSF dark on FLAIR, bright on T2.
         assert!(
             m(flair, &csf) < 0.6 * m(flair, &wm),
             "case {i} CSF dark on FLAIR"
         );
         assert!(m(t2, &csf) > 1.5 * m(t2, &wm), "case {i} CSF bright on T2");
-        // Edema bright on FLAIR and T2.
+        // Edema and the core are bright on FLAIR against the brain.
+        let z = |img, msk: &[bool]| mean_z(img, msk).unwrap();
         assert!(
-            m(flair, &ed) > 1.3 * m(flair, &wm),
-            "case {i} edema on FLAIR"
+            z(flair, &ed) > 0.4,
+            "case {i} edema on FLAIR: z {}",
+            z(flair, &ed)
         );
-        assert!(m(t2, &ed) > 1.3 * m(t2, &wm), "case {i} edema on T2");
-        if let Some(et_t1c) = mean(t1c, &et) {
+        if let Some(ncr_flair) = mean_z(flair, &ncr) {
+            assert!(ncr_flair > 0.4, "case {i} core on FLAIR: z {ncr_flair}");
+        }
+        if let Some(et_t1c) = mean_z(t1c, &et) {
             checked_et += 1;
-            // ET lights up on T1c (against WM and the surrounding edema), not on T1.
-            let (wm_t1c, ed_t1c) = (m(t1c, &wm), m(t1c, &ed));
-            assert!(
-                et_t1c > 1.15 * wm_t1c,
-                "case {i} ET on T1c: {et_t1c} vs WM {wm_t1c}"
-            );
-            assert!(
-                et_t1c > 1.3 * ed_t1c,
-                "case {i} ET on T1c: {et_t1c} vs edema {ed_t1c}"
-            );
-            assert!(m(t1, &et) < m(t1, &wm), "case {i} ET not bright on T1");
-            let ncr = mask(&c.classes, |k| k == 1);
-            if let Some(ncr_t1c) = mean(t1c, &ncr) {
-                assert!(ncr_t1c < 0.8 * et_t1c, "case {i} necrosis dark on T1c");
-                assert!(m(t1, &ncr) < m(t1, &wm), "case {i} necrosis dark on T1");
+            // ET lights up on T1c, against the brain and against the core it surrounds.
+            assert!(et_t1c > 0.3, "case {i} ET on T1c: z {et_t1c}");
+            if let Some(ncr_t1c) = mean_z(t1c, &ncr) {
+                assert!(
+                    et_t1c > ncr_t1c + 0.3,
+                    "case {i} ET {et_t1c} vs core {ncr_t1c} on T1c"
+                );
             }
         }
     }
-    assert!(checked_et >= 2, "too few cases with ET to check");
+    assert!(checked_et >= 3, "too few cases with ET to check");
+}
+
+/// Real BraTS 2019/2021 (11 skull-stripped 1 mm cases, measured as `dataset stats` does):
+/// mean z-score and its s.d. across cases, per modality (T1, T1c, T2, FLAIR) and region
+/// (NCR, edema, ET). The README shows this table beside the phantoms'.
+const REAL_Z: [[(f64, f64); 3]; 4] = [
+    [(-0.13, 0.85), (0.13, 0.37), (0.08, 0.58)],
+    [(-0.38, 0.63), (-0.23, 0.29), (1.94, 0.77)],
+    [(1.43, 0.85), (0.57, 0.46), (0.54, 0.49)],
+    [(2.61, 0.60), (1.96, 0.70), (2.09, 0.93)],
+];
+
+#[test]
+fn region_statistics_match_real_brats() {
+    use crate::dataset::{LoadedCase, stats};
+    use crate::labels::LabelConvention;
+    let per_case: Vec<_> = (0..24)
+        .map(|i| {
+            let c = generate_case(9, i, [60, 60, 39]);
+            let case = LoadedCase {
+                id: c.id.clone(),
+                geometry: c.geometry.clone(),
+                images: c.images.clone().map(Some),
+                classes: Some(c.classes.clone()),
+                convention: LabelConvention::Brats,
+            };
+            stats::case_stats(&case).unwrap()
+        })
+        .collect();
+    let table = stats::summarise(per_case, LabelConvention::Brats).unwrap();
+    for (m, row) in table.z.iter().enumerate() {
+        for (r, cell) in [&row.ncr, &row.edema, &row.et].into_iter().enumerate() {
+            let got = cell.expect("every region occurs");
+            let (mean, sd) = REAL_Z[m][r];
+            let got_sd = got.sd.unwrap();
+            eprintln!(
+                "{} region {r}: {:+.2} ± {:.2} (real {mean:+.2} ± {sd:.2})",
+                row.modality, got.mean, got_sd
+            );
+            // Within one real s.d. of the real mean, spread across cases close to the
+            // real one or wider (24 cases at 4 mm: some sampling slack).
+            assert!((got.mean - mean).abs() <= sd, "{} region {r}", row.modality);
+            assert!(
+                got_sd >= 0.7 * sd,
+                "{} region {r}: s.d. {got_sd}",
+                row.modality
+            );
+        }
+    }
 }
 
 #[test]
@@ -285,7 +347,7 @@ fn an_intensity_threshold_is_not_enough() {
     let (mut wt, mut et, mut n_et) = (0.0, 0.0, 0);
     let n = 4;
     for i in 0..n {
-        let c = generate_case(3, i, [48, 48, 48]);
+        let c = generate_case(3, i, [80, 80, 52]);
         let brain = mask(&c.tissues, |t| t > 0);
         let wt_truth = mask(&c.classes, |k| k > 0);
         let et_truth = mask(&c.classes, |k| k == 3);
@@ -367,7 +429,12 @@ fn brats_geometry_draws_a_brats_sized_brain_on_1_mm() {
             "axis {a}: {lo}..{hi} mm"
         );
     }
-    // The default geometry's brain is smaller along z (about 115 mm).
-    let (fit, _) = brain_box(&generate_case(2, 0, [80, 96, 75]));
+    // The fit geometry's brain is smaller along z (about 115 mm).
+    let (fit, _) = brain_box(&generate_case_with(
+        2,
+        0,
+        [80, 96, 75],
+        PhantomGeometry::Fit,
+    ));
     assert!((fit[2] as f64 * 2.0) < 128.0, "{fit:?}");
 }

@@ -71,7 +71,7 @@ pub struct PhantomManifest {
     /// Grid `[x, y, z]`.
     pub shape: [usize; 3],
     /// Field of view and brain size (`fit` in manifests written before geometries existed).
-    #[serde(default)]
+    #[serde(default = "fit")]
     pub geometry: PhantomGeometry,
     /// Voxel size (mm).
     pub spacing: [f64; 3],
@@ -81,11 +81,16 @@ pub struct PhantomManifest {
     pub cases: Vec<ManifestCase>,
 }
 
+/// The geometry of manifests written before geometries existed.
+fn fit() -> PhantomGeometry {
+    PhantomGeometry::Fit
+}
+
 impl PhantomManifest {
     /// Whether this dataset is exactly what `write_dataset(_, n_cases, dims, seed, _)` with
     /// the current generator would write (the default geometry).
     pub fn matches(&self, n_cases: usize, dims: [usize; 3], seed: u64) -> bool {
-        self.matches_with(n_cases, dims, seed, PhantomGeometry::Fit)
+        self.matches_with(n_cases, dims, seed, PhantomGeometry::default())
     }
 
     /// [`PhantomManifest::matches`] for a set written in `geometry` ([`write_dataset_with`]).
@@ -215,7 +220,7 @@ pub fn write_dataset(
     seed: u64,
     quiet: bool,
 ) -> Result<PhantomManifest> {
-    write_dataset_with(out, n_cases, dims, seed, PhantomGeometry::Fit, quiet)
+    write_dataset_with(out, n_cases, dims, seed, PhantomGeometry::default(), quiet)
 }
 
 /// [`write_dataset`] in `geometry`.

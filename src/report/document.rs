@@ -233,6 +233,20 @@ pub fn findings(models: &[ModelReport]) -> Vec<String> {
             tables::dice_pct(all.dice)
         ));
     }
+    let t1c = Subset::from_modalities([Modality::T1c]);
+    if let (Some(f), Some(c)) = (s.get(flair, Region::Wt), s.get(t1c, Region::Wt)) {
+        let verdict = if f.dice > c.dice {
+            "holds"
+        } else {
+            "does NOT hold here"
+        };
+        out.push(format!(
+            "FLAIR shows the whole tumour better than T1c: WT Dice {}% with FLAIR only vs {}% with \
+             T1c only (the paper's finding {verdict}).",
+            tables::dice_pct(f.dice),
+            tables::dice_pct(c.dice)
+        ));
+    }
     if let Some(a) = &primary.attention {
         let parts: Vec<String> = a
             .regions

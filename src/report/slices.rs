@@ -305,10 +305,13 @@ fn draw_panel(
     for (r, row) in rows.iter().enumerate() {
         let r = r as u32 + 1;
         for (col, (subset, pred)) in row.predictions.iter().enumerate() {
-            let text = if row.label.is_empty() {
+            // One row: the subset in words. Several: the method's short name (its label up
+            // to a parenthesis), so that captions fit their tile.
+            let text = if row.label.is_empty() || rows.len() == 1 {
                 format!("{} {}", subset.marks(), subset.describe())
             } else {
-                format!("{} {}", row.label, subset.marks())
+                let short = row.label.split(" (").next().unwrap_or(row.label);
+                format!("{short} {}", subset.marks())
             };
             place(&mut canvas, r, col as u32, &overlay(&base, pred, z), text);
         }
