@@ -160,21 +160,27 @@ pub fn conv_transpose3d(
 /// `conv.forward(x)` through [`conv3d`]; modules this kernel does not cover (dilation,
 /// groups, `Same` padding) use Burn's forward.
 pub fn conv3d_module(conv: &Conv3d, x: Tensor<5>) -> Tensor<5> {
-    let padding = match conv.padding {
-        PaddingConfig3d::Explicit(d, h, w) => Some([d, h, w]),
-        PaddingConfig3d::Valid => Some([0; 3]),
-        PaddingConfig3d::Same => None,
-    };
-    match padding {
-        Some(padding) if conv.dilation == [1; 3] && conv.groups == 1 => conv3d(
+    match module_padding(conv) {
+        Some(padding) => conv3d(
             x,
             conv.weight.val(),
             conv.bias.as_ref().map(|b| b.val()),
             conv.stride,
             padding,
         ),
-        _ => conv.forward(x),
+        None => conv.forward(x),
     }
+}
+
+/// The symmetric padding `[d, h, w]` with which [`conv3d`] runs `conv`, or `None` when this
+/// kernel does not cover it (dilation, groups, `Same` padding).
+pub fn module_padding(conv: &Conv3d) -> Option<[usize; 3]> {
+    let padding = match conv.padding {
+        PaddingConfig3d::Explicit(d, h, w) => [d, h, w],
+        PaddingConfig3d::Valid => [0; 3],
+        PaddingConfig3d::Same => return None,
+    };
+    (conv.dilation == [1; 3] && conv.groups == 1).then_some(padding)
 }
 
 /// `up.forward(x)` through [`conv_transpose3d`]; dilated or grouped modules use Burn's

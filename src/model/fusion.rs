@@ -10,11 +10,9 @@ use burn::nn::conv::Conv3d;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use burn::nn::PaddingConfig3d;
-
 use super::config::{Fusion, ModelConfig};
 use super::msfe::conv3d;
-use crate::kernels::conv3d_module;
+use crate::kernels::{conv3d_module, module_padding};
 use crate::modality::{Modality, Subset};
 
 /// F̄ = (1/N) Σ_m F_m over the N available features, each `[B, C, D, H, W]`.
@@ -149,28 +147,27 @@ pub fn adaptive_subsets(
             .position(|(k, _)| *k == m)
             .expect("every subset lies within the encoded modalities")
     };
+    // Every conv_m is built from one configuration (`AttentionConvs::new`): the same kernel,
+    // stride and padding.
+    let first = convs.get(features[0].0);
+    let stride = first.stride;
+    let padding = module_padding(first)
+        .expect("attention convolutions have explicit padding, no dilation, one group");
+    // conv_m's weights `[A, 2C, k, k, k]` on F̄ (the first C input channels) and on F_m.
     let c = features[0].1.dims()[1];
-    let halves = |m: Modality| {
-        let conv = convs.get(m);
-        let w = conv.weight.val();
-        let [a, c2, kd, kh, kw] = w.dims();
-        let mean_half = w.clone().slice([0..a, 0..c, 0..kd, 0..kh, 0..kw]);
-        let own_half = w.slice([0..a, c..c2, 0..kd, 0..kh, 0..kw]);
-        (mean_half, own_half)
-    };
-    let geometry = |m: Modality| {
-        let conv = convs.get(m);
-        let k = conv.kernel_size;
-        let padding = match conv.padding {
-            PaddingConfig3d::Explicit(d, h, w) => [d, h, w],
-            PaddingConfig3d::Valid => [0; 3],
-            PaddingConfig3d::Same => [k[0] / 2, k[1] / 2, k[2] / 2],
-        };
-        (conv.stride, padding)
-    };
-    let (stride, padding) = geometry(features[0].0);
+    let (mean_halves, own_halves): (Vec<Tensor<5>>, Vec<Tensor<5>>) = features
+        .iter()
+        .map(|(m, _)| {
+            let w = convs.get(*m).weight.val();
+            let [a, c2, kd, kh, kw] = w.dims();
+            (
+                w.clone().slice([0..a, 0..c, 0..kd, 0..kh, 0..kw]),
+                w.slice([0..a, c..c2, 0..kd, 0..kh, 0..kw]),
+            )
+        })
+        .unzip();
     // conv_m^F̄(F_k) for every m of the union, as channel `index(m)` of one map per k.
-    let mean_weights = Tensor::cat(features.iter().map(|(m, _)| halves(*m).0).collect(), 0);
+    let mean_weights = Tensor::cat(mean_halves, 0);
     let to_mean: Vec<Tensor<5>> = features
         .iter()
         .map(|(_, f)| {
@@ -180,10 +177,10 @@ pub fn adaptive_subsets(
     // conv_m^F(F_m) + b_m.
     let own: Vec<Tensor<5>> = features
         .iter()
-        .map(|(m, f)| {
-            let (stride, padding) = geometry(*m);
+        .zip(own_halves)
+        .map(|((m, f), w)| {
             let bias = convs.get(*m).bias.as_ref().map(|b| b.val());
-            crate::kernels::conv3d(f.clone(), halves(*m).1, bias, stride, padding)
+            crate::kernels::conv3d(f.clone(), w, bias, stride, padding)
         })
         .collect();
     let heads: Vec<Tensor<5>> = features

@@ -502,21 +502,17 @@ impl Tumour {
         } else {
             Grade::High
         };
-        let place = |rng: &mut ChaCha8Rng, lo: f64, hi: f64| {
-            let d = direction(rng);
-            let rho = uniform(rng, lo, hi);
-            let mut centre = [
-                d[0] * anatomy.axes[0] * rho,
-                d[1] * anatomy.axes[1] * rho,
-                d[2] * anatomy.axes[2] * rho * 0.8 + 6.0,
-            ];
-            if centre[0].abs() < 14.0 {
-                let side = if centre[0] < 0.0 { -1.0 } else { 1.0 };
-                centre[0] = side * uniform(rng, 14.0, 26.0);
-            }
-            centre
-        };
-        let centre = place(rng, 0.15, 0.55);
+        let d = direction(rng);
+        let rho = uniform(rng, 0.15, 0.55);
+        let mut centre = [
+            d[0] * anatomy.axes[0] * rho,
+            d[1] * anatomy.axes[1] * rho,
+            d[2] * anatomy.axes[2] * rho * 0.8 + 6.0,
+        ];
+        if centre[0].abs() < 14.0 {
+            let side = if centre[0] < 0.0 { -1.0 } else { 1.0 };
+            centre[0] = side * uniform(rng, 14.0, 26.0);
+        }
         let edema_radius = (uniform(rng, 15f64.ln(), 38f64.ln())).exp();
         let main = Focus::draw(rng, grade, centre, edema_radius);
         let core_radius = main.core_radius;
@@ -838,11 +834,15 @@ impl CaseModel {
         let fluid = tis.csf + tis.choroid;
         // Edema spreads along white matter, less into cortex, not into CSF.
         let thr = tis.wm + tis.dgm + 0.72 * tis.gm + 0.3 * fluid;
-        let het = 1.0 + t.heterogeneity * t.texture.at(b);
+        // A core label wins over edema and background; edema over background.
+        let rank = |c: u8| [0, 3, 1, 2][c as usize];
+        // The tumour's texture, evaluated only where a focus reaches (most voxels are far).
+        let mut het = None;
         for f in &t.foci {
             if norm(sub(b, f.centre)) >= f.reach {
                 continue;
             }
+            let het = *het.get_or_insert_with(|| 1.0 + t.heterogeneity * t.texture.at(b));
             let s_ed = f.edema.level(b);
             let s_core = f.core.level(b);
             let s_nec = f.necrosis.as_ref().map_or(f64::INFINITY, |n| n.level(b));
@@ -858,8 +858,6 @@ impl CaseModel {
             } else {
                 0
             };
-            // A core label wins over edema and background; edema over background.
-            let rank = |c: u8| [0, 3, 1, 2][c as usize];
             if rank(here) > rank(class) {
                 class = here;
             }
