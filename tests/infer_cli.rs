@@ -589,11 +589,13 @@ fn predictions_are_post_processed_unless_asked_not_to() {
         rules: Postprocess {
             brain_mask: true,
             largest_component: true,
+            et_min_mm3: None,
         },
         cases: 1,
         predictions: 15,
         dice_without: [0.5; 3],
         dice_with: [0.6; 3],
+        et_dice: None,
     }
     .save(&run_dir.join("checkpoints/best"))
     .unwrap();

@@ -178,9 +178,10 @@ def test_bad_input_raises_with_a_clear_message(model, case, tmp_path):
 
 
 def test_compute_releases_the_gil_and_ctrl_c_interrupts(model):
-    # A 64³ volume in 8³ windows, step 0.5, mirrored 8 ways: 27,000 network passes.
+    # A 96³ volume in 8³ windows, step 0.5, mirrored 8 ways: 97,336 network passes, far more
+    # than a second's work (64³, 27,000 passes, once finished before the Ctrl-C at 1 s).
     rng = np.random.default_rng(0)
-    vol = rng.normal(size=(64, 64, 64)).astype(np.float32) + 3.0
+    vol = rng.normal(size=(96, 96, 96)).astype(np.float32) + 3.0
     ticks = []
     stop = threading.Event()
 

@@ -19,7 +19,7 @@ pub struct DemoArgs {
     #[arg(long, value_name = "M", default_value_t = 15.0)]
     pub budget_minutes: f64,
     /// Number of synthetic cases (split 70/10/20).
-    #[arg(long, value_name = "N", default_value_t = 40)]
+    #[arg(long, value_name = "N", default_value_t = 100)]
     pub cases: usize,
     /// Seed of phantoms, split and training.
     #[arg(long, value_name = "S", default_value_t = 42)]

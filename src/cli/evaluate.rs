@@ -51,7 +51,8 @@ pub struct EvaluateArgs {
     /// Test-time mirroring: off, 8 (all axes) or axes such as xy.
     #[arg(long, default_value = "off")]
     pub tta: Tta,
-    /// Score the network's label maps as decoded: no brain mask, no largest-component rule
+    /// Score the network's label maps as decoded: no brain mask, no largest-component or
+    /// small-ET rule
     /// (by default each model's post-processing is applied: its postprocess.json, else the
     /// brain mask alone).
     #[arg(long)]

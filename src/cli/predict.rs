@@ -59,7 +59,8 @@ pub struct PredictArgs {
     /// [default: the dataset's; brats for files].
     #[arg(long, value_parser = parse_convention)]
     pub convention: Option<LabelConvention>,
-    /// Write the network's label map as decoded: no brain mask, no largest-component rule
+    /// Write the network's label map as decoded: no brain mask, no largest-component or
+    /// small-ET rule
     /// (by default the model's post-processing is applied: its postprocess.json, else the
     /// brain mask alone).
     #[arg(long)]

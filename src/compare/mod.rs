@@ -383,19 +383,20 @@ fn plan(
     // The calibration runs are only timings.
     std::fs::remove_dir_all(&calibration)
         .with_context(|| format!("cannot remove {}", calibration.display()))?;
-    let dims = first_test_dims(opts, split)?;
+    let test_case = split.test.first().context("the split has no test case")?;
     let reserve = 30.0;
     let left = minutes * 60.0 - opts.spent_seconds - start.elapsed().as_secs_f64() - reserve;
     let share = (left / opts.methods.len() as f64).max(0.0);
     let mut out = Vec::new();
     for (&m, &step) in opts.methods.iter().zip(&steps) {
         let cfg = config_of(opts, m, 1);
+        let dims = budget::inference_dims(&opts.data, test_case, &cfg.preprocess)?;
         let per_case = budget::windows_per_case(dims, cfg.model.patch_size) as f64;
         let recipe = m.train_config(opts.preset, opts.recipe);
         let (validation, evaluation) = budget::run_costs(
             step,
             per_case,
-            split.validation.len(),
+            recipe.validation_count(split.validation.len()),
             split.test.len(),
             recipe.validate_every,
         );
@@ -427,23 +428,6 @@ fn plan(
         });
     }
     Ok(out)
-}
-
-/// The grid of the first test case (its first image), for the evaluation estimate.
-fn first_test_dims(opts: &CompareOptions, split: &Split) -> Result<[usize; 3]> {
-    let ds = dataset::discover(&opts.data)?;
-    let id = split.test.first().context("the split has no test case")?;
-    let case = ds
-        .case(id)
-        .with_context(|| format!("test case {id} is not in the dataset"))?;
-    let image = case
-        .images
-        .iter()
-        .flatten()
-        .next()
-        .with_context(|| format!("test case {id} has no image"))?;
-    let g = crate::volume::read_geometry(&image.path)?;
-    Ok(g.dims)
 }
 
 /// The documents' intro, panel and conventions.

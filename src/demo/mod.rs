@@ -62,7 +62,7 @@ impl Default for DemoOptions {
         DemoOptions {
             out: PathBuf::from("demo-out"),
             budget_minutes: 15.0,
-            cases: 40,
+            cases: 100,
             seed: 42,
             dims: [80, 80, 52],
             arch: Arch::A2fseg,

@@ -1,8 +1,8 @@
 //! Post-processing of predicted label maps, applied by every prediction path (`predict`,
 //! `evaluate`, validation during training, the demo).
 //!
-//! Two rules, both on the cropped grid of a case, both only ever turning tumour voxels into
-//! background:
+//! Three rules, on the grid the labels are decoded on; the first two only ever turn tumour
+//! voxels into background, the third only ET into NCR:
 //! - **brain mask** (always on unless disabled): a voxel where every image of the subset
 //!   is exactly 0 (the background of skull-stripped scans, which the normalisation keeps at
 //!   0) lies outside the head, where BraTS never labels tumour; the network's output there
@@ -15,6 +15,14 @@
 //!   ([`determine`]): kept when it raises the mean Dice over WT, TC and ET of the
 //!   validation predictions from every modality subset. The decision is saved as
 //!   `postprocess.json` in the model folder and read by [`super::Predictor::load`].
+//! - **small enhancing tumour** (decided per model): a predicted ET smaller than a volume
+//!   threshold becomes NCR/NET, the rule of nnU-Net's BraTS entries and of RFNet and mmFormer:
+//!   a case without ET (a low-grade glioma) scores ET Dice 1 when nothing is predicted and 0
+//!   for any false ET voxel, so a few false voxels cost a whole case. The threshold is chosen
+//!   on the same validation predictions, after the largest-component decision, among
+//!   [`ET_THRESHOLDS_MM3`] (or none), as the one with the highest mean ET Dice; TC and WT do
+//!   not change. It is a volume in mm³, so it means the same on the model's grid and on a
+//!   case's own grid after resampling.
 //!
 //! Probability maps (`--save-probabilities`) are the network's and are not post-processed.
 
@@ -26,6 +34,7 @@ use ndarray_ndimage::{Kernel3d, label};
 use serde::{Deserialize, Serialize};
 
 use super::Predictor;
+use crate::labels::TumourClass;
 use crate::metrics::region_dice;
 use crate::modality::Subset;
 use crate::preprocess::PreprocessedCase;
@@ -35,12 +44,16 @@ use crate::volume::Grid;
 pub const FILE: &str = "postprocess.json";
 
 /// Which rules a predictor applies to its label maps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Postprocess {
     /// Set voxels outside the head (every image of the subset 0) to background.
     pub brain_mask: bool,
     /// Keep only the largest 26-connected component of the whole tumour.
     pub largest_component: bool,
+    /// Relabel a predicted ET smaller than this volume (mm³) as NCR/NET. Absent in older
+    /// files: none.
+    #[serde(default)]
+    pub et_min_mm3: Option<f64>,
 }
 
 impl Default for Postprocess {
@@ -49,6 +62,7 @@ impl Default for Postprocess {
         Postprocess {
             brain_mask: true,
             largest_component: false,
+            et_min_mm3: None,
         }
     }
 }
@@ -58,6 +72,7 @@ impl Postprocess {
     pub const NONE: Postprocess = Postprocess {
         brain_mask: false,
         largest_component: false,
+        et_min_mm3: None,
     };
 
     /// The rules saved in `model_dir` ([`FILE`]), else [`Postprocess::default`].
@@ -77,17 +92,25 @@ impl Postprocess {
     /// predicted from the modalities of `subset`.
     pub fn apply(&self, classes: &mut Grid<u8>, case: &PreprocessedCase, subset: Subset) {
         let images: Vec<&Grid<f32>> = subset.modalities().filter_map(|m| case.image(m)).collect();
-        self.apply_with_images(classes, &images);
+        self.apply_with_images(classes, &images, case.geometry.spacing);
     }
 
     /// Applies the rules to `classes` predicted from `images` (the subset's images on the
-    /// same grid).
-    pub fn apply_with_images(&self, classes: &mut Grid<u8>, images: &[&Grid<f32>]) {
+    /// same grid, of voxels of `spacing` mm).
+    pub fn apply_with_images(
+        &self,
+        classes: &mut Grid<u8>,
+        images: &[&Grid<f32>],
+        spacing: [f64; 3],
+    ) {
         if self.brain_mask {
             mask_outside_brain(classes, images);
         }
         if self.largest_component {
             keep_largest_component(classes);
+        }
+        if let Some(min) = self.et_min_mm3 {
+            relabel_small_et(classes, min, spacing);
         }
     }
 
@@ -95,10 +118,15 @@ impl Postprocess {
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
         if self.brain_mask {
-            parts.push("labels only inside the head (where an image is non-zero)");
+            parts.push("labels only inside the head (where an image is non-zero)".to_string());
         }
         if self.largest_component {
-            parts.push("largest connected whole-tumour component only");
+            parts.push("largest connected whole-tumour component only".to_string());
+        }
+        if let Some(min) = self.et_min_mm3 {
+            parts.push(format!(
+                "an enhancing tumour under {min:.0} mm³ relabelled necrosis/non-enhancing core"
+            ));
         }
         if parts.is_empty() {
             "none".to_string()
@@ -122,6 +150,31 @@ pub fn mask_outside_brain(classes: &mut Grid<u8>, images: &[&Grid<f32>]) -> usiz
         }
     }
     removed
+}
+
+/// The ET volumes (mm³) [`determine`] chooses the small-ET threshold among: from a few
+/// voxels at 1 mm up to a small tumour's rim (4 cm³ is a sphere of about 2 cm).
+pub const ET_THRESHOLDS_MM3: [f64; 7] = [50.0, 100.0, 250.0, 500.0, 1000.0, 2000.0, 4000.0];
+
+/// Volume of one voxel of `spacing` mm, in mm³.
+fn voxel_mm3(spacing: [f64; 3]) -> f64 {
+    spacing.iter().map(|s| s.abs()).product()
+}
+
+/// Relabels every ET voxel of `classes` as NCR/NET when the ET volume (voxels of `spacing`
+/// mm) is under `min_mm3`. Returns the number of voxels relabelled.
+pub fn relabel_small_et(classes: &mut Grid<u8>, min_mm3: f64, spacing: [f64; 3]) -> usize {
+    let et = TumourClass::Enhancing as u8;
+    let count = classes.data().iter().filter(|&&c| c == et).count();
+    if count == 0 || count as f64 * voxel_mm3(spacing) >= min_mm3 {
+        return 0;
+    }
+    for c in classes.data_mut() {
+        if *c == et {
+            *c = TumourClass::Necrosis as u8;
+        }
+    }
+    count
 }
 
 /// Keeps only the largest 26-connected component of the non-background voxels of
@@ -167,6 +220,11 @@ pub struct Decision {
     pub dice_without: [f64; 3],
     /// The same with the largest-component rule on top.
     pub dice_with: [f64; 3],
+    /// Mean ET Dice of those predictions with the chosen largest-component rule, without and
+    /// with the chosen small-ET threshold (equal when none was chosen). Absent in older
+    /// files, which decided the largest-component rule only.
+    #[serde(default)]
+    pub et_dice: Option<[f64; 2]>,
 }
 
 impl Decision {
@@ -179,7 +237,7 @@ impl Decision {
     /// One line for logs and reports: the rule chosen and the scores behind it.
     pub fn summary(&self) -> String {
         let mean = |d: &[f64; 3]| d.iter().sum::<f64>() / 3.0;
-        format!(
+        let lc = format!(
             "largest whole-tumour component {} (mean validation Dice over {} \
              predictions: {:.2}% without, {:.2}% with; WT {:.2}→{:.2}, TC {:.2}→{:.2}, ET \
              {:.2}→{:.2})",
@@ -197,15 +255,62 @@ impl Decision {
             100.0 * self.dice_with[1],
             100.0 * self.dice_without[2],
             100.0 * self.dice_with[2],
-        )
+        );
+        match (self.rules.et_min_mm3, self.et_dice) {
+            (Some(min), Some([before, after])) => format!(
+                "{lc}; an enhancing tumour under {min:.0} mm³ relabelled NCR/NET (mean \
+                 validation ET Dice {:.2}→{:.2})",
+                100.0 * before,
+                100.0 * after
+            ),
+            (None, Some(_)) => format!("{lc}; no small-enhancing-tumour threshold raised ET"),
+            _ => lc,
+        }
     }
 }
 
-/// Decides the largest-component rule for the model of `predictor` (whose own
-/// post-processing is replaced by the brain mask alone) on the `count` validation cases
-/// `case(0..count)`, each with its segmentation, predicted from every non-empty subset of
-/// its modalities. `on_case(done, count)` is called after each case; when it returns
-/// false, the work stops and `None` is returned (nothing decided).
+/// The small-ET outcome of one validation prediction: its ET volume (mm³), its ET Dice as
+/// predicted, and whether its reference has no ET (what the prediction scores when its ET
+/// is relabelled).
+#[derive(Debug, Clone, Copy)]
+struct EtOutcome {
+    volume_mm3: f64,
+    dice: f64,
+    truth_empty: bool,
+}
+
+impl EtOutcome {
+    fn of(classes: &Grid<u8>, truth: &Grid<u8>, dice: f64, spacing: [f64; 3]) -> Self {
+        let et = TumourClass::Enhancing as u8;
+        let count = |g: &Grid<u8>| g.data().iter().filter(|&&c| c == et).count();
+        EtOutcome {
+            volume_mm3: count(classes) as f64 * voxel_mm3(spacing),
+            dice,
+            truth_empty: count(truth) == 0,
+        }
+    }
+
+    /// The ET Dice with the small-ET rule at `min_mm3` (none: as predicted).
+    fn dice_with(&self, min_mm3: Option<f64>) -> f64 {
+        match min_mm3 {
+            Some(min) if self.volume_mm3 > 0.0 && self.volume_mm3 < min => {
+                if self.truth_empty {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            _ => self.dice,
+        }
+    }
+}
+
+/// Decides the model's post-processing on the `count` validation cases `case(0..count)`,
+/// each with its segmentation, predicted from every non-empty subset of its modalities by
+/// `predictor` (whose own post-processing is replaced by the brain mask alone): first the
+/// largest-component rule, then, on top of it, the small-ET threshold (see the module
+/// docs). `on_case(done, count)` is called after each case; when it returns false, the work
+/// stops and `None` is returned (nothing decided).
 pub fn determine<'a>(
     predictor: &mut Predictor,
     count: usize,
@@ -215,10 +320,12 @@ pub fn determine<'a>(
     predictor.postprocess = Postprocess::default();
     let mut without = [0f64; 3];
     let mut with = [0f64; 3];
-    let mut n = 0usize;
+    // Per prediction: the ET outcome without and with the largest-component rule.
+    let mut et_outcomes: Vec<[EtOutcome; 2]> = Vec::new();
     for i in 0..count {
         let case = case(i)?;
         let truth = case.truth("validation")?;
+        let spacing = case.geometry.spacing;
         let subsets: Vec<Subset> = Subset::all_nonempty()
             .filter(|s| s.is_subset_of(case.available()))
             .collect();
@@ -228,31 +335,60 @@ pub fn determine<'a>(
         for (_, pred) in preds {
             let mut classes = case.crop.crop(&pred.classes);
             let before = region_dice(&classes, truth);
+            let et_before = EtOutcome::of(&classes, truth, before[2], spacing);
             keep_largest_component(&mut classes);
             let after = region_dice(&classes, truth);
+            let et_after = EtOutcome::of(&classes, truth, after[2], spacing);
             for r in 0..3 {
                 without[r] += before[r];
                 with[r] += after[r];
             }
-            n += 1;
+            et_outcomes.push([et_before, et_after]);
         }
         if !on_case(i + 1, count) {
             return Ok(None);
         }
     }
+    let n = et_outcomes.len();
     let d = n.max(1) as f64;
     let without = without.map(|x| x / d);
     let with = with.map(|x| x / d);
     let gain = with.iter().sum::<f64>() - without.iter().sum::<f64>();
+    let largest_component = n > 0 && gain > 0.0;
+    let chosen = usize::from(largest_component);
+    let et_dice = |min: Option<f64>| {
+        et_outcomes
+            .iter()
+            .map(|o| o[chosen].dice_with(min))
+            .sum::<f64>()
+            / d
+    };
+    // The threshold with the highest mean ET Dice; only a strict gain over none counts.
+    let mut et_min_mm3 = None;
+    let mut best = et_dice(None);
+    for min in ET_THRESHOLDS_MM3 {
+        let dice = et_dice(Some(min));
+        if n > 0 && dice > best + 1e-12 {
+            best = dice;
+            et_min_mm3 = Some(min);
+        }
+    }
+    let et_before = if largest_component {
+        with[2]
+    } else {
+        without[2]
+    };
     Ok(Some(Decision {
         rules: Postprocess {
             brain_mask: true,
-            largest_component: n > 0 && gain > 0.0,
+            largest_component,
+            et_min_mm3,
         },
         cases: count,
         predictions: n,
         dice_without: without,
         dice_with: with,
+        et_dice: Some([et_before, best]),
     }))
 }
 
@@ -395,6 +531,7 @@ mod tests {
         let rules = Postprocess {
             brain_mask: true,
             largest_component: true,
+            et_min_mm3: None,
         };
         let mut c = all();
         rules.apply(&mut c, &case, t1c);
@@ -404,6 +541,59 @@ mod tests {
         assert_eq!(c.data(), &[0, 2, 0, 0]);
         assert!(rules.describe().contains("largest"));
         assert_eq!(Postprocess::NONE.describe(), "none");
+    }
+
+    #[test]
+    fn small_enhancing_tumour_becomes_core_by_volume() {
+        // 3 ET voxels (class 3) next to edema and core.
+        let g = || Grid::from_vec([6, 1, 1], vec![2u8, 3, 3, 3, 1, 0]).unwrap();
+        // 1 mm voxels: 3 mm³ of ET; under a 4 mm³ threshold it becomes NCR, not under 3.
+        let mut c = g();
+        assert_eq!(relabel_small_et(&mut c, 4.0, [1.0; 3]), 3);
+        assert_eq!(c.data(), &[2, 1, 1, 1, 1, 0]);
+        let mut c = g();
+        assert_eq!(relabel_small_et(&mut c, 3.0, [1.0; 3]), 0);
+        assert_eq!(c, g());
+        // The same voxels at 2 mm are 24 mm³: the threshold is a volume, not a count.
+        let mut c = g();
+        assert_eq!(relabel_small_et(&mut c, 20.0, [2.0, -2.0, 2.0]), 0);
+        // Through the rules, after the brain mask and the largest component.
+        let rules = Postprocess {
+            brain_mask: false,
+            largest_component: true,
+            et_min_mm3: Some(4.0),
+        };
+        let mut c = g();
+        rules.apply_with_images(&mut c, &[], [1.0; 3]);
+        assert_eq!(c.data(), &[2, 1, 1, 1, 1, 0]);
+        assert!(
+            rules.describe().contains("under 4 mm³"),
+            "{}",
+            rules.describe()
+        );
+    }
+
+    #[test]
+    fn small_et_outcomes_score_as_the_metric_would() {
+        // Predicted ET of 3 voxels of 1 mm: relabelled under a threshold above 3 mm³, where
+        // the case then scores the empty-prediction Dice (1 without reference ET, else 0).
+        let pred = Grid::from_vec([4, 1, 1], vec![3u8, 3, 3, 0]).unwrap();
+        for (truth, dice, relabelled) in [
+            (vec![0u8, 0, 0, 0], 0.0, 1.0),
+            (vec![3u8, 0, 0, 0], 0.5, 0.0),
+        ] {
+            let truth = Grid::from_vec([4, 1, 1], truth).unwrap();
+            let o = EtOutcome::of(&pred, &truth, dice, [1.0; 3]);
+            assert_eq!(o.volume_mm3, 3.0);
+            assert_eq!(o.dice_with(None), dice);
+            assert_eq!(o.dice_with(Some(3.0)), dice);
+            assert_eq!(o.dice_with(Some(3.5)), relabelled);
+            let region = region_dice(
+                &Grid::from_vec([4, 1, 1], vec![1u8, 1, 1, 0]).unwrap(),
+                &truth,
+            );
+            assert_eq!(region[2], relabelled, "the metric agrees");
+        }
     }
 
     #[test]
@@ -417,15 +607,29 @@ mod tests {
             rules: Postprocess {
                 brain_mask: true,
                 largest_component: true,
+                et_min_mm3: Some(500.0),
             },
             cases: 2,
             predictions: 30,
             dice_without: [0.8, 0.7, 0.6],
             dice_with: [0.9, 0.7, 0.6],
+            et_dice: Some([0.6, 0.65]),
         };
         d.save(dir.path()).unwrap();
-        assert!(Postprocess::load(dir.path()).unwrap().largest_component);
+        assert_eq!(Postprocess::load(dir.path()).unwrap(), d.rules);
         assert!(d.summary().contains("kept"), "{}", d.summary());
+        assert!(d.summary().contains("500 mm³"), "{}", d.summary());
+        // A decision written before the small-ET rule existed still loads, without it.
+        std::fs::write(
+            dir.path().join(FILE),
+            r#"{"rules": {"brain_mask": true, "largest_component": false}, "cases": 1,
+                "predictions": 15, "dice_without": [0.5, 0.5, 0.5], "dice_with": [0.4, 0.4, 0.4]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Postprocess::load(dir.path()).unwrap(),
+            Postprocess::default()
+        );
         std::fs::write(dir.path().join(FILE), "{").unwrap();
         let e = Postprocess::load(dir.path()).unwrap_err();
         assert!(format!("{e:#}").contains(FILE), "{e:#}");

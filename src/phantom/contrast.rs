@@ -23,9 +23,10 @@
 //! (`CaseModel::calibrate`). The distributions ([`TumourZ::draw`]) follow what real
 //! skull-stripped BraTS cases show (the README's `dataset stats` table): mean z of each
 //! labelled region and its spread across cases. Three facts of real glioma shape them:
-//! - enhancing tumour is told from everything else by T1c alone; on T1, T2 and FLAIR it looks
-//!   like the edema around it (its z there is the edema's plus a small difference), so
-//!   without T1c its rim can only be inferred from shape;
+//! - enhancing tumour is told from everything else by T1c alone; on T1 and FLAIR it looks
+//!   like the edema around it (its z there is the edema's plus a small difference), on T2 it
+//!   is a little darker than the edema next to it, so without T1c its rim can only be
+//!   inferred from shape and a faint T2 ring;
 //! - the tumour core (label 1: necrosis and non-enhancing tumour) is brighter than edema on
 //!   T2 and FLAIR, and near the brain's mean on T1, with a wide spread;
 //! - contrasts vary widely between cases (scanners, sequences, tumour biology), which is what
@@ -118,12 +119,25 @@ const CORE_PART_SD: f64 = 0.3;
 const ENHANCING_T1C_Z: (f64, f64) = (2.7, 1.15);
 
 /// Enhancing tumour on T1, T2 and FLAIR (the T1c cell unused): mean and s.d. of its z-score
-/// minus the edema's.
+/// minus the edema's. The edema next to the rim is at full strength, brighter than the
+/// labelled edema's mean, which fades towards its border; against it the cellular rim is
+/// darker on T2 and a little darker on FLAIR, as in glioblastoma (a T2-dark ring between
+/// bright edema and bright necrosis), while the labelled regions' means stay those of real
+/// cases (ET about as bright as edema on T2 and FLAIR).
 const ENHANCING_MINUS_EDEMA_Z: [(f64, f64); 4] =
-    [(-0.05, 0.72), (0.0, 0.0), (-0.35, 0.65), (0.0, 0.95)];
+    [(-0.05, 0.72), (0.0, 0.0), (-0.6, 0.5), (-0.3, 1.0)];
 
 /// Draws are kept within this many s.d. of their mean.
 const CLIP_SD: f64 = 2.2;
+
+/// Lowest z-score of every tumour tissue on FLAIR. Real tumour tissue is always clearly
+/// brighter than the brain on FLAIR (labelled regions +1.96 to +2.61 on average, one s.d.
+/// below that still above +1.2); at the former floor of 0.7 the tumour was as bright as the
+/// cortex, and a FLAIR-only reader had nothing to go by.
+const FLAIR_FLOOR: f64 = 1.0;
+
+/// Lowest z-score of every tumour tissue on T2 (never darker than the brain's mean).
+const T2_FLOOR: f64 = 0.0;
 
 /// One case's tumour contrasts as z-scores over its brain, per [`TumourTissue`], each
 /// `[T1, T1c, T2, FLAIR]`.
@@ -144,8 +158,8 @@ fn draw(rng: &mut ChaCha8Rng, (mean, sd): (f64, f64)) -> f64 {
 
 impl TumourZ {
     /// Draws one case's tumour contrasts. Orderings that hold in every real glioma are
-    /// enforced: edema and core are brighter than the brain on FLAIR (z ≥ 0.7) and T2
-    /// (z ≥ 0); enhancing tumour is clearly brighter than the brain (z ≥ 0.9) and than the
+    /// enforced: edema and core are brighter than the brain on FLAIR (z ≥ [`FLAIR_FLOOR`])
+    /// and T2 (z ≥ [`T2_FLOOR`]); enhancing tumour is clearly brighter than the brain (z ≥ 0.9) and than the
     /// core (by ≥ 0.9) on T1c.
     pub(crate) fn draw(rng: &mut ChaCha8Rng) -> Self {
         let edema: [f64; 4] = std::array::from_fn(|m| draw(rng, EDEMA_Z[m]));
@@ -167,8 +181,8 @@ impl TumourZ {
             &mut non_enhancing,
             &mut enhancing,
         ] {
-            t[2] = t[2].max(0.0);
-            t[3] = t[3].max(0.7);
+            t[2] = t[2].max(T2_FLOOR);
+            t[3] = t[3].max(FLAIR_FLOOR);
         }
         for t in [&mut necrosis, &mut non_enhancing] {
             t[1] = t[1].min(enhancing[1] - 0.9);
@@ -198,7 +212,7 @@ mod tests {
                 assert!(z.of(t)[1] <= et[1] - 0.9 + 1e-12);
             }
             for t in 0..4 {
-                assert!(z.0[t][3] >= 0.7 && z.0[t][2] >= 0.0);
+                assert!(z.0[t][3] >= FLAIR_FLOOR && z.0[t][2] >= T2_FLOOR);
             }
         }
         // Enhancing tumour follows the edema on FLAIR: strongly correlated across cases.

@@ -122,6 +122,16 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// How many of `available` validation cases training validates on
+    /// ([`TrainConfig::validation_cases`]; 0: all).
+    pub fn validation_count(&self, available: usize) -> usize {
+        if self.validation_cases > 0 {
+            available.min(self.validation_cases)
+        } else {
+            available
+        }
+    }
+
     /// A2FSeg's training recipe of `preset` (see [`TrainConfig::recipe`]).
     pub fn preset(preset: Preset) -> TrainConfig {
         Self::recipe(Arch::A2fseg, preset)
