@@ -595,7 +595,7 @@ fn predictions_are_post_processed_unless_asked_not_to() {
         predictions: 15,
         dice_without: [0.5; 3],
         dice_with: [0.6; 3],
-        et_dice: None,
+        et_dice_thresholded: None,
     }
     .save(&run_dir.join("checkpoints/best"))
     .unwrap();

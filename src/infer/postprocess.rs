@@ -161,14 +161,20 @@ fn voxel_mm3(spacing: [f64; 3]) -> f64 {
     spacing.iter().map(|s| s.abs()).product()
 }
 
+/// The number of ET voxels of `classes`.
+fn et_voxels(classes: &Grid<u8>) -> usize {
+    let et = TumourClass::Enhancing as u8;
+    classes.data().iter().filter(|&&c| c == et).count()
+}
+
 /// Relabels every ET voxel of `classes` as NCR/NET when the ET volume (voxels of `spacing`
 /// mm) is under `min_mm3`. Returns the number of voxels relabelled.
 pub fn relabel_small_et(classes: &mut Grid<u8>, min_mm3: f64, spacing: [f64; 3]) -> usize {
-    let et = TumourClass::Enhancing as u8;
-    let count = classes.data().iter().filter(|&&c| c == et).count();
+    let count = et_voxels(classes);
     if count == 0 || count as f64 * voxel_mm3(spacing) >= min_mm3 {
         return 0;
     }
+    let et = TumourClass::Enhancing as u8;
     for c in classes.data_mut() {
         if *c == et {
             *c = TumourClass::Necrosis as u8;
@@ -220,11 +226,11 @@ pub struct Decision {
     pub dice_without: [f64; 3],
     /// The same with the largest-component rule on top.
     pub dice_with: [f64; 3],
-    /// Mean ET Dice of those predictions with the chosen largest-component rule, without and
-    /// with the chosen small-ET threshold (equal when none was chosen). Absent in older
-    /// files, which decided the largest-component rule only.
+    /// Mean ET Dice of those predictions with the chosen largest-component rule and the
+    /// chosen small-ET threshold (without a threshold: the ET of `dice_with` or
+    /// `dice_without`). Absent in older files, which decided the largest-component rule only.
     #[serde(default)]
-    pub et_dice: Option<[f64; 2]>,
+    pub et_dice_thresholded: Option<f64>,
 }
 
 impl Decision {
@@ -256,8 +262,13 @@ impl Decision {
             100.0 * self.dice_without[2],
             100.0 * self.dice_with[2],
         );
-        match (self.rules.et_min_mm3, self.et_dice) {
-            (Some(min), Some([before, after])) => format!(
+        let before = if self.rules.largest_component {
+            self.dice_with[2]
+        } else {
+            self.dice_without[2]
+        };
+        match (self.rules.et_min_mm3, self.et_dice_thresholded) {
+            (Some(min), Some(after)) => format!(
                 "{lc}; an enhancing tumour under {min:.0} mm³ relabelled NCR/NET (mean \
                  validation ET Dice {:.2}→{:.2})",
                 100.0 * before,
@@ -280,13 +291,11 @@ struct EtOutcome {
 }
 
 impl EtOutcome {
-    fn of(classes: &Grid<u8>, truth: &Grid<u8>, dice: f64, spacing: [f64; 3]) -> Self {
-        let et = TumourClass::Enhancing as u8;
-        let count = |g: &Grid<u8>| g.data().iter().filter(|&&c| c == et).count();
+    fn of(classes: &Grid<u8>, truth_empty: bool, dice: f64, spacing: [f64; 3]) -> Self {
         EtOutcome {
-            volume_mm3: count(classes) as f64 * voxel_mm3(spacing),
+            volume_mm3: et_voxels(classes) as f64 * voxel_mm3(spacing),
             dice,
-            truth_empty: count(truth) == 0,
+            truth_empty,
         }
     }
 
@@ -326,6 +335,7 @@ pub fn determine<'a>(
         let case = case(i)?;
         let truth = case.truth("validation")?;
         let spacing = case.geometry.spacing;
+        let truth_empty = et_voxels(truth) == 0;
         let subsets: Vec<Subset> = Subset::all_nonempty()
             .filter(|s| s.is_subset_of(case.available()))
             .collect();
@@ -335,10 +345,10 @@ pub fn determine<'a>(
         for (_, pred) in preds {
             let mut classes = case.crop.crop(&pred.classes);
             let before = region_dice(&classes, truth);
-            let et_before = EtOutcome::of(&classes, truth, before[2], spacing);
+            let et_before = EtOutcome::of(&classes, truth_empty, before[2], spacing);
             keep_largest_component(&mut classes);
             let after = region_dice(&classes, truth);
-            let et_after = EtOutcome::of(&classes, truth, after[2], spacing);
+            let et_after = EtOutcome::of(&classes, truth_empty, after[2], spacing);
             for r in 0..3 {
                 without[r] += before[r];
                 with[r] += after[r];
@@ -373,11 +383,6 @@ pub fn determine<'a>(
             et_min_mm3 = Some(min);
         }
     }
-    let et_before = if largest_component {
-        with[2]
-    } else {
-        without[2]
-    };
     Ok(Some(Decision {
         rules: Postprocess {
             brain_mask: true,
@@ -388,7 +393,7 @@ pub fn determine<'a>(
         predictions: n,
         dice_without: without,
         dice_with: with,
-        et_dice: Some([et_before, best]),
+        et_dice_thresholded: Some(best),
     }))
 }
 
@@ -583,7 +588,7 @@ mod tests {
             (vec![3u8, 0, 0, 0], 0.5, 0.0),
         ] {
             let truth = Grid::from_vec([4, 1, 1], truth).unwrap();
-            let o = EtOutcome::of(&pred, &truth, dice, [1.0; 3]);
+            let o = EtOutcome::of(&pred, et_voxels(&truth) == 0, dice, [1.0; 3]);
             assert_eq!(o.volume_mm3, 3.0);
             assert_eq!(o.dice_with(None), dice);
             assert_eq!(o.dice_with(Some(3.0)), dice);
@@ -613,7 +618,7 @@ mod tests {
             predictions: 30,
             dice_without: [0.8, 0.7, 0.6],
             dice_with: [0.9, 0.7, 0.6],
-            et_dice: Some([0.6, 0.65]),
+            et_dice_thresholded: Some(0.65),
         };
         d.save(dir.path()).unwrap();
         assert_eq!(Postprocess::load(dir.path()).unwrap(), d.rules);

@@ -159,8 +159,8 @@ fn draw(rng: &mut ChaCha8Rng, (mean, sd): (f64, f64)) -> f64 {
 impl TumourZ {
     /// Draws one case's tumour contrasts. Orderings that hold in every real glioma are
     /// enforced: edema and core are brighter than the brain on FLAIR (z ≥ [`FLAIR_FLOOR`])
-    /// and T2 (z ≥ [`T2_FLOOR`]); enhancing tumour is clearly brighter than the brain (z ≥ 0.9) and than the
-    /// core (by ≥ 0.9) on T1c.
+    /// and T2 (z ≥ [`T2_FLOOR`]); enhancing tumour is clearly brighter than the brain
+    /// (z ≥ 0.9) and than the core (by ≥ 0.9) on T1c.
     pub(crate) fn draw(rng: &mut ChaCha8Rng) -> Self {
         let edema: [f64; 4] = std::array::from_fn(|m| draw(rng, EDEMA_Z[m]));
         let core: [f64; 4] = std::array::from_fn(|m| draw(rng, CORE_Z[m]));
