@@ -12,8 +12,9 @@
 //!   component of the whole tumour (NCR ∪ ED ∪ ET), as nnU-Net's post-processing does for
 //!   the foreground. Whether this helps depends on the data (BraTS has multifocal
 //!   tumours), so, as nnU-Net, it is decided on the validation cases after training
-//!   ([`determine`]): kept when it raises the mean Dice over WT, TC and ET of the
-//!   validation predictions from every modality subset. The decision is saved as
+//!   ([`determine`]), with nnU-Net's criterion: kept when, over the validation predictions
+//!   from every modality subset, the mean Dice of at least one of WT, TC and ET rises and
+//!   none falls. The decision is saved as
 //!   `postprocess.json` in the model folder and read by [`super::Predictor::load`].
 //! - **small enhancing tumour** (decided per model): a predicted ET smaller than a volume
 //!   threshold becomes NCR/NET, the rule of nnU-Net's BraTS entries and of RFNet and mmFormer:
@@ -314,6 +315,18 @@ impl EtOutcome {
     }
 }
 
+/// Whether a rule that removes voxels of every region is adopted, given the mean validation
+/// Dice of WT, TC and ET `without` and `with` it: nnU-Net's criterion for multi-class
+/// post-processing, at least one region improves and none gets worse. A mean gain alone is
+/// not enough: the whole-tumour rule can trade a small WT gain (false components removed)
+/// for TC and ET losses (cases whose false component outgrew the tumour lose their core),
+/// and that trade did not hold on held-out cases.
+fn adopt(without: &[f64; 3], with: &[f64; 3]) -> bool {
+    let better = without.iter().zip(with).any(|(b, a)| a > b);
+    let worse = without.iter().zip(with).any(|(b, a)| a < b);
+    better && !worse
+}
+
 /// Decides the model's post-processing on the `count` validation cases `case(0..count)`,
 /// each with its segmentation, predicted from every non-empty subset of its modalities by
 /// `predictor` (whose own post-processing is replaced by the brain mask alone): first the
@@ -363,8 +376,7 @@ pub fn determine<'a>(
     let d = n.max(1) as f64;
     let without = without.map(|x| x / d);
     let with = with.map(|x| x / d);
-    let gain = with.iter().sum::<f64>() - without.iter().sum::<f64>();
-    let largest_component = n > 0 && gain > 0.0;
+    let largest_component = n > 0 && adopt(&without, &with);
     let chosen = usize::from(largest_component);
     let et_dice = |min: Option<f64>| {
         et_outcomes
@@ -439,6 +451,18 @@ mod tests {
             }
         }
         assert_eq!(g.data().iter().filter(|&&c| c != 0).count(), 9);
+    }
+
+    #[test]
+    fn a_rule_is_adopted_when_one_region_gains_and_none_loses() {
+        let base = [0.80, 0.70, 0.60];
+        assert!(adopt(&base, &[0.81, 0.70, 0.60]));
+        assert!(adopt(&base, &[0.81, 0.71, 0.61]));
+        // A higher mean with one region worse: rejected (a measured demo model's validation
+        // was WT +0.8, TC −0.4, ET −0.2).
+        assert!(!adopt(&base, &[0.83, 0.69, 0.60]));
+        assert!(!adopt(&base, &base));
+        assert!(!adopt(&base, &[0.79, 0.70, 0.60]));
     }
 
     #[test]
