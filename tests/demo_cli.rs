@@ -73,6 +73,11 @@ fn demo_runs_every_stage_and_reuses_them() {
     );
     assert!(md.contains("Post-processing"), "{md}");
     assert!(md.contains("mean validation Dice over"), "{md}");
+    // The default evaluation mirrors left-right.
+    assert!(
+        md.contains("test-time mirroring over x (2 passes per window)"),
+        "{md}"
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
         html.contains("data:image/png;base64,"),

@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::Global;
 use crate::compare::{CompareOptions, Method, Recipe, parse_methods, run_compare};
+use crate::infer::Tta;
 use crate::model::{ComputeDevice, Preset};
 
 /// Arguments of `a2fseg compare`.
@@ -54,6 +55,10 @@ pub struct CompareArgs {
     /// the first is the Fig.-2 case; 0: none).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub view_cases: usize,
+    /// Test-time mirroring of the evaluations: off (as `evaluate`), 8 (every axis, as the
+    /// A2FSeg authors evaluate) or axes such as x; a budget leaves time for it.
+    #[arg(long, value_name = "TTA", default_value = "off")]
+    pub tta: Tta,
     /// Compute device: cpu, cuda[:N], wgpu or wgpu:cpu|discrete:N|integrated:N (GPU builds
     /// only).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
@@ -90,6 +95,7 @@ pub fn run(args: CompareArgs, global: Global) -> Result<()> {
         iterations_per_epoch: args.iterations_per_epoch,
         seed: args.seed,
         view_cases: args.view_cases,
+        tta: args.tta,
         device: args.device,
         strict_finite: args.finite.strict_finite,
         quiet: global.quiet,

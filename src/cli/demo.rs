@@ -7,6 +7,7 @@ use clap::Args;
 
 use super::Global;
 use crate::demo::{DemoOptions, run_demo, run_demo_compare};
+use crate::infer::Tta;
 use crate::model::Arch;
 
 /// Arguments of `a2fseg demo`.
@@ -46,6 +47,11 @@ pub struct DemoArgs {
     /// the first is the Fig.-2 case; 0: none).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub view_cases: usize,
+    /// Test-time mirroring of the final evaluation: x (left-right, 2 passes; the default),
+    /// 8 (every axis, as the A2FSeg authors evaluate), off, or other axes such as xy. The
+    /// plan leaves time for it.
+    #[arg(long, value_name = "TTA", default_value = "x")]
+    pub tta: Tta,
     /// Optimiser steps per epoch (for fast end-to-end tests of the pipeline).
     #[arg(long, value_name = "N", hide = true)]
     pub iterations_per_epoch: Option<usize>,
@@ -75,6 +81,7 @@ pub fn run(args: DemoArgs, global: Global) -> Result<()> {
         quiet: global.quiet,
         iterations_per_epoch: args.iterations_per_epoch,
         view_cases: args.view_cases,
+        tta: args.tta,
     };
     if let Some(list) = &args.methods {
         let methods = super::compare::methods_option(list)?;

@@ -42,6 +42,7 @@ use crate::dataset::{self, Split};
 use crate::demo::budget::{self, BudgetInputs};
 use crate::demo::stage::{Stage, StageState};
 use crate::fsutil::FolderLock;
+use crate::infer::Tta;
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
 use crate::metrics::MetricOptions;
 use crate::model::{ComputeDevice, Preset};
@@ -79,6 +80,8 @@ pub struct CompareOptions {
     /// Test cases with an interactive viewer in `report.html` (the first ones of the split;
     /// the first is the Fig.-2 case); not a setting of the results.
     pub view_cases: usize,
+    /// Test-time mirroring of every method's evaluation on the test cases.
+    pub tta: Tta,
     /// Where the networks train and run.
     pub device: ComputeDevice,
     /// Refuse input files with NaN or infinite voxels instead of reading them as 0 (training
@@ -149,7 +152,13 @@ pub fn run_compare(opts: &CompareOptions) -> Result<CompareOutcome> {
         let cfg = config_of(opts, method, epochs);
         let root = opts.out.join(method.name());
         let run = Stage::new(&root, "run", &cfg.to_toml()?, &[]);
-        let eval = Stage::new(&root, "eval", &"test", &[&run]);
+        // Without mirroring the key is that of earlier versions.
+        let eval_key = if opts.tta.is_off() {
+            json!("test")
+        } else {
+            json!(["test", opts.tta.to_string()])
+        };
+        let eval = Stage::new(&root, "eval", &eval_key, &[&run]);
         say(
             opts,
             format!(
@@ -254,6 +263,7 @@ fn settings_of(opts: &CompareOptions) -> CompareSettings {
         epochs: opts.epochs,
         iterations_per_epoch: opts.iterations_per_epoch,
         seed: opts.seed,
+        tta: opts.tta,
     }
 }
 
@@ -304,6 +314,7 @@ fn evaluate_options(
         quiet: opts.quiet,
         cache: Some(opts.out.join("cache")),
         strict_finite: opts.strict_finite,
+        tta: opts.tta,
         ..EvaluateOptions::new(
             run.to_path_buf(),
             opts.data.clone(),
@@ -399,6 +410,7 @@ fn plan(
             recipe.validation_count(split.validation.len()),
             split.test.len(),
             recipe.validate_every,
+            opts.tta.flips().len(),
         );
         let p = budget::plan(&BudgetInputs {
             total: share,
@@ -506,9 +518,11 @@ fn document_context(
         ),
         (
             "Inference".to_string(),
-            "sliding window step 0.5, Gaussian weighting, no test-time mirroring; each \
-             model's post-processing as decided after its training"
-                .to_string(),
+            format!(
+                "sliding window step 0.5, Gaussian weighting, {}; each model's \
+                 post-processing as decided after its training",
+                s.tta.describe()
+            ),
         ),
         (
             "Versions".to_string(),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::methods::{Method, Recipe};
 use crate::fsutil::atomic_write_bytes;
+use crate::infer::Tta;
 use crate::model::Preset;
 
 /// The file name in the output folder.
@@ -36,6 +37,10 @@ pub struct CompareSettings {
     pub iterations_per_epoch: Option<usize>,
     /// Seed of the split and of every training.
     pub seed: u64,
+    /// Test-time mirroring of the evaluations (its cost enters the budget's plan). Absent
+    /// in files of earlier versions, which did not mirror.
+    #[serde(default)]
+    pub tta: Tta,
 }
 
 /// The epochs one method trains, as planned.
@@ -130,6 +135,7 @@ mod tests {
             epochs: Some(2),
             iterations_per_epoch: None,
             seed: 1,
+            tta: Tta::OFF,
         }
     }
 

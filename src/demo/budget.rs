@@ -137,16 +137,20 @@ fn timed_run(
 /// Estimated seconds of validation per epoch and of evaluation per model (the test cases
 /// over 15 subsets plus the post-processing decision on the validation cases over 15
 /// subsets that ends each training), from the measured `step` (seconds), the windows per
-/// case, the numbers of validation and test cases and the validation interval.
+/// case, the numbers of validation and test cases, the validation interval and the passes
+/// per window of the test evaluation (its test-time mirrorings, [`crate::infer::Tta::flips`]; validation
+/// and the post-processing decision run one pass).
 pub fn run_costs(
     step: f64,
     per_case: f64,
     validation_cases: usize,
     test_cases: usize,
     validate_every: usize,
+    test_passes: usize,
 ) -> (f64, f64) {
     let validation = validation_cases as f64 * per_case * step * 0.5 / validate_every.max(1) as f64;
-    let evaluation = (test_cases + validation_cases) as f64 * per_case * step * 0.6 + 5.0;
+    let cases = (test_cases * test_passes.max(1) + validation_cases) as f64;
+    let evaluation = cases * per_case * step * 0.6 + 5.0;
     (validation, evaluation)
 }
 
@@ -285,6 +289,18 @@ mod tests {
             min_epochs_for_two: 8,
             epoch_quantum: 1,
         }
+    }
+
+    #[test]
+    fn mirroring_multiplies_only_the_test_evaluation() {
+        // 2 windows of 0.1 s per case; 10 validation cases every 5 epochs; 20 test cases.
+        let (validation, plain) = run_costs(0.1, 2.0, 10, 20, 5, 1);
+        let (validation8, mirrored) = run_costs(0.1, 2.0, 10, 20, 5, 8);
+        assert_eq!(validation, validation8);
+        assert!((validation - 0.2).abs() < 1e-12);
+        // (20 + 10) cases × 0.2 s × 0.6 + 5 = 8.6 s; with 8 passes (160 + 10) × 0.12 + 5.
+        assert!((plain - 8.6).abs() < 1e-9);
+        assert!((mirrored - 25.4).abs() < 1e-9);
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub fn run_demo_compare(opts: &DemoOptions, methods: &[Method]) -> Result<Compar
         iterations_per_epoch: opts.iterations_per_epoch,
         seed: opts.seed,
         view_cases: opts.view_cases,
+        tta: opts.tta,
         device: crate::model::ComputeDevice::Cpu,
         strict_finite: false,
         quiet: opts.quiet,
@@ -244,10 +245,15 @@ impl<'a> Demo<'a> {
         let opts = self.opts;
         // Another method calibrates its own step; A2FSeg's key is that of earlier versions, so
         // their finished stages stay valid.
-        let key = match opts.arch {
+        let mut key = match opts.arch {
             Arch::A2fseg => json!([opts.budget_minutes, opts.iterations_per_epoch]),
             arch => json!([opts.budget_minutes, opts.iterations_per_epoch, arch.name()]),
         };
+        // Mirroring changes the evaluation's cost, so the plan; without it the key is that
+        // of earlier versions.
+        if !opts.tta.is_off() {
+            key = json!([key, opts.tta.to_string()]);
+        }
         let stage = Stage::new(&opts.out, "plan", &key, &[&inputs.split_stage]);
         let (marker, r) = stage.run(false, |d| self.calibrate(inputs, d))?;
         self.note(&stage, r);
@@ -265,8 +271,17 @@ impl<'a> Demo<'a> {
                 &cfg.to_toml()?,
                 &[&stage],
             );
-            let eval_stage =
-                Stage::new(&opts.out, &format!("eval-{key}"), &"test", &[&train_stage]);
+            let eval_key = if opts.tta.is_off() {
+                json!("test")
+            } else {
+                json!(["test", opts.tta.to_string()])
+            };
+            let eval_stage = Stage::new(
+                &opts.out,
+                &format!("eval-{key}"),
+                &eval_key,
+                &[&train_stage],
+            );
             models.push((key, cfg, train_stage, eval_stage));
         }
         // The plan's estimate, less the stages an earlier run finished.
@@ -332,6 +347,7 @@ impl<'a> Demo<'a> {
             cfg.validation_count(split.validation.len()),
             split.test.len(),
             cfg.validate_every,
+            opts.tta.flips().len(),
         );
         let recipe = methods[0].1.train_config(Preset::Small, Recipe::Own);
         let budget_inputs = BudgetInputs {
@@ -398,6 +414,7 @@ impl<'a> Demo<'a> {
             let (_, r) = eval_stage.run(true, |d| {
                 let outcome = evaluate(&EvaluateOptions {
                     quiet: opts.quiet,
+                    tta: opts.tta,
                     ..EvaluateOptions::new(
                         train_stage.dir.clone(),
                         inputs.data.clone(),
@@ -546,7 +563,10 @@ fn conventions(
         ),
         (
             "Inference".to_string(),
-            "sliding window step 0.5, Gaussian weighting, no test-time mirroring, CPU".to_string(),
+            format!(
+                "sliding window step 0.5, Gaussian weighting, {}, CPU",
+                opts.tta.describe()
+            ),
         ),
         ("Post-processing".to_string(), postprocessing_text(models)),
         (

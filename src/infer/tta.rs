@@ -27,6 +27,24 @@ impl Tta {
         self.axes == [false; 3]
     }
 
+    /// How reports name it: "no test-time mirroring", or the axes and the passes per window
+    /// ("test-time mirroring over x, y, z (8 passes per window)").
+    pub fn describe(self) -> String {
+        if self.is_off() {
+            return "no test-time mirroring".to_string();
+        }
+        let axes: Vec<&str> = ["x", "y", "z"]
+            .into_iter()
+            .zip(self.axes)
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect();
+        format!(
+            "test-time mirroring over {} ({} passes per window)",
+            axes.join(", "),
+            self.flips().len()
+        )
+    }
+
     /// Every mirroring to run, identity first: each entry says which axes to flip. The
     /// number of entries is `2^(number of chosen axes)`.
     pub fn flips(self) -> Vec<[bool; 3]> {
@@ -163,6 +181,11 @@ mod tests {
             vec![[false; 3], [false, true, false]]
         );
         assert_eq!(Tta::OFF.flips(), vec![[false; 3]]);
+        assert_eq!(Tta::OFF.describe(), "no test-time mirroring");
+        assert_eq!(
+            "xz".parse::<Tta>().unwrap().describe(),
+            "test-time mirroring over x, z (4 passes per window)"
+        );
     }
 
     #[test]
