@@ -33,7 +33,7 @@ pub fn step_share(cfg: &TrainConfig) -> f64 {
 }
 
 /// Seconds of one training step of `cfg` on all four modalities, measured as the
-/// difference between an 11-iteration and a 1-iteration run (both of one epoch, without
+/// difference between a 41-iteration and a 1-iteration run (both of one epoch, without
 /// validation or post-processing decision) in `dir/<name>-short` and `dir/<name>-long`, so
 /// that loading the cases and writing checkpoints cancel out. `cache` is the preprocessing
 /// cache the runs share (fill it first with `warm_up`, or the first run pays for it).
@@ -49,26 +49,28 @@ pub fn measure_step(
         let run_dir = dir.join(format!("{name}-{suffix}"));
         timed_run(data, split, cfg, cache, &run_dir, iterations)
     };
-    // Ten steps apart: with five, a second of noise in either run (loading, page faults)
-    // moved the estimate by 40–90 % on a 2-core machine.
+    // Forty steps apart: the runs' fixed part (loading 100 demo cases into memory, about
+    // 14 s) varied by up to 3 s between runs, which at ten steps apart moved one estimate
+    // from 0.19 to 0.43 s per step on the same idle machine.
     let short = run("short", 1)?;
     let long = run("long", 1 + CALIBRATION_STEPS)?;
     Ok(((long - short) / CALIBRATION_STEPS as f64).max(1e-3))
 }
 
 /// How many more steps the long calibration run takes than the short one ([`measure_step`]).
-pub const CALIBRATION_STEPS: usize = 10;
+pub const CALIBRATION_STEPS: usize = 40;
 
 /// How many times the calibration of `compare` and `demo` measures each method
 /// ([`measure_steps`]).
 pub const CALIBRATION_ROUNDS: usize = 2;
 
 /// Seconds of one four-modality training step of each configuration of `runs` (its name and
-/// configuration), each the minimum of `rounds` measurements by [`measure_step`] taken in
-/// turn: every configuration once, then every one again. Other work on the machine only ever
-/// makes a step look slower, so the minimum is the better estimate, and taking the rounds in
-/// turn keeps a burst of load during one measurement from making one method's plan unfair to
-/// the others. The runs are `dir/<name>-<round>-short` and `-long`.
+/// configuration), each the mean of `rounds` measurements by [`measure_step`] taken in turn:
+/// every configuration once, then every one again. A measurement is a difference of two
+/// runs, so noise in either run moves it both ways (the minimum, kept before, picked the
+/// low outliers: 0.147 s planned for a step that ran at 0.28 s); taking the rounds in turn
+/// keeps a burst of load during one measurement from making one method's plan unfair to the
+/// others. The runs are `dir/<name>-<round>-short` and `-long`.
 pub fn measure_steps(
     data: &Path,
     split: &Path,
@@ -77,26 +79,27 @@ pub fn measure_steps(
     dir: &Path,
     rounds: usize,
 ) -> Result<Vec<f64>> {
-    minimum_in_turn(runs.len(), rounds, |i, round| {
+    mean_in_turn(runs.len(), rounds, |i, round| {
         let (name, cfg) = runs[i];
         measure_step(data, split, cfg, cache, dir, &format!("{name}-{round}"))
     })
 }
 
-/// The minimum over `rounds` of `measure(i, round)` for each `i < n`, measured in the order
+/// The mean over `rounds` of `measure(i, round)` for each `i < n`, measured in the order
 /// round 0 of every `i`, then round 1 of every `i`, and so on (at least one round).
-fn minimum_in_turn(
+fn mean_in_turn(
     n: usize,
     rounds: usize,
     mut measure: impl FnMut(usize, usize) -> Result<f64>,
 ) -> Result<Vec<f64>> {
-    let mut best = vec![f64::INFINITY; n];
-    for round in 0..rounds.max(1) {
-        for (i, b) in best.iter_mut().enumerate() {
-            *b = b.min(measure(i, round)?);
+    let rounds = rounds.max(1);
+    let mut sum = vec![0.0; n];
+    for round in 0..rounds {
+        for (i, s) in sum.iter_mut().enumerate() {
+            *s += measure(i, round)?;
         }
     }
-    Ok(best)
+    Ok(sum.into_iter().map(|s| s / rounds as f64).collect())
 }
 
 /// One 1-iteration run of `cfg` in `dir` that fills the preprocessing cache `cache`.
@@ -174,10 +177,11 @@ pub fn inference_dims(data: &Path, id: &str, settings: &PreprocessSettings) -> R
 
 /// Margin on the planned steps, as a share of them: an epoch also writes a checkpoint and a
 /// plot and starts its data loader, which the calibration's difference of two runs cancels
-/// out, and the calibration keeps the fastest of its rounds. Measured on three default demo
-/// runs (AVX2 build, 2-core EPYC): the epochs without validation ran at 1.19, 1.21 and 1.24
-/// times the calibrated step; with the former margin of 10 % the last of them ended at 950 s
-/// of 900.
+/// out, and the calibration is noisy. Measured on four default demo runs (AVX2 build, 2-core
+/// EPYC): their four-modality epochs ran at 0.37–0.38 s per step, 1.12 times the mean of
+/// their eight 10-step calibration measurements (0.19–0.43 s); with the former 10 % margin
+/// on the minimum of two measurements, one run ended at 950 s of 900. A quarter covers the
+/// overhead and about 1.4 s.d. of the mean of two 40-step measurements.
 pub const STEP_MARGIN: f64 = 0.25;
 
 /// Sliding windows (step 0.5) over a case of `dims` with patches of `patch`.
@@ -357,22 +361,21 @@ mod tests {
     }
 
     #[test]
-    fn calibration_takes_turns_and_keeps_the_minimum() {
-        // Two configurations, three rounds; the machine is busy during the first
-        // measurement of configuration 0 and the second of configuration 1.
-        let times = [[0.9, 0.3, 0.35], [0.5, 1.4, 0.45]];
+    fn calibration_takes_turns_and_keeps_the_mean() {
+        // Two configurations, three rounds.
+        let times = [[0.9, 0.3, 0.3], [0.5, 1.3, 0.3]];
         let mut order = Vec::new();
-        let best = minimum_in_turn(2, 3, |i, round| {
+        let mean = mean_in_turn(2, 3, |i, round| {
             order.push((i, round));
             Ok(times[i][round])
         })
         .unwrap();
-        assert_eq!(best, vec![0.3, 0.45]);
+        assert!((mean[0] - 0.5).abs() < 1e-12 && (mean[1] - 0.7).abs() < 1e-12);
         assert_eq!(order, [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]);
         // Zero rounds still measures once; an error stops the calibration.
-        assert_eq!(minimum_in_turn(1, 0, |_, _| Ok(2.0)).unwrap(), vec![2.0]);
+        assert_eq!(mean_in_turn(1, 0, |_, _| Ok(2.0)).unwrap(), vec![2.0]);
         let mut calls = 0;
-        let failed = minimum_in_turn(2, 2, |_, _| {
+        let failed = mean_in_turn(2, 2, |_, _| {
             calls += 1;
             anyhow::bail!("training failed")
         });
