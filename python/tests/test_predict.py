@@ -190,6 +190,9 @@ def test_compute_releases_the_gil_and_ctrl_c_interrupts(model):
             ticks.append(time.monotonic())
             time.sleep(0.01)
 
+    # Python installs its KeyboardInterrupt handler only if SIGINT was not ignored when it
+    # started, and a shell ignores SIGINT in the commands it starts in the background.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     ticker = threading.Thread(target=tick)
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     ticker.start()
@@ -202,6 +205,7 @@ def test_compute_releases_the_gil_and_ctrl_c_interrupts(model):
         stop.set()
         ticker.join()
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     elapsed = time.monotonic() - start
     assert elapsed < 30, f"Ctrl-C took {elapsed:.1f} s to stop the prediction"
     # The other thread ran while the prediction computed (the GIL was released).
