@@ -60,10 +60,10 @@ pub struct DemoOptions {
 /// The demo's test-time mirroring: left-right (x), the brain's own symmetry, 2 passes per
 /// window. Measured on a default demo's model (20 test phantoms, 15 subsets), against no
 /// mirroring: WT / TC / ET +0.6 / +0.7 / +0.4 points with x, +1.3 / +1.3 / +1.0 with all
-/// three axes (the authors' 8 passes). The 8 passes cost the 15-minute plan 15 of its 45
-/// epochs, and a model trained 30 epochs scored about 2 points lower before mirroring, so
-/// they lose more than they gain at this budget; x costs about 35 s, which the plan's
-/// rounding to 5 epochs leaves free.
+/// three axes (the authors' 8 passes). The 8 passes cost the 15-minute plan about 240 s, a
+/// third of its epochs, and a model trained 30 epochs instead of 45 scored about 2 points
+/// lower before mirroring, so they lose more than they gain at this budget; x costs about
+/// 35 s, two epochs.
 pub const DEFAULT_TTA: Tta = Tta {
     axes: [true, false, false],
 };
