@@ -40,12 +40,13 @@ pub use summary::CompareSummary;
 
 use crate::dataset::{self, Split};
 use crate::demo::budget::{self, BudgetInputs};
-use crate::demo::stage::{Stage, StageState};
+use crate::demo::stage::{self, Stage, StageState};
 use crate::fsutil::FolderLock;
 use crate::infer::Tta;
 use crate::infer::evaluate::{EvaluateOptions, evaluate};
 use crate::metrics::MetricOptions;
 use crate::model::{ComputeDevice, Preset};
+use crate::preprocess::PreprocessSettings;
 use crate::train::{TrainConfig, TrainOptions};
 
 /// Split ratios train/validation/test when no split file is given, as the paper.
@@ -152,13 +153,12 @@ pub fn run_compare(opts: &CompareOptions) -> Result<CompareOutcome> {
         let cfg = config_of(opts, method, epochs);
         let root = opts.out.join(method.name());
         let run = Stage::new(&root, "run", &cfg.to_toml()?, &[]);
-        // Without mirroring the key is that of earlier versions.
-        let eval_key = if opts.tta.is_off() {
-            json!("test")
-        } else {
-            json!(["test", opts.tta.to_string()])
-        };
-        let eval = Stage::new(&root, "eval", &eval_key, &[&run]);
+        let eval = Stage::new(
+            &root,
+            "eval",
+            &stage::test_evaluation_params(opts.tta),
+            &[&run],
+        );
         say(
             opts,
             format!(
@@ -399,9 +399,19 @@ fn plan(
     let left = minutes * 60.0 - opts.spent_seconds - start.elapsed().as_secs_f64() - reserve;
     let share = (left / opts.methods.len() as f64).max(0.0);
     let mut out = Vec::new();
+    // The brain box of the test case per preprocessing (methods usually share one): the case
+    // is read once, not once per method.
+    let mut boxes: Vec<(PreprocessSettings, [usize; 3])> = Vec::new();
     for (&m, &step) in opts.methods.iter().zip(&steps) {
         let cfg = config_of(opts, m, 1);
-        let dims = budget::inference_dims(&opts.data, test_case, &cfg.preprocess)?;
+        let dims = match boxes.iter().find(|(s, _)| *s == cfg.preprocess) {
+            Some(&(_, dims)) => dims,
+            None => {
+                let dims = budget::inference_dims(&opts.data, test_case, &cfg.preprocess)?;
+                boxes.push((cfg.preprocess, dims));
+                dims
+            }
+        };
         let per_case = budget::windows_per_case(dims, cfg.model.patch_size) as f64;
         let recipe = m.train_config(opts.preset, opts.recipe);
         let (validation, evaluation) = budget::run_costs(

@@ -144,8 +144,8 @@ fn timed_run(
 /// over 15 subsets plus the post-processing decision on the validation cases over 15
 /// subsets that ends each training), from the measured `step` (seconds), the windows per
 /// case, the numbers of validation and test cases, the validation interval and the passes
-/// per window of the test evaluation (its test-time mirrorings, [`crate::infer::Tta::flips`]; validation
-/// and the post-processing decision run one pass).
+/// per window of the test evaluation (its test-time mirrorings,
+/// [`crate::infer::Tta::flips`]; validation and the post-processing decision run one pass).
 pub fn run_costs(
     step: f64,
     per_case: f64,

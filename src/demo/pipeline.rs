@@ -11,7 +11,7 @@ use serde_json::json;
 
 use super::budget::{self, BudgetInputs, BudgetPlan};
 use super::events::DemoEvent;
-use super::stage::{Stage, StageState};
+use super::stage::{self, Stage, StageState};
 use super::{DemoModel, DemoOptions, build_report, model_label};
 use crate::compare::report::PanelSpec;
 use crate::compare::{CompareOptions, CompareOutcome, Method, Recipe, run_compare};
@@ -271,15 +271,10 @@ impl<'a> Demo<'a> {
                 &cfg.to_toml()?,
                 &[&stage],
             );
-            let eval_key = if opts.tta.is_off() {
-                json!("test")
-            } else {
-                json!(["test", opts.tta.to_string()])
-            };
             let eval_stage = Stage::new(
                 &opts.out,
                 &format!("eval-{key}"),
-                &eval_key,
+                &stage::test_evaluation_params(opts.tta),
                 &[&train_stage],
             );
             models.push((key, cfg, train_stage, eval_stage));
@@ -589,7 +584,8 @@ fn conventions(
 fn postprocessing_text(models: &[DemoModel]) -> String {
     let mut parts = vec![
         "labels only inside the head (where an image is non-zero), then the largest \
-         whole-tumour component only if that raised the mean validation Dice, then an \
+         whole-tumour component only if that raised the mean validation Dice of one region \
+         and lowered none, then an \
          enhancing tumour under a volume threshold relabelled necrosis/non-enhancing core if \
          a threshold raised the mean validation ET Dice (both decided after training on the \
          validation cases from all 15 subsets, as nnU-Net decides its post-processing)"

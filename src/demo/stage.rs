@@ -43,6 +43,17 @@ pub enum StageState {
     Fresh,
 }
 
+/// The parameters of a stage that evaluates a model on the test cases with test-time
+/// mirroring `tta` (`demo`'s and `compare`'s): without mirroring those of earlier versions,
+/// so their finished evaluations stay valid.
+pub fn test_evaluation_params(tta: crate::infer::Tta) -> serde_json::Value {
+    if tta.is_off() {
+        serde_json::json!("test")
+    } else {
+        serde_json::json!(["test", tta.to_string()])
+    }
+}
+
 /// One stage: its name, folder and fingerprint.
 #[derive(Debug, Clone)]
 pub struct Stage {
