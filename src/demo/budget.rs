@@ -2,12 +2,13 @@
 //! there is time for the demo's second (average-fusion) model, from a step time measured by
 //! short training runs ([`measure_step`]). Used by `a2fseg demo` and `a2fseg compare`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::Split;
 use crate::infer::window_starts;
 use crate::preprocess::{CropBox, PreprocessSettings};
 use crate::train::{ModalityDropout, TrainConfig, TrainOptions};
@@ -50,9 +51,10 @@ pub fn measure_step(
         let run_dir = dir.join(format!("{name}-{suffix}"));
         timed_run(data, split, cfg, cache, &run_dir, iterations)
     };
-    // Forty steps apart: the runs' fixed part (loading 100 demo cases into memory, about
-    // 14 s) varied by up to 3 s between runs, which at ten steps apart moved one estimate
-    // from 0.19 to 0.43 s per step on the same idle machine.
+    // Forty steps apart: the runs' fixed part (then loading all 100 demo cases into memory,
+    // about 14 s; now a few cases, `calibration_split`) varied by up to 3 s between runs,
+    // which at ten steps apart moved one estimate from 0.19 to 0.43 s per step on the same
+    // idle machine.
     // Epochs of a few steps (the tests' toy plans) need no finer timing than an epoch.
     let steps = CALIBRATION_STEPS.min(cfg.iterations_per_epoch).max(1);
     let short = run("short", 1)?;
@@ -82,10 +84,39 @@ pub fn measure_steps(
     dir: &Path,
     rounds: usize,
 ) -> Result<Vec<f64>> {
+    let batch = runs.iter().map(|(_, c)| c.batch_size).max().unwrap_or(1);
+    let split = calibration_split(split, batch, dir)?;
     mean_in_turn(runs.len(), rounds, |i, round| {
         let (name, cfg) = runs[i];
-        measure_step(data, split, cfg, cache, dir, &format!("{name}-{round}"))
+        measure_step(data, &split, cfg, cache, dir, &format!("{name}-{round}"))
     })
+}
+
+/// Training cases the calibration runs load: a step's time depends on the patch, not on
+/// which case it is cut from. With every training case (100 in the default demo) each of the
+/// four runs spent about 14 s loading them, more than half of the calibration's 100 s, and
+/// that fixed part's run-to-run jitter (up to 3 s) was what made the step estimate noisy.
+pub const CALIBRATION_CASES: usize = 4;
+
+/// Writes `dir/calibration-split.json`: the first [`CALIBRATION_CASES`] (at least `batch`)
+/// training cases of the split at `split` and its first validation case, nothing to test;
+/// returns its path. The calibration runs ([`measure_step`]) train on it.
+pub fn calibration_split(split: &Path, batch: usize, dir: &Path) -> Result<PathBuf> {
+    let full = Split::load(split)?;
+    let small = Split {
+        train: full
+            .train
+            .iter()
+            .take(CALIBRATION_CASES.max(batch))
+            .cloned()
+            .collect(),
+        validation: full.validation.iter().take(1).cloned().collect(),
+        test: Vec::new(),
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("calibration-split.json");
+    small.save(&path)?;
+    Ok(path)
 }
 
 /// The mean over `rounds` of `measure(i, round)` for each `i < n`, measured in the order
@@ -383,6 +414,27 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn calibration_trains_on_a_few_cases_and_tests_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = |p: &str, n: usize| (0..n).map(|i| format!("{p}{i:02}")).collect::<Vec<_>>();
+        let full = Split {
+            train: ids("tr", 70),
+            validation: ids("va", 10),
+            test: ids("te", 20),
+        };
+        let path = dir.path().join("split.json");
+        full.save(&path).unwrap();
+        let small =
+            Split::load(&calibration_split(&path, 1, &dir.path().join("plan")).unwrap()).unwrap();
+        assert_eq!(small.train, full.train[..CALIBRATION_CASES]);
+        assert_eq!(small.validation, full.validation[..1]);
+        assert!(small.test.is_empty());
+        // A batch larger than the usual few cases still fills one.
+        let big = Split::load(&calibration_split(&path, 9, dir.path()).unwrap()).unwrap();
+        assert_eq!(big.train.len(), 9);
     }
 
     #[test]

@@ -311,15 +311,17 @@ impl<'a> Demo<'a> {
         let opts = self.opts;
         let split = &inputs.split;
         // The calibration runs train on all four modalities (the costliest step); the mean
-        // step of the method's modality draw costs a share of it. The minimum of two rounds:
-        // one round's estimate varied from 0.30 to 0.57 s per step between two runs on the
-        // same idle machine, planning 45 or 20 epochs.
+        // step of the method's modality draw costs a share of it. The mean of two rounds
+        // (`budget::measure_steps`). They train on a few cases only, so the warm-up that
+        // fills their preprocessing cache reads only those (the demo's training reads the
+        // dataset itself).
         let methods = demo_models(opts.arch);
         let cfg = train_config(opts, methods[0].1, 1);
         let cache = dir.join("cache");
+        let calibration_split = budget::calibration_split(&inputs.split_path, cfg.batch_size, dir)?;
         budget::warm_up(
             &inputs.data,
-            &inputs.split_path,
+            &calibration_split,
             &cfg,
             &cache,
             &dir.join("calibrate-warm-up"),

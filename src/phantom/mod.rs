@@ -41,7 +41,7 @@ use crate::volume::{Geometry, Grid};
 
 /// Version of the generator, written to `phantom.json`; bump it whenever the same seed
 /// would give different images.
-pub const GENERATOR_VERSION: u32 = 3;
+pub const GENERATOR_VERSION: u32 = 4;
 
 /// The default grid `[x, y, z]` of [`PhantomGeometry::Fit`].
 pub const DEFAULT_SHAPE: [usize; 3] = [96, 96, 96];
