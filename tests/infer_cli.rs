@@ -589,12 +589,15 @@ fn predictions_are_post_processed_unless_asked_not_to() {
         rules: Postprocess {
             brain_mask: true,
             largest_component: true,
+            largest_component_subsets: Default::default(),
             et_min_mm3: None,
         },
         cases: 1,
         predictions: 15,
         dice_without: [0.5; 3],
         dice_with: [0.6; 3],
+        dice_chosen: None,
+        by_subset: Vec::new(),
         et_dice_thresholded: None,
     }
     .save(&run_dir.join("checkpoints/best"))

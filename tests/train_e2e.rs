@@ -185,12 +185,19 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
     assert_eq!(decision.cases, split.validation.len());
     assert_eq!(decision.predictions, 15 * split.validation.len());
     assert!(decision.rules.brain_mask);
-    // nnU-Net's criterion: one region better, none worse.
-    let diff: Vec<f64> = (0..3)
-        .map(|r| decision.dice_with[r] - decision.dice_without[r])
-        .collect();
-    let adopt = diff.iter().any(|&d| d > 0.0) && !diff.iter().any(|&d| d < 0.0);
-    assert_eq!(decision.rules.largest_component, adopt);
+    // nnU-Net's criterion, per subset: one region better, none worse.
+    assert_eq!(decision.by_subset.len(), 15);
+    assert!(!decision.rules.largest_component);
+    for d in &decision.by_subset {
+        assert_eq!(d.predictions, split.validation.len());
+        let diff: Vec<f64> = (0..3).map(|r| d.dice_with[r] - d.dice_without[r]).collect();
+        let adopt = diff.iter().any(|&x| x > 0.0) && !diff.iter().any(|&x| x < 0.0);
+        assert_eq!(d.largest_component, adopt, "{}", d.subset);
+        assert_eq!(
+            decision.rules.largest_component_subsets.contains(d.subset),
+            adopt
+        );
+    }
     assert!(
         !out.join("checkpoints/latest")
             .join(postprocess::FILE)
@@ -204,11 +211,23 @@ fn loss_goes_down_and_the_run_dir_is_complete() {
         &tmp.path().join("eval-best"),
     );
     let s = &eval.summaries[0];
-    let chosen = if decision.rules.largest_component {
-        decision.dice_with
-    } else {
-        decision.dice_without
-    };
+    // Each subset's scores are its chosen side's; their mean is the decision's.
+    for d in &decision.by_subset {
+        let side = if d.largest_component {
+            d.dice_with
+        } else {
+            d.dice_without
+        };
+        for (r, want) in side.iter().enumerate() {
+            let got = s.scores.subsets[&d.subset].regions[r].dice;
+            assert!(
+                (got - want).abs() < 1e-9,
+                "{} {r}: {got} vs {want}",
+                d.subset
+            );
+        }
+    }
+    let chosen = decision.dice_chosen.unwrap();
     for (r, want) in chosen.iter().enumerate() {
         assert_eq!(s.scores.subsets.len(), 15);
         let mean = s.scores.mean.regions[r].dice;

@@ -585,9 +585,9 @@ fn conventions(
 /// (`postprocess.json` in the model folder), as `evaluate` applied it.
 fn postprocessing_text(models: &[DemoModel]) -> String {
     let mut parts = vec![
-        "labels only inside the head (where an image is non-zero), then the largest \
-         whole-tumour component only if that raised the mean validation Dice of one region \
-         and lowered none, then an \
+        "labels only inside the head (where an image is non-zero), then, for each modality \
+         subset, the largest whole-tumour component only if that raised the subset's mean \
+         validation Dice of one region and lowered none, then an \
          enhancing tumour under a volume threshold relabelled necrosis/non-enhancing core if \
          a threshold raised the mean validation ET Dice (both decided after training on the \
          validation cases from all 15 subsets, as nnU-Net decides its post-processing)"

@@ -8,14 +8,16 @@
 //!   0) lies outside the head, where BraTS never labels tumour; the network's output there
 //!   is set to background. A scan that is not skull-stripped has no such voxel, so the
 //!   rule does nothing to it.
-//! - **largest component** (decided per model): keep only the largest 26-connected
-//!   component of the whole tumour (NCR ∪ ED ∪ ET), as nnU-Net's post-processing does for
-//!   the foreground. Whether this helps depends on the data (BraTS has multifocal
-//!   tumours), so, as nnU-Net, it is decided on the validation cases after training
-//!   ([`determine`]), with nnU-Net's criterion: kept when, over the validation predictions
-//!   from every modality subset, the mean Dice of at least one of WT, TC and ET rises and
-//!   none falls. The decision is saved as
-//!   `postprocess.json` in the model folder and read by [`super::Predictor::load`].
+//! - **largest component** (decided per model and modality subset): keep only the largest
+//!   26-connected component of the whole tumour (NCR ∪ ED ∪ ET), as nnU-Net's
+//!   post-processing does for the foreground. Whether this helps depends on the data (BraTS
+//!   has multifocal tumours) and on what the network sees: from FLAIR alone it removes
+//!   scattered false positives, from T1c alone a false component can outgrow the tumour and
+//!   be the one kept. So, as nnU-Net but for each subset, it is decided on the validation
+//!   cases after training ([`determine`]), with nnU-Net's criterion: kept for a subset when,
+//!   over that subset's validation predictions, the mean Dice of at least one of WT, TC and
+//!   ET rises and none falls. The decision is saved as `postprocess.json` in the model
+//!   folder and read by [`super::Predictor::load`].
 //! - **small enhancing tumour** (decided per model): a predicted ET smaller than a volume
 //!   threshold becomes NCR/NET, the rule of nnU-Net's BraTS entries and of RFNet and mmFormer:
 //!   a case without ET (a low-grade glioma) scores ET Dice 1 when nothing is predicted and 0
@@ -49,8 +51,13 @@ pub const FILE: &str = "postprocess.json";
 pub struct Postprocess {
     /// Set voxels outside the head (every image of the subset 0) to background.
     pub brain_mask: bool,
-    /// Keep only the largest 26-connected component of the whole tumour.
+    /// Keep only the largest 26-connected component of the whole tumour, whatever the
+    /// subset (decisions made before the rule was decided per subset).
     pub largest_component: bool,
+    /// The subsets whose predictions keep only the largest component (besides every subset
+    /// when `largest_component`). Absent in older files: none.
+    #[serde(default, skip_serializing_if = "SubsetSet::is_empty")]
+    pub largest_component_subsets: SubsetSet,
     /// Relabel a predicted ET smaller than this volume (mm³) as NCR/NET. Absent in older
     /// files: none.
     #[serde(default)]
@@ -63,6 +70,7 @@ impl Default for Postprocess {
         Postprocess {
             brain_mask: true,
             largest_component: false,
+            largest_component_subsets: SubsetSet::EMPTY,
             et_min_mm3: None,
         }
     }
@@ -73,8 +81,14 @@ impl Postprocess {
     pub const NONE: Postprocess = Postprocess {
         brain_mask: false,
         largest_component: false,
+        largest_component_subsets: SubsetSet::EMPTY,
         et_min_mm3: None,
     };
+
+    /// Whether predictions from `subset` keep only the largest whole-tumour component.
+    pub fn largest_component_for(&self, subset: Subset) -> bool {
+        self.largest_component || self.largest_component_subsets.contains(subset)
+    }
 
     /// The rules saved in `model_dir` ([`FILE`]), else [`Postprocess::default`].
     pub fn load(model_dir: &Path) -> Result<Postprocess> {
@@ -93,21 +107,22 @@ impl Postprocess {
     /// predicted from the modalities of `subset`.
     pub fn apply(&self, classes: &mut Grid<u8>, case: &PreprocessedCase, subset: Subset) {
         let images: Vec<&Grid<f32>> = subset.modalities().filter_map(|m| case.image(m)).collect();
-        self.apply_with_images(classes, &images, case.geometry.spacing);
+        self.apply_with_images(classes, subset, &images, case.geometry.spacing);
     }
 
-    /// Applies the rules to `classes` predicted from `images` (the subset's images on the
-    /// same grid, of voxels of `spacing` mm).
+    /// Applies the rules to `classes` predicted from `subset`, whose images `images` are on
+    /// the same grid, of voxels of `spacing` mm.
     pub fn apply_with_images(
         &self,
         classes: &mut Grid<u8>,
+        subset: Subset,
         images: &[&Grid<f32>],
         spacing: [f64; 3],
     ) {
         if self.brain_mask {
             mask_outside_brain(classes, images);
         }
-        if self.largest_component {
+        if self.largest_component_for(subset) {
             keep_largest_component(classes);
         }
         if let Some(min) = self.et_min_mm3 {
@@ -123,6 +138,11 @@ impl Postprocess {
         }
         if self.largest_component {
             parts.push("largest connected whole-tumour component only".to_string());
+        } else if !self.largest_component_subsets.is_empty() {
+            parts.push(format!(
+                "largest connected whole-tumour component only from {}",
+                self.largest_component_subsets.describe()
+            ));
         }
         if let Some(min) = self.et_min_mm3 {
             parts.push(format!(
@@ -134,6 +154,62 @@ impl Postprocess {
         } else {
             parts.join("; ")
         }
+    }
+}
+
+/// A set of modality subsets, stored as a 16-bit mask (bit `s` for the subset of bits
+/// `s`); JSON: a list of subset bit strings (`["0001", "0011"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubsetSet(u16);
+
+impl SubsetSet {
+    /// No subset.
+    pub const EMPTY: SubsetSet = SubsetSet(0);
+
+    /// Whether `subset` is in the set.
+    pub fn contains(self, subset: Subset) -> bool {
+        self.0 & (1 << subset.bits()) != 0
+    }
+
+    /// The set with `subset` added.
+    pub fn with(self, subset: Subset) -> SubsetSet {
+        SubsetSet(self.0 | (1 << subset.bits()))
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The subsets in bit order.
+    pub fn subsets(self) -> impl Iterator<Item = Subset> {
+        (1u8..16)
+            .map(Subset::from_bits)
+            .filter(move |s| self.contains(*s))
+    }
+
+    /// For reports, e.g. `"3 subsets (FLAIR, T1, T1+FLAIR)"`.
+    pub fn describe(self) -> String {
+        let names: Vec<String> = self.subsets().map(Subset::describe).collect();
+        let n = names.len();
+        format!(
+            "{n} subset{} ({})",
+            if n == 1 { "" } else { "s" },
+            names.join(", ")
+        )
+    }
+}
+
+impl Serialize for SubsetSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.subsets())
+    }
+}
+
+impl<'de> Deserialize<'de> for SubsetSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<Subset>::deserialize(d)?;
+        Ok(list.into_iter().fold(SubsetSet::EMPTY, SubsetSet::with))
     }
 }
 
@@ -225,13 +301,35 @@ pub struct Decision {
     pub predictions: usize,
     /// Mean Dice `[WT, TC, ET]` of those predictions with the brain mask only.
     pub dice_without: [f64; 3],
-    /// The same with the largest-component rule on top.
+    /// The same with the largest-component rule on top, for every subset.
     pub dice_with: [f64; 3],
+    /// The same with the largest-component rule where it was chosen (per subset). Absent in
+    /// older files, which chose it for every subset or none.
+    #[serde(default)]
+    pub dice_chosen: Option<[f64; 3]>,
+    /// The largest-component decision of each subset. Absent in older files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_subset: Vec<SubsetDecision>,
     /// Mean ET Dice of those predictions with the chosen largest-component rule and the
     /// chosen small-ET threshold (without a threshold: the ET of `dice_with` or
     /// `dice_without`). Absent in older files, which decided the largest-component rule only.
     #[serde(default)]
     pub et_dice_thresholded: Option<f64>,
+}
+
+/// The largest-component decision for one modality subset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubsetDecision {
+    /// The subset.
+    pub subset: Subset,
+    /// Its validation predictions.
+    pub predictions: usize,
+    /// Their mean Dice `[WT, TC, ET]` with the brain mask only.
+    pub dice_without: [f64; 3],
+    /// The same with the largest-component rule on top.
+    pub dice_with: [f64; 3],
+    /// Whether the rule is kept for this subset ([`adopt`]).
+    pub largest_component: bool,
 }
 
 impl Decision {
@@ -244,7 +342,60 @@ impl Decision {
     /// One line for logs and reports: the rule chosen and the scores behind it.
     pub fn summary(&self) -> String {
         let mean = |d: &[f64; 3]| d.iter().sum::<f64>() / 3.0;
-        let lc = format!(
+        let lc = match self.dice_chosen {
+            Some(chosen) if !self.by_subset.is_empty() => {
+                let kept = self
+                    .by_subset
+                    .iter()
+                    .filter(|d| d.largest_component)
+                    .count();
+                let which = if kept == 0 {
+                    "no subset".to_string()
+                } else {
+                    self.rules.largest_component_subsets.describe()
+                };
+                format!(
+                    "largest whole-tumour component kept for {which} of {} (mean validation \
+                     Dice over {} predictions: {:.2}% without, {:.2}% with it for every subset, \
+                     {:.2}% as chosen per subset; WT {:.2}→{:.2}, TC {:.2}→{:.2}, ET \
+                     {:.2}→{:.2})",
+                    self.by_subset.len(),
+                    self.predictions,
+                    100.0 * mean(&self.dice_without),
+                    100.0 * mean(&self.dice_with),
+                    100.0 * mean(&chosen),
+                    100.0 * self.dice_without[0],
+                    100.0 * chosen[0],
+                    100.0 * self.dice_without[1],
+                    100.0 * chosen[1],
+                    100.0 * self.dice_without[2],
+                    100.0 * chosen[2],
+                )
+            }
+            _ => self.summary_all_subsets(),
+        };
+        let before = match self.dice_chosen {
+            Some(chosen) => chosen[2],
+            None if self.rules.largest_component => self.dice_with[2],
+            None => self.dice_without[2],
+        };
+        match (self.rules.et_min_mm3, self.et_dice_thresholded) {
+            (Some(min), Some(after)) => format!(
+                "{lc}; an enhancing tumour under {min:.0} mm³ relabelled NCR/NET (mean \
+                 validation ET Dice {:.2}→{:.2})",
+                100.0 * before,
+                100.0 * after
+            ),
+            (None, Some(_)) => format!("{lc}; no small-enhancing-tumour threshold raised ET"),
+            _ => lc,
+        }
+    }
+
+    /// The largest-component part of [`Decision::summary`] for a decision made for every
+    /// subset at once (files written before the per-subset decision).
+    fn summary_all_subsets(&self) -> String {
+        let mean = |d: &[f64; 3]| d.iter().sum::<f64>() / 3.0;
+        format!(
             "largest whole-tumour component {} (mean validation Dice over {} \
              predictions: {:.2}% without, {:.2}% with; WT {:.2}→{:.2}, TC {:.2}→{:.2}, ET \
              {:.2}→{:.2})",
@@ -262,22 +413,7 @@ impl Decision {
             100.0 * self.dice_with[1],
             100.0 * self.dice_without[2],
             100.0 * self.dice_with[2],
-        );
-        let before = if self.rules.largest_component {
-            self.dice_with[2]
-        } else {
-            self.dice_without[2]
-        };
-        match (self.rules.et_min_mm3, self.et_dice_thresholded) {
-            (Some(min), Some(after)) => format!(
-                "{lc}; an enhancing tumour under {min:.0} mm³ relabelled NCR/NET (mean \
-                 validation ET Dice {:.2}→{:.2})",
-                100.0 * before,
-                100.0 * after
-            ),
-            (None, Some(_)) => format!("{lc}; no small-enhancing-tumour threshold raised ET"),
-            _ => lc,
-        }
+        )
     }
 }
 
@@ -330,8 +466,8 @@ fn adopt(without: &[f64; 3], with: &[f64; 3]) -> bool {
 /// Decides the model's post-processing on the `count` validation cases `case(0..count)`,
 /// each with its segmentation, predicted from every non-empty subset of its modalities by
 /// `predictor` (whose own post-processing is replaced by the brain mask alone): first the
-/// largest-component rule, then, on top of it, the small-ET threshold (see the module
-/// docs). `on_case(done, count)` is called after each case; when it returns false, the work
+/// largest-component rule, for each subset on its own predictions, then, on top of it, the
+/// small-ET threshold, on all of them (see the module docs). `on_case(done, count)` is called after each case; when it returns false, the work
 /// stops and `None` is returned (nothing decided).
 pub fn determine<'a>(
     predictor: &mut Predictor,
@@ -340,10 +476,10 @@ pub fn determine<'a>(
     on_case: &mut dyn FnMut(usize, usize) -> bool,
 ) -> Result<Option<Decision>> {
     predictor.postprocess = Postprocess::default();
-    let mut without = [0f64; 3];
-    let mut with = [0f64; 3];
-    // Per prediction: the ET outcome without and with the largest-component rule.
-    let mut et_outcomes: Vec<[EtOutcome; 2]> = Vec::new();
+    // Per subset (indexed by its bits): predictions, summed Dice without and with the rule.
+    let mut sums = [(0usize, [0f64; 3], [0f64; 3]); 16];
+    // Per prediction: its subset, and the ET outcome without and with the rule.
+    let mut et_outcomes: Vec<(Subset, [EtOutcome; 2])> = Vec::new();
     for i in 0..count {
         let case = case(i)?;
         let truth = case.truth("validation")?;
@@ -355,18 +491,20 @@ pub fn determine<'a>(
         let preds = predictor
             .predict_subsets(&case, &subsets)
             .with_context(|| format!("cannot predict validation case {}", case.id))?;
-        for (_, pred) in preds {
+        for (subset, pred) in preds {
             let mut classes = case.crop.crop(&pred.classes);
             let before = region_dice(&classes, truth);
             let et_before = EtOutcome::of(&classes, truth_empty, before[2], spacing);
             keep_largest_component(&mut classes);
             let after = region_dice(&classes, truth);
             let et_after = EtOutcome::of(&classes, truth_empty, after[2], spacing);
+            let (count, without, with) = &mut sums[subset.bits() as usize];
+            *count += 1;
             for r in 0..3 {
                 without[r] += before[r];
                 with[r] += after[r];
             }
-            et_outcomes.push([et_before, et_after]);
+            et_outcomes.push((subset, [et_before, et_after]));
         }
         if !on_case(i + 1, count) {
             return Ok(None);
@@ -374,14 +512,37 @@ pub fn determine<'a>(
     }
     let n = et_outcomes.len();
     let d = n.max(1) as f64;
-    let without = without.map(|x| x / d);
-    let with = with.map(|x| x / d);
-    let largest_component = n > 0 && adopt(&without, &with);
-    let chosen = usize::from(largest_component);
+    let mut by_subset = Vec::new();
+    let mut largest_component_subsets = SubsetSet::EMPTY;
+    let (mut without, mut with, mut chosen) = ([0f64; 3], [0f64; 3], [0f64; 3]);
+    for (bits, (count, w, l)) in sums.iter().enumerate() {
+        if *count == 0 {
+            continue;
+        }
+        let subset = Subset::from_bits(bits as u8);
+        let k = *count as f64;
+        let (mean_without, mean_with) = (w.map(|x| x / k), l.map(|x| x / k));
+        let keep = adopt(&mean_without, &mean_with);
+        if keep {
+            largest_component_subsets = largest_component_subsets.with(subset);
+        }
+        for r in 0..3 {
+            without[r] += w[r] / d;
+            with[r] += l[r] / d;
+            chosen[r] += if keep { l[r] } else { w[r] } / d;
+        }
+        by_subset.push(SubsetDecision {
+            subset,
+            predictions: *count,
+            dice_without: mean_without,
+            dice_with: mean_with,
+            largest_component: keep,
+        });
+    }
     let et_dice = |min: Option<f64>| {
         et_outcomes
             .iter()
-            .map(|o| o[chosen].dice_with(min))
+            .map(|(s, o)| o[usize::from(largest_component_subsets.contains(*s))].dice_with(min))
             .sum::<f64>()
             / d
     };
@@ -398,13 +559,16 @@ pub fn determine<'a>(
     Ok(Some(Decision {
         rules: Postprocess {
             brain_mask: true,
-            largest_component,
+            largest_component: false,
+            largest_component_subsets,
             et_min_mm3,
         },
         cases: count,
         predictions: n,
         dice_without: without,
         dice_with: with,
+        dice_chosen: Some(chosen),
+        by_subset,
         et_dice_thresholded: Some(best),
     }))
 }
@@ -560,6 +724,7 @@ mod tests {
         let rules = Postprocess {
             brain_mask: true,
             largest_component: true,
+            largest_component_subsets: SubsetSet::EMPTY,
             et_min_mm3: None,
         };
         let mut c = all();
@@ -570,6 +735,23 @@ mod tests {
         assert_eq!(c.data(), &[0, 2, 0, 0]);
         assert!(rules.describe().contains("largest"));
         assert_eq!(Postprocess::NONE.describe(), "none");
+        // Decided per subset: only FLAIR's predictions lose their smaller component.
+        let per_subset = Postprocess {
+            largest_component: false,
+            largest_component_subsets: SubsetSet::EMPTY.with(flair),
+            ..rules
+        };
+        let mut c = all();
+        per_subset.apply(&mut c, &case, flair);
+        assert_eq!(c.data(), &[0, 2, 0, 0]);
+        let mut c = all();
+        per_subset.apply(&mut c, &case, both);
+        assert_eq!(c.data(), &[0, 2, 2, 2]);
+        assert!(
+            per_subset.describe().ends_with("from 1 subset (FLAIR)"),
+            "{}",
+            per_subset.describe()
+        );
     }
 
     #[test]
@@ -590,10 +772,11 @@ mod tests {
         let rules = Postprocess {
             brain_mask: false,
             largest_component: true,
+            largest_component_subsets: SubsetSet::EMPTY,
             et_min_mm3: Some(4.0),
         };
         let mut c = g();
-        rules.apply_with_images(&mut c, &[], [1.0; 3]);
+        rules.apply_with_images(&mut c, Subset::FULL, &[], [1.0; 3]);
         assert_eq!(c.data(), &[2, 1, 1, 1, 1, 0]);
         assert!(
             rules.describe().contains("under 4 mm³"),
@@ -632,22 +815,55 @@ mod tests {
             Postprocess::load(dir.path()).unwrap(),
             Postprocess::default()
         );
+        let flair: Subset = "0001".parse().unwrap();
+        let t1c: Subset = "0100".parse().unwrap();
         let d = Decision {
             rules: Postprocess {
                 brain_mask: true,
-                largest_component: true,
+                largest_component: false,
+                largest_component_subsets: SubsetSet::EMPTY.with(flair),
                 et_min_mm3: Some(500.0),
             },
             cases: 2,
-            predictions: 30,
+            predictions: 4,
             dice_without: [0.8, 0.7, 0.6],
-            dice_with: [0.9, 0.7, 0.6],
+            dice_with: [0.85, 0.6, 0.6],
+            dice_chosen: Some([0.9, 0.7, 0.6]),
+            by_subset: vec![
+                SubsetDecision {
+                    subset: flair,
+                    predictions: 2,
+                    dice_without: [0.8, 0.7, 0.6],
+                    dice_with: [1.0, 0.7, 0.6],
+                    largest_component: true,
+                },
+                SubsetDecision {
+                    subset: t1c,
+                    predictions: 2,
+                    dice_without: [0.8, 0.7, 0.6],
+                    dice_with: [0.7, 0.5, 0.6],
+                    largest_component: false,
+                },
+            ],
             et_dice_thresholded: Some(0.65),
         };
         d.save(dir.path()).unwrap();
         assert_eq!(Postprocess::load(dir.path()).unwrap(), d.rules);
-        assert!(d.summary().contains("kept"), "{}", d.summary());
-        assert!(d.summary().contains("500 mm³"), "{}", d.summary());
+        let text = std::fs::read_to_string(dir.path().join(FILE)).unwrap();
+        assert!(
+            text.contains(
+                r#""largest_component_subsets": [
+      "0001"
+    ]"#
+            ),
+            "{text}"
+        );
+        let summary = d.summary();
+        assert!(
+            summary.contains("kept for 1 subset (FLAIR) of 2"),
+            "{summary}"
+        );
+        assert!(summary.contains("500 mm³"), "{summary}");
         // A decision written before the small-ET rule existed still loads, without it.
         std::fs::write(
             dir.path().join(FILE),
@@ -659,6 +875,15 @@ mod tests {
             Postprocess::load(dir.path()).unwrap(),
             Postprocess::default()
         );
+        // One decided for every subset at once keeps the rule for every subset.
+        std::fs::write(
+            dir.path().join(FILE),
+            r#"{"rules": {"brain_mask": true, "largest_component": true}, "cases": 1,
+                "predictions": 15, "dice_without": [0.5, 0.5, 0.5], "dice_with": [0.6, 0.6, 0.6]}"#,
+        )
+        .unwrap();
+        let old = Postprocess::load(dir.path()).unwrap();
+        assert!(Subset::all_nonempty().all(|s| old.largest_component_for(s)));
         std::fs::write(dir.path().join(FILE), "{").unwrap();
         let e = Postprocess::load(dir.path()).unwrap_err();
         assert!(format!("{e:#}").contains(FILE), "{e:#}");

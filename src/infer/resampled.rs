@@ -78,8 +78,12 @@ impl Predictor {
             .modalities()
             .filter_map(|m| case.images[m.index()].as_ref())
             .collect();
-        self.postprocess
-            .apply_with_images(&mut classes, &images, case.geometry.spacing);
+        self.postprocess.apply_with_images(
+            &mut classes,
+            pred.subset,
+            &images,
+            case.geometry.spacing,
+        );
         Ok(Prediction {
             subset: pred.subset,
             classes,
