@@ -727,12 +727,13 @@ mod tests {
             largest_component_subsets: SubsetSet::EMPTY,
             et_min_mm3: None,
         };
-        let mut c = all();
-        rules.apply(&mut c, &case, t1c);
-        assert_eq!(c.data(), &[0, 0, 2, 2]);
-        let mut c = all();
-        rules.apply(&mut c, &case, flair);
-        assert_eq!(c.data(), &[0, 2, 0, 0]);
+        let applied = |rules: &Postprocess, subset: Subset| {
+            let mut c = all();
+            rules.apply(&mut c, &case, subset);
+            c.data().to_vec()
+        };
+        assert_eq!(applied(&rules, t1c), [0, 0, 2, 2]);
+        assert_eq!(applied(&rules, flair), [0, 2, 0, 0]);
         assert!(rules.describe().contains("largest"));
         assert_eq!(Postprocess::NONE.describe(), "none");
         // Decided per subset: only FLAIR's predictions lose their smaller component.
@@ -741,12 +742,8 @@ mod tests {
             largest_component_subsets: SubsetSet::EMPTY.with(flair),
             ..rules
         };
-        let mut c = all();
-        per_subset.apply(&mut c, &case, flair);
-        assert_eq!(c.data(), &[0, 2, 0, 0]);
-        let mut c = all();
-        per_subset.apply(&mut c, &case, both);
-        assert_eq!(c.data(), &[0, 2, 2, 2]);
+        assert_eq!(applied(&per_subset, flair), [0, 2, 0, 0]);
+        assert_eq!(applied(&per_subset, both), [0, 2, 2, 2]);
         assert!(
             per_subset.describe().ends_with("from 1 subset (FLAIR)"),
             "{}",
@@ -829,22 +826,18 @@ mod tests {
             dice_without: [0.8, 0.7, 0.6],
             dice_with: [0.85, 0.6, 0.6],
             dice_chosen: Some([0.9, 0.7, 0.6]),
-            by_subset: vec![
-                SubsetDecision {
-                    subset: flair,
-                    predictions: 2,
-                    dice_without: [0.8, 0.7, 0.6],
-                    dice_with: [1.0, 0.7, 0.6],
-                    largest_component: true,
-                },
-                SubsetDecision {
-                    subset: t1c,
-                    predictions: 2,
-                    dice_without: [0.8, 0.7, 0.6],
-                    dice_with: [0.7, 0.5, 0.6],
-                    largest_component: false,
-                },
-            ],
+            by_subset: [
+                (flair, [1.0, 0.7, 0.6], true),
+                (t1c, [0.7, 0.5, 0.6], false),
+            ]
+            .map(|(subset, dice_with, largest_component)| SubsetDecision {
+                subset,
+                predictions: 2,
+                dice_without: [0.8, 0.7, 0.6],
+                dice_with,
+                largest_component,
+            })
+            .to_vec(),
             et_dice_thresholded: Some(0.65),
         };
         d.save(dir.path()).unwrap();

@@ -237,43 +237,36 @@ mod tests {
                 assert!(z.0[t][3] >= FLAIR_FLOOR && z.0[t][2] >= T2_FLOOR);
             }
         }
-        // Enhancing tumour follows the edema on FLAIR: strongly correlated across cases.
         let n = draws.len() as f64;
-        let col = |t: TumourTissue, m: usize| draws.iter().map(move |z| z.of(t)[m]);
-        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / n;
-        let (ed, et): (Vec<f64>, Vec<f64>) = (
-            col(TumourTissue::Edema, 3).collect(),
-            col(TumourTissue::Enhancing, 3).collect(),
-        );
-        let (me, mt) = (mean(ed.clone()), mean(et.clone()));
-        let cov: f64 = ed
-            .iter()
-            .zip(&et)
-            .map(|(a, b)| (a - me) * (b - mt))
-            .sum::<f64>()
-            / n;
-        let sd = |v: &[f64], m: f64| (v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n).sqrt();
-        assert!(cov / (sd(&ed, me) * sd(&et, mt)) > 0.6);
+        let col =
+            |t: TumourTissue, m: usize| -> Vec<f64> { draws.iter().map(|z| z.of(t)[m]).collect() };
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
+        let sd = |v: &[f64]| {
+            let m = mean(v);
+            (v.iter().map(|a| (a - m) * (a - m)).sum::<f64>() / n).sqrt()
+        };
+        let corr = |a: &[f64], b: &[f64]| {
+            let (ma, mb) = (mean(a), mean(b));
+            let cov = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - ma) * (y - mb))
+                .sum::<f64>()
+                / n;
+            cov / (sd(a) * sd(b))
+        };
+        // Enhancing tumour follows the edema on FLAIR: strongly correlated across cases.
+        let (ed, et) = (col(TumourTissue::Edema, 3), col(TumourTissue::Enhancing, 3));
+        assert!(corr(&ed, &et) > 0.6);
         // The core follows the edema within a case (same brain, same sequence), and stays
         // brighter than it on T2 in most cases.
-        let (ed2, co2): (Vec<f64>, Vec<f64>) = (
-            col(TumourTissue::Edema, 2).collect(),
-            col(TumourTissue::Necrosis, 2).collect(),
-        );
-        let (me2, mc2) = (mean(ed2.clone()), mean(co2.clone()));
-        let cov2: f64 = ed2
-            .iter()
-            .zip(&co2)
-            .map(|(a, b)| (a - me2) * (b - mc2))
-            .sum::<f64>()
-            / n;
-        let r2 = cov2 / (sd(&ed2, me2) * sd(&co2, mc2));
+        let (ed2, co2) = (col(TumourTissue::Edema, 2), col(TumourTissue::Necrosis, 2));
+        let r2 = corr(&ed2, &co2);
         assert!(r2 > 0.6 && r2 < 0.9, "{r2}");
         let darker = ed2.iter().zip(&co2).filter(|(e, c)| c < e).count() as f64 / n;
         assert!(darker < 0.15, "{darker}");
         // The core on T1 spreads about as widely as in real cases (s.d. 0.85 there).
-        let core_t1: Vec<f64> = col(TumourTissue::Necrosis, 0).collect();
-        let m = mean(core_t1.clone());
-        assert!(sd(&core_t1, m) > 0.85, "{}", sd(&core_t1, m));
+        let core_t1 = col(TumourTissue::Necrosis, 0);
+        assert!(sd(&core_t1) > 0.85, "{}", sd(&core_t1));
     }
 }
