@@ -30,7 +30,9 @@
 //! - the tumour core (label 1: necrosis and non-enhancing tumour) is brighter than edema on
 //!   T2 and FLAIR, and near the brain's mean on T1, with a wide spread;
 //! - contrasts vary widely between cases (scanners, sequences, tumour biology), which is what
-//!   makes real data harder than a fixed table.
+//!   makes real data harder than a fixed table; within a case the core's contrast follows the
+//!   edema's (`CORE_EDEMA_CORRELATION`), as both are measured against the same brain with
+//!   the same sequence.
 
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
