@@ -378,9 +378,11 @@ fn plan(
         .zip(&configs)
         .map(|(m, cfg)| (m.name(), cfg))
         .collect();
+    let batch = configs.iter().map(|c| c.batch_size).max().unwrap_or(1);
+    let calibration_split = budget::calibration_split(split_path, batch, &calibration)?;
     let full = budget::measure_steps(
         &opts.data,
-        split_path,
+        &calibration_split,
         &runs,
         cache,
         &calibration,

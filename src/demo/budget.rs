@@ -75,7 +75,8 @@ pub const CALIBRATION_ROUNDS: usize = 2;
 /// runs, so noise in either run moves it both ways (the minimum, kept before, picked the
 /// low outliers: 0.147 s planned for a step that ran at 0.28 s); taking the rounds in turn
 /// keeps a burst of load during one measurement from making one method's plan unfair to the
-/// others. The runs are `dir/<name>-<round>-short` and `-long`.
+/// others. The runs train on the split at `split`, made by [`calibration_split`]; they are
+/// `dir/<name>-<round>-short` and `-long`.
 pub fn measure_steps(
     data: &Path,
     split: &Path,
@@ -84,11 +85,9 @@ pub fn measure_steps(
     dir: &Path,
     rounds: usize,
 ) -> Result<Vec<f64>> {
-    let batch = runs.iter().map(|(_, c)| c.batch_size).max().unwrap_or(1);
-    let split = calibration_split(split, batch, dir)?;
     mean_in_turn(runs.len(), rounds, |i, round| {
         let (name, cfg) = runs[i];
-        measure_step(data, &split, cfg, cache, dir, &format!("{name}-{round}"))
+        measure_step(data, split, cfg, cache, dir, &format!("{name}-{round}"))
     })
 }
 
@@ -100,7 +99,7 @@ pub const CALIBRATION_CASES: usize = 4;
 
 /// Writes `dir/calibration-split.json`: the first [`CALIBRATION_CASES`] (at least `batch`)
 /// training cases of the split at `split` and its first validation case, nothing to test;
-/// returns its path. The calibration runs ([`measure_step`]) train on it.
+/// returns its path. The calibration runs ([`measure_steps`]) train on it.
 pub fn calibration_split(split: &Path, batch: usize, dir: &Path) -> Result<PathBuf> {
     let full = Split::load(split)?;
     let small = Split {

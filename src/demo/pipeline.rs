@@ -328,7 +328,7 @@ impl<'a> Demo<'a> {
         )?;
         let full = budget::measure_steps(
             &inputs.data,
-            &inputs.split_path,
+            &calibration_split,
             &[("calibrate", &cfg)],
             &cache,
             dir,

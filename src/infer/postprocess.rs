@@ -188,10 +188,13 @@ impl SubsetSet {
             .filter(move |s| self.contains(*s))
     }
 
-    /// For reports, e.g. `"3 subsets (FLAIR, T1, T1+FLAIR)"`.
+    /// For reports, e.g. `"3 subsets (FLAIR, T1, T1+FLAIR)"`, or `"no subset"`.
     pub fn describe(self) -> String {
         let names: Vec<String> = self.subsets().map(Subset::describe).collect();
         let n = names.len();
+        if n == 0 {
+            return "no subset".to_string();
+        }
         format!(
             "{n} subset{} ({})",
             if n == 1 { "" } else { "s" },
@@ -344,16 +347,7 @@ impl Decision {
         let mean = |d: &[f64; 3]| d.iter().sum::<f64>() / 3.0;
         let lc = match self.dice_chosen {
             Some(chosen) if !self.by_subset.is_empty() => {
-                let kept = self
-                    .by_subset
-                    .iter()
-                    .filter(|d| d.largest_component)
-                    .count();
-                let which = if kept == 0 {
-                    "no subset".to_string()
-                } else {
-                    self.rules.largest_component_subsets.describe()
-                };
+                let which = self.rules.largest_component_subsets.describe();
                 format!(
                     "largest whole-tumour component kept for {which} of {} (mean validation \
                      Dice over {} predictions: {:.2}% without, {:.2}% with it for every subset, \
@@ -467,8 +461,9 @@ fn adopt(without: &[f64; 3], with: &[f64; 3]) -> bool {
 /// each with its segmentation, predicted from every non-empty subset of its modalities by
 /// `predictor` (whose own post-processing is replaced by the brain mask alone): first the
 /// largest-component rule, for each subset on its own predictions, then, on top of it, the
-/// small-ET threshold, on all of them (see the module docs). `on_case(done, count)` is called after each case; when it returns false, the work
-/// stops and `None` is returned (nothing decided).
+/// small-ET threshold, on all of them (see the module docs). `on_case(done, count)` is
+/// called after each case; when it returns false, the work stops and `None` is returned
+/// (nothing decided).
 pub fn determine<'a>(
     predictor: &mut Predictor,
     count: usize,
@@ -744,6 +739,7 @@ mod tests {
         };
         assert_eq!(applied(&per_subset, flair), [0, 2, 0, 0]);
         assert_eq!(applied(&per_subset, both), [0, 2, 2, 2]);
+        assert_eq!(SubsetSet::EMPTY.describe(), "no subset");
         assert!(
             per_subset.describe().ends_with("from 1 subset (FLAIR)"),
             "{}",
