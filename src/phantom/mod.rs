@@ -14,7 +14,7 @@
 //!
 //! Tumours follow glioma (see `model`): an enhancing rim of variable thickness, patchy or
 //! absent, around necrosis; edema along white matter with finger-like borders; mass effect;
-//! sometimes a second focus. Contrasts (see [`contrast`]) are drawn per case, the tumour's
+//! sometimes a second focus; a heterogeneous core inside smooth edema. Contrasts (see [`contrast`]) are drawn per case, the tumour's
 //! as z-scores calibrated on real BraTS statistics; each sequence gets its own bias field,
 //! blur (often thick slices along one axis) and Rician noise.
 
@@ -41,7 +41,7 @@ use crate::volume::{Geometry, Grid};
 
 /// Version of the generator, written to `phantom.json`; bump it whenever the same seed
 /// would give different images.
-pub const GENERATOR_VERSION: u32 = 4;
+pub const GENERATOR_VERSION: u32 = 5;
 
 /// The default grid `[x, y, z]` of [`PhantomGeometry::Fit`].
 pub const DEFAULT_SHAPE: [usize; 3] = [96, 96, 96];
