@@ -311,7 +311,7 @@ impl<'a> Demo<'a> {
         let opts = self.opts;
         let split = &inputs.split;
         // The calibration runs train on all four modalities (the costliest step); the mean
-        // step of the method's modality draw costs a share of it. The mean of two rounds
+        // step of the method's modality draw costs a share of it. The faster of two rounds
         // (`budget::measure_steps`). They train on a few cases only, so the warm-up that
         // fills their preprocessing cache reads only those (the demo's training reads the
         // dataset itself).

@@ -494,7 +494,8 @@ impl Focus {
 /// the core's extent without T1c had no cue but a typical size (TC 55–61 without T1c,
 /// 75–81 with). The region means are unchanged (the texture averages to 1 over a region), so
 /// `dataset stats` reads the same; each label's spread within a case grows (on T2 and FLAIR
-/// about 1.5× and 1.2× the edema's, where version 4 had 1.1× and 0.8×).
+/// about 1.5× and 1.2× the edema's in the unit test's cases, where version 4 had 1.1× and
+/// 0.8×).
 const CORE_TEXTURE_STEP_MM: f64 = 3.0;
 /// Range of the core texture's amplitude per case (a fraction of the core's intensity;
 /// the texture field itself is about ±1 with most values within ±0.4).
@@ -515,7 +516,7 @@ pub(crate) struct Tumour {
     /// non-enhancing and enhancing tumour) is heterogeneous, the edema around it smooth.
     core_texture: Fractal,
     /// Amplitude of `core_texture` (a fraction of the core's intensity).
-    pub core_heterogeneity: f64,
+    core_heterogeneity: f64,
     pub edema_strength: f64,
     mass: f64,
     mass_sigma: f64,

@@ -4,8 +4,8 @@
 //! maps patch coordinates to case coordinates, so a patch is cut, rotated, scaled and
 //! mirrored in a single resampling pass ([`super::sampler::extract_patch`]): images with
 //! trilinear interpolation, labels with nearest neighbour, zero outside the case. Intensity
-//! augmentations (Gaussian noise, Gaussian blur, brightness, contrast, gamma) then act on
-//! each modality's patch separately. Every probability and range is in [`AugmentConfig`].
+//! augmentations (a bias field, off by default and not nnU-Net's; Gaussian noise, Gaussian
+//! blur, brightness, contrast, gamma) then act on each modality's patch separately. Every probability and range is in [`AugmentConfig`].
 //!
 //! All draws come from the caller's random stream, so an augmentation is a pure function of
 //! `(seed, epoch, iteration, item)` (see [`super::rng`]).
@@ -53,6 +53,16 @@ pub struct AugmentConfig {
     pub gamma_p: f64,
     /// Range of γ.
     pub gamma_range: [f64; 2],
+    /// Probability of a smooth multiplicative bias field (per modality), as MONAI's
+    /// `RandBiasField` and TorchIO's `RandomBiasField` draw it; not in nnU-Net, so 0 by
+    /// default at every preset.
+    pub bias_field_p: f64,
+    /// Largest absolute value of each coefficient of the field's log, a polynomial of
+    /// degree 2 in the patch's coordinates scaled to [−1, 1] (10 terms, drawn uniformly).
+    pub bias_field_coefficient: f64,
+    /// Range of the brain's mean over its s.d. on the scan's own scale (drawn uniformly), to
+    /// apply a bias of the raw intensities to the z-scored patch: `z ← b·z + (b − 1)·μ/σ`.
+    pub bias_field_mean_to_sd: [f64; 2],
 }
 
 impl Default for AugmentConfig {
@@ -75,6 +85,9 @@ impl Default for AugmentConfig {
             gamma_inverted_p: 0.1,
             gamma_p: 0.3,
             gamma_range: [0.7, 1.5],
+            bias_field_p: 0.0,
+            bias_field_coefficient: 0.15,
+            bias_field_mean_to_sd: [1.5, 4.0],
         }
     }
 }
@@ -93,6 +106,7 @@ impl AugmentConfig {
             contrast_p: 0.0,
             gamma_inverted_p: 0.0,
             gamma_p: 0.0,
+            bias_field_p: 0.0,
             ..Default::default()
         }
     }
@@ -111,6 +125,7 @@ impl AugmentConfig {
             ("contrast_p", self.contrast_p),
             ("gamma_inverted_p", self.gamma_inverted_p),
             ("gamma_p", self.gamma_p),
+            ("bias_field_p", self.bias_field_p),
         ];
         for (name, p) in probs {
             anyhow::ensure!(
@@ -125,6 +140,7 @@ impl AugmentConfig {
             ("brightness_range", self.brightness_range, true),
             ("contrast_range", self.contrast_range, true),
             ("gamma_range", self.gamma_range, true),
+            ("bias_field_mean_to_sd", self.bias_field_mean_to_sd, false),
         ];
         for (name, [lo, hi], positive) in ranges {
             anyhow::ensure!(
@@ -140,6 +156,11 @@ impl AugmentConfig {
         anyhow::ensure!(
             self.rotation_max_degrees.is_finite() && self.rotation_max_degrees >= 0.0,
             "augmentation.rotation_max_degrees must be >= 0"
+        );
+        anyhow::ensure!(
+            self.bias_field_coefficient.is_finite() && self.bias_field_coefficient >= 0.0,
+            "augmentation.bias_field_coefficient must be >= 0, got {}",
+            self.bias_field_coefficient
         );
         Ok(())
     }
@@ -253,9 +274,9 @@ fn factor<R: Rng + ?Sized>(rng: &mut R, [lo, hi]: [f64; 2]) -> f64 {
 }
 
 /// Applies the intensity augmentations to one modality's patch `data` of `dims`
-/// (`[x, y, z]`, x fastest), in nnU-Net's order: noise, blur, brightness, contrast,
-/// inverted gamma, gamma. `blur_patch` says whether this patch was chosen for blurring
-/// (a per-patch decision shared by its modalities).
+/// (`[x, y, z]`, x fastest): the bias field (when enabled), then nnU-Net's in its order:
+/// noise, blur, brightness, contrast, inverted gamma, gamma. `blur_patch` says whether this
+/// patch was chosen for blurring (a per-patch decision shared by its modalities).
 pub fn augment_intensity<R: Rng + ?Sized>(
     rng: &mut R,
     cfg: &AugmentConfig,
@@ -265,6 +286,18 @@ pub fn augment_intensity<R: Rng + ?Sized>(
 ) {
     if data.is_empty() {
         return;
+    }
+    // Checked first so that a configuration without it draws exactly the stream it drew
+    // before the field existed.
+    if cfg.bias_field_p > 0.0 && rng.random_bool(cfg.bias_field_p) {
+        let coefficients: [f64; 10] = std::array::from_fn(|_| {
+            uniform(
+                rng,
+                [-cfg.bias_field_coefficient, cfg.bias_field_coefficient],
+            )
+        });
+        let mean_to_sd = uniform(rng, cfg.bias_field_mean_to_sd);
+        bias_field(data, dims, &coefficients, mean_to_sd);
     }
     if rng.random_bool(cfg.noise_p) {
         let sd = uniform(rng, cfg.noise_variance).sqrt();
@@ -297,6 +330,51 @@ pub fn augment_intensity<R: Rng + ?Sized>(
     if rng.random_bool(cfg.gamma_p) {
         let g = factor(rng, cfg.gamma_range);
         gamma(data, g);
+    }
+}
+
+/// Multiplies the raw intensities under the z-scored patch `data` by the smooth field
+/// `b = exp(Σ c_k · m_k(x, y, z))` over the 10 monomials `m_k` of degree ≤ 2 of the
+/// coordinates scaled to [−1, 1]: `z ← b·z + (b − 1)·mean_to_sd`, the z-score the scan would
+/// have had with that bias against the same brain statistics. Voxels at exactly 0 (outside
+/// the brain after normalisation) stay 0.
+///
+/// Why: the bias of a real scan varies over the head (MRI coil sensitivity), and a network
+/// sees only its training scans' fields. Written here because the field acts on already
+/// z-scored patches, which the libraries' versions (on raw images) do not.
+fn bias_field(data: &mut [f32], dims: [usize; 3], c: &[f64; 10], mean_to_sd: f64) {
+    let scaled = |i: usize, n: usize| {
+        if n > 1 {
+            2.0 * i as f64 / (n - 1) as f64 - 1.0
+        } else {
+            0.0
+        }
+    };
+    let [nx, ny, nz] = dims;
+    for z in 0..nz {
+        let fz = scaled(z, nz);
+        for y in 0..ny {
+            let fy = scaled(y, ny);
+            let row = &mut data[(z * ny + y) * nx..(z * ny + y + 1) * nx];
+            for (x, v) in row.iter_mut().enumerate() {
+                if *v == 0.0 {
+                    continue;
+                }
+                let fx = scaled(x, nx);
+                let log_b = c[0]
+                    + c[1] * fx
+                    + c[2] * fy
+                    + c[3] * fz
+                    + c[4] * fx * fx
+                    + c[5] * fy * fy
+                    + c[6] * fz * fz
+                    + c[7] * fx * fy
+                    + c[8] * fx * fz
+                    + c[9] * fy * fz;
+                let b = log_b.exp();
+                *v = (b * *v as f64 + (b - 1.0) * mean_to_sd) as f32;
+            }
+        }
     }
 }
 
@@ -419,6 +497,50 @@ mod tests {
         let mut d = orig.clone();
         augment_intensity(&mut r, &AugmentConfig::none(), &mut d, [4, 4, 4], true);
         assert_eq!(d, orig);
+    }
+
+    #[test]
+    fn bias_field_scales_raw_intensities_and_spares_the_background() {
+        let dims = [5, 4, 3];
+        let orig: Vec<f32> = (0..60)
+            .map(|i| {
+                if i % 7 == 0 {
+                    0.0
+                } else {
+                    (i as f32 * 0.37).sin()
+                }
+            })
+            .collect();
+        // A constant field of 1.2 on a scan whose brain mean is 3 s.d.: z ← 1.2 z + 0.6.
+        let mut c = [0.0; 10];
+        c[0] = 1.2f64.ln();
+        let mut d = orig.clone();
+        bias_field(&mut d, dims, &c, 3.0);
+        for (a, b) in orig.iter().zip(&d) {
+            let want = if *a == 0.0 { 0.0 } else { 1.2 * a + 0.6 };
+            assert!((b - want).abs() < 1e-5, "{a} → {b}, want {want}");
+        }
+        // A ramp along x: the field is exp(∓0.2) at the two x faces, 1 in the middle.
+        let mut c = [0.0; 10];
+        c[1] = 0.2;
+        let mut d = vec![1.0f32; 60];
+        bias_field(&mut d, dims, &c, 2.0);
+        let at = |x: usize| d[(2 * 4 + 1) * 5 + x] as f64;
+        let f = |b: f64| b + (b - 1.0) * 2.0;
+        assert!((at(0) - f((-0.2f64).exp())).abs() < 1e-5);
+        assert!((at(2) - 1.0).abs() < 1e-6);
+        assert!((at(4) - f(0.2f64.exp())).abs() < 1e-5);
+        // On, through the configuration: every non-zero voxel moves, the zeros do not.
+        let cfg = AugmentConfig {
+            bias_field_p: 1.0,
+            ..AugmentConfig::none()
+        };
+        let mut d = orig.clone();
+        augment_intensity(&mut rng::stream(4, &[0]), &cfg, &mut d, dims, false);
+        for (a, b) in orig.iter().zip(&d) {
+            assert_eq!(*a == 0.0, *b == 0.0);
+        }
+        assert_ne!(d, orig);
     }
 
     #[test]
