@@ -20,7 +20,7 @@
 //! **Tumour tissues** (edema, necrosis, solid non-enhancing tumour, enhancing tumour) are
 //! drawn per case as z-scores, the unit in which the network sees them after its per-case
 //! normalisation, and turned into intensities against the case's own brain
-//! (`CaseModel::calibrate`). The distributions ([`TumourZ::draw`]) follow what real
+//! (`CaseModel::calibrate`). The distributions (`TumourZ::draw`) follow what real
 //! skull-stripped BraTS cases show (the README's `dataset stats` table): mean z of each
 //! labelled region and its spread across cases. Three facts of real glioma shape them:
 //! - enhancing tumour is told from everything else by T1c alone; on T1 and FLAIR it looks
