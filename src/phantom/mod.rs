@@ -14,9 +14,10 @@
 //!
 //! Tumours follow glioma (see `model`): an enhancing rim of variable thickness, patchy or
 //! absent, around necrosis; edema along white matter with finger-like borders; mass effect;
-//! sometimes a second focus; a heterogeneous core inside smooth edema. Contrasts (see [`contrast`]) are drawn per case, the tumour's
-//! as z-scores calibrated on real BraTS statistics; each sequence gets its own bias field,
-//! blur (often thick slices along one axis) and Rician noise.
+//! sometimes a second focus; a heterogeneous core inside smooth edema. Contrasts (see
+//! [`contrast`]) are drawn per case, the tumour's as z-scores calibrated on real BraTS
+//! statistics; each sequence gets its own bias field, blur (often thick slices along one
+//! axis) and Rician noise.
 
 pub mod contrast;
 mod geometry;

@@ -5,7 +5,8 @@
 //! mirrored in a single resampling pass ([`super::sampler::extract_patch`]): images with
 //! trilinear interpolation, labels with nearest neighbour, zero outside the case. Intensity
 //! augmentations (a bias field, off by default and not nnU-Net's; Gaussian noise, Gaussian
-//! blur, brightness, contrast, gamma) then act on each modality's patch separately. Every probability and range is in [`AugmentConfig`].
+//! blur, brightness, contrast, gamma) then act on each modality's patch separately. Every
+//! probability and range is in [`AugmentConfig`].
 //!
 //! All draws come from the caller's random stream, so an augmentation is a pure function of
 //! `(seed, epoch, iteration, item)` (see [`super::rng`]).
@@ -351,28 +352,21 @@ fn bias_field(data: &mut [f32], dims: [usize; 3], c: &[f64; 10], mean_to_sd: f64
         }
     };
     let [nx, ny, nz] = dims;
+    let fx: Vec<f64> = (0..nx).map(|x| scaled(x, nx)).collect();
     for z in 0..nz {
         let fz = scaled(z, nz);
         for y in 0..ny {
             let fy = scaled(y, ny);
+            // The log field along a row: a + b·fx + c4·fx², with the row's terms hoisted.
+            let a = c[0] + c[2] * fy + c[3] * fz + c[5] * fy * fy + c[6] * fz * fz + c[9] * fy * fz;
+            let b = c[1] + c[7] * fy + c[8] * fz;
             let row = &mut data[(z * ny + y) * nx..(z * ny + y + 1) * nx];
-            for (x, v) in row.iter_mut().enumerate() {
+            for (v, &fx) in row.iter_mut().zip(&fx) {
                 if *v == 0.0 {
                     continue;
                 }
-                let fx = scaled(x, nx);
-                let log_b = c[0]
-                    + c[1] * fx
-                    + c[2] * fy
-                    + c[3] * fz
-                    + c[4] * fx * fx
-                    + c[5] * fy * fy
-                    + c[6] * fz * fz
-                    + c[7] * fx * fy
-                    + c[8] * fx * fz
-                    + c[9] * fy * fz;
-                let b = log_b.exp();
-                *v = (b * *v as f64 + (b - 1.0) * mean_to_sd) as f32;
+                let gain = (a + fx * (b + c[4] * fx)).exp();
+                *v = (gain * *v as f64 + (gain - 1.0) * mean_to_sd) as f32;
             }
         }
     }
